@@ -1,0 +1,267 @@
+//! The hashing pipeline: worker threads claim pieces in order, read their spans with positioned
+//! reads into a small per-thread buffer (so the bytes are hashed while still in cache), and compute
+//! the piece's SHA-1 and, for v2, the SHA-256 of each 16 KiB block folded into the piece's subtree.
+//!
+//! Plain threads, not the async runtime: this is CPU work, and the pool is bounded by `threads`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use thiserror::Error;
+
+use crate::metainfo::merkle::{self, BLOCK_SIZE};
+use crate::storage::Layout;
+
+/// Bytes read at a time: a multiple of the v2 block size, small enough to stay in L2.
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Error)]
+pub enum HashError {
+    #[error("cannot open `{path}`: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{0}` became shorter while it was being hashed")]
+    Shrunk(PathBuf),
+    #[error("hashing was cancelled")]
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Any read failure stops the job (creating a torrent).
+    Strict,
+    /// A piece that cannot be read is recorded as unreadable and the job goes on (verifying).
+    Lenient,
+}
+
+pub struct Job<'a> {
+    pub layout: &'a Layout,
+    /// The file on disk for each layout file; `None` for pad files.
+    pub paths: &'a [Option<PathBuf>],
+    pub v1: bool,
+    pub v2: bool,
+    pub threads: usize,
+    pub mode: Mode,
+    /// Bytes hashed so far, for progress displays.
+    pub progress: &'a AtomicU64,
+    /// Set from outside to stop the job early.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+/// Per-piece results, indexed by piece.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PieceHashes {
+    /// SHA-1 of each piece (empty unless `v1`).
+    pub v1: Vec<[u8; 20]>,
+    /// Per piece: the root of its blocks' subtree, padded to the piece's width, or for a file no
+    /// larger than one piece, padded to the next power of two (then it is the file's root).
+    /// Empty unless `v2`.
+    pub v2: Vec<[u8; 32]>,
+    /// Pieces that could not be read (lenient mode only), in order.
+    pub unreadable: Vec<u64>,
+}
+
+struct PieceResult {
+    index: u64,
+    v1: [u8; 20],
+    v2: [u8; 32],
+    readable: bool,
+}
+
+pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
+    let count = job.layout.piece_count();
+    let next = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<HashError>> = Mutex::new(None);
+    let threads = job.threads.clamp(1, count.max(1) as usize);
+
+    let mut results: Vec<PieceResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut worker = Worker::new(job);
+                    let mut out = Vec::new();
+                    loop {
+                        if failed.load(Ordering::Relaxed)
+                            || job.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+                        {
+                            break;
+                        }
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        if index >= count {
+                            break;
+                        }
+                        match worker.piece(index) {
+                            Ok(r) => out.push(r),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                let mut slot =
+                                    first_error.lock().unwrap_or_else(|p| p.into_inner());
+                                slot.get_or_insert(e);
+                                break;
+                            }
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    if job.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) || results.len() as u64 != count {
+        return Err(HashError::Cancelled);
+    }
+    results.sort_unstable_by_key(|r| r.index);
+    let mut out = PieceHashes::default();
+    for r in results {
+        if job.v1 {
+            out.v1.push(r.v1);
+        }
+        if job.v2 {
+            out.v2.push(r.v2);
+        }
+        if !r.readable {
+            out.unreadable.push(r.index);
+        }
+    }
+    Ok(out)
+}
+
+struct Worker<'a> {
+    job: &'a Job<'a>,
+    buf: Vec<u8>,
+    open: Option<(usize, File)>,
+    leaves: Vec<[u8; 32]>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(job: &'a Job<'a>) -> Self {
+        Worker {
+            job,
+            buf: vec![0; CHUNK],
+            open: None,
+            leaves: Vec::new(),
+        }
+    }
+
+    fn piece(&mut self, index: u64) -> Result<PieceResult, HashError> {
+        let layout = self.job.layout;
+        let (start, end) = layout.piece_range(index);
+        let mut sha1 = Sha1::new();
+        self.leaves.clear();
+        let mut readable = true;
+        let mut v2_file = None;
+
+        for span in layout.spans(start, end - start) {
+            if span.pad {
+                if self.job.v1 {
+                    feed_zeros(&mut sha1, span.length);
+                }
+                continue;
+            }
+            v2_file.get_or_insert(span.file);
+            let mut done = 0u64;
+            while done < span.length {
+                let n = (span.length - done).min(CHUNK as u64) as usize;
+                match self.read(span.file, span.offset + done, n) {
+                    Ok(()) => {}
+                    Err(e) if self.job.mode == Mode::Lenient => {
+                        let _ = e;
+                        readable = false;
+                        self.buf[..n].fill(0);
+                    }
+                    Err(e) => return Err(e),
+                }
+                let data = &self.buf[..n];
+                if self.job.v1 {
+                    sha1.update(data);
+                }
+                if self.job.v2 {
+                    // Spans of v2 files start on block boundaries (files are piece-aligned).
+                    self.leaves.extend(
+                        data.chunks(BLOCK_SIZE as usize)
+                            .map(|b| -> [u8; 32] { Sha256::digest(b).into() }),
+                    );
+                }
+                self.job.progress.fetch_add(n as u64, Ordering::Relaxed);
+                done += n as u64;
+            }
+        }
+
+        let v2 = match v2_file {
+            Some(f) if self.job.v2 => {
+                let file_len = layout.files[f].length;
+                let width = if file_len <= layout.piece_length {
+                    self.leaves.len().max(1).next_power_of_two()
+                } else {
+                    (layout.piece_length / BLOCK_SIZE) as usize
+                };
+                merkle::v2_root(&self.leaves, width)
+            }
+            _ => [0; 32],
+        };
+        Ok(PieceResult {
+            index,
+            v1: if self.job.v1 {
+                sha1.finalize().into()
+            } else {
+                [0; 20]
+            },
+            v2,
+            readable,
+        })
+    }
+
+    fn read(&mut self, file: usize, offset: u64, n: usize) -> Result<(), HashError> {
+        let path = self.job.paths[file].as_deref().unwrap_or(Path::new(""));
+        if self.open.as_ref().map(|(i, _)| *i) != Some(file) {
+            let f = File::open(path).map_err(|source| HashError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+            self.open = Some((file, f));
+        }
+        let Some((_, f)) = &self.open else {
+            unreachable!("a file was opened just above")
+        };
+        f.read_exact_at(&mut self.buf[..n], offset)
+            .map_err(|source| {
+                if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                    HashError::Shrunk(path.to_owned())
+                } else {
+                    HashError::Read {
+                        path: path.to_owned(),
+                        source,
+                    }
+                }
+            })
+    }
+}
+
+fn feed_zeros(sha1: &mut Sha1, mut n: u64) {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        sha1.update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}

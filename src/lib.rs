@@ -1,0 +1,5 @@
+//! bitseed: publish a folder over BitTorrent.
+pub mod bencode;
+pub mod hash;
+pub mod metainfo;
+pub mod storage;
