@@ -5,7 +5,17 @@ mod cli;
 use clap::Parser;
 
 fn main() {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(err) if err.use_stderr() => {
+            // One line, like every other error; `--help` has the details.
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("bitseed: {first} (see --help)");
+            std::process::exit(2);
+        }
+        Err(err) => err.exit(),
+    };
     let code = match cli::run(args) {
         Ok(code) => code,
         Err(err) => {

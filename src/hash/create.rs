@@ -110,3 +110,137 @@ pub fn create(
     }
     .build()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::walk::{collect, WalkOptions};
+    use sha1::Sha1;
+    use sha2::{Digest, Sha256};
+
+    fn h(data: &[u8]) -> [u8; 32] {
+        Sha256::digest(data).into()
+    }
+    fn pair(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+        let mut x = a.to_vec();
+        x.extend_from_slice(b);
+        h(&x)
+    }
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+    fn opts(format: Format, piece_length: u64) -> CreateOptions {
+        CreateOptions {
+            format,
+            piece_length: Some(piece_length),
+            threads: 2,
+            private: false,
+            source: None,
+            trackers: vec![],
+            web_seeds: vec![],
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        }
+    }
+    fn make(files: &[(&str, &[u8])], format: Format, piece_length: u64) -> Metainfo {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        for (name, data) in files {
+            let p = root.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        }
+        let content = collect(&root, WalkOptions::default()).unwrap();
+        create(
+            &content,
+            &opts(format, piece_length),
+            &AtomicU64::new(0),
+            None,
+        )
+        .unwrap()
+    }
+
+    const B: usize = 16 * 1024;
+
+    // Roots worked out from the definition in BEP 52, block by block.
+    #[test]
+    fn v2_roots_by_hand() {
+        let one = bytes(1, 1);
+        let block = bytes(B, 2);
+        let block_plus = bytes(B + 1, 3);
+        let big = bytes(5 * B, 4); // 80 KiB in 32 KiB pieces: 3 pieces
+        let meta = make(
+            &[("a", &one), ("b", &block), ("c", &block_plus), ("d", &big)],
+            Format::V2,
+            2 * B as u64,
+        );
+        let roots: Vec<[u8; 32]> = meta.files.iter().map(|f| f.pieces_root.unwrap()).collect();
+        assert_eq!(roots[0], h(&one));
+        assert_eq!(roots[1], h(&block));
+        assert_eq!(roots[2], pair(&h(&block_plus[..B]), &h(&block_plus[B..])));
+        let l: Vec<[u8; 32]> = big.chunks(B).map(h).collect();
+        let z = [0u8; 32];
+        let p = [pair(&l[0], &l[1]), pair(&l[2], &l[3]), pair(&l[4], &z)];
+        let zero_piece = pair(&z, &z);
+        assert_eq!(meta.piece_layers[&roots[3]], p.to_vec());
+        assert_eq!(
+            roots[3],
+            pair(&pair(&p[0], &p[1]), &pair(&p[2], &zero_piece))
+        );
+        // Only the file larger than a piece has a layer.
+        assert_eq!(meta.piece_layers.len(), 1);
+    }
+
+    // v1 pieces over files laid end to end, compared with SHA-1 of the plain concatenation.
+    #[test]
+    fn v1_pieces_cross_files_like_the_concatenation() {
+        let a = bytes(B + 100, 5);
+        let b = bytes(10, 6);
+        let c = bytes(3 * B, 7);
+        let meta = make(&[("x/a", &a), ("x/b", &b), ("y", &c)], Format::V1, B as u64);
+        let all = [a, b, c].concat();
+        let expected: Vec<[u8; 20]> = all.chunks(B).map(|p| Sha1::digest(p).into()).collect();
+        assert_eq!(meta.pieces, expected);
+        let merkle = make(&[("x/a", &all)], Format::Merkle, B as u64);
+        assert_eq!(
+            merkle.root_hash,
+            Some(crate::metainfo::merkle::bep30_root(&expected))
+        );
+    }
+
+    // Hybrid: v1 pieces include the pad files' zeros, and v2 roots equal a v2-only torrent's.
+    #[test]
+    fn hybrid_pads_hash_as_zeros() {
+        let a = bytes(100, 8);
+        let b = bytes(B + 5, 9);
+        let hybrid = make(&[("a", &a), ("b", &b)], Format::Hybrid, B as u64);
+        let v2 = make(&[("a", &a), ("b", &b)], Format::V2, B as u64);
+        let mut stream = a.clone();
+        stream.resize(B, 0);
+        stream.extend_from_slice(&b);
+        let expected: Vec<[u8; 20]> = stream.chunks(B).map(|p| Sha1::digest(p).into()).collect();
+        assert_eq!(hybrid.pieces, expected);
+        let roots = |m: &Metainfo| -> Vec<[u8; 32]> {
+            m.files.iter().filter_map(|f| f.pieces_root).collect()
+        };
+        assert_eq!(roots(&hybrid), roots(&v2));
+        assert_eq!(hybrid.files.iter().filter(|f| f.pad).count(), 1);
+    }
+
+    #[test]
+    fn empty_content_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("e"), b"").unwrap();
+        let content = collect(dir.path(), WalkOptions::default()).unwrap();
+        let err = create(
+            &content,
+            &opts(Format::V1, B as u64),
+            &AtomicU64::new(0),
+            None,
+        );
+        assert!(matches!(err, Err(CreateError::Empty(_))));
+    }
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary: each module drives the real `bitseed` binary over real files and
+//! sockets, and the interop modules use real BitTorrent clients.
+
+mod common;
+mod create;
