@@ -19,6 +19,9 @@ use crate::storage::Layout;
 
 /// Bytes read at a time: a multiple of the v2 block size, small enough to stay in L2.
 const CHUNK: usize = 256 * 1024;
+/// Pieces are claimed in runs of about this many bytes, so that small files are mostly opened
+/// by one worker, not by every worker whose piece touches them.
+const CLAIM_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum HashError {
@@ -86,6 +89,7 @@ pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<HashError>> = Mutex::new(None);
     let threads = job.threads.clamp(1, count.max(1) as usize);
+    let run = (CLAIM_BYTES / job.layout.piece_length).max(1);
 
     let mut results: Vec<PieceResult> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -99,19 +103,16 @@ pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
                         {
                             break;
                         }
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= count {
+                        let first = next.fetch_add(run, Ordering::Relaxed);
+                        if first >= count {
                             break;
                         }
-                        match worker.piece(index) {
-                            Ok(r) => out.push(r),
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                let mut slot =
-                                    first_error.lock().unwrap_or_else(|p| p.into_inner());
-                                slot.get_or_insert(e);
-                                break;
-                            }
+                        let end = (first + run).min(count);
+                        if let Err(e) = worker.pieces(first..end, &mut out) {
+                            failed.store(true, Ordering::Relaxed);
+                            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                            slot.get_or_insert(e);
+                            break;
                         }
                     }
                     out
@@ -161,6 +162,17 @@ impl<'a> Worker<'a> {
             open: None,
             leaves: Vec::new(),
         }
+    }
+
+    fn pieces(
+        &mut self,
+        range: std::ops::Range<u64>,
+        out: &mut Vec<PieceResult>,
+    ) -> Result<(), HashError> {
+        for index in range {
+            out.push(self.piece(index)?);
+        }
+        Ok(())
     }
 
     fn piece(&mut self, index: u64) -> Result<PieceResult, HashError> {
