@@ -1,5 +1,8 @@
 //! bitseed: publish a folder over BitTorrent.
 pub mod bencode;
+pub mod catalog;
+pub mod config;
 pub mod hash;
 pub mod metainfo;
 pub mod storage;
+pub mod web;

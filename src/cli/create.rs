@@ -104,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         WalkOptions {
             include_hidden: args.include_hidden,
             follow_symlinks: args.follow_symlinks,
+            skip_temporary: false,
         },
     )?;
     let output = args

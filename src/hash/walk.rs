@@ -26,6 +26,8 @@ pub enum WalkError {
 pub struct WalkOptions {
     pub include_hidden: bool,
     pub follow_symlinks: bool,
+    /// Also skip names of files still being written (`*.part`, `*.tmp`, `*.crdownload`, `~*`).
+    pub skip_temporary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,14 @@ impl Content {
 
 pub fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
+}
+
+/// Names that downloaders and editors give files while they are still being written.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('~')
+        || [".part", ".tmp", ".crdownload"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
 }
 
 /// Lists the files of `root`. The root itself is taken even if hidden or a symlink: it was named.
@@ -118,7 +128,9 @@ pub fn collect(root: &Path, opts: WalkOptions) -> Result<Content, WalkError> {
             .file_name()
             .to_str()
             .ok_or_else(|| WalkError::NotUtf8(entry.path().to_owned()))?;
-        if !opts.include_hidden && is_hidden(file_name) {
+        if (!opts.include_hidden && is_hidden(file_name))
+            || (opts.skip_temporary && is_temporary(file_name))
+        {
             content.skipped_hidden += 1;
             if entry.file_type().is_dir() {
                 walker.skip_current_dir();
@@ -195,6 +207,7 @@ mod tests {
             WalkOptions {
                 include_hidden: true,
                 follow_symlinks: true,
+                skip_temporary: false,
             },
         )
         .unwrap();

@@ -23,6 +23,33 @@ pub struct ContentHashes {
     pub v2_files: Vec<Option<V2FileHashes>>,
 }
 
+impl ContentHashes {
+    /// The hashes a torrent already holds, to rebuild it (under another name, say) without
+    /// reading the data again. `None` for Merkle torrents, which keep only their root.
+    pub fn from_metainfo(meta: &Metainfo) -> Option<ContentHashes> {
+        if meta.format == Format::Merkle {
+            return None;
+        }
+        let v2_files = if meta.format.has_v2() {
+            meta.files
+                .iter()
+                .map(|f| {
+                    f.pieces_root.map(|root| V2FileHashes {
+                        root,
+                        layer: meta.piece_layers.get(&root).cloned().unwrap_or_default(),
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(ContentHashes {
+            pieces: meta.pieces.clone(),
+            v2_files,
+        })
+    }
+}
+
 /// The piece-space file list for `files` (sorted, real files): for hybrid torrents a BEP 47 pad
 /// file goes before every non-empty file that would not start on a piece boundary, which is the
 /// list libtorrent derives from the v2 file tree and compares against.

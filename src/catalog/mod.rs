@@ -1,0 +1,488 @@
+//! The catalog: what in the content folder is published. A walk at start, then a recursive watch;
+//! each top-level entry (a file, or a folder of files) is one torrent, hashed once it has stopped
+//! changing for the settle time, and remembered in the store so a restart hashes nothing that did
+//! not change.
+
+mod fingerprint;
+pub mod registry;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use fingerprint::Fingerprint;
+pub use registry::{Event, Published, PublishedFile, Registry, Status};
+use store::{Store, StoreError, StoredEntry};
+
+use crate::hash::walk::{self, Content, WalkOptions};
+use crate::hash::{self, CreateOptions};
+use crate::metainfo::{piece_size, plan_files, ContentHashes, Format, Metainfo, NewTorrent};
+
+/// How torrents are made from entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorrentOptions {
+    pub format: Format,
+    /// 0: the automatic rule.
+    pub piece_size: u64,
+    pub private: bool,
+    pub hash_threads: usize,
+    pub hash_jobs: usize,
+}
+
+impl TorrentOptions {
+    /// What a stored torrent must match to be reused as it is.
+    fn key(&self) -> String {
+        format!("{}/{}/{}", self.format, self.piece_size, self.private)
+    }
+}
+
+const WALK: WalkOptions = WalkOptions {
+    include_hidden: false,
+    follow_symlinks: false,
+    skip_temporary: true,
+};
+
+/// Watcher events waiting to be handled; past this the catalog rescans everything instead.
+const EVENT_QUEUE: usize = 4096;
+
+pub struct Catalog {
+    content: PathBuf,
+    settle: Duration,
+    options: TorrentOptions,
+    registry: Arc<Registry>,
+    store: Mutex<Store>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Entries with a change not yet handled, and when it was last seen.
+    dirty: HashMap<String, Instant>,
+    /// Entries with a job running, and when it started.
+    running: HashMap<String, Instant>,
+    /// Fingerprints of what is published.
+    published: HashMap<String, Fingerprint>,
+    /// Torrents of entries that went away, by content key: a rename reuses their hashes.
+    retired: HashMap<String, Vec<u8>>,
+}
+
+/// What a background job found.
+enum JobResult {
+    Unchanged,
+    Gone,
+    Publish(Box<Published>, Fingerprint, bool),
+    Failed(String),
+}
+
+impl Catalog {
+    pub fn open(
+        content: PathBuf,
+        state_dir: &Path,
+        settle: Duration,
+        options: TorrentOptions,
+        registry: Arc<Registry>,
+    ) -> Result<Arc<Catalog>, StoreError> {
+        let store = Store::open(state_dir)?;
+        Ok(Arc::new(Catalog {
+            content,
+            settle,
+            options,
+            registry,
+            store: Mutex::new(store),
+            state: Mutex::new(State::default()),
+        }))
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs until `shutdown`: the start-up scan, then the watch loop.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.content)?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.startup()).await??;
+
+        let (tx, mut rx) = mpsc::channel::<String>(EVENT_QUEUE);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let root = std::fs::canonicalize(&self.content)?;
+        let watch_root = root.clone();
+        let watch_overflow = overflow.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                let Ok(event) = res else {
+                    watch_overflow.store(true, Ordering::Relaxed);
+                    return;
+                };
+                // Opening and reading (our own hashing and serving among them) change nothing.
+                if matches!(event.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
+                for path in event.paths {
+                    if let Some(name) = top_level_name(&watch_root, &path) {
+                        if tx.try_send(name).is_err() {
+                            watch_overflow.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })?;
+        watcher.watch(&root, RecursiveMode::Recursive)?;
+
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Instant, JobResult)>();
+        let tick = (self.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let mut ticker = tokio::time::interval(tick);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(name) = rx.recv() => {
+                    self.state().dirty.insert(name, Instant::now());
+                }
+                Some((name, started, result)) = done_rx.recv() => {
+                    self.finish(name, started, result);
+                }
+                _ = ticker.tick() => {
+                    if overflow.swap(false, Ordering::Relaxed) {
+                        tracing::warn!("watch events overflowed; rescanning the content folder");
+                        self.mark_all_dirty();
+                    }
+                    self.start_ready_jobs(&done_tx);
+                }
+            }
+        }
+        drop(watcher);
+        Ok(())
+    }
+
+    /// Publishes every entry that is unchanged since it was stored, and marks the rest to hash.
+    fn startup(&self) -> anyhow::Result<()> {
+        let stored: HashMap<String, StoredEntry> = self
+            .store()
+            .all()?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        let names = self.list_entries()?;
+        let (mut reused, mut queued) = (0, 0);
+        for name in &names {
+            let path = self.content.join(name);
+            let content = match walk::collect(&path, WALK) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("cannot read `{}`: {e}", path.display());
+                    continue;
+                }
+            };
+            let fp = Fingerprint::of(&content);
+            let reuse = stored
+                .get(name)
+                .filter(|s| s.fingerprint == fp.encode() && s.options == self.options.key());
+            match reuse.and_then(|s| Metainfo::from_bytes(&s.torrent).ok()) {
+                Some(meta) => {
+                    self.publish_now(name, &content, meta, fp);
+                    reused += 1;
+                }
+                None => {
+                    self.state().dirty.insert(name.clone(), Instant::now());
+                    queued += 1;
+                }
+            }
+        }
+        // Stored entries no longer in the folder: forget them, but keep their hashes for a rename.
+        for (name, s) in stored {
+            if !names.contains(&name) {
+                self.store().remove(&name)?;
+                self.state().retired.insert(s.content_key, s.torrent);
+            }
+        }
+        tracing::info!(
+            "catalog: {reused} entries unchanged since last run (nothing to hash), {queued} to hash"
+        );
+        Ok(())
+    }
+
+    /// Top-level names in the content folder that can be published.
+    fn list_entries(&self) -> std::io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.content)? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str() {
+                if publishable_name(name) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn mark_all_dirty(&self) {
+        let names = self.list_entries().unwrap_or_default();
+        let now = Instant::now();
+        let mut st = self.state();
+        let known: Vec<String> = st.published.keys().cloned().collect();
+        for name in names.into_iter().chain(known) {
+            st.dirty.insert(name, now);
+        }
+    }
+
+    fn start_ready_jobs(
+        self: &Arc<Self>,
+        done: &mpsc::UnboundedSender<(String, Instant, JobResult)>,
+    ) {
+        let now = Instant::now();
+        let ready: Vec<String> = {
+            let st = self.state();
+            let free = self.options.hash_jobs.saturating_sub(st.running.len());
+            let mut ready: Vec<(&String, &Instant)> = st
+                .dirty
+                .iter()
+                .filter(|(name, last)| {
+                    now.duration_since(**last) >= self.settle && !st.running.contains_key(*name)
+                })
+                .collect();
+            ready.sort_by_key(|(_, last)| **last);
+            ready
+                .into_iter()
+                .take(free)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        for name in ready {
+            {
+                let mut st = self.state();
+                st.dirty.remove(&name);
+                st.running.insert(name.clone(), now);
+            }
+            let this = self.clone();
+            let done = done.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = this.job(&name);
+                let _ = done.send((name, now, result));
+            });
+        }
+    }
+
+    /// Looks at one entry and hashes it if it changed (runs on a blocking thread).
+    fn job(&self, name: &str) -> JobResult {
+        let path = self.content.join(name);
+        if !publishable_name(name) {
+            return JobResult::Gone;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Err(_) => return JobResult::Gone,
+            // Never follow a link out of the content folder.
+            Ok(m) if m.file_type().is_symlink() => return JobResult::Gone,
+            Ok(_) => {}
+        }
+        let content = match walk::collect(&path, WALK) {
+            Ok(c) => c,
+            Err(walk::WalkError::NotFound(_)) => return JobResult::Gone,
+            Err(e) => return JobResult::Failed(e.to_string()),
+        };
+        let fp = Fingerprint::of(&content);
+        if self.state().published.get(name) == Some(&fp) {
+            return JobResult::Unchanged;
+        }
+        if content.total() == 0 {
+            return JobResult::Failed("no content yet (zero bytes)".into());
+        }
+        // A renamed entry: same files, same options — rebuild under the new name from its hashes.
+        let retired = self.state().retired.get(&fp.content_key()).cloned();
+        if let Some(meta) = retired.and_then(|t| self.rebuild(&content, &t)) {
+            return JobResult::Publish(Box::new(self.published(name, &content, meta)), fp, false);
+        }
+
+        let done = Arc::new(AtomicU64::new(0));
+        self.registry
+            .set_hashing(name, content.total(), done.clone());
+        tracing::info!("hashing `{name}` ({} bytes)", content.total());
+        let started = Instant::now();
+        match hash::create(&content, &self.create_options(), &done, None) {
+            Ok(meta) => {
+                self.registry
+                    .hashed_bytes
+                    .fetch_add(content.total(), Ordering::Relaxed);
+                tracing::info!(
+                    "hashed `{name}` in {:.2} s",
+                    started.elapsed().as_secs_f64()
+                );
+                JobResult::Publish(Box::new(self.published(name, &content, meta)), fp, true)
+            }
+            Err(e) => JobResult::Failed(e.to_string()),
+        }
+    }
+
+    fn create_options(&self) -> CreateOptions {
+        CreateOptions {
+            format: self.options.format,
+            piece_length: (self.options.piece_size != 0).then_some(self.options.piece_size),
+            threads: if self.options.hash_threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                self.options.hash_threads
+            },
+            private: self.options.private,
+            source: None,
+            trackers: Vec::new(),
+            web_seeds: Vec::new(),
+            comment: None,
+            created_by: Some(format!("bitseed {}", env!("CARGO_PKG_VERSION"))),
+            creation_date: None,
+        }
+    }
+
+    /// The retired torrent's hashes under this entry's name, if it was made the same way.
+    fn rebuild(&self, content: &Content, torrent: &[u8]) -> Option<Metainfo> {
+        let old = Metainfo::from_bytes(torrent).ok()?;
+        let wanted = if self.options.piece_size == 0 {
+            piece_size::auto(content.total())
+        } else {
+            self.options.piece_size
+        };
+        if old.format != self.options.format
+            || old.private != self.options.private
+            || old.piece_length != wanted
+        {
+            return None;
+        }
+        let hashes = ContentHashes::from_metainfo(&old)?;
+        let listed: Vec<(Vec<String>, u64)> = content
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.length))
+            .collect();
+        NewTorrent {
+            name: content.name.clone(),
+            format: old.format,
+            piece_length: old.piece_length,
+            single_file: content.single_file,
+            files: plan_files(&listed, old.format, old.piece_length),
+            hashes,
+            private: old.private,
+            source: None,
+            trackers: Vec::new(),
+            web_seeds: Vec::new(),
+            comment: None,
+            created_by: old.created_by.clone(),
+            creation_date: None,
+        }
+        .build()
+        .ok()
+    }
+
+    fn published(&self, name: &str, content: &Content, meta: Metainfo) -> Published {
+        let mut real = content.files.iter();
+        let files = meta
+            .files
+            .iter()
+            .map(|f| {
+                if f.pad {
+                    None
+                } else {
+                    real.next().map(|s| PublishedFile {
+                        disk: s.disk.clone(),
+                        length: s.length,
+                        mtime: s.mtime,
+                    })
+                }
+            })
+            .collect();
+        Published {
+            name: name.to_owned(),
+            disk: self.content.join(name),
+            meta,
+            files,
+        }
+    }
+
+    fn publish_now(&self, name: &str, content: &Content, meta: Metainfo, fp: Fingerprint) {
+        let p = Arc::new(self.published(name, content, meta));
+        self.state().published.insert(name.to_owned(), fp);
+        self.registry.publish(p);
+    }
+
+    /// Handles a finished job, unless the entry changed again meanwhile (it is then redone).
+    fn finish(&self, name: String, started: Instant, result: JobResult) {
+        let changed_since = {
+            let mut st = self.state();
+            st.running.remove(&name);
+            st.dirty.get(&name).is_some_and(|t| *t > started)
+        };
+        if changed_since {
+            return;
+        }
+        match result {
+            JobResult::Unchanged => {}
+            JobResult::Gone => self.unpublish(&name),
+            JobResult::Failed(why) => {
+                tracing::warn!("cannot publish `{name}`: {why}");
+                self.state().published.remove(&name);
+                self.registry.set_failed(&name, why);
+            }
+            JobResult::Publish(p, fp, hashed) => {
+                let entry = StoredEntry {
+                    name: name.clone(),
+                    fingerprint: fp.encode(),
+                    content_key: fp.content_key(),
+                    options: self.options.key(),
+                    torrent: p.meta.to_bytes(),
+                };
+                if let Err(e) = self.store().put(&entry) {
+                    tracing::error!("cannot store `{name}`: {e}");
+                }
+                tracing::info!(
+                    "published `{name}`: {} torrent, {} bytes, info hash {}{}",
+                    p.meta.format,
+                    p.meta.total_size(),
+                    hex::encode(p.wire_hash()),
+                    if hashed { "" } else { " (hashes reused)" }
+                );
+                self.state().published.insert(name, fp);
+                self.registry.publish(Arc::new(*p));
+            }
+        }
+    }
+
+    fn unpublish(&self, name: &str) {
+        let known = self.state().published.remove(name);
+        if let Some(Status::Published(p)) = self.registry.status(name) {
+            if let Some(fp) = &known {
+                self.state()
+                    .retired
+                    .insert(fp.content_key(), p.meta.to_bytes());
+            }
+            tracing::info!("unpublished `{name}` (gone from the content folder)");
+        }
+        self.registry.remove(name);
+        if let Err(e) = self.store().remove(name) {
+            tracing::error!("cannot remove `{name}` from the store: {e}");
+        }
+    }
+}
+
+/// A top-level name that may become a torrent: not hidden, not a file still being written.
+pub fn publishable_name(name: &str) -> bool {
+    !walk::is_hidden(name) && !walk::is_temporary(name)
+}
+
+/// The top-level entry of the content folder that `path` belongs to.
+fn top_level_name(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let first = rel.components().next()?;
+    first.as_os_str().to_str().map(str::to_owned)
+}

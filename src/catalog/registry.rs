@@ -1,0 +1,210 @@
+//! What is published right now, shared by the web face, the tracker and the seeder: by entry name
+//! (with hashing progress) and by info hash. Listeners registered at start-up learn of every
+//! publish and retire, which is how the tracker and seeder hear of torrents (data flows one way).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use crate::metainfo::Metainfo;
+
+/// A published torrent and where its bytes are.
+#[derive(Debug)]
+pub struct Published {
+    /// The entry's name in the content folder (a file or folder at its top level).
+    pub name: String,
+    /// `content/name`.
+    pub disk: PathBuf,
+    pub meta: Metainfo,
+    /// Each real file's path on disk, length and mtime when hashed, in `meta.files` order with
+    /// pad files as `None`: what the seeder and web seed read, and check for changes.
+    pub files: Vec<Option<PublishedFile>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedFile {
+    pub disk: PathBuf,
+    pub length: u64,
+    pub mtime: Option<SystemTime>,
+}
+
+impl Published {
+    /// The 20-byte hash trackers and handshakes use.
+    pub fn wire_hash(&self) -> [u8; 20] {
+        self.meta.info_hash.wire().unwrap_or([0; 20])
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Status {
+    Hashing { total: u64, done: Arc<AtomicU64> },
+    Published(Arc<Published>),
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Published(Arc<Published>),
+    Retired(Arc<Published>),
+}
+
+type Listener = Box<dyn Fn(&Event) + Send + Sync>;
+
+#[derive(Default)]
+pub struct Registry {
+    entries: RwLock<BTreeMap<String, Status>>,
+    /// Keyed by both the v1 hash and the 20-byte truncated v2 hash.
+    by_hash: RwLock<HashMap<[u8; 20], Arc<Published>>>,
+    listeners: RwLock<Vec<Listener>>,
+    /// Bytes hashed since start (a restart over unchanged content hashes none).
+    pub hashed_bytes: AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    pub fn listen(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(f));
+    }
+
+    fn emit(&self, e: &Event) {
+        for l in self
+            .listeners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            l(e);
+        }
+    }
+
+    /// Every entry with its status, in name order.
+    pub fn entries(&self) -> Vec<(String, Status)> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn status(&self, name: &str) -> Option<Status> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn published(&self, name: &str) -> Option<Arc<Published>> {
+        match self.status(name) {
+            Some(Status::Published(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// By 20-byte v1 hash or truncated v2 hash.
+    pub fn by_hash(&self, hash: &[u8; 20]) -> Option<Arc<Published>> {
+        self.by_hash
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    /// Finds a published torrent by hex info hash (v1: 40, v2: 64 characters).
+    pub fn by_hex(&self, hex_hash: &str) -> Option<Arc<Published>> {
+        let bytes = hex::decode(hex_hash).ok()?;
+        let key: [u8; 20] = bytes.get(..20)?.try_into().ok()?;
+        let p = self.by_hash(&key)?;
+        let full_match = match bytes.len() {
+            20 => p.meta.info_hash.v1 == Some(key),
+            32 => p.meta.info_hash.v2.map(|h| h.to_vec()) == Some(bytes),
+            _ => false,
+        };
+        full_match.then_some(p)
+    }
+
+    pub fn set_hashing(&self, name: &str, total: u64, done: Arc<AtomicU64>) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), Status::Hashing { total, done });
+    }
+
+    pub fn set_failed(&self, name: &str, why: String) {
+        let old = self
+            .entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), Status::Failed(why));
+        self.retire_old(old);
+    }
+
+    /// Publishes `p` under its name, retiring whatever was published under that name before.
+    pub fn publish(&self, p: Arc<Published>) {
+        {
+            let mut by_hash = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+            for key in hash_keys(&p) {
+                by_hash.insert(key, p.clone());
+            }
+        }
+        let old = self
+            .entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(p.name.clone(), Status::Published(p.clone()));
+        if let Some(Status::Published(old)) = &old {
+            if hash_keys(old) == hash_keys(&p) {
+                self.emit(&Event::Published(p));
+                return;
+            }
+        }
+        self.retire_old(old);
+        self.emit(&Event::Published(p));
+    }
+
+    /// Removes an entry (deleted from the folder).
+    pub fn remove(&self, name: &str) {
+        let old = self
+            .entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.retire_old(old);
+    }
+
+    fn retire_old(&self, old: Option<Status>) {
+        if let Some(Status::Published(old)) = old {
+            {
+                let mut by_hash = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+                for key in hash_keys(&old) {
+                    if by_hash.get(&key).is_some_and(|p| Arc::ptr_eq(p, &old)) {
+                        by_hash.remove(&key);
+                    }
+                }
+            }
+            self.emit(&Event::Retired(old));
+        }
+    }
+}
+
+fn hash_keys(p: &Published) -> Vec<[u8; 20]> {
+    let mut keys = Vec::new();
+    if let Some(v1) = p.meta.info_hash.v1 {
+        keys.push(v1);
+    }
+    if let Some(v2) = p.meta.info_hash.v2 {
+        let mut k = [0; 20];
+        k.copy_from_slice(&v2[..20]);
+        keys.push(k);
+    }
+    keys
+}

@@ -1,0 +1,179 @@
+//! `bitseed serve`: the whole product in one process — catalog, web face, tracker and seeder.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use bitseed::catalog::{Catalog, Registry, TorrentOptions};
+use bitseed::config::{Overrides, Settings};
+use bitseed::web::{self as face, NoSwarm, WebState};
+use tokio_util::sync::CancellationToken;
+
+/// Publish the content folder: every top-level file or folder in it becomes a torrent that is
+/// listed on the web page, tracked and seeded, with HTTP as a web seed.
+///
+/// Settings come from defaults, then bitseed.toml (or --config), then BITSEED_* environment
+/// variables (BITSEED_CONTENT, BITSEED_HTTP__LISTEN, ...), then these flags. Every key is
+/// documented in deploy/bitseed.example.toml.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Configuration file [default: ./bitseed.toml if present].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The folder to publish [default: ./content].
+    #[arg(long, value_name = "DIR")]
+    content: Option<PathBuf>,
+    /// State folder for the catalog and counters [default: ./.bitseed].
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// HTTP address for the page, API, tracker and web seed [default: 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// UDP tracker address [default: 0.0.0.0:6969].
+    #[arg(long, value_name = "ADDR")]
+    udp: Option<String>,
+    /// The public URL of this server, used in served torrents [default: the request's Host].
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Torrent format for published entries: v1, merkle, v2 or hybrid [default: v1].
+    #[arg(long)]
+    format: Option<String>,
+    /// Seconds an entry must stay unchanged before it is hashed [default: 2].
+    #[arg(long, value_name = "SECS")]
+    settle: Option<f64>,
+    /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
+    #[arg(long)]
+    log_json: bool,
+    /// Load and validate the configuration, print the effective settings, and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+impl Args {
+    fn overrides(&self) -> Overrides {
+        let mut o: Overrides = Vec::new();
+        let mut set = |key, v: Option<String>| {
+            if let Some(v) = v {
+                o.push((key, v));
+            }
+        };
+        set(
+            "content",
+            self.content.as_ref().map(|p| p.display().to_string()),
+        );
+        set(
+            "state",
+            self.state.as_ref().map(|p| p.display().to_string()),
+        );
+        set("http.listen", self.http.clone());
+        set("udp.listen", self.udp.clone());
+        set("public_url", self.public_url.clone());
+        set("torrent.format", self.format.clone());
+        set("catalog.settle_secs", self.settle.map(|s| s.to_string()));
+        o
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let settings = Settings::load(args.config.as_deref(), &args.overrides())?;
+    if args.check {
+        println!("{}", toml::to_string_pretty(&settings)?);
+        return Ok(0);
+    }
+    init_logging(args.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bitseed")
+        .build()?;
+    runtime.block_on(serve(settings))?;
+    Ok(0)
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let registry = Registry::new();
+    let catalog = Catalog::open(
+        settings.content.clone(),
+        &settings.state,
+        settings.settle(),
+        TorrentOptions {
+            format: settings.torrent.format,
+            piece_size: settings.torrent.piece_size,
+            private: settings.torrent.private,
+            hash_threads: settings.catalog.hash_threads,
+            hash_jobs: settings.catalog.hash_jobs,
+        },
+        registry.clone(),
+    )?;
+
+    let state = web::Data::new(WebState {
+        registry: registry.clone(),
+        swarm: Arc::new(NoSwarm),
+        public_url: settings.public_url.clone(),
+        file_bytes: Default::default(),
+    });
+    let listener = std::net::TcpListener::bind(settings.http.listen)
+        .with_context(|| format!("cannot listen on http.listen {}", settings.http.listen))?;
+    tracing::info!("http listening on {}", listener.local_addr()?);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(face::cors())
+            .configure(face::configure)
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(3)
+    .run();
+    let http = server.handle();
+    let http_task = tokio::spawn(server);
+
+    let catalog_task = tokio::spawn(catalog.clone().run(shutdown.child_token()));
+    tracing::info!(
+        "publishing {} (state in {})",
+        settings.content.display(),
+        settings.state.display()
+    );
+
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+    http.stop(true).await;
+    let _ = http_task.await;
+    match catalog_task.await {
+        Ok(Err(e)) => tracing::error!("catalog: {e:#}"),
+        Err(e) => tracing::error!("catalog task: {e}"),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

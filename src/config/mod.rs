@@ -1,0 +1,220 @@
+//! One settings struct for `bitseed serve`: defaults < `bitseed.toml` (or `--config FILE`) <
+//! `BITSEED_*` environment variables < command-line flags, merged by the `config` crate.
+//!
+//! Environment variables name a key with `_` after the prefix and `__` between sections:
+//! `BITSEED_CONTENT=/srv/content`, `BITSEED_HTTP__LISTEN=0.0.0.0:80`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::metainfo::{piece_size, Format};
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: `{key}`: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The watched folder: each top-level file or folder in it is published as one torrent.
+    pub content: PathBuf,
+    /// Where bitseed keeps its state (the SQLite catalog, tracker counts, keys).
+    pub state: PathBuf,
+    /// The URL this server is reached at (e.g. `https://example.com`), used in the announce and
+    /// web-seed URLs written into served torrents. Unset: taken from each request's Host header.
+    pub public_url: Option<String>,
+    pub http: HttpSettings,
+    pub udp: UdpSettings,
+    pub torrent: TorrentSettings,
+    pub catalog: CatalogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address of the web page, API, tracker (/announce, /scrape) and web seed (/files).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpSettings {
+    /// Address of the UDP tracker (BEP 15).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TorrentSettings {
+    /// v1, merkle, v2 or hybrid.
+    pub format: Format,
+    /// Piece size in bytes (a power of two from 16 KiB to 64 MiB), or 0 for the automatic rule.
+    pub piece_size: u64,
+    /// Mark published torrents private (BEP 27).
+    pub private: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSettings {
+    /// Seconds a new or changed entry must stay unchanged before it is hashed.
+    pub settle_secs: f64,
+    /// Entries hashed at the same time.
+    pub hash_jobs: usize,
+    /// Threads per hashing job (0: the number of CPUs).
+    pub hash_threads: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            content: PathBuf::from("./content"),
+            state: PathBuf::from("./.bitseed"),
+            public_url: None,
+            http: HttpSettings::default(),
+            udp: UdpSettings::default(),
+            torrent: TorrentSettings::default(),
+            catalog: CatalogSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+impl Default for UdpSettings {
+    fn default() -> Self {
+        UdpSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6969)),
+        }
+    }
+}
+
+impl Default for TorrentSettings {
+    fn default() -> Self {
+        TorrentSettings {
+            format: Format::V1,
+            piece_size: 0,
+            private: false,
+        }
+    }
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        CatalogSettings {
+            settle_secs: 2.0,
+            hash_jobs: 1,
+            hash_threads: 0,
+        }
+    }
+}
+
+/// Command-line values that override everything else, as `(key, value)` pairs.
+pub type Overrides = Vec<(&'static str, String)>;
+
+impl Settings {
+    /// Loads defaults, then `file` (required when given, else `bitseed.toml` if present), then
+    /// `BITSEED_*` variables, then `overrides`; validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let mut b = config::Config::builder();
+        b = match file {
+            Some(f) => b.add_source(config::File::from(f).required(true)),
+            None => b.add_source(config::File::with_name("bitseed.toml").required(false)),
+        };
+        b = b.add_source(
+            config::Environment::with_prefix("BITSEED")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        for (key, value) in overrides {
+            b = b.set_override(*key, value.as_str())?;
+        }
+        let settings: Settings = b.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, why: String| Err(ConfigError::Invalid { key, why });
+        if self.torrent.piece_size != 0 {
+            if let Err(why) = piece_size::check(self.torrent.piece_size) {
+                return invalid("torrent.piece_size", why);
+            }
+        }
+        if !(self.catalog.settle_secs.is_finite() && self.catalog.settle_secs >= 0.0) {
+            return invalid("catalog.settle_secs", "must be zero or more".into());
+        }
+        if self.catalog.hash_jobs == 0 {
+            return invalid("catalog.hash_jobs", "must be at least 1".into());
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(
+                    "public_url",
+                    format!("`{url}` must start with http:// or https://"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn settle(&self) -> Duration {
+        Duration::from_secs_f64(self.catalog.settle_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.toml");
+        std::fs::write(
+            &file,
+            "content = \"/from/file\"\n[http]\nlisten = \"127.0.0.1:9000\"\n[torrent]\nformat = \"hybrid\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &vec![("content", "/from/flag".into())]).unwrap();
+        assert_eq!(s.content, PathBuf::from("/from/flag"));
+        assert_eq!(s.http.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(s.torrent.format, Format::Hybrid);
+        assert_eq!(s.udp.listen, UdpSettings::default().listen);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("[torrent]\npiece_size = 1000\n", "torrent.piece_size"),
+            ("[http]\nlisten = \"nowhere\"\n", "listen"),
+            ("colour = \"blue\"\n", "colour"),
+            ("public_url = \"ftp://x\"\n", "public_url"),
+            ("[torrent]\nformat = \"v3\"\n", "v3"),
+        ];
+        for (text, key) in cases {
+            let file = dir.path().join("c.toml");
+            std::fs::write(&file, text).unwrap();
+            let err = Settings::load(Some(&file), &Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
+    }
+}

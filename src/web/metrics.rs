@@ -1,0 +1,60 @@
+//! `/metrics` (Prometheus text) and `/healthz`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+
+use super::WebState;
+use crate::catalog::Status;
+
+pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
+    let entries = state.registry.entries();
+    let published = entries
+        .iter()
+        .filter(|(_, s)| matches!(s, Status::Published(_)))
+        .count();
+    let hashing = entries
+        .iter()
+        .filter(|(_, s)| matches!(s, Status::Hashing { .. }))
+        .count();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "bitseed_torrents",
+        "gauge",
+        "Published torrents.",
+        published as u64,
+    );
+    metric(
+        "bitseed_hashing_backlog",
+        "gauge",
+        "Entries being hashed.",
+        hashing as u64,
+    );
+    metric(
+        "bitseed_hashed_bytes_total",
+        "counter",
+        "Bytes hashed since start.",
+        state.registry.hashed_bytes.load(Ordering::Relaxed),
+    );
+    metric(
+        "bitseed_http_file_bytes_total",
+        "counter",
+        "Bytes sent over HTTP from /files (web seed and direct downloads).",
+        state.file_bytes.load(Ordering::Relaxed),
+    );
+    out.push_str(&state.swarm.metrics());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}

@@ -1,0 +1,114 @@
+//! `GET /`: every torrent with its numbers and three links. Plain HTML that reads without
+//! JavaScript; a small script refreshes the numbers from the API when JavaScript is on.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::api::entry_json;
+use super::WebState;
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;width:100%}th,td{padding:.4em .6em;border-bottom:1px solid #ddd;\
+text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}a{margin-right:.6em}\
+.muted{color:#888}";
+
+const SCRIPT: &str = r#"
+setInterval(async () => {
+  try {
+    const list = await (await fetch('api/torrents')).json();
+    const byName = new Map(list.map(t => [t.path, t]));
+    for (const row of document.querySelectorAll('tr[data-path]')) {
+      const t = byName.get(row.dataset.path);
+      if (!t) continue;
+      for (const k of ['seeders', 'leechers', 'completed']) {
+        const cell = row.querySelector('.' + k);
+        if (cell) cell.textContent = t[k];
+      }
+      const p = row.querySelector('.progress');
+      if (p && t.status === 'hashing') p.textContent = 'hashing ' + Math.floor(t.progress * 100) + '%';
+      if (t.status !== (row.dataset.status)) location.reload();
+    }
+    if (list.length !== document.querySelectorAll('tr[data-path]').length) location.reload();
+  } catch (e) {}
+}, 5000);
+"#;
+
+pub async fn index(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
+    let mut rows = String::new();
+    for (name, status) in state.registry.entries() {
+        let t = entry_json(&state, &req, &name, &status);
+        let links = match (&t.torrent_url, &t.magnet, &t.download_url) {
+            (Some(tu), Some(m), Some(d)) => format!(
+                "<a href=\"{}\">.torrent</a><a href=\"{}\">magnet</a><a href=\"{}\">direct</a>",
+                escape(tu),
+                escape(m),
+                escape(d)
+            ),
+            _ => match t.status {
+                "failed" => format!(
+                    "<span class=muted>{}</span>",
+                    escape(t.error.as_deref().unwrap_or("failed"))
+                ),
+                _ => format!(
+                    "<span class=\"progress muted\">hashing {}%</span>",
+                    (t.progress * 100.0).floor()
+                ),
+            },
+        };
+        rows.push_str(&format!(
+            "<tr data-path=\"{}\" data-status=\"{}\"><td>{}</td><td class=n>{}</td><td class=n>{}</td>\
+             <td>{}</td><td class=\"n seeders\">{}</td><td class=\"n leechers\">{}</td>\
+             <td class=\"n completed\">{}</td><td>{}</td></tr>\n",
+            escape(&t.path),
+            t.status,
+            escape(&t.name),
+            size(t.size),
+            t.files,
+            t.format.as_deref().unwrap_or("-"),
+            t.seeders,
+            t.leechers,
+            t.completed,
+            links
+        ));
+    }
+    if rows.is_empty() {
+        rows = "<tr><td colspan=8 class=muted>Nothing published yet: drop files into the content \
+                folder.</td></tr>"
+            .into();
+    }
+    let html = format!(
+        "<!doctype html><html lang=en><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width,initial-scale=1\">\
+         <title>bitseed</title><style>{STYLE}</style>\
+         <h1>Downloads</h1><p class=muted>Download with BitTorrent (.torrent or magnet) to help \
+         share the load, or directly over HTTP.</p>\
+         <table><thead><tr><th>Name</th><th>Size</th><th>Files</th><th>Format</th><th>Seeders</th>\
+         <th>Leechers</th><th>Completed</th><th>Get it</th></tr></thead><tbody>\n{rows}</tbody>\
+         </table><script>{SCRIPT}</script></html>"
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html)
+}

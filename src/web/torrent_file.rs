@@ -1,0 +1,56 @@
+//! .torrent downloads. The announce URL and the BEP 19 web seed are outside the info dict, so
+//! they are filled in per request (from `public_url` or the Host) without changing the info hash.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use sha1::{Digest, Sha1};
+
+use super::WebState;
+use crate::catalog::Published;
+use crate::metainfo::Format;
+
+pub async fn get(
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> HttpResponse {
+    match state.registry.published(&name) {
+        Some(p) => respond(&state, &req, &p),
+        None => HttpResponse::NotFound().body("no such torrent\n"),
+    }
+}
+
+/// The torrent file for `p` as this request should see it.
+pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpResponse {
+    let links = state.links(req, p);
+    let mut meta = p.meta.clone();
+    meta.trackers = vec![vec![links.announce]];
+    if meta.format != Format::Merkle {
+        meta.web_seeds = vec![links.web_seed];
+    }
+    let bytes = meta.to_bytes();
+    let etag = format!("\"{}\"", hex::encode(&Sha1::digest(&bytes)[..12]));
+    if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish();
+    }
+    let filename = format!("{}.torrent", p.meta.name).replace(['"', '\\', '\r', '\n'], "_");
+    HttpResponse::Ok()
+        .content_type("application/x-bittorrent")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"{}\"; filename*=UTF-8''{}",
+                filename.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "_"),
+                super::encode_path(&filename)
+            ),
+        ))
+        .insert_header((header::ETAG, etag))
+        .body(bytes)
+}
