@@ -132,11 +132,15 @@ impl Registry {
         full_match.then_some(p)
     }
 
+    /// Marks an entry as being hashed; what was published under its name is retired, since its
+    /// bytes changed.
     pub fn set_hashing(&self, name: &str, total: u64, done: Arc<AtomicU64>) {
-        self.entries
+        let old = self
+            .entries
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), Status::Hashing { total, done });
+        self.retire_old(old);
     }
 
     pub fn set_failed(&self, name: &str, why: String) {

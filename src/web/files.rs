@@ -5,7 +5,6 @@
 
 use std::sync::atomic::Ordering;
 
-use actix_files::NamedFile;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -64,7 +63,8 @@ async fn serve_file(
     let file: PublishedFile = file.clone();
     let root = p.disk.clone();
     let single = p.meta.single_file;
-    let opened = web::block(move || -> Option<NamedFile> {
+    let disk = file.disk.clone();
+    let checked = web::block(move || -> Option<std::fs::Metadata> {
         // The bytes must still be the ones the torrent was made from, and still inside the entry.
         let meta = std::fs::symlink_metadata(&file.disk).ok()?;
         if !meta.file_type().is_file()
@@ -80,30 +80,79 @@ async fn serve_file(
                 return None;
             }
         }
-        NamedFile::open(&file.disk).ok()
+        Some(meta)
     })
     .await
     .ok()
     .flatten();
-    let Some(named) = opened else {
+    let Some(meta) = checked else {
         return not_found();
     };
-    let resp = named
-        .use_etag(true)
-        .use_last_modified(true)
-        .prefer_utf8(true)
-        .into_response(req);
-    if req.method() == Method::GET && resp.status().is_success() {
-        if let Some(len) = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            state.file_bytes.fetch_add(len, Ordering::Relaxed);
-        }
+    let len = meta.len();
+    let modified = meta.modified().ok();
+    let etag = {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "\"{:x}-{:x}-{:x}\"",
+            meta.ino(),
+            len,
+            meta.mtime_nsec() ^ meta.mtime()
+        )
+    };
+    let last_modified = modified.map(|m| header::HttpDate::from(m).to_string());
+
+    // Validators: If-None-Match first, then If-Modified-Since (RFC 9110 section 13.2.2).
+    let h = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let not_modified = match h(header::IF_NONE_MATCH) {
+        Some(v) => v.split(',').any(|t| t.trim() == etag || t.trim() == "*"),
+        None => h(header::IF_MODIFIED_SINCE).is_some_and(|v| Some(v) == last_modified.as_deref()),
+    };
+    let mut builder = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    builder
+        .insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::ACCEPT_RANGES, "bytes"));
+    if let Some(lm) = &last_modified {
+        builder.insert_header((header::LAST_MODIFIED, lm.clone()));
     }
-    resp
+    if not_modified {
+        return builder.finish();
+    }
+    // A Range counts only if If-Range (when sent) still names this version of the file.
+    let if_range_ok =
+        h(header::IF_RANGE).is_none_or(|v| v == etag || Some(v) == last_modified.as_deref());
+    let range = h(header::RANGE)
+        .filter(|_| if_range_ok)
+        .and_then(|v| parse_range(v, len));
+    let (start, end) = match range {
+        Some((s, e)) => {
+            builder
+                .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
+                .insert_header((header::CONTENT_RANGE, format!("bytes {s}-{}/{len}", e - 1)));
+            (s, e)
+        }
+        None => (0, len),
+    };
+    builder
+        .content_type("application/octet-stream")
+        .no_chunking(end - start);
+    if req.method() == Method::HEAD {
+        return builder.finish();
+    }
+    let mut f = match tokio::fs::File::open(&disk).await {
+        Ok(f) => f,
+        Err(_) => return not_found(),
+    };
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    if f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return not_found();
+    }
+    state.file_bytes.fetch_add(end - start, Ordering::Relaxed);
+    let body = tokio_util::io::ReaderStream::with_capacity(f.take(end - start), 256 * 1024);
+    builder.streaming(body)
 }
 
 /// `len` zero bytes, honouring one `Range`.

@@ -1,0 +1,499 @@
+//! `bitseed serve` end to end: the real binary on temporary folders, spoken to over HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// A running `bitseed serve`, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+    pub content: PathBuf,
+}
+
+impl Server {
+    pub fn start(content: &Path, state: &Path, extra: &[&str]) -> Server {
+        let mut child = bitseed()
+            .args(["serve", "--content"])
+            .arg(content)
+            .arg("--state")
+            .arg(state)
+            .args(["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
+            .args(if extra.contains(&"--settle") {
+                &[][..]
+            } else {
+                &["--settle", "0.5"][..]
+            })
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start bitseed serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut server = Server {
+            child,
+            http: "127.0.0.1:1".parse().unwrap(),
+            log,
+            content: content.to_owned(),
+        };
+        let line = server.wait_log("http listening on ", Duration::from_secs(20));
+        let addr = line
+            .split("http listening on ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("address in log");
+        server.http = addr.parse().expect("socket address");
+        server
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .log
+                .lock()
+                .unwrap()
+                .lines()
+                .find(|l| l.contains(needle))
+            {
+                return l.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}; log:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        http_get(self.http, path, &[])
+    }
+
+    pub fn torrents(&self) -> Vec<Value> {
+        let r = self.get("/api/torrents");
+        assert_eq!(r.status, 200);
+        serde_json::from_slice::<Value>(&r.body)
+            .expect("JSON")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until the entry `path` is published (optionally with a different info hash than
+    /// `not`), and returns its API entry.
+    pub fn wait_published(&self, path: &str, not: Option<&str>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(t) = self.torrents().into_iter().find(|t| {
+                t["path"] == path
+                    && t["status"] == "published"
+                    && not.is_none_or(|h| t["info_hash"].as_str() != Some(h))
+            }) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never published; log:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id() as i32;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A plain HTTP/1.1 GET with the path sent exactly as given (no client-side clean-up of `..`).
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+struct Dirs {
+    _tmp: tempfile::TempDir,
+    content: PathBuf,
+    state: PathBuf,
+}
+
+fn dirs() -> Dirs {
+    let tmp = tempfile::tempdir().unwrap();
+    let content = tmp.path().join("content");
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&content).unwrap();
+    Dirs {
+        content,
+        state,
+        _tmp: tmp,
+    }
+}
+
+#[test]
+fn dropped_file_is_published_with_links_and_web_seed() {
+    let d = dirs();
+    let bytes = data(300_000, 9);
+    let server = Server::start(&d.content, &d.state, &["--format", "hybrid"]);
+    std::fs::write(d.content.join("big file.bin"), &bytes).unwrap();
+    let t = server.wait_published("big file.bin", None);
+    assert_eq!(t["format"], "hybrid");
+    assert_eq!(t["size"], 300_000);
+    assert_eq!(t["files"], 1);
+    for key in [
+        "info_hash",
+        "info_hash_v2",
+        "torrent_url",
+        "magnet",
+        "download_url",
+    ] {
+        assert!(t[key].is_string(), "{key}: {t}");
+    }
+    let ih = t["info_hash"].as_str().unwrap();
+    // One entry by either hash.
+    for h in [ih, t["info_hash_v2"].as_str().unwrap()] {
+        let one = server.get(&format!("/api/torrents/{h}"));
+        assert_eq!(one.status, 200);
+    }
+    assert_eq!(
+        server
+            .get(&format!("/api/torrents/{}", "0".repeat(40)))
+            .status,
+        404
+    );
+
+    // The .torrent: right type, a file name, an ETag that works, announce and web seed filled in.
+    let r = server.get("/torrents/big%20file.bin.torrent");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/x-bittorrent"));
+    assert!(r
+        .header("content-disposition")
+        .unwrap()
+        .contains("big file.bin.torrent"));
+    let etag = r.header("etag").unwrap().to_owned();
+    let again = http_get(
+        server.http,
+        "/torrents/big%20file.bin.torrent",
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!(again.status, 304);
+    let tdir = tempfile::tempdir().unwrap();
+    let tpath = tdir.path().join("t.torrent");
+    std::fs::write(&tpath, &r.body).unwrap();
+    let j: Value = serde_json::from_str(&stdout(&run(&[
+        "inspect",
+        "--json",
+        tpath.to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(j["info_hash"], ih);
+    assert_eq!(j["trackers"][0][0], server.url("/announce"));
+    assert_eq!(j["web_seeds"][0], server.url("/files/"));
+    // S3 style: the file's URL with ?torrent.
+    let s3 = server.get("/files/big%20file.bin?torrent");
+    assert_eq!(s3.body, r.body);
+
+    // Direct download with Range, If-Range and the validators.
+    let full = server.get("/files/big%20file.bin");
+    assert_eq!(full.status, 200);
+    assert_eq!(full.body, bytes);
+    assert_eq!(full.header("accept-ranges"), Some("bytes"));
+    let etag = full.header("etag").unwrap().to_owned();
+    assert!(full.header("last-modified").is_some());
+    let part = http_get(
+        server.http,
+        "/files/big%20file.bin",
+        &[("Range", "bytes=1000-1999")],
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(part.header("content-range"), Some("bytes 1000-1999/300000"));
+    assert_eq!(part.body, &bytes[1000..2000]);
+    let tail = http_get(
+        server.http,
+        "/files/big%20file.bin",
+        &[("Range", "bytes=-10")],
+    );
+    assert_eq!(tail.body, &bytes[299_990..]);
+    let if_range = http_get(
+        server.http,
+        "/files/big%20file.bin",
+        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+    );
+    assert_eq!(if_range.status, 206);
+    let stale = http_get(
+        server.http,
+        "/files/big%20file.bin",
+        &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")],
+    );
+    assert_eq!(stale.status, 200, "a stale If-Range gets the whole file");
+    // CORS for browser clients.
+    let cors = http_get(
+        server.http,
+        "/files/big%20file.bin",
+        &[("Origin", "http://example.com"), ("Range", "bytes=0-0")],
+    );
+    assert!(cors.header("access-control-allow-origin").is_some());
+    assert!(cors
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_lowercase()
+        .contains("content-range"));
+
+    // The page lists it with its three links.
+    let page = String::from_utf8(server.get("/").body).unwrap();
+    assert!(page.contains("big file.bin"));
+    assert!(
+        page.contains(".torrent</a>") && page.contains("magnet</a>") && page.contains("direct</a>")
+    );
+    assert_eq!(server.get("/healthz").status, 200);
+    assert_eq!(server.stop(), Some(0), "clean exit on SIGTERM");
+}
+
+#[test]
+fn folders_pad_files_and_path_traversal() {
+    let d = dirs();
+    write_tree(
+        &d.content.join("pack"),
+        &[("a.bin", 20_000), ("sub/b.bin", 5_000)],
+    );
+    std::fs::write(d.content.join("pack/.hidden"), b"secret").unwrap();
+    std::fs::write(d.content.join("outside-link-target"), b"x").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"top secret").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), d.content.join("pack/link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), d.content.join("escape")).unwrap();
+    let server = Server::start(&d.content, &d.state, &["--format", "hybrid"]);
+    let t = server.wait_published("pack", None);
+    assert_eq!(
+        t["files"], 2,
+        "hidden files and symlinks are not published: {t}"
+    );
+
+    let b = server.get("/files/pack/sub/b.bin");
+    assert_eq!(b.status, 200);
+    assert_eq!(
+        b.body,
+        std::fs::read(d.content.join("pack/sub/b.bin")).unwrap()
+    );
+    // BEP 47 pad file after a.bin (20,000 bytes in 16 KiB pieces): 12,768 zeros, by Range too.
+    let pad = server.get("/files/pack/.pad/12768");
+    assert_eq!(pad.status, 200);
+    assert_eq!(pad.body, vec![0u8; 12_768]);
+    let pad_part = http_get(
+        server.http,
+        "/files/pack/.pad/12768",
+        &[("Range", "bytes=100-199")],
+    );
+    assert_eq!((pad_part.status, pad_part.body.len()), (206, 100));
+    assert_eq!(server.get("/files/pack/.pad/999").status, 404);
+
+    for path in [
+        "/files/../state/catalog.sqlite",
+        "/files/%2e%2e/state/catalog.sqlite",
+        "/files/pack/%2e%2e/outside-link-target",
+        "/files/pack/../outside-link-target",
+        "/files//etc/passwd",
+        "/files/%2fetc%2fpasswd",
+        "/files/pack/.hidden",
+        "/files/pack/link",
+        "/files/escape/secret",
+        "/files/nothing",
+    ] {
+        let r = server.get(path);
+        assert_eq!(r.status, 404, "{path} must be 404, got {}", r.status);
+        assert!(!String::from_utf8_lossy(&r.body).contains("secret"));
+    }
+}
+
+#[test]
+fn slow_writes_change_delete_and_restart() {
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &["--settle", "2"]);
+
+    // Written slowly over 5 s: published once, complete.
+    let path = d.content.join("slow.bin");
+    let bytes = data(500_000, 3);
+    {
+        let mut f = std::fs::File::create(&path).unwrap();
+        for chunk in bytes.chunks(50_000) {
+            f.write_all(chunk).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let t = server.wait_published("slow.bin", None);
+    assert_eq!(t["size"], 500_000);
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = server.log.lock().unwrap().clone();
+    assert_eq!(log.matches("published `slow.bin`").count(), 1, "{log}");
+    let first = t["info_hash"].as_str().unwrap().to_owned();
+
+    // Modified: a new info hash; the old one is gone.
+    std::fs::write(&path, data(400_000, 4)).unwrap();
+    let t2 = server.wait_published("slow.bin", Some(&first));
+    assert_eq!(t2["size"], 400_000);
+    assert_eq!(server.get(&format!("/api/torrents/{first}")).status, 404);
+
+    // Renamed: republished under the new name, hashes reused.
+    std::fs::rename(&path, d.content.join("renamed.bin")).unwrap();
+    let t3 = server.wait_published("renamed.bin", None);
+    assert_eq!(t3["size"], 400_000);
+    server.wait_log("published `renamed.bin`", Duration::from_secs(10));
+    assert!(server.log.lock().unwrap().contains("(hashes reused)"));
+
+    // Deleted: it disappears.
+    std::fs::remove_file(d.content.join("renamed.bin")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.torrents().is_empty() {
+        assert!(Instant::now() < deadline, "deleted entry still listed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A restart over unchanged content hashes nothing.
+    std::fs::write(d.content.join("keep.bin"), data(200_000, 5)).unwrap();
+    let kept = server.wait_published("keep.bin", None);
+    assert_eq!(server.stop(), Some(0));
+    let again = Server::start(&d.content, &d.state, &[]);
+    let k2 = again.wait_published("keep.bin", None);
+    assert_eq!(k2["info_hash"], kept["info_hash"]);
+    again.wait_log("1 entries unchanged since last run", Duration::from_secs(5));
+    let metrics = String::from_utf8(again.get("/metrics").body).unwrap();
+    assert!(
+        metrics.contains("bitseed_hashed_bytes_total 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn check_prints_settings_and_bad_config_names_the_key() {
+    let d = dirs();
+    let o = bitseed()
+        .args(["serve", "--check", "--content"])
+        .arg(&d.content)
+        .args(["--format", "v2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("format = \"v2\""), "{text}");
+    let bad = d.state.with_extension("toml");
+    std::fs::write(&bad, "[torrent]\npiece_size = 12345\n").unwrap();
+    let o = bitseed()
+        .args(["serve", "--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("torrent.piece_size"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim().lines().count(), 1);
+}
