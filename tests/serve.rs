@@ -497,3 +497,58 @@ fn check_prints_settings_and_bad_config_names_the_key() {
     assert!(stderr(&o).contains("torrent.piece_size"), "{}", stderr(&o));
     assert_eq!(stderr(&o).trim().lines().count(), 1);
 }
+
+/// With no peer at all, aria2c still downloads every byte from the web seed (BEP 19), as S3's
+/// BitTorrent fallback did — for a v1 file and a hybrid folder with pad files.
+#[test]
+fn aria2_downloads_from_the_web_seed_alone() {
+    if !have_aria2() {
+        return;
+    }
+    for format in ["v1", "hybrid"] {
+        let d = dirs();
+        write_tree(
+            &d.content.join("pack"),
+            &[("a.bin", 70_000), ("sub/b.txt", 6), ("z.bin", 40_000)],
+        );
+        std::fs::write(d.content.join("one.bin"), data(1_000_000, 8)).unwrap();
+        let server = Server::start(&d.content, &d.state, &["--format", format]);
+        server.wait_published("pack", None);
+        server.wait_published("one.bin", None);
+        let out = tempfile::tempdir().unwrap();
+        for name in ["pack", "one.bin"] {
+            let t = server.get(&format!("/torrents/{name}.torrent"));
+            let tp = out.path().join(format!("{name}.torrent"));
+            std::fs::write(&tp, &t.body).unwrap();
+            let o = std::process::Command::new("aria2c")
+                .args([
+                    "--seed-time=0",
+                    "--enable-dht=false",
+                    "--enable-dht6=false",
+                    "--bt-enable-lpd=false",
+                    "--enable-peer-exchange=false",
+                    "--console-log-level=warn",
+                    "--summary-interval=0",
+                    "--bt-stop-timeout=30",
+                    "-d",
+                ])
+                .arg(out.path())
+                .arg(&tp)
+                .output()
+                .expect("run aria2c");
+            assert!(o.status.success(), "{format} {name}: {}", stdout(&o));
+        }
+        for rel in ["one.bin", "pack/a.bin", "pack/sub/b.txt", "pack/z.bin"] {
+            assert_eq!(
+                std::fs::read(out.path().join(rel)).unwrap(),
+                std::fs::read(d.content.join(rel)).unwrap(),
+                "{format}: {rel}"
+            );
+        }
+        let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+        assert!(
+            !metrics.contains("bitseed_http_file_bytes_total 0\n"),
+            "{metrics}"
+        );
+    }
+}
