@@ -3,4 +3,5 @@
 
 mod common;
 mod create;
+mod deploy;
 mod serve;
