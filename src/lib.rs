@@ -3,3 +3,4 @@ pub mod bencode;
 pub mod hash;
 pub mod metainfo;
 pub mod storage;
+pub mod tracker;

@@ -3,6 +3,7 @@
 mod create;
 mod inspect;
 mod output;
+mod tracker;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,7 @@ enum Command {
     Create(create::Args),
     Inspect(inspect::Args),
     Verify(verify::Args),
+    Tracker(tracker::Args),
 }
 
 /// The user asked for something that cannot be done as asked (exit code 2), as opposed to a
@@ -38,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Create(args) => create::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Tracker(args) => tracker::run(args),
     }
 }
 
