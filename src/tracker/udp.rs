@@ -69,6 +69,7 @@ pub fn answer(
     let request = match udp_protocol::parse(packet) {
         Ok(r) => r,
         Err(e) => {
+            tracing::debug!(%from, error = %e, "bad udp datagram");
             if let Some(tx) = e.transaction_id {
                 udp_protocol::write_error(tx, e.message, out);
             }
@@ -81,6 +82,7 @@ pub fn answer(
         }
         Request::Announce(a) => {
             if !ids.check(a.connection_id, from, now_unix) {
+                tracing::debug!(%from, "udp announce with a bad connection id");
                 udp_protocol::write_error(a.transaction_id, "bad connection id", out);
                 return;
             }
