@@ -5,4 +5,5 @@ pub mod config;
 pub mod hash;
 pub mod metainfo;
 pub mod storage;
+pub mod tracker;
 pub mod web;

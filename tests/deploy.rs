@@ -5,12 +5,18 @@ use std::path::Path;
 use std::process::Command;
 
 fn deploy(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(name)
 }
 
 #[test]
 fn systemd_unit_verifies() {
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipping: systemd-analyze is not installed");
         return;
     }

@@ -222,6 +222,18 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `/announce` for a hex info hash, as a leecher on port 6881.
+pub fn announce_path(hex_hash: &str) -> String {
+    let bytes = (0..hex_hash.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex_hash[i..i + 2], 16).unwrap())
+        .collect::<Vec<u8>>();
+    let enc: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+    format!(
+        "/announce?info_hash={enc}&peer_id=-XX0001-abcdefghijkl&port=6881&uploaded=0&downloaded=0&left=100&compact=1"
+    )
+}
+
 struct Dirs {
     _tmp: tempfile::TempDir,
     content: PathBuf,
@@ -443,6 +455,15 @@ fn slow_writes_change_delete_and_restart() {
     let t2 = server.wait_published("slow.bin", Some(&first));
     assert_eq!(t2["size"], 400_000);
     assert_eq!(server.get(&format!("/api/torrents/{first}")).status, 404);
+    // The tracker forgets the old hash and tracks the new one.
+    let old = String::from_utf8_lossy(&server.get(&announce_path(&first)).body).into_owned();
+    assert!(old.contains("unregistered torrent"), "{old}");
+    let new = server.get(&announce_path(t2["info_hash"].as_str().unwrap()));
+    let new = String::from_utf8_lossy(&new.body).into_owned();
+    assert!(
+        new.contains("8:intervali") && new.contains("5:peers"),
+        "{new}"
+    );
 
     // Renamed: republished under the new name, hashes reused.
     std::fs::rename(&path, d.content.join("renamed.bin")).unwrap();

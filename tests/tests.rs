@@ -5,3 +5,4 @@ mod common;
 mod create;
 mod deploy;
 mod serve;
+mod tracker;

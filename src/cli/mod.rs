@@ -4,6 +4,7 @@ mod create;
 mod inspect;
 mod output;
 mod serve;
+mod tracker;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,7 @@ enum Command {
     Inspect(inspect::Args),
     Verify(verify::Args),
     Serve(serve::Args),
+    Tracker(tracker::Args),
 }
 
 /// The user asked for something that cannot be done as asked (exit code 2), as opposed to a
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(args) => inspect::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Tracker(args) => tracker::run(args),
     }
 }
 

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use bitseed::catalog::{Catalog, Registry, TorrentOptions};
+use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
 use bitseed::config::{Overrides, Settings};
-use bitseed::web::{self as face, NoSwarm, WebState};
+use bitseed::tracker::{self, Tracker};
+use bitseed::web::{self as face, SwarmCounts, SwarmView, WebState};
 use tokio_util::sync::CancellationToken;
 
 /// Publish the content folder: every top-level file or folder in it becomes a torrent that is
@@ -120,19 +121,52 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         registry.clone(),
     )?;
 
+    let tracker = Arc::new(
+        Tracker::new(settings.tracker.clone(), &settings.state)
+            .context("cannot start the tracker")?,
+    );
+    let t = tracker.clone();
+    registry.listen(move |event| match event {
+        Event::Published(p) => {
+            for h in tracker_hashes(p) {
+                t.register(h);
+            }
+        }
+        Event::Retired(p) => {
+            for h in tracker_hashes(p) {
+                t.unregister(h);
+            }
+        }
+    });
+    let udp = tokio::net::UdpSocket::bind(settings.udp.listen)
+        .await
+        .with_context(|| format!("cannot listen on udp.listen {}", settings.udp.listen))?;
+    tracing::info!("udp tracker listening on {}", udp.local_addr()?);
+    let udp_task = tokio::spawn(tracker::run_udp(
+        udp,
+        tracker.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
+    let maintenance_task = tokio::spawn(tracker::run_maintenance(
+        tracker.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
+
     let state = web::Data::new(WebState {
         registry: registry.clone(),
-        swarm: Arc::new(NoSwarm),
+        swarm: Arc::new(TrackerView(tracker.clone())),
         public_url: settings.public_url.clone(),
         file_bytes: Default::default(),
     });
     let listener = std::net::TcpListener::bind(settings.http.listen)
         .with_context(|| format!("cannot listen on http.listen {}", settings.http.listen))?;
     tracing::info!("http listening on {}", listener.local_addr()?);
+    let app_tracker = tracker.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(face::cors())
+            .configure(tracker::configure(app_tracker.clone()))
             .configure(face::configure)
     })
     .listen(listener)?
@@ -154,6 +188,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     shutdown.cancel();
     http.stop(true).await;
     let _ = http_task.await;
+    let _ = udp_task.await;
+    let _ = maintenance_task.await;
+    if let Err(e) = tracker.flush() {
+        tracing::error!("cannot save tracker counts: {e}");
+    }
     match catalog_task.await {
         Ok(Err(e)) => tracing::error!("catalog: {e:#}"),
         Err(e) => tracing::error!("catalog task: {e}"),
@@ -161,6 +200,46 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The info hashes clients announce a torrent under: v1, and the truncated v2 hash (hybrid
+/// torrents are announced under both by v2-aware clients).
+fn tracker_hashes(p: &Published) -> Vec<[u8; 20]> {
+    let mut out = Vec::new();
+    if let Some(h) = p.meta.info_hash.v1 {
+        out.push(h);
+    }
+    if let Some(h) = p.meta.info_hash.v2 {
+        let mut t = [0; 20];
+        t.copy_from_slice(&h[..20]);
+        out.push(t);
+    }
+    out
+}
+
+/// The web face's view of the tracker's swarms.
+struct TrackerView(Arc<Tracker>);
+
+impl SwarmView for TrackerView {
+    fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {
+        let c = self.0.torrent(info_hash);
+        SwarmCounts {
+            seeders: u64::from(c.complete),
+            leechers: u64::from(c.incomplete),
+            completed: c.downloaded,
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let s = self.0.stats();
+        format!(
+            "# HELP bitseed_tracker_torrents Swarms with peers.\n# TYPE bitseed_tracker_torrents gauge\nbitseed_tracker_torrents {}\n\
+             # HELP bitseed_tracker_seeders Seeders in all swarms.\n# TYPE bitseed_tracker_seeders gauge\nbitseed_tracker_seeders {}\n\
+             # HELP bitseed_tracker_leechers Leechers in all swarms.\n# TYPE bitseed_tracker_leechers gauge\nbitseed_tracker_leechers {}\n\
+             # HELP bitseed_tracker_announces_per_second Recent announce rate.\n# TYPE bitseed_tracker_announces_per_second gauge\nbitseed_tracker_announces_per_second {:.1}\n",
+            s.torrents, s.seeders, s.leechers, s.announces_per_second
+        )
+    }
 }
 
 async fn wait_for_signal() {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::metainfo::{piece_size, Format};
+use crate::tracker::TrackerConfig;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -35,6 +36,8 @@ pub struct Settings {
     pub udp: UdpSettings,
     pub torrent: TorrentSettings,
     pub catalog: CatalogSettings,
+    /// The built-in tracker (served on the HTTP address at /announce and /scrape, and over UDP).
+    pub tracker: TrackerConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -83,6 +86,7 @@ impl Default for Settings {
             udp: UdpSettings::default(),
             torrent: TorrentSettings::default(),
             catalog: CatalogSettings::default(),
+            tracker: TrackerConfig::default(),
         }
     }
 }
@@ -151,6 +155,9 @@ impl Settings {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, why: String| Err(ConfigError::Invalid { key, why });
+        if let Err(e) = self.tracker.validate() {
+            return invalid("tracker", e.to_string());
+        }
         if self.torrent.piece_size != 0 {
             if let Err(why) = piece_size::check(self.torrent.piece_size) {
                 return invalid("torrent.piece_size", why);

@@ -1,0 +1,190 @@
+//! `bitseed tracker`: the built-in tracker alone (open mode by default), over HTTP and/or UDP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bitseed::tracker::{self, Mode, Tracker, TrackerConfig, TrackerError};
+
+use super::UsageError;
+
+/// Run a BitTorrent tracker (HTTP and UDP announce and scrape) until SIGINT or SIGTERM.
+///
+/// Prints `http listening on ADDR` / `udp listening on ADDR` once bound (port 0 picks a free
+/// port). Logs go to stderr; set RUST_LOG (e.g. `debug`) for more.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address for HTTP announce, scrape and /stats, e.g. 0.0.0.0:6969.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Address for UDP (BEP 15) announce and scrape, e.g. 0.0.0.0:6969.
+    #[arg(long, value_name = "ADDR")]
+    udp: Option<SocketAddr>,
+    /// Folder for the tracker's state (completed counts, UDP connection-ID key).
+    #[arg(long, value_name = "DIR", default_value = ".bitseed")]
+    state: PathBuf,
+    /// `open` tracks any info hash; `published` would track only registered ones (none here).
+    #[arg(long, value_enum, default_value = "open")]
+    mode: ModeArg,
+    /// Seconds clients wait between announces; peers silent for twice this are dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    interval: u32,
+    /// Minimum seconds between announces (defaults to half the interval).
+    #[arg(long, value_name = "SECS")]
+    min_interval: Option<u32>,
+    /// Peers returned by default.
+    #[arg(long, default_value_t = 50)]
+    numwant: u32,
+    /// Most peers returned in one answer.
+    #[arg(long, default_value_t = 200)]
+    numwant_max: u32,
+    /// Most peers stored per torrent.
+    #[arg(long, default_value_t = 50_000)]
+    max_peers_per_torrent: u32,
+    /// Most torrents tracked at once.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_torrents: u32,
+    /// Answer a scrape without info_hash with every torrent.
+    #[arg(long)]
+    full_scrape: bool,
+    /// A proxy whose X-Forwarded-For / Forwarded headers are believed (repeatable).
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<IpAddr>,
+    /// Believe the `ip` announce parameter.
+    #[arg(long)]
+    accept_ip_param: bool,
+    /// Worker threads (default: the CPUs this process may use).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Open,
+    Published,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    if args.http.is_none() && args.udp.is_none() {
+        return Err(UsageError("give --http ADDR, --udp ADDR or both".into()).into());
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let config = TrackerConfig {
+        mode: match args.mode {
+            ModeArg::Open => Mode::Open,
+            ModeArg::Published => Mode::Published,
+        },
+        interval: args.interval,
+        min_interval: args.min_interval.unwrap_or(args.interval / 2),
+        numwant_default: args.numwant,
+        numwant_max: args.numwant_max,
+        max_peers_per_torrent: args.max_peers_per_torrent,
+        max_torrents: args.max_torrents,
+        full_scrape: args.full_scrape,
+        trusted_proxies: args.trusted_proxies,
+        accept_ip_param: args.accept_ip_param,
+    };
+    let tracker = match Tracker::new(config, &args.state) {
+        Ok(t) => Arc::new(t),
+        Err(TrackerError::Config(e)) => return Err(UsageError(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(tracker, args.http, args.udp, workers))?;
+    Ok(0)
+}
+
+async fn serve(
+    tracker: Arc<Tracker>,
+    http: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+    workers: usize,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let shutdown = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    };
+    let http_listener = match http {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding HTTP {addr}"))?;
+            println!("http listening on {}", l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = udp {
+        let socket = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding UDP {addr}"))?;
+        println!("udp listening on {}", socket.local_addr()?);
+        tasks.spawn(tracker::run_udp(socket, tracker.clone(), shutdown()));
+    }
+    let maintenance = tokio::spawn(tracker::run_maintenance(tracker.clone(), shutdown()));
+    tracing::info!(mode = ?tracker.config().mode, interval = tracker.config().interval, "tracker started");
+    let stop_on_signal = {
+        let stop = stop.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("stopping");
+            let _ = stop.send(());
+        }
+    };
+    let http_server = async {
+        let Some(listener) = http_listener else {
+            return Ok(());
+        };
+        let r = tracker::run_http(listener, tracker.clone(), workers, shutdown()).await;
+        // If the HTTP server ends on its own (an error), stop the rest too.
+        let _ = stop.send(());
+        r
+    };
+    let (http_result, ()) = tokio::join!(http_server, stop_on_signal);
+    while let Some(r) = tasks.join_next().await {
+        r.context("UDP task")?.context("UDP server")?;
+    }
+    maintenance.await.context("maintenance task")?;
+    http_result.context("HTTP server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,94 @@
+//! `[tracker]` settings: what the built-in tracker tracks, how often clients come back, and the
+//! caps that keep its memory bounded.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+/// Which info hashes the tracker accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Only info hashes registered with [`crate::tracker::Tracker::register`]; others get
+    /// `failure reason: unregistered torrent`.
+    #[default]
+    Published,
+    /// Any info hash (up to `max_torrents` swarms at once).
+    Open,
+}
+
+/// The tracker's settings, embedded under `[tracker]` in bitseed.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// `published` (track only what bitseed publishes) or `open` (track any info hash).
+    pub mode: Mode,
+    /// Seconds a client is asked to wait between announces. Peers silent for twice this long are
+    /// dropped.
+    pub interval: u32,
+    /// Seconds a client must wait between announces (`min interval`).
+    pub min_interval: u32,
+    /// Peers returned when the client does not say how many it wants.
+    pub numwant_default: u32,
+    /// Most peers returned in one answer, whatever the client asks for.
+    pub numwant_max: u32,
+    /// Most peers stored per torrent; more announces are answered but not stored.
+    pub max_peers_per_torrent: u32,
+    /// Most torrents tracked at once in open mode; announces for new ones beyond that are refused.
+    pub max_torrents: u32,
+    /// Whether a scrape without `info_hash` lists every torrent.
+    pub full_scrape: bool,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client; from anyone else
+    /// those headers are ignored and the socket's address is the client's.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Whether the `ip` announce parameter is believed (it lets a client announce someone else's
+    /// address, so it is off by default).
+    pub accept_ip_param: bool,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            mode: Mode::Published,
+            interval: 1800,
+            min_interval: 900,
+            numwant_default: 50,
+            numwant_max: 200,
+            max_peers_per_torrent: 50_000,
+            max_torrents: 1_000_000,
+            full_scrape: false,
+            trusted_proxies: Vec::new(),
+            accept_ip_param: false,
+        }
+    }
+}
+
+/// The longest `interval` accepted: peer timestamps are 16-bit ticks (to keep a stored peer at
+/// 8 bytes), and ticks grow with the interval so twice it always fits.
+pub const MAX_INTERVAL: u32 = 7 * 24 * 3600;
+
+/// Settings that cannot work together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("tracker.interval must be between 1 and {MAX_INTERVAL} seconds, not {0}")]
+    Interval(u32),
+    #[error("tracker.min_interval ({0}) must not exceed tracker.interval ({1})")]
+    MinInterval(u32, u32),
+    #[error("tracker.numwant_default ({0}) must not exceed tracker.numwant_max ({1})")]
+    Numwant(u32, u32),
+}
+
+impl TrackerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval == 0 || self.interval > MAX_INTERVAL {
+            return Err(ConfigError::Interval(self.interval));
+        }
+        if self.min_interval > self.interval {
+            return Err(ConfigError::MinInterval(self.min_interval, self.interval));
+        }
+        if self.numwant_default > self.numwant_max {
+            return Err(ConfigError::Numwant(self.numwant_default, self.numwant_max));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! The HTTP face of the tracker on actix-web: `GET /announce`, `GET /scrape` and `GET /stats`.
+//! Every answer is HTTP 200 with a bencoded body; errors are a `failure reason`.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderMap;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+
+use super::http_request::{parse_announce, parse_scrape, Event};
+use super::http_response::{
+    write_compact, write_dictionary, write_failure, write_scrape, AnnounceAnswer, DictPeer,
+};
+use super::state::Tracker;
+use super::swarm::Announce;
+
+/// Adds the tracker's routes to an actix app: `App::new().configure(tracker::configure(t))`.
+pub fn configure(tracker: Arc<Tracker>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::from(tracker))
+            .route("/announce", web::get().to(announce))
+            .route("/scrape", web::get().to(scrape))
+            .route("/stats", web::get().to(stats));
+    }
+}
+
+/// Serves the tracker alone over HTTP on `listener` until `shutdown` resolves.
+pub async fn run_http(
+    listener: TcpListener,
+    tracker: Arc<Tracker>,
+    workers: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let server = HttpServer::new(move || App::new().configure(configure(tracker.clone())))
+        .workers(workers.max(1))
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    server.await
+}
+
+async fn announce(req: HttpRequest, tracker: web::Data<Tracker>) -> HttpResponse {
+    let body = match client_ip(&req, &tracker) {
+        Some(ip) => answer_announce(&tracker, req.query_string().as_bytes(), ip),
+        None => failure("no client address"),
+    };
+    bencoded(body)
+}
+
+async fn scrape(req: HttpRequest, tracker: web::Data<Tracker>) -> HttpResponse {
+    bencoded(answer_scrape(&tracker, req.query_string().as_bytes()))
+}
+
+async fn stats(tracker: web::Data<Tracker>) -> HttpResponse {
+    let s = tracker.stats();
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!(
+            "torrents: {}\nseeders: {}\nleechers: {}\nannounces per second: {:.1}\n",
+            s.torrents, s.seeders, s.leechers, s.announces_per_second
+        ))
+}
+
+fn bencoded(body: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body(body)
+}
+
+fn failure(message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + message.len());
+    write_failure(message, &mut out);
+    out
+}
+
+/// The whole announce exchange over a raw query string, from the client at `client_ip`.
+pub fn answer_announce(tracker: &Tracker, query: &[u8], client_ip: IpAddr) -> Vec<u8> {
+    let req = match parse_announce(query) {
+        Ok(r) => r,
+        Err(e) => return failure(&e.to_string()),
+    };
+    let config = tracker.config();
+    let ip = match req.ip {
+        Some(ip) if config.accept_ip_param => ip,
+        _ => client_ip,
+    }
+    .to_canonical();
+    let numwant = if req.event == Event::Stopped {
+        0
+    } else {
+        req.numwant
+            .unwrap_or(config.numwant_default)
+            .min(config.numwant_max) as usize
+    };
+    let a = Announce {
+        info_hash: req.info_hash,
+        peer: SocketAddr::new(ip, req.port),
+        event: req.event,
+        left: req.left,
+        numwant,
+        both_families: true,
+    };
+    thread_local! {
+        // Reused across requests so the peer lists cost no allocation per announce.
+        static BUFS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    }
+    BUFS.with(|bufs| {
+        let (p4, p6) = &mut *bufs.borrow_mut();
+        p4.clear();
+        p6.clear();
+        let counts = match tracker.announce(&a, p4, p6) {
+            Ok(c) => c,
+            Err(refusal) => return failure(&refusal.to_string()),
+        };
+        let answer = AnnounceAnswer {
+            counts,
+            interval: config.interval,
+            min_interval: config.min_interval,
+            external_ip: Some(client_ip.to_canonical()),
+        };
+        let mut out = Vec::with_capacity(160 + p4.len() + p6.len());
+        if req.compact {
+            write_compact(&answer, p4, p6, &mut out);
+        } else {
+            let peers: Vec<DictPeer> = p4
+                .chunks_exact(6)
+                .map(|c| DictPeer {
+                    addr: socket_addr(c),
+                    peer_id: None,
+                })
+                .chain(p6.chunks_exact(18).map(|c| DictPeer {
+                    addr: socket_addr(c),
+                    peer_id: None,
+                }))
+                .collect();
+            write_dictionary(&answer, &peers, req.no_peer_id, &mut out);
+        }
+        out
+    })
+}
+
+/// The whole scrape exchange over a raw query string.
+pub fn answer_scrape(tracker: &Tracker, query: &[u8]) -> Vec<u8> {
+    match parse_scrape(query) {
+        Ok(hashes) => {
+            let files = tracker.scrape(&hashes);
+            let mut out = Vec::with_capacity(16 + files.len() * 80);
+            write_scrape(&files, &mut out);
+            out
+        }
+        Err(e) => failure(&e.to_string()),
+    }
+}
+
+fn socket_addr(compact: &[u8]) -> SocketAddr {
+    let (ip, port) = compact.split_at(compact.len() - 2);
+    let port = u16::from_be_bytes([port[0], port[1]]);
+    let ip = match <[u8; 4]>::try_from(ip) {
+        Ok(v4) => IpAddr::from(v4),
+        Err(_) => IpAddr::from(<[u8; 16]>::try_from(ip).unwrap_or([0; 16])),
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// The client's IP: the socket's, unless the socket peer is a trusted proxy that names the
+/// client in `Forwarded` or `X-Forwarded-For` (the last hop it added).
+fn client_ip(req: &HttpRequest, tracker: &Tracker) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip().to_canonical();
+    if !tracker
+        .config()
+        .trusted_proxies
+        .iter()
+        .any(|p| p.to_canonical() == peer)
+    {
+        return Some(peer);
+    }
+    Some(forwarded_for(req.headers()).unwrap_or(peer))
+}
+
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    if let Some(value) = headers.get_all("forwarded").last() {
+        let value = value.to_str().ok()?;
+        let last = value.rsplit(',').next()?;
+        for part in last.split(';') {
+            let (key, val) = part.trim().split_once('=')?;
+            if key.eq_ignore_ascii_case("for") {
+                return parse_node(val.trim_matches('"'));
+            }
+        }
+        return None;
+    }
+    let value = headers.get_all("x-forwarded-for").last()?.to_str().ok()?;
+    parse_node(value.rsplit(',').next()?.trim())
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]`, `[2001:db8::1]:80` or a bare v6 address.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(sa) = node.parse::<SocketAddr>() {
+        return Some(sa.ip().to_canonical());
+    }
+    node.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::{Mode, TrackerConfig};
+    use actix_web::test::TestRequest;
+
+    fn tracker(config: TrackerConfig) -> (Tracker, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Tracker::new(config, dir.path()).unwrap(), dir)
+    }
+
+    fn open() -> TrackerConfig {
+        TrackerConfig {
+            mode: Mode::Open,
+            ..TrackerConfig::default()
+        }
+    }
+
+    fn q(peer_id: char, port: u16, left: u64, extra: &str) -> String {
+        format!(
+            "info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}{extra}",
+            "%AA".repeat(20),
+            peer_id.to_string().repeat(20)
+        )
+    }
+
+    #[test]
+    fn announce_answers_compact_and_dictionary() {
+        let (t, _d) = tracker(open());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = answer_announce(&t, q('a', 6881, 0, "").as_bytes(), ip);
+        assert_eq!(
+            first,
+            b"d8:completei1e10:downloadedi0e11:external ip4:\x0a\x00\x00\x0110:incompletei0e\
+              8:intervali1800e12:min intervali900e5:peers0:e"
+        );
+        let second = answer_announce(
+            &t,
+            q('b', 6882, 5, "&compact=0&no_peer_id=1").as_bytes(),
+            ip,
+        );
+        assert!(
+            second.ends_with(b"5:peersld2:ip8:10.0.0.14:porti6881eeee"),
+            "{second:?}"
+        );
+    }
+
+    #[test]
+    fn errors_are_failure_reasons() {
+        let (t, _d) = tracker(TrackerConfig::default());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            answer_announce(&t, b"", ip),
+            b"d14:failure reason17:missing info_hashe"
+        );
+        assert_eq!(
+            answer_announce(&t, q('a', 1, 0, "").as_bytes(), ip),
+            b"d14:failure reason20:unregistered torrente"
+        );
+        assert_eq!(
+            answer_scrape(&t, b"info_hash=x"),
+            b"d14:failure reason19:malformed info_hashe"
+        );
+    }
+
+    #[test]
+    fn forwarded_headers_only_from_trusted_proxies() {
+        let proxy: IpAddr = "192.0.2.1".parse().unwrap();
+        let (t, _d) = tracker(TrackerConfig {
+            trusted_proxies: vec![proxy],
+            ..open()
+        });
+        let req = TestRequest::default()
+            .peer_addr("192.0.2.1:5000".parse().unwrap())
+            .insert_header(("X-Forwarded-For", "203.0.113.9, 198.51.100.7"))
+            .to_http_request();
+        assert_eq!(client_ip(&req, &t), Some("198.51.100.7".parse().unwrap()));
+        let req = TestRequest::default()
+            .peer_addr("192.0.2.1:5000".parse().unwrap())
+            .insert_header((
+                "Forwarded",
+                "for=1.1.1.1, for=\"[2001:db8::7]:443\";proto=https",
+            ))
+            .to_http_request();
+        assert_eq!(client_ip(&req, &t), Some("2001:db8::7".parse().unwrap()));
+        let req = TestRequest::default()
+            .peer_addr("192.0.2.2:5000".parse().unwrap())
+            .insert_header(("X-Forwarded-For", "203.0.113.9"))
+            .to_http_request();
+        assert_eq!(client_ip(&req, &t), Some("192.0.2.2".parse().unwrap()));
+    }
+}

@@ -1,0 +1,41 @@
+//! The built-in tracker (BEP 3, 7, 15, 23, 24, 41, 48): swarms in memory, sharded by info hash,
+//! answered over HTTP (actix-web) and UDP.
+//!
+//! Pure cores (no sockets, no clock reads): `http_request` / `http_response` (HTTP announce and
+//! scrape), `udp_protocol` (BEP 15 packets with BEP 41 options), `connection_id` (stateless UDP
+//! connection IDs), `peer_list` and `swarm` (the store). Shells: `state` (the [`Tracker`] and its
+//! locks), `http`, `udp`, `maintenance` (expiry, saving counts), `completed_store` (SQLite).
+//!
+//! Used by `bitseed serve`:
+//! ```ignore
+//! let tracker = Arc::new(Tracker::new(config.tracker, &state_dir)?);
+//! tracker.register(info_hash);                  // published mode
+//! tracker.set_own_seed(info_hash, seeder_addr); // always listed to leechers
+//! App::new().configure(tracker::configure(tracker.clone()));
+//! tokio::spawn(tracker::run_udp(udp_socket, tracker.clone(), shutdown.clone()));
+//! tokio::spawn(tracker::run_maintenance(tracker.clone(), shutdown));
+//! ```
+
+mod completed_store;
+mod config;
+mod connection_id;
+mod http;
+pub mod http_request;
+pub mod http_response;
+mod maintenance;
+mod peer_list;
+mod siphash;
+mod state;
+mod swarm;
+mod udp;
+pub mod udp_protocol;
+
+pub use completed_store::StoreError;
+pub use config::{ConfigError, Mode, TrackerConfig};
+pub use http::{answer_announce, answer_scrape, configure, run_http};
+pub use http_request::InfoHash;
+pub use http_response::Counts;
+pub use maintenance::run_maintenance;
+pub use state::{Tracker, TrackerError, TrackerStats};
+pub use swarm::{Announce, Refusal};
+pub use udp::run_udp;

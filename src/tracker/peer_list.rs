@@ -1,0 +1,238 @@
+//! The peers of one swarm and one address family, kept compact: each peer is its compact address
+//! (BEP 23: IP then port, big-endian; 6 bytes for v4, 18 for v6) and a 16-bit "last seen" tick, in
+//! two vectors (seeders, leechers) sorted by address.
+//!
+//! Sorted vectors rather than hash maps: 8 bytes per v4 peer instead of ~20, lookups by binary
+//! search, and a random contiguous window is a fair random pick for the answer. Inserts and
+//! removals move memory, bounded by `max_peers_per_torrent`.
+
+/// A peer's address in compact form: `N` = 6 (v4) or 18 (v6).
+pub type Addr<const N: usize> = [u8; N];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Peer<const N: usize> {
+    addr: Addr<N>,
+    /// When the peer last announced, in wrapping ticks (see `Tracker::tick`).
+    seen: u16,
+}
+
+/// Where a peer stood before an announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Was {
+    Absent,
+    Seeder,
+    Leecher,
+}
+
+#[derive(Debug, Default)]
+pub struct PeerList<const N: usize> {
+    seeders: Vec<Peer<N>>,
+    leechers: Vec<Peer<N>>,
+}
+
+impl<const N: usize> PeerList<N> {
+    pub fn seeders(&self) -> usize {
+        self.seeders.len()
+    }
+
+    pub fn leechers(&self) -> usize {
+        self.leechers.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.seeders.len() + self.leechers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records an announce: the peer at `addr` is now a seeder or a leecher, seen at `now`. A new
+    /// peer is stored only while the list holds fewer than `cap` peers. Returns where it was.
+    pub fn upsert(&mut self, addr: Addr<N>, seeder: bool, now: u16, cap: usize) -> Was {
+        let was = self.remove_or_touch(addr, seeder, now);
+        if was == Was::Absent && self.len() >= cap {
+            return was;
+        }
+        if was != if seeder { Was::Seeder } else { Was::Leecher } {
+            let list = if seeder {
+                &mut self.seeders
+            } else {
+                &mut self.leechers
+            };
+            if let Err(at) = list.binary_search_by(|p| p.addr.cmp(&addr)) {
+                list.insert(at, Peer { addr, seen: now });
+            }
+        }
+        was
+    }
+
+    /// Touches the peer if it is already in the right list, else removes it from the other one.
+    fn remove_or_touch(&mut self, addr: Addr<N>, seeder: bool, now: u16) -> Was {
+        let (same, other, same_was, other_was) = if seeder {
+            (
+                &mut self.seeders,
+                &mut self.leechers,
+                Was::Seeder,
+                Was::Leecher,
+            )
+        } else {
+            (
+                &mut self.leechers,
+                &mut self.seeders,
+                Was::Leecher,
+                Was::Seeder,
+            )
+        };
+        if let Ok(i) = same.binary_search_by(|p| p.addr.cmp(&addr)) {
+            same[i].seen = now;
+            return same_was;
+        }
+        if let Ok(i) = other.binary_search_by(|p| p.addr.cmp(&addr)) {
+            other.remove(i);
+            return other_was;
+        }
+        Was::Absent
+    }
+
+    /// Removes the peer (event `stopped`); returns where it was.
+    pub fn remove(&mut self, addr: Addr<N>) -> Was {
+        if let Ok(i) = self.seeders.binary_search_by(|p| p.addr.cmp(&addr)) {
+            self.seeders.remove(i);
+            return Was::Seeder;
+        }
+        if let Ok(i) = self.leechers.binary_search_by(|p| p.addr.cmp(&addr)) {
+            self.leechers.remove(i);
+            return Was::Leecher;
+        }
+        Was::Absent
+    }
+
+    /// Appends up to `want` compact addresses to `out`, never `requester`'s. A seeder gets only
+    /// leechers; a leecher gets seeders and leechers. The pick is a window at offset `random`
+    /// (wrapping) over the candidates.
+    pub fn pick(
+        &self,
+        want: usize,
+        requester: &Addr<N>,
+        seeder: bool,
+        random: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let (first, second): (&[Peer<N>], &[Peer<N>]) = if seeder {
+            (&self.leechers, &[])
+        } else {
+            (&self.seeders, &self.leechers)
+        };
+        let total = first.len() + second.len();
+        if total == 0 || want == 0 {
+            return;
+        }
+        let start = (random % total as u64) as usize;
+        let mut taken = 0;
+        for k in 0..total {
+            let i = (start + k) % total;
+            let peer = if i < first.len() {
+                &first[i]
+            } else {
+                &second[i - first.len()]
+            };
+            if &peer.addr == requester {
+                continue;
+            }
+            out.extend_from_slice(&peer.addr);
+            taken += 1;
+            if taken == want {
+                break;
+            }
+        }
+    }
+
+    /// Drops peers last seen more than `max_age` ticks before `now`; returns how many.
+    pub fn expire(&mut self, now: u16, max_age: u16) -> usize {
+        let before = self.len();
+        for list in [&mut self.seeders, &mut self.leechers] {
+            list.retain(|p| now.wrapping_sub(p.seen) <= max_age);
+            // Memory follows live peers: give back space a shrunken swarm no longer needs.
+            if list.capacity() > 16 && list.len() < list.capacity() / 4 {
+                list.shrink_to(list.len() * 2);
+            }
+        }
+        before - self.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(n: u8) -> Addr<6> {
+        [10, 0, 0, n, 0x1a, 0xe1]
+    }
+
+    #[test]
+    fn stored_peer_is_eight_bytes() {
+        assert_eq!(std::mem::size_of::<Peer<6>>(), 8);
+        assert_eq!(std::mem::size_of::<Peer<18>>(), 20);
+    }
+
+    #[test]
+    fn upsert_moves_between_lists_and_remove() {
+        let mut l = PeerList::<6>::default();
+        assert_eq!(l.upsert(a(1), false, 0, 10), Was::Absent);
+        assert_eq!(l.upsert(a(1), false, 1, 10), Was::Leecher);
+        assert_eq!((l.seeders(), l.leechers()), (0, 1));
+        assert_eq!(l.upsert(a(1), true, 2, 10), Was::Leecher);
+        assert_eq!((l.seeders(), l.leechers()), (1, 0));
+        assert_eq!(l.upsert(a(1), true, 3, 10), Was::Seeder);
+        assert_eq!(l.remove(a(1)), Was::Seeder);
+        assert_eq!(l.remove(a(1)), Was::Absent);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn cap_stops_new_peers_but_not_known_ones() {
+        let mut l = PeerList::<6>::default();
+        l.upsert(a(1), false, 0, 2);
+        l.upsert(a(2), false, 0, 2);
+        assert_eq!(l.upsert(a(3), false, 0, 2), Was::Absent);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.upsert(a(2), true, 0, 2), Was::Leecher);
+        assert_eq!((l.seeders(), l.leechers()), (1, 1));
+    }
+
+    #[test]
+    fn pick_skips_requester_and_seeders_get_leechers() {
+        let mut l = PeerList::<6>::default();
+        for n in 1..=5 {
+            l.upsert(a(n), n <= 2, 0, 100);
+        }
+        for random in 0..10 {
+            let mut out = Vec::new();
+            l.pick(50, &a(3), false, random, &mut out);
+            assert_eq!(out.len(), 4 * 6);
+            assert!(!out.chunks(6).any(|c| c == a(3)));
+            let mut out = Vec::new();
+            l.pick(50, &a(1), true, random, &mut out);
+            let got: Vec<u8> = out.chunks(6).map(|c| c[3]).collect();
+            assert_eq!(got.len(), 3);
+            assert!(got.iter().all(|n| *n >= 3), "{got:?}");
+            let mut out = Vec::new();
+            l.pick(2, &a(9), false, random, &mut out);
+            assert_eq!(out.len(), 12);
+        }
+        let mut out = Vec::new();
+        l.pick(0, &a(9), false, 1, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn expire_uses_wrapping_ticks() {
+        let mut l = PeerList::<6>::default();
+        l.upsert(a(1), false, 65530, 10);
+        l.upsert(a(2), true, 3, 10);
+        assert_eq!(l.expire(4, 10), 0);
+        assert_eq!(l.expire(13, 10), 1);
+        assert_eq!((l.seeders(), l.leechers()), (1, 0));
+    }
+}

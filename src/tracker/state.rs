@@ -1,0 +1,401 @@
+//! The tracker: shards of swarms, the published set, connection IDs and the completed store,
+//! with the small API `bitseed serve` uses. Protocol shells (`http`, `udp`) call `announce` and
+//! `scrape`; the maintenance task expires peers, saves counts and samples the announce rate.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::completed_store::{CompletedStore, StoreError};
+use super::config::{ConfigError, Mode, TrackerConfig};
+use super::connection_id::ConnectionIds;
+use super::http_request::InfoHash;
+use super::http_response::Counts;
+use super::swarm::{Announce, Limits, Refusal, Shard, SwarmChange};
+
+/// Shards by the info hash's first byte: an announce locks 1/256th of the store.
+const SHARDS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("state folder {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Totals for the `/stats` page and the web UI.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TrackerStats {
+    pub torrents: usize,
+    pub seeders: usize,
+    pub leechers: usize,
+    /// Over the last few seconds.
+    pub announces_per_second: f64,
+}
+
+pub struct Tracker {
+    config: TrackerConfig,
+    // Std mutexes: held for microseconds, never across an `.await`.
+    shards: Box<[Mutex<Shard>]>,
+    /// Live swarms, for the `max_torrents` cap.
+    torrents: AtomicUsize,
+    ids: ConnectionIds,
+    store: CompletedStore,
+    start: Instant,
+    tick_secs: u64,
+    max_age_ticks: u16,
+    rate_bits: AtomicU64,
+}
+
+impl Tracker {
+    /// Opens the tracker's state in `state_dir` (created if missing): the UDP key and the
+    /// completed counts.
+    pub fn new(config: TrackerConfig, state_dir: &Path) -> Result<Tracker, TrackerError> {
+        config.validate()?;
+        let dir_err = |source| TrackerError::StateDir {
+            path: state_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(dir_err)?;
+        let ids = ConnectionIds::load_or_create(state_dir).map_err(dir_err)?;
+        let store = CompletedStore::open(state_dir)?;
+        let shards: Box<[Mutex<Shard>]> = (0..SHARDS).map(|_| Mutex::default()).collect();
+        for (hash, count) in store.load()? {
+            let mut shard = lock(&shards[usize::from(hash[0])]);
+            shard.completed.insert(hash, count);
+        }
+        // Peer timestamps are 16-bit ticks: ticks grow with the interval so that twice the
+        // interval stays below a quarter of the wrap-around.
+        let max_age_secs = u64::from(config.interval) * 2;
+        let tick_secs = max_age_secs.div_ceil(16_384).max(1);
+        let max_age_ticks = max_age_secs.div_ceil(tick_secs) as u16;
+        Ok(Tracker {
+            config,
+            shards,
+            torrents: AtomicUsize::new(0),
+            ids,
+            store,
+            start: Instant::now(),
+            tick_secs,
+            max_age_ticks,
+            rate_bits: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    pub(crate) fn connection_ids(&self) -> &ConnectionIds {
+        &self.ids
+    }
+
+    /// Published mode: start tracking `info_hash`.
+    pub fn register(&self, info_hash: InfoHash) {
+        self.shard(&info_hash).published.insert(info_hash);
+    }
+
+    /// Published mode: stop tracking `info_hash`; its peers and own seed are forgotten (its
+    /// completed count is kept).
+    pub fn unregister(&self, info_hash: InfoHash) {
+        let mut shard = self.shard(&info_hash);
+        shard.published.remove(&info_hash);
+        shard.own_seeds.remove(&info_hash);
+        if shard.swarms.remove(&info_hash).is_some() {
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lists `addr` (bitseed's own seeder) as a seed of `info_hash` in every answer to a
+    /// leecher, even one at the same IP; it never expires.
+    pub fn set_own_seed(&self, info_hash: InfoHash, addr: SocketAddr) {
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        self.shard(&info_hash).own_seeds.insert(info_hash, addr);
+    }
+
+    pub fn clear_own_seed(&self, info_hash: InfoHash) {
+        self.shard(&info_hash).own_seeds.remove(&info_hash);
+    }
+
+    /// Seeders (own seed included), leechers and completed count of one torrent.
+    pub fn torrent(&self, info_hash: &InfoHash) -> Counts {
+        self.shard(info_hash).counts(info_hash)
+    }
+
+    /// Totals over every swarm.
+    pub fn stats(&self) -> TrackerStats {
+        let mut stats = TrackerStats {
+            announces_per_second: f64::from_bits(self.rate_bits.load(Ordering::Relaxed)),
+            ..TrackerStats::default()
+        };
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            stats.torrents += shard.swarms.len();
+            for swarm in shard.swarms.values() {
+                stats.seeders += swarm.seeders();
+                stats.leechers += swarm.leechers();
+            }
+        }
+        stats
+    }
+
+    /// Records an announce and appends the peers to return (compact form) to the buffers.
+    pub fn announce(
+        &self,
+        a: &Announce,
+        peers4: &mut Vec<u8>,
+        peers6: &mut Vec<u8>,
+    ) -> Result<Counts, Refusal> {
+        let open = self.config.mode == Mode::Open;
+        let limits = Limits {
+            open,
+            max_peers: self.config.max_peers_per_torrent as usize,
+            may_create: !open
+                || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
+        };
+        let now = self.tick();
+        let (counts, change) =
+            self.shard(&a.info_hash)
+                .announce(a, limits, now, random(), peers4, peers6)?;
+        match change {
+            SwarmChange::Created => self.torrents.fetch_add(1, Ordering::Relaxed),
+            SwarmChange::Removed => self.torrents.fetch_sub(1, Ordering::Relaxed),
+            SwarmChange::None => 0,
+        };
+        Ok(counts)
+    }
+
+    /// Counts for each info hash (all tracked ones when `info_hashes` is empty and full scrape is
+    /// on), sorted by info hash without repeats.
+    pub fn scrape(&self, info_hashes: &[InfoHash]) -> Vec<(InfoHash, Counts)> {
+        let mut out: Vec<(InfoHash, Counts)> = if info_hashes.is_empty() {
+            if !self.config.full_scrape {
+                return Vec::new();
+            }
+            let mut all = Vec::new();
+            for shard in self.shards.iter() {
+                let shard = lock(shard);
+                let hashes = shard.swarms.keys().chain(shard.published.iter());
+                all.extend(hashes.map(|h| (*h, shard.counts(h))));
+            }
+            all
+        } else {
+            info_hashes.iter().map(|h| (*h, self.torrent(h))).collect()
+        };
+        out.sort_unstable_by_key(|e| e.0);
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
+    }
+
+    /// Expires silent peers and prunes empty swarms, one shard lock at a time.
+    pub fn sweep(&self) -> usize {
+        let now = self.tick();
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            removed += lock(shard).sweep(now, self.max_age_ticks);
+        }
+        self.torrents.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// Writes completions not yet saved, in one transaction. Blocking (disk): call it off the
+    /// async runtime's workers.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let mut batch = Vec::new();
+        for shard in self.shards.iter() {
+            batch.extend(std::mem::take(&mut lock(shard).unsaved));
+        }
+        if let Err(e) = self.store.add(&batch) {
+            // Keep them for the next try.
+            for (hash, n) in batch {
+                *self.shard(&hash).unsaved.entry(hash).or_default() += n;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Announces handled so far (for the rate).
+    pub(crate) fn announce_count(&self) -> u64 {
+        self.shards.iter().map(|s| lock(s).announces).sum()
+    }
+
+    pub(crate) fn set_rate(&self, per_second: f64) {
+        self.rate_bits
+            .store(per_second.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Seconds between sweeps: often enough that expiry is close to `interval × 2`.
+    pub(crate) fn sweep_every_secs(&self) -> u64 {
+        (u64::from(self.config.interval) / 4).clamp(1, 60)
+    }
+
+    fn tick(&self) -> u16 {
+        (self.start.elapsed().as_secs() / self.tick_secs) as u16
+    }
+
+    fn shard(&self, info_hash: &InfoHash) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[usize::from(info_hash[0])])
+    }
+}
+
+/// A poisoned shard still holds consistent data (every update is a few field writes), so carry on
+/// rather than take the whole tracker down.
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A fast per-thread generator (xorshift64*) for picking which peers to return; not for secrets.
+fn random() -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(0u64) | 1);
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::http_request::Event;
+
+    fn open() -> TrackerConfig {
+        TrackerConfig {
+            mode: Mode::Open,
+            ..TrackerConfig::default()
+        }
+    }
+
+    fn ann(hash: u8, peer: &str, event: Event, left: u64) -> Announce {
+        Announce {
+            info_hash: [hash; 20],
+            peer: peer.parse().unwrap(),
+            event,
+            left,
+            numwant: 50,
+            both_families: true,
+        }
+    }
+
+    #[test]
+    fn completed_counts_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::new(open(), dir.path()).unwrap();
+        t.announce(
+            &ann(1, "10.0.0.1:1", Event::Completed, 0),
+            &mut vec![],
+            &mut vec![],
+        )
+        .unwrap();
+        t.flush().unwrap();
+        drop(t);
+        let t = Tracker::new(open(), dir.path()).unwrap();
+        assert_eq!(t.torrent(&[1; 20]).downloaded, 1);
+        assert_eq!(t.torrent(&[1; 20]).complete, 0);
+    }
+
+    #[test]
+    fn max_torrents_caps_new_swarms_in_open_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::new(
+            TrackerConfig {
+                max_torrents: 2,
+                ..open()
+            },
+            dir.path(),
+        )
+        .unwrap();
+        for h in 1..=2 {
+            t.announce(
+                &ann(h, "10.0.0.1:1", Event::Started, 1),
+                &mut vec![],
+                &mut vec![],
+            )
+            .unwrap();
+        }
+        let r = t.announce(
+            &ann(3, "10.0.0.1:1", Event::Started, 1),
+            &mut vec![],
+            &mut vec![],
+        );
+        assert_eq!(r, Err(Refusal::TooManyTorrents));
+        t.announce(
+            &ann(1, "10.0.0.1:1", Event::Stopped, 1),
+            &mut vec![],
+            &mut vec![],
+        )
+        .unwrap();
+        t.announce(
+            &ann(3, "10.0.0.1:1", Event::Started, 1),
+            &mut vec![],
+            &mut vec![],
+        )
+        .unwrap();
+        assert_eq!(t.stats().torrents, 2);
+    }
+
+    #[test]
+    fn scrape_sorts_dedups_and_full_scrape_is_opt_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::new(
+            TrackerConfig {
+                full_scrape: true,
+                ..open()
+            },
+            dir.path(),
+        )
+        .unwrap();
+        t.announce(
+            &ann(2, "10.0.0.1:1", Event::Started, 0),
+            &mut vec![],
+            &mut vec![],
+        )
+        .unwrap();
+        let s = t.scrape(&[[9; 20], [2; 20], [9; 20]]);
+        assert_eq!(s.iter().map(|e| e.0[0]).collect::<Vec<_>>(), vec![2, 9]);
+        assert_eq!(s[0].1.complete, 1);
+        assert_eq!(t.scrape(&[]).len(), 1);
+        let t2 = Tracker::new(open(), tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(t2.scrape(&[]).is_empty());
+    }
+
+    #[test]
+    fn register_unregister_and_own_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::new(TrackerConfig::default(), dir.path()).unwrap();
+        let a = ann(4, "10.0.0.1:1", Event::Started, 1);
+        assert_eq!(
+            t.announce(&a, &mut vec![], &mut vec![]),
+            Err(Refusal::Unregistered)
+        );
+        t.register([4; 20]);
+        t.set_own_seed([4; 20], "[::ffff:10.0.0.1]:7000".parse().unwrap());
+        let mut p4 = vec![];
+        let c = t.announce(&a, &mut p4, &mut vec![]).unwrap();
+        assert_eq!((c.complete, c.incomplete), (1, 1));
+        assert_eq!(p4, [10, 0, 0, 1, 0x1b, 0x58]);
+        t.unregister([4; 20]);
+        assert_eq!(
+            t.announce(&a, &mut vec![], &mut vec![]),
+            Err(Refusal::Unregistered)
+        );
+        assert_eq!(t.stats().torrents, 0);
+    }
+}

@@ -1,0 +1,425 @@
+//! One shard of the swarm store: the swarms whose info hash falls in it, which of those hashes
+//! are published, bitseed's own seed for each, and completed counts. The tracker keeps many
+//! shards, each behind its own lock, so an announce locks only the shard of its info hash.
+//!
+//! Everything here is pure: the caller passes the time (in ticks) and the randomness.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use super::http_request::{Event, InfoHash};
+use super::http_response::Counts;
+use super::peer_list::{Addr, PeerList, Was};
+
+/// The peers of one torrent. The v6 half is boxed: most swarms have no v6 peer, and an empty
+/// box costs 8 bytes where two empty vectors cost 48.
+#[derive(Debug, Default)]
+pub struct Swarm {
+    v4: PeerList<6>,
+    v6: Option<Box<PeerList<18>>>,
+}
+
+impl Swarm {
+    pub fn seeders(&self) -> usize {
+        self.v4.seeders() + self.v6.as_ref().map_or(0, |l| l.seeders())
+    }
+
+    pub fn leechers(&self) -> usize {
+        self.v4.leechers() + self.v6.as_ref().map_or(0, |l| l.leechers())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.as_ref().is_none_or(|l| l.is_empty())
+    }
+
+    fn expire(&mut self, now: u16, max_age: u16) -> usize {
+        let mut n = self.v4.expire(now, max_age);
+        if let Some(v6) = &mut self.v6 {
+            n += v6.expire(now, max_age);
+            if v6.is_empty() {
+                self.v6 = None;
+            }
+        }
+        n
+    }
+}
+
+/// One announce, whatever protocol it came over.
+#[derive(Debug, Clone, Copy)]
+pub struct Announce {
+    pub info_hash: InfoHash,
+    /// The client's address (v4-mapped v6 already turned into v4) and announced port; port 0
+    /// gets an answer but is not stored.
+    pub peer: SocketAddr,
+    pub event: Event,
+    pub left: u64,
+    /// Peers wanted, already capped.
+    pub numwant: usize,
+    /// Whether peers of the other address family may be returned (HTTP yes, UDP no).
+    pub both_families: bool,
+}
+
+/// Why an announce is refused; the text is the client's `failure reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unregistered torrent")]
+    Unregistered,
+    #[error("tracker is full")]
+    TooManyTorrents,
+}
+
+/// Limits an announce is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub open: bool,
+    pub max_peers: usize,
+    /// Whether a new swarm may be created (the caller checks the global torrent count).
+    pub may_create: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Shard {
+    pub swarms: HashMap<InfoHash, Swarm>,
+    pub published: HashSet<InfoHash>,
+    pub own_seeds: HashMap<InfoHash, SocketAddr>,
+    /// Peers that ever completed, per info hash (nonzero only).
+    pub completed: HashMap<InfoHash, u64>,
+    /// Completions not yet written to the store.
+    pub unsaved: HashMap<InfoHash, u64>,
+    /// Announces handled, for the announces-per-second figure.
+    pub announces: u64,
+}
+
+/// What an announce did to the number of live swarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwarmChange {
+    None,
+    Created,
+    Removed,
+}
+
+impl Shard {
+    /// Records `a` and appends the peers to return to `peers4` / `peers6` (compact form).
+    pub fn announce(
+        &mut self,
+        a: &Announce,
+        limits: Limits,
+        now: u16,
+        random: u64,
+        peers4: &mut Vec<u8>,
+        peers6: &mut Vec<u8>,
+    ) -> Result<(Counts, SwarmChange), Refusal> {
+        self.announces += 1;
+        if !limits.open && !self.published.contains(&a.info_hash) {
+            return Err(Refusal::Unregistered);
+        }
+        let mut change = SwarmChange::None;
+        if !self.swarms.contains_key(&a.info_hash) {
+            if a.event == Event::Stopped || a.peer.port() == 0 {
+                return Ok((self.counts(&a.info_hash), change));
+            }
+            if !limits.may_create {
+                return Err(Refusal::TooManyTorrents);
+            }
+            change = SwarmChange::Created;
+        }
+        let swarm = self.swarms.entry(a.info_hash).or_default();
+        let seeder = a.left == 0;
+        let was = update(swarm, a, seeder, now, limits.max_peers);
+        if a.event == Event::Completed && seeder && was != Was::Seeder {
+            *self.completed.entry(a.info_hash).or_default() += 1;
+            *self.unsaved.entry(a.info_hash).or_default() += 1;
+        }
+        let counts = self.counts(&a.info_hash);
+        if a.event != Event::Stopped {
+            self.pick(a, seeder, random, peers4, peers6);
+        }
+        if self.swarms.get(&a.info_hash).is_some_and(Swarm::is_empty) {
+            self.swarms.remove(&a.info_hash);
+            change = if change == SwarmChange::Created {
+                SwarmChange::None
+            } else {
+                SwarmChange::Removed
+            };
+        }
+        Ok((counts, change))
+    }
+
+    fn pick(
+        &self,
+        a: &Announce,
+        seeder: bool,
+        random: u64,
+        peers4: &mut Vec<u8>,
+        peers6: &mut Vec<u8>,
+    ) {
+        let Some(swarm) = self.swarms.get(&a.info_hash) else {
+            return;
+        };
+        let mut want = a.numwant;
+        let v4_first = a.peer.is_ipv4();
+        // bitseed's own seed first, to leechers, even when it shares the requester's IP.
+        if let (Some(own), false, true) = (self.own_seeds.get(&a.info_hash), seeder, want > 0) {
+            if own.is_ipv4() == v4_first || a.both_families {
+                match compact(*own) {
+                    Compact::V4(c) => peers4.extend_from_slice(&c),
+                    Compact::V6(c) => peers6.extend_from_slice(&c),
+                }
+                want -= 1;
+            }
+        }
+        let me = compact(a.peer);
+        let (me4, me6) = match me {
+            Compact::V4(c) => (c, [0; 18]),
+            Compact::V6(c) => ([0; 6], c),
+        };
+        let before = peers4.len() / 6 + peers6.len() / 18;
+        let pick4 = |want: usize, out: &mut Vec<u8>| swarm.v4.pick(want, &me4, seeder, random, out);
+        let pick6 = |want: usize, out: &mut Vec<u8>| {
+            if let Some(v6) = &swarm.v6 {
+                v6.pick(want, &me6, seeder, random, out)
+            }
+        };
+        if v4_first {
+            pick4(want, peers4);
+            if a.both_families {
+                let got = peers4.len() / 6 + peers6.len() / 18 - before;
+                pick6(want - got, peers6);
+            }
+        } else {
+            pick6(want, peers6);
+            if a.both_families {
+                let got = peers4.len() / 6 + peers6.len() / 18 - before;
+                pick4(want - got, peers4);
+            }
+        }
+    }
+
+    /// Live seeders (bitseed's own included), leechers and ever-completed for `info_hash`.
+    pub fn counts(&self, info_hash: &InfoHash) -> Counts {
+        let own = u32::from(self.own_seeds.contains_key(info_hash));
+        let downloaded = self.completed.get(info_hash).copied().unwrap_or(0);
+        match self.swarms.get(info_hash) {
+            Some(s) => Counts {
+                complete: s.seeders() as u32 + own,
+                incomplete: s.leechers() as u32,
+                downloaded,
+            },
+            None => Counts {
+                complete: own,
+                incomplete: 0,
+                downloaded,
+            },
+        }
+    }
+
+    /// Drops peers silent for more than `max_age` ticks and swarms left empty; returns the number
+    /// of swarms removed.
+    pub fn sweep(&mut self, now: u16, max_age: u16) -> usize {
+        let before = self.swarms.len();
+        self.swarms.retain(|_, s| {
+            s.expire(now, max_age);
+            !s.is_empty()
+        });
+        if self.swarms.capacity() > 64 && self.swarms.len() < self.swarms.capacity() / 4 {
+            self.swarms.shrink_to(self.swarms.len() * 2);
+        }
+        before - self.swarms.len()
+    }
+}
+
+fn update(swarm: &mut Swarm, a: &Announce, seeder: bool, now: u16, max_peers: usize) -> Was {
+    let stopped = a.event == Event::Stopped;
+    if a.peer.port() == 0 {
+        return Was::Absent;
+    }
+    match compact(a.peer) {
+        Compact::V4(c) => {
+            let room = max_peers.saturating_sub(swarm.v6.as_ref().map_or(0, |l| l.len()));
+            if stopped {
+                swarm.v4.remove(c)
+            } else {
+                swarm.v4.upsert(c, seeder, now, room)
+            }
+        }
+        Compact::V6(c) => {
+            let room = max_peers.saturating_sub(swarm.v4.len());
+            if stopped {
+                swarm.v6.as_mut().map_or(Was::Absent, |l| l.remove(c))
+            } else {
+                swarm
+                    .v6
+                    .get_or_insert_with(Default::default)
+                    .upsert(c, seeder, now, room)
+            }
+        }
+    }
+}
+
+enum Compact {
+    V4(Addr<6>),
+    V6(Addr<18>),
+}
+
+/// BEP 23 / BEP 7 compact form: IP then port, big-endian.
+fn compact(addr: SocketAddr) -> Compact {
+    let port = addr.port().to_be_bytes();
+    match addr.ip().to_canonical() {
+        IpAddr::V4(ip) => {
+            let mut c = [0u8; 6];
+            c[..4].copy_from_slice(&ip.octets());
+            c[4..].copy_from_slice(&port);
+            Compact::V4(c)
+        }
+        IpAddr::V6(ip) => {
+            let mut c = [0u8; 18];
+            c[..16].copy_from_slice(&ip.octets());
+            c[16..].copy_from_slice(&port);
+            Compact::V6(c)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: InfoHash = [1; 20];
+    const OPEN: Limits = Limits {
+        open: true,
+        max_peers: 100,
+        may_create: true,
+    };
+
+    fn ann(peer: &str, event: Event, left: u64) -> Announce {
+        Announce {
+            info_hash: H,
+            peer: peer.parse().unwrap(),
+            event,
+            left,
+            numwant: 50,
+            both_families: true,
+        }
+    }
+
+    fn run(shard: &mut Shard, a: Announce) -> (Counts, Vec<u8>, Vec<u8>) {
+        let (mut p4, mut p6) = (Vec::new(), Vec::new());
+        let (counts, _) = shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
+        (counts, p4, p6)
+    }
+
+    #[test]
+    fn published_mode_refuses_unknown_hashes() {
+        let mut shard = Shard::default();
+        let limits = Limits {
+            open: false,
+            ..OPEN
+        };
+        let a = ann("10.0.0.1:1", Event::Started, 5);
+        assert_eq!(
+            shard.announce(&a, limits, 0, 0, &mut vec![], &mut vec![]),
+            Err(Refusal::Unregistered)
+        );
+        shard.published.insert(H);
+        assert!(shard
+            .announce(&a, limits, 0, 0, &mut vec![], &mut vec![])
+            .is_ok());
+    }
+
+    #[test]
+    fn completed_counted_once_and_only_with_left_zero() {
+        let mut shard = Shard::default();
+        run(&mut shard, ann("10.0.0.1:1", Event::Started, 5));
+        let (c, ..) = run(&mut shard, ann("10.0.0.1:1", Event::Completed, 1));
+        assert_eq!(c.downloaded, 0);
+        let (c, ..) = run(&mut shard, ann("10.0.0.1:1", Event::Completed, 0));
+        assert_eq!((c.complete, c.incomplete, c.downloaded), (1, 0, 1));
+        let (c, ..) = run(&mut shard, ann("10.0.0.1:1", Event::Completed, 0));
+        assert_eq!(c.downloaded, 1);
+        assert_eq!(shard.unsaved.get(&H), Some(&1));
+    }
+
+    #[test]
+    fn own_seed_listed_to_leechers_sharing_its_ip_and_counted() {
+        let mut shard = Shard::default();
+        shard.own_seeds.insert(H, "10.0.0.1:7000".parse().unwrap());
+        let (c, p4, p6) = run(&mut shard, ann("10.0.0.1:6881", Event::Started, 5));
+        assert_eq!((c.complete, c.incomplete), (1, 1));
+        assert_eq!(p4, [10, 0, 0, 1, 0x1b, 0x58]);
+        assert!(p6.is_empty());
+        // A seeder gets leechers only, so not the own seed.
+        let (_, p4, _) = run(&mut shard, ann("10.0.0.2:6881", Event::Started, 0));
+        assert_eq!(p4, [10, 0, 0, 1, 0x1a, 0xe1]);
+    }
+
+    #[test]
+    fn both_families_and_mapped_v4() {
+        let mut shard = Shard::default();
+        run(&mut shard, ann("[2001:db8::1]:6881", Event::Started, 0));
+        run(&mut shard, ann("[::ffff:10.0.0.9]:6881", Event::Started, 0));
+        let (c, p4, p6) = run(&mut shard, ann("10.0.0.1:1", Event::Started, 5));
+        assert_eq!((c.complete, c.incomplete), (2, 1));
+        assert_eq!(p4, [10, 0, 0, 9, 0x1a, 0xe1]);
+        assert_eq!(p6.len(), 18);
+        // UDP: only the requester's family.
+        let a = Announce {
+            both_families: false,
+            ..ann("10.0.0.1:1", Event::None, 5)
+        };
+        let (mut p4, mut p6) = (vec![], vec![]);
+        shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
+        assert_eq!((p4.len(), p6.len()), (6, 0));
+    }
+
+    #[test]
+    fn stopped_and_port_zero_and_pruning() {
+        let mut shard = Shard::default();
+        let (c, ..) = run(&mut shard, ann("10.0.0.1:0", Event::Started, 5));
+        assert_eq!((c.complete, c.incomplete), (0, 0));
+        assert!(shard.swarms.is_empty());
+        run(&mut shard, ann("10.0.0.1:1", Event::Started, 5));
+        let (mut p4, mut p6) = (vec![], vec![]);
+        let (c, change) = shard
+            .announce(
+                &ann("10.0.0.1:1", Event::Stopped, 5),
+                OPEN,
+                0,
+                0,
+                &mut p4,
+                &mut p6,
+            )
+            .unwrap();
+        assert_eq!((c.incomplete, change), (0, SwarmChange::Removed));
+        assert!(shard.swarms.is_empty());
+    }
+
+    #[test]
+    fn sweep_expires_and_prunes() {
+        let mut shard = Shard::default();
+        let (mut p4, mut p6) = (vec![], vec![]);
+        shard
+            .announce(
+                &ann("10.0.0.1:1", Event::Started, 5),
+                OPEN,
+                10,
+                0,
+                &mut p4,
+                &mut p6,
+            )
+            .unwrap();
+        shard
+            .announce(
+                &ann("10.0.0.2:1", Event::Started, 5),
+                OPEN,
+                20,
+                0,
+                &mut p4,
+                &mut p6,
+            )
+            .unwrap();
+        assert_eq!(shard.sweep(25, 10), 0);
+        assert_eq!(shard.counts(&H).incomplete, 1);
+        assert_eq!(shard.sweep(40, 10), 1);
+        assert!(shard.swarms.is_empty());
+    }
+}

@@ -1,0 +1,382 @@
+//! UDP tracker packets (BEP 15) with BEP 41 options, parsed from and written to bytes.
+//!
+//! ```text
+//! connect   req: protocol_id u64 | action=0 u32 | transaction u32                       (16)
+//! announce  req: connection u64 | action=1 | transaction | info_hash 20 | peer_id 20 |
+//!                downloaded u64 | left u64 | uploaded u64 | event u32 | ip u32 | key u32 |
+//!                num_want i32 | port u16 | BEP 41 options…                              (98+)
+//! scrape    req: connection u64 | action=2 | transaction | info_hash 20 × n             (16+20n)
+//! connect   res: action=0 | transaction | connection u64
+//! announce  res: action=1 | transaction | interval | leechers | seeders | (ip, port) × n
+//! scrape    res: action=2 | transaction | (seeders, completed, leechers) × n
+//! error     res: action=3 | transaction | message
+//! ```
+//! All integers big-endian.
+
+use thiserror::Error;
+
+use super::http_request::{Event, InfoHash, PeerId};
+
+pub const PROTOCOL_ID: u64 = 0x0417_2710_1980;
+/// BEP 15: "up to about 74 torrents can be scraped at once".
+pub const MAX_SCRAPE_HASHES: usize = 74;
+
+const CONNECT: u32 = 0;
+const ANNOUNCE: u32 = 1;
+const SCRAPE: u32 = 2;
+const ERROR: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request<'a> {
+    Connect {
+        transaction_id: u32,
+    },
+    Announce(Announce),
+    Scrape {
+        connection_id: u64,
+        transaction_id: u32,
+        /// Whole 20-byte info hashes back to back, at most [`MAX_SCRAPE_HASHES`] of them; read
+        /// them with `chunks_exact(20)`.
+        info_hashes: &'a [u8],
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    pub connection_id: u64,
+    pub transaction_id: u32,
+    pub info_hash: InfoHash,
+    pub peer_id: PeerId,
+    pub downloaded: u64,
+    pub left: u64,
+    pub uploaded: u64,
+    pub event: Event,
+    /// The `IP address` field; 0 means "the sender's".
+    pub ip: u32,
+    pub key: u32,
+    /// `None` for -1 (or any negative): the default.
+    pub num_want: Option<u32>,
+    pub port: u16,
+}
+
+/// A datagram that is not a request we answer. With a transaction ID the client can be told why;
+/// without one (too short to hold it, or not our protocol) the datagram is dropped.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{message}")]
+pub struct ParseError {
+    pub transaction_id: Option<u32>,
+    pub message: &'static str,
+}
+
+fn err(transaction_id: Option<u32>, message: &'static str) -> ParseError {
+    ParseError {
+        transaction_id,
+        message,
+    }
+}
+
+/// Parses one datagram.
+pub fn parse(packet: &[u8]) -> Result<Request<'_>, ParseError> {
+    if packet.len() < 16 {
+        return Err(err(None, "packet too short"));
+    }
+    let connection_id = u64_at(packet, 0);
+    let action = u32_at(packet, 8);
+    let tx = u32_at(packet, 12);
+    match action {
+        CONNECT if connection_id == PROTOCOL_ID => Ok(Request::Connect { transaction_id: tx }),
+        CONNECT => Err(err(None, "bad protocol id")),
+        ANNOUNCE => parse_announce(packet, connection_id, tx),
+        SCRAPE => {
+            let body = &packet[16..];
+            let n = (body.len() / 20).min(MAX_SCRAPE_HASHES);
+            if n == 0 {
+                return Err(err(Some(tx), "scrape without info_hash"));
+            }
+            Ok(Request::Scrape {
+                connection_id,
+                transaction_id: tx,
+                info_hashes: &body[..n * 20],
+            })
+        }
+        _ => Err(err(Some(tx), "unknown action")),
+    }
+}
+
+fn parse_announce(packet: &[u8], connection_id: u64, tx: u32) -> Result<Request<'_>, ParseError> {
+    if packet.len() < 98 {
+        return Err(err(Some(tx), "announce too short"));
+    }
+    let event = match u32_at(packet, 80) {
+        0 => Event::None,
+        1 => Event::Completed,
+        2 => Event::Started,
+        3 => Event::Stopped,
+        _ => return Err(err(Some(tx), "unknown event")),
+    };
+    skip_options(&packet[98..]).map_err(|m| err(Some(tx), m))?;
+    let num_want = i32::from_be_bytes(array(packet, 92));
+    Ok(Request::Announce(Announce {
+        connection_id,
+        transaction_id: tx,
+        info_hash: array(packet, 16),
+        peer_id: array(packet, 36),
+        downloaded: u64_at(packet, 56),
+        left: u64_at(packet, 64),
+        uploaded: u64_at(packet, 72),
+        event,
+        ip: u32_at(packet, 84),
+        key: u32_at(packet, 88),
+        num_want: u32::try_from(num_want).ok(),
+        port: u16::from_be_bytes(array(packet, 96)),
+    }))
+}
+
+/// Walks BEP 41 options: 0 ends them, 1 is a one-byte NOP, every other type has a length byte.
+/// We use none of them (URLData included), but a truncated one marks a malformed packet.
+fn skip_options(mut options: &[u8]) -> Result<(), &'static str> {
+    while let Some((&kind, rest)) = options.split_first() {
+        match kind {
+            0 => return Ok(()),
+            1 => options = rest,
+            _ => {
+                let (&len, rest) = rest.split_first().ok_or("truncated BEP 41 option")?;
+                options = rest
+                    .get(usize::from(len)..)
+                    .ok_or("truncated BEP 41 option")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn array<const N: usize>(packet: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&packet[at..at + N]);
+    out
+}
+
+fn u32_at(packet: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(array(packet, at))
+}
+
+fn u64_at(packet: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(array(packet, at))
+}
+
+pub fn write_connect(transaction_id: u32, connection_id: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&CONNECT.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+    out.extend_from_slice(&connection_id.to_be_bytes());
+}
+
+/// `peers` holds compact entries of one family: 6 bytes (v4) or 18 bytes (v6) each.
+pub fn write_announce(
+    transaction_id: u32,
+    interval: u32,
+    leechers: u32,
+    seeders: u32,
+    peers: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(&ANNOUNCE.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+    out.extend_from_slice(&interval.to_be_bytes());
+    out.extend_from_slice(&leechers.to_be_bytes());
+    out.extend_from_slice(&seeders.to_be_bytes());
+    out.extend_from_slice(peers);
+}
+
+/// One scrape entry: seeders, completed, leechers (in the packet's order).
+pub fn write_scrape(transaction_id: u32, entries: &[(u32, u32, u32)], out: &mut Vec<u8>) {
+    out.extend_from_slice(&SCRAPE.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+    for (seeders, completed, leechers) in entries {
+        out.extend_from_slice(&seeders.to_be_bytes());
+        out.extend_from_slice(&completed.to_be_bytes());
+        out.extend_from_slice(&leechers.to_be_bytes());
+    }
+}
+
+pub fn write_error(transaction_id: u32, message: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(&ERROR.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+    out.extend_from_slice(message.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announce_packet(event: u32, num_want: i32) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&0x1122_3344_5566_7788u64.to_be_bytes());
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+        p.extend_from_slice(&[0xaa; 20]);
+        p.extend_from_slice(&[0xbb; 20]);
+        p.extend_from_slice(&100u64.to_be_bytes());
+        p.extend_from_slice(&200u64.to_be_bytes());
+        p.extend_from_slice(&300u64.to_be_bytes());
+        p.extend_from_slice(&event.to_be_bytes());
+        p.extend_from_slice(&[10, 0, 0, 9]);
+        p.extend_from_slice(&77u32.to_be_bytes());
+        p.extend_from_slice(&num_want.to_be_bytes());
+        p.extend_from_slice(&6881u16.to_be_bytes());
+        assert_eq!(p.len(), 98);
+        p
+    }
+
+    #[test]
+    fn connect_request_and_response() {
+        let mut p = PROTOCOL_ID.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(
+            parse(&p),
+            Ok(Request::Connect {
+                transaction_id: 0x0102_0304
+            })
+        );
+        p[0] = 9;
+        assert_eq!(parse(&p), Err(err(None, "bad protocol id")));
+        let mut out = Vec::new();
+        write_connect(0x0102_0304, 0x1122_3344_5566_7788, &mut out);
+        assert_eq!(
+            out,
+            [0, 0, 0, 0, 1, 2, 3, 4, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]
+        );
+    }
+
+    #[test]
+    fn announce_request() {
+        let Ok(Request::Announce(a)) = parse(&announce_packet(2, -1)) else {
+            panic!()
+        };
+        assert_eq!(
+            a,
+            Announce {
+                connection_id: 0x1122_3344_5566_7788,
+                transaction_id: 0xdead_beef,
+                info_hash: [0xaa; 20],
+                peer_id: [0xbb; 20],
+                downloaded: 100,
+                left: 200,
+                uploaded: 300,
+                event: Event::Started,
+                ip: 0x0a00_0009,
+                key: 77,
+                num_want: None,
+                port: 6881,
+            }
+        );
+        for (code, event) in [(0, Event::None), (1, Event::Completed), (3, Event::Stopped)] {
+            let Ok(Request::Announce(a)) = parse(&announce_packet(code, 0)) else {
+                panic!()
+            };
+            assert_eq!((a.event, a.num_want), (event, Some(0)));
+        }
+        assert_eq!(
+            parse(&announce_packet(4, 0)),
+            Err(err(Some(0xdead_beef), "unknown event"))
+        );
+        assert_eq!(
+            parse(&announce_packet(0, 0)[..97]),
+            Err(err(Some(0xdead_beef), "announce too short"))
+        );
+    }
+
+    #[test]
+    fn bep41_options_are_skipped() {
+        let ok: &[&[u8]] = &[
+            &[
+                2, 12, b'/', b'd', b'i', b'r', b'?', b'a', b'=', b'b', b'&', b'c', b'=', b'd',
+            ],
+            &[
+                2, 12, b'/', b'd', b'i', b'r', b'?', b'a', b'=', b'b', b'&', b'c', b'=', b'd', 1,
+                1, 0,
+            ],
+            &[2, 0],
+            &[1, 1, 1],
+            // After EndOfOptions anything goes.
+            &[0, 2, 200],
+            // Unknown option types carry a length and are skipped.
+            &[9, 2, 0, 0, 2, 1, b'x'],
+        ];
+        for options in ok {
+            let mut p = announce_packet(0, 5);
+            p.extend_from_slice(options);
+            assert!(matches!(parse(&p), Ok(Request::Announce(_))), "{options:?}");
+        }
+        let bad: &[&[u8]] = &[&[2], &[2, 5, b'a'], &[1, 9, 3, 0, 0]];
+        for options in bad {
+            let mut p = announce_packet(0, 5);
+            p.extend_from_slice(options);
+            assert_eq!(
+                parse(&p),
+                Err(err(Some(0xdead_beef), "truncated BEP 41 option")),
+                "{options:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn announce_response() {
+        let mut out = Vec::new();
+        write_announce(7, 1800, 2, 3, &[127, 0, 0, 1, 0x1a, 0xe1], &mut out);
+        assert_eq!(
+            out,
+            [
+                0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0x07, 0x08, 0, 0, 0, 2, 0, 0, 0, 3, 127, 0, 0, 1,
+                0x1a, 0xe1
+            ]
+        );
+    }
+
+    #[test]
+    fn scrape_request_and_response() {
+        let mut p = 5u64.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 9]);
+        assert_eq!(parse(&p), Err(err(Some(9), "scrape without info_hash")));
+        p.extend_from_slice(&[1; 20]);
+        p.extend_from_slice(&[2; 20]);
+        p.extend_from_slice(&[3; 7]); // a partial hash is ignored
+        let mut two = vec![1u8; 20];
+        two.extend_from_slice(&[2; 20]);
+        assert_eq!(
+            parse(&p),
+            Ok(Request::Scrape {
+                connection_id: 5,
+                transaction_id: 9,
+                info_hashes: &two
+            })
+        );
+        for _ in 0..100 {
+            p.extend_from_slice(&[4; 20]);
+        }
+        let Ok(Request::Scrape { info_hashes, .. }) = parse(&p) else {
+            panic!()
+        };
+        assert_eq!(info_hashes.len(), MAX_SCRAPE_HASHES * 20);
+        let mut out = Vec::new();
+        write_scrape(9, &[(1, 2, 3), (4, 5, 6)], &mut out);
+        assert_eq!(
+            out,
+            [
+                0, 0, 0, 2, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5,
+                0, 0, 0, 6
+            ]
+        );
+    }
+
+    #[test]
+    fn error_response_and_junk() {
+        let mut out = Vec::new();
+        write_error(0x0a0b_0c0d, "bad", &mut out);
+        assert_eq!(out, [0, 0, 0, 3, 0x0a, 0x0b, 0x0c, 0x0d, b'b', b'a', b'd']);
+        assert_eq!(parse(&[0; 15]), Err(err(None, "packet too short")));
+        let mut p = vec![0u8; 16];
+        p[11] = 7;
+        p[15] = 1;
+        assert_eq!(parse(&p), Err(err(Some(1), "unknown action")));
+    }
+}

@@ -1,0 +1,698 @@
+//! `bitseed tracker` run as a real process, spoken to over real HTTP and UDP sockets on loopback,
+//! and announced to by libtorrent.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bitseed::bencode::{decode, Node};
+
+/// A running `bitseed tracker`, killed when dropped.
+struct Server {
+    child: Child,
+    http: SocketAddr,
+    udp: SocketAddr,
+}
+
+impl Server {
+    /// Starts the tracker on 127.0.0.1 port 0 (HTTP and UDP) and reads the bound addresses from
+    /// its stdout.
+    fn start(state: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bitseed"))
+            .args([
+                "tracker",
+                "--http",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+            ])
+            .arg("--state")
+            .arg(state)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bitseed tracker");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            http: ([0, 0, 0, 0], 0).into(),
+            udp: ([0, 0, 0, 0], 0).into(),
+        };
+        while server.http.port() == 0 || server.udp.port() == 0 {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("tracker printed its addresses");
+            let addr = line.rsplit(' ').next().and_then(|a| a.parse().ok());
+            match (
+                line.starts_with("http listening on "),
+                line.starts_with("udp listening on "),
+                addr,
+            ) {
+                (true, _, Some(a)) => server.http = a,
+                (_, true, Some(a)) => server.udp = a,
+                _ => {}
+            }
+        }
+        server
+    }
+
+    /// Stops the tracker with SIGTERM, as a service manager would, and returns its exit status.
+    fn stop(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("tracker did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn get(&self, path: &str) -> Vec<u8> {
+        http_get(self.http, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One GET with `Connection: close`; asserts HTTP 200 and returns the body.
+fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: tracker\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    raw[split + 4..].to_vec()
+}
+
+fn enc(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("%{b:02X}")).collect()
+}
+
+fn announce_path(hash: &[u8; 20], port: u16, left: u64, extra: &str) -> String {
+    let mut peer_id = *b"-BS0001-000000000000";
+    peer_id[14..].copy_from_slice(format!("{port:06}").as_bytes());
+    format!(
+        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}{extra}",
+        enc(hash),
+        enc(&peer_id)
+    )
+}
+
+fn int(node: &Node, key: &str) -> i64 {
+    node.get(key)
+        .and_then(Node::as_int)
+        .unwrap_or_else(|| panic!("no int {key}"))
+}
+
+fn bytes<'a>(node: &Node<'a>, key: &str) -> &'a [u8] {
+    node.get(key)
+        .and_then(Node::as_bytes)
+        .unwrap_or_else(|| panic!("no bytes {key}"))
+}
+
+fn failure(body: &[u8]) -> String {
+    let node = decode(body).unwrap_or_else(|e| panic!("not bencode ({e}): {body:?}"));
+    String::from_utf8(bytes(&node, "failure reason").to_vec()).unwrap()
+}
+
+fn compact_ports(peers: &[u8]) -> Vec<u16> {
+    assert_eq!(peers.len() % 6, 0);
+    peers
+        .chunks(6)
+        .map(|c| u16::from_be_bytes([c[4], c[5]]))
+        .collect()
+}
+
+fn hash(n: u8) -> [u8; 20] {
+    let mut h = [0x5a; 20];
+    h[0] = n;
+    h[19] = n;
+    h
+}
+
+#[test]
+fn http_many_peers_on_one_torrent() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &[]);
+    let h = hash(1);
+    for port in 1000..1060 {
+        let left = if port < 1010 { 0 } else { 100 };
+        let body = server.get(&announce_path(&h, port, left, "&event=started"));
+        decode(&body).expect("bencoded answer");
+    }
+    let body = server.get(&announce_path(&h, 2000, 100, "&numwant=200"));
+    let node = decode(&body).unwrap();
+    assert_eq!((int(&node, "complete"), int(&node, "incomplete")), (10, 51));
+    assert_eq!(
+        (int(&node, "interval"), int(&node, "min interval")),
+        (1800, 900)
+    );
+    assert_eq!(bytes(&node, "external ip"), [127, 0, 0, 1]);
+    let mut ports = compact_ports(bytes(&node, "peers"));
+    ports.sort();
+    assert_eq!(
+        ports,
+        (1000..1060).collect::<Vec<_>>(),
+        "everyone but the requester"
+    );
+    // Default numwant is 50.
+    let node_body = server.get(&announce_path(&h, 2001, 100, ""));
+    assert_eq!(
+        compact_ports(bytes(&decode(&node_body).unwrap(), "peers")).len(),
+        50
+    );
+    // A seeder gets leechers only.
+    let seeder_body = server.get(&announce_path(&h, 1000, 0, "&numwant=200"));
+    let ports = compact_ports(bytes(&decode(&seeder_body).unwrap(), "peers"));
+    assert_eq!(ports.len(), 52);
+    assert!(ports.iter().all(|p| *p >= 1010), "{ports:?}");
+}
+
+#[test]
+fn http_stopped_completed_and_counts_survive_a_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let mut server = Server::start(state.path(), &[]);
+    let h = hash(2);
+    server.get(&announce_path(&h, 1, 100, "&event=started"));
+    server.get(&announce_path(&h, 2, 100, "&event=started"));
+    // `completed` with bytes left does not count.
+    let node_body = server.get(&announce_path(&h, 1, 5, "&event=completed"));
+    assert_eq!(int(&decode(&node_body).unwrap(), "downloaded"), 0);
+    let body = server.get(&announce_path(&h, 1, 0, "&event=completed"));
+    let node = decode(&body).unwrap();
+    assert_eq!(
+        (
+            int(&node, "complete"),
+            int(&node, "incomplete"),
+            int(&node, "downloaded")
+        ),
+        (1, 1, 1)
+    );
+    // Clients resend `completed`; it is counted once.
+    let body = server.get(&announce_path(&h, 1, 0, "&event=completed"));
+    assert_eq!(int(&decode(&body).unwrap(), "downloaded"), 1);
+    let body = server.get(&announce_path(&h, 2, 100, "&event=stopped"));
+    let node = decode(&body).unwrap();
+    assert_eq!((int(&node, "complete"), int(&node, "incomplete")), (1, 0));
+    assert_eq!(bytes(&node, "peers"), b"");
+    let scrape = server.get(&format!("/scrape?info_hash={}", enc(&h)));
+    let node = decode(&scrape).unwrap();
+    let files = node.get("files").unwrap();
+    let entry = files.as_dict().unwrap();
+    assert_eq!(entry.len(), 1);
+    assert_eq!(entry[0].0, h);
+    assert_eq!(
+        (
+            int(&entry[0].1, "complete"),
+            int(&entry[0].1, "incomplete"),
+            int(&entry[0].1, "downloaded")
+        ),
+        (1, 0, 1)
+    );
+    assert!(server.stop().success(), "graceful stop exits 0");
+    let server = Server::start(state.path(), &[]);
+    let scrape = server.get(&format!("/scrape?info_hash={}", enc(&h)));
+    let node = decode(&scrape).unwrap();
+    let entry = &node.get("files").unwrap().as_dict().unwrap()[0].1;
+    assert_eq!(
+        (int(entry, "complete"), int(entry, "downloaded")),
+        (0, 1),
+        "count kept, peers not"
+    );
+}
+
+#[test]
+fn http_peers_expire_after_twice_the_interval() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &["--interval", "1"]);
+    let h = hash(3);
+    let body = server.get(&announce_path(&h, 1, 100, "&event=started"));
+    assert_eq!(int(&decode(&body).unwrap(), "interval"), 1);
+    let stats = String::from_utf8(server.get("/stats")).unwrap();
+    assert!(stats.contains("torrents: 1\n"), "{stats}");
+    // The sweep runs in the background; wait for it (bounded), asserting only the outcome.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = String::from_utf8(server.get("/stats")).unwrap();
+        if stats.contains("torrents: 0\n") {
+            assert!(stats.contains("leechers: 0\n"), "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "peer never expired: {stats}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let scrape = server.get(&format!("/scrape?info_hash={}", enc(&h)));
+    let node = decode(&scrape).unwrap();
+    let entry = &node.get("files").unwrap().as_dict().unwrap()[0].1;
+    assert_eq!(int(entry, "incomplete"), 0);
+}
+
+#[test]
+fn http_malformed_input_gets_a_failure_reason() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &[]);
+    let h = enc(&hash(4));
+    let good = announce_path(&hash(4), 6881, 0, "");
+    let cases: Vec<(String, &str)> = vec![
+        ("/announce".into(), "missing info_hash"),
+        ("/announce?".into(), "missing info_hash"),
+        ("/announce?info_hash=abc".into(), "malformed info_hash"),
+        (format!("/announce?info_hash={h}%AA"), "malformed info_hash"),
+        ("/announce?info_hash=%GG".into(), "malformed info_hash"),
+        (
+            good.replace("info_hash=", "info_hash=%"),
+            "malformed info_hash",
+        ),
+        (format!("{good}&info_hash={h}"), "repeated info_hash"),
+        (good.replace("&peer_id=", "&x="), "missing peer_id"),
+        (good.replace("peer_id=", "peer_id=%41"), "malformed peer_id"),
+        (good.replace("port=6881", "port=65536"), "invalid port"),
+        (good.replace("port=6881", "port=-1"), "invalid port"),
+        (good.replace("port=6881", "port=http"), "invalid port"),
+        (good.replace("&port=6881", ""), "missing port"),
+        (good.replace("left=0", "left=-1"), "malformed left"),
+        (
+            good.replace("left=0", "left=18446744073709551616"),
+            "malformed left",
+        ),
+        (good.replace("&uploaded=0", ""), "missing uploaded"),
+        (
+            good.replace("downloaded=0", "downloaded=1e9"),
+            "malformed downloaded",
+        ),
+        (format!("{good}&event=finished"), "malformed event"),
+        (format!("{good}&numwant=lots"), "malformed numwant"),
+        (format!("{good}&compact=yes"), "malformed compact"),
+        ("/scrape?info_hash=short".into(), "malformed info_hash"),
+        (
+            format!("/scrape?{}", vec![format!("info_hash={h}"); 101].join("&")),
+            "too many info_hash (at most 100)",
+        ),
+    ];
+    for (path, want) in cases {
+        let body = server.get(&path);
+        assert_eq!(failure(&body), want, "{path}");
+    }
+    // Still serving after all that.
+    decode(&server.get(&good))
+        .unwrap()
+        .get("peers")
+        .expect("peers");
+}
+
+#[test]
+fn http_edge_cases_port_zero_numwant_zero_paused_dictionary_v2() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &[]);
+    let h = hash(5);
+    // port=0: a normal answer, but never listed.
+    let body = server.get(&announce_path(&h, 0, 100, ""));
+    assert_eq!(bytes(&decode(&body).unwrap(), "peers"), b"");
+    server.get(&announce_path(&h, 7000, 0, "&event=paused"));
+    let body = server.get(&announce_path(&h, 7001, 100, ""));
+    assert_eq!(
+        compact_ports(bytes(&decode(&body).unwrap(), "peers")),
+        [7000]
+    );
+    // numwant=0 is valid: counts, no peers.
+    let body = server.get(&announce_path(&h, 7002, 100, "&numwant=0"));
+    let node = decode(&body).unwrap();
+    assert_eq!(bytes(&node, "peers"), b"");
+    assert_eq!(int(&node, "incomplete"), 2);
+    // compact=0: the dictionary model, no peer id when asked not to.
+    let body = server.get(&announce_path(
+        &h,
+        7003,
+        100,
+        "&compact=0&no_peer_id=1&numwant=1",
+    ));
+    let node = decode(&body).unwrap();
+    let peers = node
+        .get("peers")
+        .and_then(Node::as_list)
+        .expect("peers list");
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].get("ip").and_then(Node::as_str), Some("127.0.0.1"));
+    assert!(peers[0].get("port").and_then(Node::as_int).is_some());
+    assert!(peers[0].get("peer id").is_none());
+    // A v2 info hash arrives truncated to 20 bytes: just another 20-byte hash.
+    let v2 = [0xeeu8; 32];
+    let mut truncated = [0u8; 20];
+    truncated.copy_from_slice(&v2[..20]);
+    let body = server.get(&announce_path(&truncated, 7004, 100, ""));
+    assert_eq!(int(&decode(&body).unwrap(), "incomplete"), 1);
+    // The `ip` parameter is ignored by default.
+    let body = server.get(&announce_path(&h, 7005, 100, "&ip=10.9.9.9&numwant=0"));
+    assert_eq!(
+        bytes(&decode(&body).unwrap(), "external ip"),
+        [127, 0, 0, 1]
+    );
+    let body = server.get(&announce_path(&h, 7006, 100, "&numwant=200"));
+    let ports = compact_ports(bytes(&decode(&body).unwrap(), "peers"));
+    assert!(ports.contains(&7005));
+    assert!(!bytes(&decode(&body).unwrap(), "peers")
+        .windows(4)
+        .any(|w| w == [10, 9, 9, 9]));
+}
+
+#[test]
+fn http_published_mode_refuses_unregistered_torrents() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &["--mode", "published"]);
+    let body = server.get(&announce_path(&hash(6), 1, 0, ""));
+    assert_eq!(failure(&body), "unregistered torrent");
+}
+
+#[test]
+fn http_newtrackon_style_check() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &[]);
+    let random: [u8; 20] = std::array::from_fn(|i| {
+        (i as u8)
+            .wrapping_mul(37)
+            .wrapping_add(std::process::id() as u8)
+    });
+    let body = server.get(&announce_path(
+        &random,
+        51413,
+        0,
+        "&compact=1&event=started",
+    ));
+    let node = decode(&body).expect("well-formed bencode");
+    assert!(node.get("peers").and_then(Node::as_bytes).is_some());
+    assert!(node.get("interval").and_then(Node::as_int).is_some());
+    let stats = String::from_utf8(server.get("/stats")).unwrap();
+    for line in [
+        "torrents: 1",
+        "seeders: 1",
+        "leechers: 0",
+        "announces per second: ",
+    ] {
+        assert!(stats.contains(line), "{stats}");
+    }
+}
+
+// ---- UDP ----
+
+struct Udp {
+    socket: UdpSocket,
+    server: SocketAddr,
+}
+
+impl Udp {
+    fn new(server: SocketAddr) -> Udp {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Udp { socket, server }
+    }
+
+    fn exchange(&self, packet: &[u8]) -> Vec<u8> {
+        self.socket.send_to(packet, self.server).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, _) = self.socket.recv_from(&mut buf).expect("udp answer");
+        buf[..n].to_vec()
+    }
+
+    fn connect(&self) -> u64 {
+        let mut p = 0x0417_2710_1980u64.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe]);
+        let r = self.exchange(&p);
+        assert_eq!(r.len(), 16);
+        assert_eq!(&r[..8], [0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe]);
+        u64::from_be_bytes(r[8..16].try_into().unwrap())
+    }
+}
+
+fn udp_announce(
+    conn: u64,
+    h: &[u8; 20],
+    port: u16,
+    left: u64,
+    event: u32,
+    num_want: i32,
+) -> Vec<u8> {
+    let mut p = conn.to_be_bytes().to_vec();
+    p.extend_from_slice(&1u32.to_be_bytes());
+    p.extend_from_slice(&u32::from(port).to_be_bytes());
+    p.extend_from_slice(h);
+    p.extend_from_slice(b"-BS0001-udpudpudpudp");
+    p.extend_from_slice(&0u64.to_be_bytes());
+    p.extend_from_slice(&left.to_be_bytes());
+    p.extend_from_slice(&0u64.to_be_bytes());
+    p.extend_from_slice(&event.to_be_bytes());
+    p.extend_from_slice(&0u32.to_be_bytes());
+    p.extend_from_slice(&0x1234u32.to_be_bytes());
+    p.extend_from_slice(&num_want.to_be_bytes());
+    p.extend_from_slice(&port.to_be_bytes());
+    p
+}
+
+fn be32(r: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(r[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn udp_connect_announce_scrape_many_peers() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &[]);
+    let udp = Udp::new(server.udp);
+    let conn = udp.connect();
+    let h = hash(7);
+    for port in 3000..3100 {
+        let left = if port < 3020 { 0 } else { 1 };
+        let r = udp.exchange(&udp_announce(conn, &h, port, left, 2, 0));
+        assert_eq!((be32(&r, 0), be32(&r, 4)), (1, u32::from(port)));
+    }
+    // num_want = -1: the default, 50.
+    let r = udp.exchange(&udp_announce(conn, &h, 4000, 1, 0, -1));
+    assert_eq!((be32(&r, 8), be32(&r, 12), be32(&r, 16)), (1800, 81, 20));
+    assert_eq!((r.len() - 20) / 6, 50);
+    let r = udp.exchange(&udp_announce(conn, &h, 4000, 1, 0, 1000));
+    let ports = compact_ports(&r[20..]);
+    assert_eq!(ports.len(), 100, "everyone but the requester");
+    assert!(!ports.contains(&4000));
+    // stopped, then completed counted once.
+    udp.exchange(&udp_announce(conn, &h, 4000, 1, 3, 0));
+    udp.exchange(&udp_announce(conn, &h, 3050, 0, 1, 0));
+    udp.exchange(&udp_announce(conn, &h, 3050, 0, 1, 0));
+    let mut p = conn.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 99]);
+    p.extend_from_slice(&h);
+    p.extend_from_slice(&hash(8));
+    let r = udp.exchange(&p);
+    assert_eq!(r.len(), 8 + 24);
+    assert_eq!((be32(&r, 0), be32(&r, 4)), (2, 99));
+    assert_eq!((be32(&r, 8), be32(&r, 12), be32(&r, 16)), (21, 1, 79));
+    assert_eq!((be32(&r, 20), be32(&r, 24), be32(&r, 28)), (0, 0, 0));
+    // The same swarm over HTTP.
+    let body = server.get(&format!("/scrape?info_hash={}", enc(&h)));
+    let node = decode(&body).unwrap();
+    let entry = &node.get("files").unwrap().as_dict().unwrap()[0].1;
+    assert_eq!(
+        (
+            int(entry, "complete"),
+            int(entry, "incomplete"),
+            int(entry, "downloaded")
+        ),
+        (21, 79, 1)
+    );
+}
+
+#[test]
+fn udp_malformed_datagrams_never_stop_the_loop() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &[]);
+    let udp = Udp::new(server.udp);
+    let conn = udp.connect();
+    let h = hash(9);
+    // Dropped (no transaction ID to answer, or not our protocol): the next exchange proves the
+    // loop is alive and that nothing was queued for us.
+    for junk in [&[][..], &[1, 2, 3][..], &[0u8; 15][..], &[0u8; 16][..]] {
+        udp.socket.send_to(junk, server.udp).unwrap();
+    }
+    assert_eq!(udp.connect() >> 48, conn >> 48);
+    let error = |r: &[u8], tx: u32| -> String {
+        assert_eq!((be32(r, 0), be32(r, 4)), (3, tx), "{r:?}");
+        String::from_utf8(r[8..].to_vec()).unwrap()
+    };
+    let mut unknown = conn.to_be_bytes().to_vec();
+    unknown.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 5]);
+    assert_eq!(error(&udp.exchange(&unknown), 5), "unknown action");
+    let p = udp_announce(conn, &h, 5000, 0, 0, 5);
+    assert_eq!(error(&udp.exchange(&p[..97]), 5000), "announce too short");
+    assert_eq!(
+        error(&udp.exchange(&udp_announce(conn, &h, 5000, 0, 7, 5)), 5000),
+        "unknown event"
+    );
+    assert_eq!(
+        error(
+            &udp.exchange(&udp_announce(conn ^ 1, &h, 5000, 0, 0, 5)),
+            5000
+        ),
+        "bad connection id"
+    );
+    let mut scrape = (conn ^ 2).to_be_bytes().to_vec();
+    scrape.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 6]);
+    scrape.extend_from_slice(&h);
+    assert_eq!(error(&udp.exchange(&scrape), 6), "bad connection id");
+    // BEP 41: URLData, NOPs and EndOfOptions are skipped; a truncated option is an error.
+    let mut with_options = udp_announce(conn, &h, 5001, 0, 0, 5);
+    with_options.extend_from_slice(&[
+        2, 9, b'/', b'a', b'n', b'n', b'o', b'u', b'n', b'c', b'e', 1, 1, 0, 0xff,
+    ]);
+    let r = udp.exchange(&with_options);
+    assert_eq!((be32(&r, 0), be32(&r, 4), be32(&r, 16)), (1, 5001, 1));
+    let mut truncated = udp_announce(conn, &h, 5002, 0, 0, 5);
+    truncated.extend_from_slice(&[2, 200, b'/']);
+    assert_eq!(
+        error(&udp.exchange(&truncated), 5002),
+        "truncated BEP 41 option"
+    );
+    // newTrackon's check over UDP: a random info hash, left=0, gets a well-formed answer.
+    let random: [u8; 20] = std::array::from_fn(|i| (i as u8) ^ 0xc3);
+    let r = udp.exchange(&udp_announce(conn, &random, 51413, 0, 2, -1));
+    assert_eq!((be32(&r, 0), r.len()), (1, 20));
+}
+
+// ---- libtorrent ----
+
+/// Whether libtorrent's Python binding is there; under CI its absence fails the test.
+fn libtorrent_available() -> bool {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import libtorrent"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3-libtorrent is missing (apt-get install python3-libtorrent)"
+        );
+        eprintln!("skipping: python3-libtorrent is not installed");
+    }
+    ok
+}
+
+/// A libtorrent session in its own process, announced and still in the swarm until dropped.
+struct LtPeer {
+    child: Child,
+    reply: serde_json::Value,
+}
+
+impl LtPeer {
+    fn announce(url: &str, info_hash: &[u8; 20]) -> LtPeer {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_announce.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .args([script, url, &hex::encode(info_hash)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run lt_announce.py");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        // The script gives up after 30 s on its own, so this read is bounded.
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read reply");
+        let reply = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("lt_announce.py printed {line:?}: {e}"));
+        LtPeer { child, reply }
+    }
+}
+
+impl Drop for LtPeer {
+    fn drop(&mut self) {
+        // Closing stdin lets it leave the swarm; kill in case it does not.
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn libtorrent_announces_over_http_and_udp_and_gets_peers() {
+    if !libtorrent_available() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(state.path(), &[]);
+    for (url, h) in [
+        (format!("http://{}/announce", server.http), hash(10)),
+        (format!("udp://{}/announce", server.udp), hash(11)),
+    ] {
+        let a = LtPeer::announce(&url, &h);
+        assert_eq!(
+            a.reply["error"],
+            serde_json::Value::Null,
+            "{url}: {}",
+            a.reply
+        );
+        let b = LtPeer::announce(&url, &h);
+        assert_eq!(
+            b.reply["error"],
+            serde_json::Value::Null,
+            "{url}: {}",
+            b.reply
+        );
+        assert_eq!(
+            b.reply["num_peers"].as_u64(),
+            Some(1),
+            "{url}: B gets A back: {}",
+            b.reply
+        );
+        let scrape = server.get(&format!("/scrape?info_hash={}", enc(&h)));
+        let node = decode(&scrape).unwrap();
+        let entry = &node.get("files").unwrap().as_dict().unwrap()[0].1;
+        assert_eq!(
+            int(entry, "complete") + int(entry, "incomplete"),
+            2,
+            "{url}: both in the swarm"
+        );
+    }
+}
