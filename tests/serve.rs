@@ -16,7 +16,6 @@ pub struct Server {
     child: Child,
     pub http: SocketAddr,
     pub log: Arc<Mutex<String>>,
-    pub content: PathBuf,
 }
 
 impl Server {
@@ -53,7 +52,6 @@ impl Server {
             child,
             http: "127.0.0.1:1".parse().unwrap(),
             log,
-            content: content.to_owned(),
         };
         let line = server.wait_log("http listening on ", Duration::from_secs(20));
         let addr = line
