@@ -1,8 +1,11 @@
 //! The deploy/ files are checked by the tools that will read them, without Docker or systemd
 //! running: `systemd-analyze verify` on the unit, `nginx -t` on the proxy config.
 
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn deploy(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,4 +71,113 @@ fn nginx_config_passes_nginx_t() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A GET sent from a chosen loopback address, so the client is not the proxy's own address.
+fn get_from(local: IpAddr, addr: SocketAddr, path: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(local, 0)).unwrap();
+        sock.connect(addr).await.unwrap()
+    });
+    let mut s = stream.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// nginx stopped when dropped.
+struct Nginx(std::process::Child);
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// bitseed behind deploy/nginx.conf on loopback: an announce from 127.0.0.2 through the proxy is
+/// stored under 127.0.0.2 (from X-Forwarded-For, trusted because the proxy is listed in
+/// `tracker.trusted_proxies`), not under the proxy's 127.0.0.1.
+#[test]
+fn tracker_sees_the_client_address_through_nginx() {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("nginx is missing: tests/run.sh installs it");
+        }
+        eprintln!("skipping: nginx is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("file.bin"), crate::common::data(100_000, 1)).unwrap();
+    let config = dir.path().join("bitseed.toml");
+    std::fs::write(&config, "[tracker]\ntrusted_proxies = [\"127.0.0.1\"]\n").unwrap();
+    let server = crate::serve::Server::start(
+        &content,
+        &dir.path().join("state"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let t = server.wait_published("file.bin", None);
+    let hash = t["info_hash"].as_str().unwrap().to_owned();
+
+    // The deploy config, pointed at this bitseed and a free local port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let site = std::fs::read_to_string(deploy("nginx.conf"))
+        .unwrap()
+        .replace("127.0.0.1:8080", &server.http.to_string())
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace("listen [::]:80;", "");
+    let site_path = dir.path().join("site.conf");
+    std::fs::write(&site_path, site).unwrap();
+    let main = dir.path().join("nginx.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {0};\n  proxy_temp_path {0};\n  include {1};\n}}\n",
+            dir.path().display(),
+            site_path.display()
+        ),
+    )
+    .unwrap();
+    let _nginx = Nginx(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&main)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(proxy).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let client: IpAddr = "127.0.0.2".parse().unwrap();
+    let via_proxy = get_from(client, proxy, &crate::serve::announce_path(&hash).replace("port=6881", "port=7001"));
+    assert!(via_proxy.contains("8:intervali"), "{via_proxy}");
+    // Another peer asks bitseed directly, with the dictionary model to read addresses as text.
+    let direct = crate::serve::http_get(
+        server.http,
+        &format!("{}&compact=0", crate::serve::announce_path(&hash).replace("port=6881", "port=7002")),
+        &[],
+    );
+    let body = String::from_utf8_lossy(&direct.body).into_owned();
+    assert!(body.contains("2:ip9:127.0.0.24:porti7001e"), "{body}");
 }
