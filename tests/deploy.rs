@@ -181,3 +181,35 @@ fn tracker_sees_the_client_address_through_nginx() {
     let body = String::from_utf8_lossy(&direct.body).into_owned();
     assert!(body.contains("2:ip9:127.0.0.24:porti7001e"), "{body}");
 }
+
+/// deploy/bitseed.example.toml loads through the real loader, and lists every key with its
+/// default: it cannot drift from the code.
+#[test]
+fn example_config_is_complete_and_loads() {
+    let path = deploy("bitseed.example.toml");
+    let loaded = bitseed::config::Settings::load(Some(&path), &Vec::new()).expect("example loads");
+    assert_eq!(loaded, bitseed::config::Settings::default(), "example values are the defaults");
+
+    fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let key = format!("{prefix}{k}");
+                if v.is_table() {
+                    keys(v, &format!("{key}."), out);
+                } else {
+                    out.push(key);
+                }
+            }
+        }
+    }
+    let example: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let defaults = toml::Value::try_from(bitseed::config::Settings::default()).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    keys(&example, "", &mut a);
+    keys(&defaults, "", &mut b);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "keys in the example vs keys in the code");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("# public_url = "), "optional keys are shown commented");
+}
