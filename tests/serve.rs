@@ -571,3 +571,24 @@ fn aria2_downloads_from_the_web_seed_alone() {
         );
     }
 }
+
+/// SIGKILL right after publishing, then a restart: the catalog is whole and nothing is hashed.
+#[test]
+fn kill_9_then_restart_keeps_the_catalog() {
+    let d = dirs();
+    write_tree(&d.content, &[("a.bin", 150_000), ("dir/b.bin", 70_000)]);
+    let server = Server::start(&d.content, &d.state, &["--format", "v2"]);
+    let a = server.wait_published("a.bin", None);
+    let dir = server.wait_published("dir", None);
+    drop(server); // SIGKILL
+    let again = Server::start(&d.content, &d.state, &["--format", "v2"]);
+    assert_eq!(again.wait_published("a.bin", None)["info_hash_v2"], a["info_hash_v2"]);
+    assert_eq!(again.wait_published("dir", None)["info_hash_v2"], dir["info_hash_v2"]);
+    again.wait_log("2 entries unchanged since last run", Duration::from_secs(5));
+    // Another format in the configuration: the entries are made again, not reused.
+    drop(again);
+    let other = Server::start(&d.content, &d.state, &["--format", "v1"]);
+    let a1 = other.wait_published("a.bin", None);
+    assert_eq!(a1["format"], "v1");
+    other.wait_log("0 entries unchanged since last run", Duration::from_secs(5));
+}
