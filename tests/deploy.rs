@@ -87,7 +87,11 @@ fn get_from(local: IpAddr, addr: SocketAddr, path: &str) -> String {
     let mut s = stream.into_std().unwrap();
     s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     String::from_utf8_lossy(&out).into_owned()
@@ -170,12 +174,19 @@ fn tracker_sees_the_client_address_through_nginx() {
     }
 
     let client: IpAddr = "127.0.0.2".parse().unwrap();
-    let via_proxy = get_from(client, proxy, &crate::serve::announce_path(&hash).replace("port=6881", "port=7001"));
+    let via_proxy = get_from(
+        client,
+        proxy,
+        &crate::serve::announce_path(&hash).replace("port=6881", "port=7001"),
+    );
     assert!(via_proxy.contains("8:intervali"), "{via_proxy}");
     // Another peer asks bitseed directly, with the dictionary model to read addresses as text.
     let direct = crate::serve::http_get(
         server.http,
-        &format!("{}&compact=0", crate::serve::announce_path(&hash).replace("port=6881", "port=7002")),
+        &format!(
+            "{}&compact=0",
+            crate::serve::announce_path(&hash).replace("port=6881", "port=7002")
+        ),
         &[],
     );
     let body = String::from_utf8_lossy(&direct.body).into_owned();
@@ -188,7 +199,11 @@ fn tracker_sees_the_client_address_through_nginx() {
 fn example_config_is_complete_and_loads() {
     let path = deploy("bitseed.example.toml");
     let loaded = bitseed::config::Settings::load(Some(&path), &Vec::new()).expect("example loads");
-    assert_eq!(loaded, bitseed::config::Settings::default(), "example values are the defaults");
+    assert_eq!(
+        loaded,
+        bitseed::config::Settings::default(),
+        "example values are the defaults"
+    );
 
     fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
         if let toml::Value::Table(t) = v {
@@ -211,5 +226,8 @@ fn example_config_is_complete_and_loads() {
     b.sort();
     assert_eq!(a, b, "keys in the example vs keys in the code");
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("# public_url = "), "optional keys are shown commented");
+    assert!(
+        text.contains("# public_url = "),
+        "optional keys are shown commented"
+    );
 }

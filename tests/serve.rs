@@ -582,8 +582,14 @@ fn kill_9_then_restart_keeps_the_catalog() {
     let dir = server.wait_published("dir", None);
     drop(server); // SIGKILL
     let again = Server::start(&d.content, &d.state, &["--format", "v2"]);
-    assert_eq!(again.wait_published("a.bin", None)["info_hash_v2"], a["info_hash_v2"]);
-    assert_eq!(again.wait_published("dir", None)["info_hash_v2"], dir["info_hash_v2"]);
+    assert_eq!(
+        again.wait_published("a.bin", None)["info_hash_v2"],
+        a["info_hash_v2"]
+    );
+    assert_eq!(
+        again.wait_published("dir", None)["info_hash_v2"],
+        dir["info_hash_v2"]
+    );
     again.wait_log("2 entries unchanged since last run", Duration::from_secs(5));
     // Another format in the configuration: the entries are made again, not reused.
     drop(again);

@@ -4,6 +4,8 @@
 mod assemble;
 mod create;
 mod pipeline;
+#[cfg(test)]
+mod reference_tests;
 pub mod walk;
 
 pub use assemble::content_hashes;
