@@ -2,4 +2,5 @@
 pub mod bencode;
 pub mod hash;
 pub mod metainfo;
+pub mod peer;
 pub mod storage;
