@@ -1,4 +1,5 @@
 //! bitseed: publish a folder over BitTorrent.
+pub mod announce;
 pub mod bencode;
 pub mod hash;
 pub mod metainfo;

@@ -3,6 +3,7 @@
 mod create;
 mod inspect;
 mod output;
+mod seed;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,7 @@ pub struct Cli {
 enum Command {
     Create(create::Args),
     Inspect(inspect::Args),
+    Seed(seed::Args),
     Verify(verify::Args),
 }
 
@@ -37,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Create(args) => create::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Seed(args) => seed::run(args),
         Command::Verify(args) => verify::run(args),
     }
 }

@@ -50,6 +50,8 @@ pub struct Connection {
     refused: usize,
     piece_count: u32,
     piece_length: u64,
+    /// End of the requestable piece space. A v2-only torrent's last piece counts as whole: its
+    /// tail, like the gaps between files, is zeros, and libtorrent requests it as such.
     total: u64,
 }
 
@@ -68,7 +70,11 @@ impl Connection {
             refused: 0,
             piece_count: torrent.piece_count(),
             piece_length: layout.piece_length,
-            total: layout.total,
+            total: if torrent.metainfo.format == crate::metainfo::Format::V2 {
+                layout.piece_count() * layout.piece_length
+            } else {
+                layout.total
+            },
         }
     }
 

@@ -114,6 +114,11 @@ impl Seeder {
         }
     }
 
+    /// The peer id this seeder sends in handshakes (and announces with).
+    pub fn peer_id(&self) -> [u8; 20] {
+        self.inner.peer_id
+    }
+
     pub fn config(&self) -> &PeerConfig {
         &self.inner.config
     }
