@@ -174,8 +174,12 @@ impl Connection {
                     }
                 } else if !self.queue.contains(&r) {
                     self.queue.push_back(r);
-                } else if self.fast {
-                    out.push(Message::Reject(r));
+                } else {
+                    // A duplicate: refused, and counted, so repeating requests is a flood too.
+                    self.refused += 1;
+                    if self.fast {
+                        out.push(Message::Reject(r));
+                    }
                 }
             }
             Message::Cancel(r) => {
