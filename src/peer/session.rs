@@ -219,11 +219,8 @@ async fn serve(
                     Ok(()) => {
                         let t = torrent.clone();
                         let len = job.len;
-                        let handle = tokio::task::spawn_blocking(move || {
-                            let mut data = vec![0u8; job.len];
-                            t.content.read_at(job.start, &mut data)?;
-                            Ok(job.frames(&data))
-                        });
+                        let handle =
+                            tokio::task::spawn_blocking(move || job.read_frames(&t.content));
                         reading = Some((handle, len));
                     }
                     Err(wait) => {

@@ -33,6 +33,10 @@ def main():
             "enable_outgoing_utp": False,
             "enable_incoming_utp": False,
             "alert_mask": 0,
+            # Plain BitTorrent from the first try: with encryption enabled, libtorrent first
+            # sends an MSE handshake and reconnects in plain after the refusal, which only
+            # delays tests and benchmarks.
+            "out_enc_policy": int(lt.enc_policy.disabled),
             # Loopback peers are our only peers: never filter them.
             "allow_multiple_connections_per_ip": True,
         }
