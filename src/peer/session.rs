@@ -31,6 +31,7 @@ const OUT_HARD: usize = 8 << 20;
 /// be used well, small enough to share the rate limit fairly.
 const READ_MAX: usize = 256 * 1024;
 const READ_MAX_LIMITED: usize = 64 * 1024;
+const READS_IN_FLIGHT: usize = 2;
 const KEEPALIVE: Duration = Duration::from_secs(90);
 const TICK: Duration = Duration::from_millis(500);
 
@@ -200,7 +201,9 @@ async fn serve(
     };
     let mut last_recv = Instant::now();
     let mut last_sent = Instant::now();
-    let mut reading: Option<(DiskRead, usize)> = None;
+    // Reads in flight, oldest first: two, so the next batch is being read while the last one is
+    // written, and frames still go out in request order.
+    let mut reading: VecDeque<(DiskRead, usize)> = VecDeque::new();
     let mut waiting_job: Option<ReadJob> = None;
     let mut rate_sleep: Option<Pin<Box<Sleep>>> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -210,7 +213,12 @@ async fn serve(
             return Err(SessionError::OutputOverflow(out.bytes));
         }
         // Start the next disk read when the socket has room for it.
-        if reading.is_none() && rate_sleep.is_none() && out.bytes < OUT_LOW && !conn.choking() {
+        let mut in_flight: usize = reading.iter().map(|r| r.1).sum();
+        while reading.len() < READS_IN_FLIGHT
+            && rate_sleep.is_none()
+            && out.bytes + in_flight < OUT_LOW
+            && !conn.choking()
+        {
             let job = waiting_job
                 .take()
                 .or_else(|| conn.next_job(&torrent, read_max));
@@ -221,13 +229,16 @@ async fn serve(
                         let len = job.len;
                         let handle =
                             tokio::task::spawn_blocking(move || job.read_frames(&t.content));
-                        reading = Some((handle, len));
+                        reading.push_back((handle, len));
+                        in_flight += len;
                     }
                     Err(wait) => {
                         waiting_job = Some(job);
                         rate_sleep = Some(Box::pin(tokio::time::sleep(wait)));
                     }
                 }
+            } else {
+                break;
             }
         }
 
@@ -256,8 +267,8 @@ async fn serve(
                 out.advance(n);
                 last_sent = Instant::now();
             }
-            done = async { reading.as_mut().map(|r| &mut r.0).expect("guarded").await }, if reading.is_some() => {
-                let len = reading.take().map_or(0, |r| r.1);
+            done = async { reading.front_mut().map(|r| &mut r.0).expect("guarded").await }, if !reading.is_empty() => {
+                let len = reading.pop_front().map_or(0, |r| r.1);
                 match done {
                     Ok(Ok(frames)) => {
                         inner.sent(key, len as u64);
