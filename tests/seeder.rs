@@ -126,12 +126,13 @@ fn create(content: &Path, out: &Path, args: &[&str]) -> PathBuf {
 }
 
 /// `bitseed seed` on a free loopback port: the process and its address.
-fn seed(torrent: &Path, content: &Path, announce: bool) -> (Proc, SocketAddr) {
+fn seed(torrent: &Path, content: &Path, announce: bool, extra: &[&str]) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(BIN);
     cmd.arg("seed")
         .arg(torrent)
         .arg(content)
-        .args(["--listen", "127.0.0.1:0"]);
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra);
     if !announce {
         cmd.arg("--no-announce");
     }
@@ -190,7 +191,7 @@ fn magnet(torrent: &Path) -> String {
     Metainfo::from_bytes(&bytes).unwrap().magnet().to_uri()
 }
 
-fn libtorrent_case(format: &str, lengths: &[usize], piece: &str, by_magnet: bool) {
+fn libtorrent_case(format: &str, lengths: &[usize], piece: &str, by_magnet: bool, extra: &[&str]) {
     if !have_libtorrent() {
         return;
     }
@@ -201,7 +202,7 @@ fn libtorrent_case(format: &str, lengths: &[usize], piece: &str, by_magnet: bool
         &dir.path().join("t.torrent"),
         &["--format", format, "-p", piece],
     );
-    let (_seed, addr) = seed(&torrent, &src, false);
+    let (_seed, addr) = seed(&torrent, &src, false, extra);
     let save = dir.path().join("dl");
     std::fs::create_dir(&save).unwrap();
     let source = if by_magnet {
@@ -219,28 +220,39 @@ fn libtorrent_case(format: &str, lengths: &[usize], piece: &str, by_magnet: bool
 
 #[test]
 fn libtorrent_downloads_v1() {
-    libtorrent_case("v1", &[3_000_000, 1, 70_000, 0, 500_000], "32K", false);
+    libtorrent_case("v1", &[3_000_000, 1, 70_000, 0, 500_000], "32K", false, &[]);
 }
 
 #[test]
 fn libtorrent_downloads_v2() {
-    libtorrent_case("v2", &[3_000_000, 1, 70_000, 500_000], "64K", false);
+    libtorrent_case("v2", &[3_000_000, 1, 70_000, 500_000], "64K", false, &[]);
 }
 
 #[test]
 fn libtorrent_downloads_hybrid() {
-    libtorrent_case("hybrid", &[3_000_000, 1, 70_000, 500_000], "32K", false);
+    libtorrent_case(
+        "hybrid",
+        &[3_000_000, 1, 70_000, 500_000],
+        "32K",
+        false,
+        &[],
+    );
 }
 
 #[test]
 fn libtorrent_downloads_a_v1_magnet_link() {
-    libtorrent_case("v1", &[2_000_000], "16K", true);
+    libtorrent_case("v1", &[2_000_000], "16K", true, &[]);
 }
 
 #[test]
 fn libtorrent_downloads_a_v2_magnet_link() {
     // Several pieces per file, so the piece layers come from our BEP 52 hash answers.
-    libtorrent_case("v2", &[2_000_000, 300_000], "32K", true);
+    libtorrent_case("v2", &[2_000_000, 300_000], "32K", true, &[]);
+}
+
+#[test]
+fn libtorrent_downloads_from_a_super_seed() {
+    libtorrent_case("v1", &[1_000_000], "32K", false, &["--super-seed"]);
 }
 
 #[test]
@@ -251,7 +263,7 @@ fn five_concurrent_libtorrent_downloaders_complete() {
     let dir = tempfile::tempdir().unwrap();
     let src = make_content(dir.path(), "payload.bin", &[4_000_000]);
     let torrent = create(&src, &dir.path().join("t.torrent"), &["-p", "32K"]);
-    let (_seed, addr) = seed(&torrent, &src, false);
+    let (_seed, addr) = seed(&torrent, &src, false, &[]);
     let mut clients = Vec::new();
     for i in 0..5 {
         let save = dir.path().join(format!("dl{i}"));
@@ -348,7 +360,7 @@ fn aria2c_case(lengths: &[usize], name: &str) {
         &dir.path().join("t.torrent"),
         &["-p", "32K", "-a", &tracker.url],
     );
-    let (_seed, addr) = seed(&torrent, &src, true);
+    let (_seed, addr) = seed(&torrent, &src, true, &[]);
     *peer.lock().unwrap() = Some(addr);
     let save = dir.path().join("dl");
     let child = Command::new("aria2c")
@@ -698,4 +710,50 @@ fn a_file_changed_on_disk_is_no_longer_served() {
         .write_all(&Handshake::ours(meta.info_hash.wire().unwrap(), [3; 20], false).serialize())
         .unwrap();
     expect_dropped(&mut again, "handshake for a retired torrent");
+}
+
+#[test]
+fn an_upload_slot_passes_to_a_waiting_peer_when_its_holder_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[100_000], &["-p", "16K"]);
+    let config = PeerConfig {
+        upload_slots: 1,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    let ih = meta.info_hash.wire().unwrap();
+    let (mut a, mut abuf) = connect(seeder.addr, ih);
+    wait_unchoke(&mut a, &mut abuf);
+
+    // B is interested, but the one slot is A's: its request is rejected (BEP 6), not served.
+    let (mut b, mut bbuf) = connect(seeder.addr, ih);
+    let block = BlockRef {
+        index: 0,
+        begin: 0,
+        length: 16384,
+    };
+    let mut out = Vec::new();
+    Message::Interested.write_to(&mut out);
+    Message::Request(block).write_to(&mut out);
+    b.write_all(&out).unwrap();
+    loop {
+        match read_message(&mut b, &mut bbuf) {
+            Some(Message::Reject(r)) => {
+                assert_eq!(r, block);
+                break;
+            }
+            Some(Message::Unchoke) => panic!("unchoked while the only slot is taken"),
+            Some(Message::Piece { .. }) => panic!("served while choked"),
+            Some(_) => continue,
+            None => panic!("B dropped"),
+        }
+    }
+    drop(a);
+    loop {
+        match read_message(&mut b, &mut bbuf) {
+            Some(Message::Unchoke) => break,
+            Some(_) => continue,
+            None => panic!("B dropped"),
+        }
+    }
 }

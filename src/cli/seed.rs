@@ -34,6 +34,9 @@ pub struct Args {
     /// Upload limit in bytes per second over all peers (0 = unlimited).
     #[arg(long, default_value_t = 0)]
     max_upload_rate: u64,
+    /// BEP 16 super-seeding: show each peer one piece at a time, the least handed out first.
+    #[arg(long)]
+    super_seed: bool,
     /// Do not announce to the torrent's trackers.
     #[arg(long)]
     no_announce: bool,
@@ -58,6 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         public_ip: args.public_ip,
         upload_slots: args.upload_slots,
         max_upload_rate: args.max_upload_rate,
+        super_seed: args.super_seed,
         ..PeerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

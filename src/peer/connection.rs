@@ -51,6 +51,16 @@ impl ReadJob {
     }
 }
 
+/// BEP 16 state of one super-seeded peer.
+#[derive(Debug, Clone)]
+struct SuperPeer {
+    has: Vec<bool>,
+    shown: Option<u32>,
+    wants_offer: bool,
+    /// Pieces the peer reported since the shell last collected them.
+    new_haves: Vec<u32>,
+}
+
 #[derive(Debug)]
 pub struct Connection {
     fast: bool,
@@ -67,15 +77,22 @@ pub struct Connection {
     refused: usize,
     piece_count: u32,
     piece_length: u64,
+    super_peer: Option<SuperPeer>,
     /// End of the requestable piece space. A v2-only torrent's last piece counts as whole: its
     /// tail, like the gaps between files, is zeros, and libtorrent requests it as such.
     total: u64,
 }
 
 impl Connection {
-    /// After the peer's handshake `theirs` for `torrent`.
-    pub fn new(theirs: &Handshake, torrent: &Published, max_queue: usize) -> Self {
+    /// After the peer's handshake `theirs` for `torrent`; `super_seed` hides our pieces (BEP 16).
+    pub fn new(
+        theirs: &Handshake,
+        torrent: &Published,
+        max_queue: usize,
+        super_seed: bool,
+    ) -> Self {
         let layout = torrent.content.layout();
+        let piece_count = torrent.piece_count();
         Connection {
             fast: theirs.fast(),
             extended: theirs.extended(),
@@ -85,7 +102,13 @@ impl Connection {
             queue: VecDeque::new(),
             max_queue: max_queue.max(1),
             refused: 0,
-            piece_count: torrent.piece_count(),
+            piece_count,
+            super_peer: super_seed.then(|| SuperPeer {
+                has: vec![false; piece_count as usize],
+                shown: None,
+                wants_offer: true,
+                new_haves: Vec::new(),
+            }),
             piece_length: layout.piece_length,
             total: if torrent.metainfo.format == crate::metainfo::Format::V2 {
                 layout.piece_count() * layout.piece_length
@@ -116,7 +139,12 @@ impl Connection {
     /// others (BEP 6 wants it first), then our extended handshake.
     pub fn greeting(&self, torrent: &Published, your_ip: Option<Vec<u8>>) -> Vec<Message> {
         let mut out = Vec::new();
-        if self.fast {
+        if self.super_peer.is_some() {
+            // Super-seeding: we pose as a peer with nothing; pieces are shown one by one.
+            if self.fast {
+                out.push(Message::HaveNone);
+            }
+        } else if self.fast {
             out.push(Message::HaveAll);
         } else {
             out.push(Message::Bitfield(full_bitfield(self.piece_count)));
@@ -184,7 +212,11 @@ impl Connection {
                 if self.queue.len() + self.refused >= 2 * self.max_queue {
                     return Err(WireError::RequestFlood(self.queue.len() + self.refused));
                 }
-                if self.choking || self.queue.len() >= self.max_queue {
+                let hidden = self
+                    .super_peer
+                    .as_ref()
+                    .is_some_and(|sp| sp.shown != Some(r.index) && !sp.has[r.index as usize]);
+                if self.choking || hidden || self.queue.len() >= self.max_queue {
                     self.refused += 1;
                     if self.fast {
                         out.push(Message::Reject(r));
@@ -210,6 +242,20 @@ impl Connection {
             Message::Piece { .. } => return Err(WireError::Unsolicited("piece")),
             Message::Extended { id, payload } => {
                 self.on_extended(id, &payload, torrent, &mut out)?
+            }
+            Message::Have(i) => self.peer_has(&[i]),
+            Message::HaveAll => {
+                let all: Vec<u32> = (0..self.piece_count).collect();
+                self.peer_has(&all);
+            }
+            Message::Bitfield(bits) => {
+                let set: Vec<u32> = (0..self.piece_count)
+                    .filter(|&i| {
+                        bits.get(i as usize / 8)
+                            .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
+                    })
+                    .collect();
+                self.peer_has(&set);
             }
             Message::HashRequest(r) => {
                 let answer = torrent
@@ -254,6 +300,58 @@ impl Connection {
             _ => {}
         }
         Ok(())
+    }
+
+    fn peer_has(&mut self, pieces: &[u32]) {
+        let Some(sp) = self.super_peer.as_mut() else {
+            return;
+        };
+        for &p in pieces {
+            let Some(slot) = sp.has.get_mut(p as usize) else {
+                continue;
+            };
+            if !*slot {
+                *slot = true;
+                sp.new_haves.push(p);
+            }
+            if sp.shown == Some(p) {
+                sp.shown = None;
+                sp.wants_offer = true;
+            }
+        }
+    }
+
+    /// Super-seeding: when the peer is ready for its next piece, returns what it has (for the
+    /// torrent-wide picker) and the pieces it reported since the last call.
+    pub fn offer_wanted(&mut self) -> Option<(&[bool], Vec<u32>)> {
+        let sp = self.super_peer.as_mut()?;
+        if !sp.wants_offer {
+            return None;
+        }
+        sp.wants_offer = false;
+        Some((&sp.has, std::mem::take(&mut sp.new_haves)))
+    }
+
+    /// Shows the peer `piece` (super-seeding).
+    pub fn offer(&mut self, piece: u32) -> Vec<Message> {
+        let fast = self.fast;
+        let Some(sp) = self.super_peer.as_mut() else {
+            return Vec::new();
+        };
+        sp.shown = Some(piece);
+        let last = sp
+            .has
+            .iter()
+            .enumerate()
+            .all(|(i, &h)| h || i as u32 == piece);
+        if last && fast {
+            // The peer lacks only this piece, so we now look like a seed. libtorrent drops a peer
+            // that turns into a seed through a `have` before it recomputes its interest, but
+            // handles HaveAll like any seed's greeting.
+            vec![Message::HaveAll]
+        } else {
+            vec![Message::Have(piece)]
+        }
     }
 
     /// The next batch of queued requests to read, up to `max_bytes` of data (at least one block).
@@ -365,11 +463,11 @@ mod tests {
     fn greets_fast_peers_with_have_all_and_others_with_a_bitfield() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let fast = Connection::new(&peer(true), &t, 10);
+        let fast = Connection::new(&peer(true), &t, 10, false);
         let g = fast.greeting(&t, None);
         assert_eq!(g[0], Message::HaveAll);
         assert!(matches!(&g[1], Message::Extended { id: 0, .. }));
-        let slow = Connection::new(&peer(false), &t, 10);
+        let slow = Connection::new(&peer(false), &t, 10, false);
         assert_eq!(
             slow.greeting(&t, None)[0],
             Message::Bitfield(vec![0b1110_0000])
@@ -382,7 +480,7 @@ mod tests {
     fn requests_are_queued_only_when_unchoked_and_served_in_batches() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(true), &t, 10);
+        let mut c = Connection::new(&peer(true), &t, 10, false);
         c.on_message(Message::Interested, &t).unwrap();
         assert!(c.interested());
         // Choked: a fast peer's request is rejected.
@@ -423,7 +521,7 @@ mod tests {
     fn bad_requests_and_floods_are_protocol_errors() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(false), &t, 4);
+        let mut c = Connection::new(&peer(false), &t, 4, false);
         c.set_choking(false);
         assert!(
             c.on_message(req(3, 0, 16384), &t).is_err(),
@@ -456,7 +554,7 @@ mod tests {
             Err(WireError::RequestFlood(8))
         ));
         // Twice the advertised queue is a flood... of a queue that is kept full.
-        let mut f = Connection::new(&peer(false), &t, 1);
+        let mut f = Connection::new(&peer(false), &t, 1, false);
         f.set_choking(false);
         f.queue.extend(
             [BlockRef {
@@ -475,7 +573,7 @@ mod tests {
     fn choke_rejects_queued_requests_of_fast_peers_and_cancel_answers() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(true), &t, 10);
+        let mut c = Connection::new(&peer(true), &t, 10, false);
         c.set_choking(false);
         c.on_message(req(0, 0, 100), &t).unwrap();
         c.on_message(req(0, 100, 100), &t).unwrap();
@@ -496,10 +594,36 @@ mod tests {
     }
 
     #[test]
+    fn super_seeding_shows_one_piece_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(true), &t, 10, true);
+        assert_eq!(c.greeting(&t, None)[0], Message::HaveNone);
+        let (has, new) = c.offer_wanted().unwrap();
+        assert_eq!((has.to_vec(), new), (vec![false; 3], vec![]));
+        assert!(c.offer_wanted().is_none(), "asked once");
+        assert_eq!(c.offer(1), vec![Message::Have(1)]);
+        c.set_choking(false);
+        // A piece not shown is refused; the shown one is served.
+        assert_eq!(c.on_message(req(0, 0, 100), &t).unwrap().len(), 1);
+        assert!(c.on_message(req(1, 0, 100), &t).unwrap().is_empty());
+        assert_eq!(c.queued(), 1);
+        // Once the peer has it, it is ready for the next.
+        c.on_message(Message::Have(1), &t).unwrap();
+        let (has, new) = c.offer_wanted().unwrap();
+        assert_eq!((has.to_vec(), new), (vec![false, true, false], vec![1]));
+        assert_eq!(c.offer(0), vec![Message::Have(0)]);
+        c.on_message(Message::Have(0), &t).unwrap();
+        // The last piece the peer lacks is shown as HaveAll.
+        assert!(c.offer_wanted().is_some());
+        assert_eq!(c.offer(2), vec![Message::HaveAll]);
+    }
+
+    #[test]
     fn metadata_is_served_to_peers_that_ask() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(true), &t, 10);
+        let mut c = Connection::new(&peer(true), &t, 10, false);
         c.on_message(
             Message::Extended {
                 id: 0,

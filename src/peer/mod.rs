@@ -15,6 +15,7 @@ mod published;
 mod rate;
 mod seeder;
 mod session;
+mod super_seed;
 pub mod v2_hashes;
 
 pub use config::PeerConfig;

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::choker::{Changes, Choker, PeerKey};
 use super::rate::TokenBucket;
+use super::super_seed::SuperSeed;
 use super::{PeerConfig, Published};
 
 /// Round length of the choker (BEP 3's ten seconds).
@@ -34,6 +35,8 @@ pub(super) struct Entry {
     pub connections: AtomicUsize,
     /// Cancelled when the torrent is removed or retired: its connections close.
     pub retired: CancellationToken,
+    /// The torrent-wide piece picker when super-seeding (std lock: never held across `.await`).
+    pub super_seed: Option<Mutex<SuperSeed>>,
 }
 
 /// A peer's choke state as the choker set it; the session applies it when notified.
@@ -140,6 +143,11 @@ impl Seeder {
             torrent: torrent.clone(),
             connections: AtomicUsize::new(0),
             retired: CancellationToken::new(),
+            super_seed: self
+                .inner
+                .config
+                .super_seed
+                .then(|| Mutex::new(SuperSeed::new(torrent.piece_count()))),
         });
         let hashes = torrent.wire_hashes();
         {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::handshake::HANDSHAKE_LEN;
-use super::seeder::Inner;
+use super::seeder::{Entry, Inner};
 use super::{Connection, Handshake, Message, PeerConfig, ReadJob, WireError};
 use crate::metainfo::Format;
 use crate::storage::StorageError;
@@ -148,6 +148,27 @@ async fn read_handshake(
     }
 }
 
+/// Super-seeding: shows the peer its next piece when it is ready for one.
+fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out) {
+    let Some(picker) = &entry.super_seed else {
+        return;
+    };
+    let Some((has, new_haves)) = conn.offer_wanted() else {
+        return;
+    };
+    let piece = {
+        let mut picker = picker.lock().unwrap_or_else(|e| e.into_inner());
+        for p in new_haves {
+            picker.seen(p);
+        }
+        picker.pick(has)
+    };
+    if let Some(p) = piece {
+        debug!(piece = p, "super-seeding: showing a piece");
+        out.push_msgs(conn.offer(p));
+    }
+}
+
 async fn serve(
     inner: &Inner,
     stream: TcpStream,
@@ -174,7 +195,12 @@ async fn serve(
     }
     let _torrent_slot = TorrentSlot(&entry.connections);
     let torrent = entry.torrent.clone();
-    let mut conn = Connection::new(&theirs, &torrent, cfg.max_request_queue);
+    let mut conn = Connection::new(
+        &theirs,
+        &torrent,
+        cfg.max_request_queue,
+        entry.super_seed.is_some(),
+    );
 
     let mut out = Out::default();
     let ours = Handshake::ours(
@@ -188,6 +214,7 @@ async fn serve(
         std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
     };
     out.push_msgs(conn.greeting(&torrent, Some(your_ip)));
+    offer_next(&entry, &mut conn, &mut out);
 
     let (key, slot) = inner.register();
     let _registration = Registration { inner, key };
@@ -260,6 +287,7 @@ async fn serve(
                     }
                 }
                 inbuf.drain(..at);
+                offer_next(&entry, &mut conn, &mut out);
                 inbuf.reserve(32 * 1024);
             }
             w = wr.write(out.front()), if !out.is_empty() => {
