@@ -4,5 +4,6 @@
 mod common;
 mod create;
 mod deploy;
+mod seeder;
 mod serve;
 mod tracker;

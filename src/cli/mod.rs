@@ -5,6 +5,7 @@ mod inspect;
 mod output;
 mod serve;
 mod tracker;
+mod seed;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,7 @@ pub struct Cli {
 enum Command {
     Create(create::Args),
     Inspect(inspect::Args),
+    Seed(seed::Args),
     Verify(verify::Args),
     Serve(serve::Args),
     Tracker(tracker::Args),
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Create(args) => create::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Seed(args) => seed::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Tracker(args) => tracker::run(args),

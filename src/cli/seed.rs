@@ -1,0 +1,182 @@
+//! `bitseed seed`: seed one torrent from disk, announcing to its own HTTP trackers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bitseed::announce::{self, Announce, Event};
+use bitseed::metainfo::Metainfo;
+use bitseed::peer::{PeerConfig, Published, Seeder};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Seed a torrent: serve PATH to peers over the peer wire protocol until SIGINT or SIGTERM.
+///
+/// The torrent's HTTP trackers are told (event=started, then at the interval each asks for,
+/// event=stopped on exit). The bound address is printed on stdout as `listening on ADDR`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// The content: the file, or the folder named by the torrent (or the folder that holds it).
+    path: PathBuf,
+    /// Address to listen on for peers (port 0 picks a free port).
+    #[arg(short, long, default_value = "0.0.0.0:6881")]
+    listen: SocketAddr,
+    /// Address to announce to trackers (default: the listen address unless it is 0.0.0.0).
+    #[arg(long)]
+    public_ip: Option<IpAddr>,
+    /// Peers unchoked at once.
+    #[arg(long, default_value_t = PeerConfig::default().upload_slots)]
+    upload_slots: usize,
+    /// Upload limit in bytes per second over all peers (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_upload_rate: u64,
+    /// BEP 16 super-seeding: show each peer one piece at a time, the least handed out first.
+    #[arg(long)]
+    super_seed: bool,
+    /// Do not announce to the torrent's trackers.
+    #[arg(long)]
+    no_announce: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let bytes = std::fs::read(&args.torrent)
+        .with_context(|| format!("cannot read `{}`", args.torrent.display()))?;
+    let meta = Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("`{}` is not a valid torrent", args.torrent.display()))?;
+    let published = Published::open(meta, &args.path)
+        .with_context(|| format!("cannot serve `{}`", args.path.display()))?;
+    let config = PeerConfig {
+        listen: args.listen,
+        public_ip: args.public_ip,
+        upload_slots: args.upload_slots,
+        max_upload_rate: args.max_upload_rate,
+        super_seed: args.super_seed,
+        ..PeerConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(seed(config, Arc::new(published), !args.no_announce))?;
+    Ok(0)
+}
+
+async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    println!("listening on {local}");
+    let seeder = Seeder::new(config.clone());
+    seeder.add(torrent.clone());
+
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let seeder = seeder.clone();
+        let shutdown = shutdown.clone();
+        async move { seeder.run(listener, shutdown).await }
+    });
+    let announcer = announce.then(|| {
+        tokio::spawn(announce_loop(
+            seeder.clone(),
+            torrent.clone(),
+            local.port(),
+            announce::advertised(config.public_ip, config.listen),
+            shutdown.clone(),
+        ))
+    });
+
+    wait_for_signal().await;
+    info!("stopping");
+    shutdown.cancel();
+    if let Some(a) = announcer {
+        let _ = a.await;
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Announces every wire hash of the torrent to every HTTP tracker, each at its own interval,
+/// and sends `stopped` to each on shutdown.
+async fn announce_loop(
+    seeder: Seeder,
+    torrent: Arc<Published>,
+    port: u16,
+    ip: Option<IpAddr>,
+    shutdown: CancellationToken,
+) {
+    let urls: Vec<String> = torrent
+        .metainfo
+        .trackers
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for url in urls {
+        if !url.starts_with("http://") {
+            warn!(tracker = %url, "not announcing: only http:// trackers are spoken");
+            continue;
+        }
+        for info_hash in torrent.wire_hashes() {
+            let (url, seeder, shutdown) = (url.clone(), seeder.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let mut a = Announce {
+                    info_hash,
+                    peer_id: seeder.peer_id(),
+                    port,
+                    uploaded: 0,
+                    event: Event::Started,
+                    ip,
+                };
+                loop {
+                    a.uploaded = seeder.uploaded();
+                    let wait = match announce::announce(&url, &a).await {
+                        Ok(interval) => {
+                            info!(tracker = %url, "announced; next in {}s", interval.as_secs());
+                            a.event = Event::None;
+                            interval
+                        }
+                        Err(e) => {
+                            warn!("{e}");
+                            Duration::from_secs(60)
+                        }
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                a.event = Event::Stopped;
+                a.uploaded = seeder.uploaded();
+                if let Err(e) = announce::announce(&url, &a).await {
+                    warn!("{e}");
+                }
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}

@@ -1,0 +1,73 @@
+//! `[peer]` settings: the seeder's listener, slots, limits and timeouts.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerConfig {
+    /// Address the peer-wire listener binds (TCP).
+    pub listen: SocketAddr,
+    /// Address announced for this seed; unset: the address on which the announcing client
+    /// reached us.
+    pub public_ip: Option<IpAddr>,
+    /// Peers unchoked at once (one of them the optimistic slot); sized for a server.
+    pub upload_slots: usize,
+    /// Upload limit over all connections, in bytes per second; 0 = unlimited.
+    pub max_upload_rate: u64,
+    /// Open peer connections over all torrents; more are closed on accept.
+    pub max_connections: usize,
+    /// Open peer connections for one torrent.
+    pub max_connections_per_torrent: usize,
+    /// Requests a peer may keep outstanding (sent as `reqq`); a peer that queues twice as many
+    /// is dropped.
+    pub max_request_queue: usize,
+    /// BEP 16 super-seeding: offer each peer only pieces nobody else has been given yet.
+    pub super_seed: bool,
+    /// Seconds a new connection has to complete its handshake.
+    pub handshake_timeout: f64,
+    /// Seconds without any message from a peer before it is dropped.
+    pub idle_timeout: f64,
+    /// Seconds with data queued for a peer and none of it accepted before it is dropped.
+    pub send_timeout: f64,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6881)),
+            public_ip: None,
+            upload_slots: 50,
+            max_upload_rate: 0,
+            max_connections: 1000,
+            max_connections_per_torrent: 200,
+            max_request_queue: 500,
+            super_seed: false,
+            handshake_timeout: 10.0,
+            idle_timeout: 180.0,
+            send_timeout: 60.0,
+        }
+    }
+}
+
+impl PeerConfig {
+    pub(crate) fn secs(v: f64) -> Duration {
+        Duration::try_from_secs_f64(v.max(0.001)).unwrap_or(Duration::from_secs(3600))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let c: PeerConfig = serde_json::from_str(r#"{"upload_slots": 8}"#).unwrap();
+        assert_eq!(c.upload_slots, 8);
+        assert_eq!(c.listen.port(), 6881);
+        assert_eq!(c.max_upload_rate, 0);
+        assert!(serde_json::from_str::<PeerConfig>(r#"{"upload_slot": 8}"#).is_err());
+    }
+}

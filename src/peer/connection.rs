@@ -1,0 +1,649 @@
+//! One peer connection's state, with no socket in it: messages in, messages and disk-read jobs
+//! out. The I/O shell (`session`) feeds it what the peer sent and writes what it returns.
+
+use std::collections::VecDeque;
+
+use super::extended::{self, hashpiece, ut_metadata, OurHandshake, PeerExtensions};
+use super::message::{write_piece_header, BlockRef, Message, BLOCK, MAX_FRAME};
+use super::published::Published;
+use super::{Handshake, WireError};
+use crate::storage::{Content, StorageError};
+
+/// A batch of consecutive requested blocks, read from disk in one positioned read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadJob {
+    /// Offset of the first block in the piece space.
+    pub start: u64,
+    /// Bytes of block data in the batch.
+    pub len: usize,
+    /// Per block, in order: the frame bytes before its data, and its data length.
+    pub blocks: Vec<(Vec<u8>, u32)>,
+}
+
+impl ReadJob {
+    /// Reads the blocks from `content` straight into their frames (no copy between a read
+    /// buffer and the frames). Blocking.
+    pub fn read_frames(&self, content: &Content) -> Result<Vec<u8>, StorageError> {
+        let total: usize = self.blocks.iter().map(|(h, l)| h.len() + *l as usize).sum();
+        let mut out = Vec::with_capacity(total);
+        let mut at = self.start;
+        for (head, len) in &self.blocks {
+            out.extend_from_slice(head);
+            let slot = out.len();
+            out.resize(slot + *len as usize, 0);
+            content.read_at(at, &mut out[slot..])?;
+            at += u64::from(*len);
+        }
+        Ok(out)
+    }
+
+    /// Frames the blocks around `data` (the `len` bytes read from `start`).
+    pub fn frames(&self, data: &[u8]) -> Vec<u8> {
+        let total: usize = self.blocks.iter().map(|(h, l)| h.len() + *l as usize).sum();
+        let mut out = Vec::with_capacity(total);
+        let mut at = 0;
+        for (head, len) in &self.blocks {
+            out.extend_from_slice(head);
+            out.extend_from_slice(&data[at..at + *len as usize]);
+            at += *len as usize;
+        }
+        out
+    }
+}
+
+/// BEP 16 state of one super-seeded peer.
+#[derive(Debug, Clone)]
+struct SuperPeer {
+    has: Vec<bool>,
+    shown: Option<u32>,
+    wants_offer: bool,
+    /// Pieces the peer reported since the shell last collected them.
+    new_haves: Vec<u32>,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    fast: bool,
+    extended: bool,
+    peer_ext: PeerExtensions,
+    /// We are choking the peer.
+    choking: bool,
+    /// The peer is interested in our pieces.
+    interested: bool,
+    queue: VecDeque<BlockRef>,
+    max_queue: usize,
+    /// Requests refused while choked since the last unchoke: a peer that keeps sending them
+    /// is flooding.
+    refused: usize,
+    piece_count: u32,
+    piece_length: u64,
+    super_peer: Option<SuperPeer>,
+    /// End of the requestable piece space. A v2-only torrent's last piece counts as whole: its
+    /// tail, like the gaps between files, is zeros, and libtorrent requests it as such.
+    total: u64,
+}
+
+impl Connection {
+    /// After the peer's handshake `theirs` for `torrent`; `super_seed` hides our pieces (BEP 16).
+    pub fn new(
+        theirs: &Handshake,
+        torrent: &Published,
+        max_queue: usize,
+        super_seed: bool,
+    ) -> Self {
+        let layout = torrent.content.layout();
+        let piece_count = torrent.piece_count();
+        Connection {
+            fast: theirs.fast(),
+            extended: theirs.extended(),
+            peer_ext: PeerExtensions::default(),
+            choking: true,
+            interested: false,
+            queue: VecDeque::new(),
+            max_queue: max_queue.max(1),
+            refused: 0,
+            piece_count,
+            super_peer: super_seed.then(|| SuperPeer {
+                has: vec![false; piece_count as usize],
+                shown: None,
+                wants_offer: true,
+                new_haves: Vec::new(),
+            }),
+            piece_length: layout.piece_length,
+            total: if torrent.metainfo.format == crate::metainfo::Format::V2 {
+                layout.piece_count() * layout.piece_length
+            } else {
+                layout.total
+            },
+        }
+    }
+
+    /// Largest frame accepted from this peer: one block's piece message, or its bitfield.
+    pub fn max_frame(&self) -> u32 {
+        MAX_FRAME.max(1 + self.piece_count.div_ceil(8))
+    }
+
+    pub fn interested(&self) -> bool {
+        self.interested
+    }
+
+    pub fn choking(&self) -> bool {
+        self.choking
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// What we send right after our handshake: HaveAll to a fast peer, a full bitfield to
+    /// others (BEP 6 wants it first), then our extended handshake.
+    pub fn greeting(&self, torrent: &Published, your_ip: Option<Vec<u8>>) -> Vec<Message> {
+        let mut out = Vec::new();
+        if self.super_peer.is_some() {
+            // Super-seeding: we pose as a peer with nothing; pieces are shown one by one.
+            if self.fast {
+                out.push(Message::HaveNone);
+            }
+        } else if self.fast {
+            out.push(Message::HaveAll);
+        } else {
+            out.push(Message::Bitfield(full_bitfield(self.piece_count)));
+        }
+        if self.extended {
+            let hs = OurHandshake {
+                metadata_size: Some(torrent.metainfo.info_bytes.len() as u64),
+                hashpiece: torrent.bep30.is_some(),
+                reqq: self.max_queue as u32,
+                client: concat!("bitseed ", env!("CARGO_PKG_VERSION")).into(),
+                your_ip,
+            };
+            out.push(Message::Extended {
+                id: extended::HANDSHAKE_ID,
+                payload: hs.encode(),
+            });
+        }
+        out
+    }
+
+    /// Chokes or unchokes the peer. Choking drops its queue: a fast peer gets a reject for each
+    /// request (BEP 6), others know that a choke discards requests (BEP 3).
+    pub fn set_choking(&mut self, choke: bool) -> Vec<Message> {
+        if choke == self.choking {
+            return Vec::new();
+        }
+        self.choking = choke;
+        if !choke {
+            self.refused = 0;
+            return vec![Message::Unchoke];
+        }
+        let mut out = vec![Message::Choke];
+        let dropped = std::mem::take(&mut self.queue);
+        if self.fast {
+            out.extend(dropped.into_iter().map(Message::Reject));
+        }
+        out
+    }
+
+    fn piece_len(&self, index: u32) -> u64 {
+        let start = u64::from(index) * self.piece_length;
+        (start + self.piece_length)
+            .min(self.total)
+            .saturating_sub(start)
+    }
+
+    /// Handles one message from the peer; returns what to send back now.
+    pub fn on_message(
+        &mut self,
+        msg: Message,
+        torrent: &Published,
+    ) -> Result<Vec<Message>, WireError> {
+        let mut out = Vec::new();
+        match msg {
+            Message::Interested => self.interested = true,
+            Message::NotInterested => self.interested = false,
+            Message::Request(r) => {
+                if r.index >= self.piece_count
+                    || r.length == 0
+                    || r.length > BLOCK
+                    || u64::from(r.begin) + u64::from(r.length) > self.piece_len(r.index)
+                {
+                    return Err(WireError::BadRequest(r));
+                }
+                if self.queue.len() + self.refused >= 2 * self.max_queue {
+                    return Err(WireError::RequestFlood(self.queue.len() + self.refused));
+                }
+                let hidden = self
+                    .super_peer
+                    .as_ref()
+                    .is_some_and(|sp| sp.shown != Some(r.index) && !sp.has[r.index as usize]);
+                if self.choking || hidden || self.queue.len() >= self.max_queue {
+                    self.refused += 1;
+                    if self.fast {
+                        out.push(Message::Reject(r));
+                    }
+                } else if !self.queue.contains(&r) {
+                    self.queue.push_back(r);
+                } else {
+                    // A duplicate: refused, and counted, so repeating requests is a flood too.
+                    self.refused += 1;
+                    if self.fast {
+                        out.push(Message::Reject(r));
+                    }
+                }
+            }
+            Message::Cancel(r) => {
+                if let Some(at) = self.queue.iter().position(|q| *q == r) {
+                    self.queue.remove(at);
+                    if self.fast {
+                        out.push(Message::Reject(r));
+                    }
+                }
+            }
+            Message::Piece { .. } => return Err(WireError::Unsolicited("piece")),
+            Message::Extended { id, payload } => {
+                self.on_extended(id, &payload, torrent, &mut out)?
+            }
+            Message::Have(i) => self.peer_has(&[i]),
+            Message::HaveAll => {
+                let all: Vec<u32> = (0..self.piece_count).collect();
+                self.peer_has(&all);
+            }
+            Message::Bitfield(bits) => {
+                let set: Vec<u32> = (0..self.piece_count)
+                    .filter(|&i| {
+                        bits.get(i as usize / 8)
+                            .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
+                    })
+                    .collect();
+                self.peer_has(&set);
+            }
+            Message::HashRequest(r) => {
+                let answer = torrent
+                    .v2_trees
+                    .get(&r.pieces_root)
+                    .and_then(|t| t.answer(&r));
+                out.push(match answer {
+                    Some(hashes) => Message::Hashes { request: r, hashes },
+                    None => Message::HashReject(r),
+                });
+            }
+            // A seed needs nothing else a peer says: what it has, its choking of us, hashes we
+            // never asked for.
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn on_extended(
+        &mut self,
+        id: u8,
+        payload: &[u8],
+        torrent: &Published,
+        out: &mut Vec<Message>,
+    ) -> Result<(), WireError> {
+        if !self.extended {
+            return Err(WireError::Unsolicited("extended message without BEP 10"));
+        }
+        match id {
+            extended::HANDSHAKE_ID => self.peer_ext = PeerExtensions::parse(payload)?,
+            extended::UT_METADATA_ID => {
+                if let ut_metadata::Incoming::Request(piece) = ut_metadata::parse(payload)? {
+                    if let Some(their_id) = self.peer_ext.ut_metadata {
+                        out.push(Message::Extended {
+                            id: their_id,
+                            payload: ut_metadata::answer(piece, &torrent.metainfo.info_bytes),
+                        });
+                    }
+                }
+            }
+            // Tr_hashpiece sent to a seed, or ids we never gave out: nothing to do.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn peer_has(&mut self, pieces: &[u32]) {
+        let Some(sp) = self.super_peer.as_mut() else {
+            return;
+        };
+        for &p in pieces {
+            let Some(slot) = sp.has.get_mut(p as usize) else {
+                continue;
+            };
+            if !*slot {
+                *slot = true;
+                sp.new_haves.push(p);
+            }
+            if sp.shown == Some(p) {
+                sp.shown = None;
+                sp.wants_offer = true;
+            }
+        }
+    }
+
+    /// Super-seeding: when the peer is ready for its next piece, returns what it has (for the
+    /// torrent-wide picker) and the pieces it reported since the last call.
+    pub fn offer_wanted(&mut self) -> Option<(&[bool], Vec<u32>)> {
+        let sp = self.super_peer.as_mut()?;
+        if !sp.wants_offer {
+            return None;
+        }
+        sp.wants_offer = false;
+        Some((&sp.has, std::mem::take(&mut sp.new_haves)))
+    }
+
+    /// Shows the peer `piece` (super-seeding).
+    pub fn offer(&mut self, piece: u32) -> Vec<Message> {
+        let fast = self.fast;
+        let Some(sp) = self.super_peer.as_mut() else {
+            return Vec::new();
+        };
+        sp.shown = Some(piece);
+        let last = sp
+            .has
+            .iter()
+            .enumerate()
+            .all(|(i, &h)| h || i as u32 == piece);
+        if last && fast {
+            // The peer lacks only this piece, so we now look like a seed. libtorrent drops a peer
+            // that turns into a seed through a `have` before it recomputes its interest, but
+            // handles HaveAll like any seed's greeting.
+            vec![Message::HaveAll]
+        } else {
+            vec![Message::Have(piece)]
+        }
+    }
+
+    /// The next batch of queued requests to read, up to `max_bytes` of data (at least one block).
+    pub fn next_job(&mut self, torrent: &Published, max_bytes: usize) -> Option<ReadJob> {
+        if self.choking {
+            return None;
+        }
+        let first = self.queue.pop_front()?;
+        let start = u64::from(first.index) * self.piece_length + u64::from(first.begin);
+        let mut job = ReadJob {
+            start,
+            len: 0,
+            blocks: Vec::new(),
+        };
+        let hashpiece = torrent.bep30.as_ref().zip(self.peer_ext.hashpiece);
+        let push = |r: BlockRef, job: &mut ReadJob| {
+            let mut head = Vec::with_capacity(13);
+            match hashpiece {
+                Some((tree, ext_id)) => {
+                    // BEP 30: only a piece's first block carries the hash list.
+                    let list = if r.begin == 0 {
+                        tree.hash_list(r.index).unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let payload_head = hashpiece::header(r.index, r.begin, &list);
+                    let len = 2 + payload_head.len() as u32 + r.length;
+                    head.extend_from_slice(&len.to_be_bytes());
+                    head.push(20);
+                    head.push(ext_id);
+                    head.extend_from_slice(&payload_head);
+                }
+                None => write_piece_header(&mut head, r.index, r.begin, r.length),
+            }
+            job.blocks.push((head, r.length));
+            job.len += r.length as usize;
+        };
+        push(first, &mut job);
+        while let Some(next) = self.queue.front().copied() {
+            let at = u64::from(next.index) * self.piece_length + u64::from(next.begin);
+            if at != job.start + job.len as u64 || job.len + next.length as usize > max_bytes {
+                break;
+            }
+            self.queue.pop_front();
+            push(next, &mut job);
+        }
+        Some(job)
+    }
+}
+
+fn full_bitfield(pieces: u32) -> Vec<u8> {
+    let mut bits = vec![0xFFu8; pieces.div_ceil(8) as usize];
+    let spare = (bits.len() * 8) as u32 - pieces;
+    if let Some(last) = bits.last_mut() {
+        *last = 0xFFu8.checked_shl(spare).unwrap_or(0);
+    }
+    bits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metainfo::Metainfo;
+    use std::path::Path;
+
+    /// A real v1 torrent of 40 000 bytes in 16 KiB pieces (3 pieces), made by our own creator.
+    fn torrent(dir: &Path) -> Published {
+        let file = dir.join("data.bin");
+        let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
+        std::fs::write(&file, bytes).unwrap();
+        let content =
+            crate::hash::walk::collect(&file, crate::hash::walk::WalkOptions::default()).unwrap();
+        let opts = crate::hash::CreateOptions {
+            format: crate::metainfo::Format::V1,
+            piece_length: Some(16384),
+            threads: 1,
+            private: false,
+            source: None,
+            trackers: vec![],
+            web_seeds: vec![],
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        };
+        let progress = std::sync::atomic::AtomicU64::new(0);
+        let meta = crate::hash::create(&content, &opts, &progress, None).unwrap();
+        // Through the bytes, as a published torrent is loaded.
+        let meta = Metainfo::from_bytes(&meta.to_bytes()).unwrap();
+        Published::open(meta, &file).unwrap()
+    }
+
+    fn peer(fast: bool) -> Handshake {
+        let mut h = Handshake::ours([0; 20], [1; 20], false);
+        if !fast {
+            h.reserved[7] = 0;
+        }
+        h
+    }
+
+    fn req(index: u32, begin: u32, length: u32) -> Message {
+        Message::Request(BlockRef {
+            index,
+            begin,
+            length,
+        })
+    }
+
+    #[test]
+    fn greets_fast_peers_with_have_all_and_others_with_a_bitfield() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let fast = Connection::new(&peer(true), &t, 10, false);
+        let g = fast.greeting(&t, None);
+        assert_eq!(g[0], Message::HaveAll);
+        assert!(matches!(&g[1], Message::Extended { id: 0, .. }));
+        let slow = Connection::new(&peer(false), &t, 10, false);
+        assert_eq!(
+            slow.greeting(&t, None)[0],
+            Message::Bitfield(vec![0b1110_0000])
+        );
+        assert_eq!(full_bitfield(16), vec![0xFF, 0xFF]);
+        assert_eq!(full_bitfield(9), vec![0xFF, 0x80]);
+    }
+
+    #[test]
+    fn requests_are_queued_only_when_unchoked_and_served_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(true), &t, 10, false);
+        c.on_message(Message::Interested, &t).unwrap();
+        assert!(c.interested());
+        // Choked: a fast peer's request is rejected.
+        assert_eq!(
+            c.on_message(req(0, 0, 16384), &t).unwrap(),
+            vec![Message::Reject(BlockRef {
+                index: 0,
+                begin: 0,
+                length: 16384
+            })]
+        );
+        assert_eq!(c.set_choking(false), vec![Message::Unchoke]);
+        for (i, len) in [(0, 16384), (1, 16384), (2, 40_000 - 32768)] {
+            assert!(c.on_message(req(i, 0, len), &t).unwrap().is_empty());
+        }
+        let job = c.next_job(&t, 32768).unwrap();
+        assert_eq!((job.start, job.len, job.blocks.len()), (0, 32768, 2));
+        let mut head = vec![0, 0, 0x40, 0x09, 7, 0, 0, 0, 1, 0, 0, 0, 0];
+        assert_eq!(job.blocks[1].0, head);
+        let job = c.next_job(&t, 32768).unwrap();
+        assert_eq!((job.start, job.len), (32768, 40_000 - 32768));
+        assert!(c.next_job(&t, 32768).is_none());
+
+        // Framing puts each header before its block, read straight from disk or around data.
+        let frames = job.frames(&vec![9u8; job.len]);
+        let from_disk = job.read_frames(&t.content).unwrap();
+        assert_eq!(from_disk[..13], frames[..13]);
+        let on_disk = std::fs::read(dir.path().join("data.bin")).unwrap();
+        assert_eq!(from_disk[13..], on_disk[32768..]);
+        head = vec![0, 0, 0x1c, 0x49, 7, 0, 0, 0, 2, 0, 0, 0, 0];
+        assert_eq!(&frames[..13], &head[..]);
+        let (m, used) = Message::parse(&frames, c.max_frame()).unwrap().unwrap();
+        assert_eq!(used, frames.len());
+        assert!(matches!(m, Message::Piece { index: 2, begin: 0, data } if data.len() == 7232));
+    }
+
+    #[test]
+    fn bad_requests_and_floods_are_protocol_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(false), &t, 4, false);
+        c.set_choking(false);
+        assert!(
+            c.on_message(req(3, 0, 16384), &t).is_err(),
+            "past the last piece"
+        );
+        assert!(c.on_message(req(2, 0, 16384), &t).is_err(), "past the end");
+        assert!(c.on_message(req(0, 0, 16385), &t).is_err(), "over 16 KiB");
+        assert!(c.on_message(req(0, 0, 0), &t).is_err());
+        assert!(c.on_message(req(0, u32::MAX, 16384), &t).is_err());
+        assert!(c
+            .on_message(
+                Message::Piece {
+                    index: 0,
+                    begin: 0,
+                    data: vec![]
+                },
+                &t
+            )
+            .is_err());
+        for i in 0..8u32 {
+            c.on_message(req(0, i, 1), &t).unwrap();
+        }
+        assert_eq!(
+            c.queued(),
+            4,
+            "over the queue, a non-fast peer's requests are dropped"
+        );
+        assert!(matches!(
+            c.on_message(req(0, 9, 1), &t),
+            Err(WireError::RequestFlood(8))
+        ));
+        // Twice the advertised queue is a flood... of a queue that is kept full.
+        let mut f = Connection::new(&peer(false), &t, 1, false);
+        f.set_choking(false);
+        f.queue.extend(
+            [BlockRef {
+                index: 0,
+                begin: 0,
+                length: 1,
+            }; 2],
+        );
+        assert!(matches!(
+            f.on_message(req(0, 5, 1), &t),
+            Err(WireError::RequestFlood(2))
+        ));
+    }
+
+    #[test]
+    fn choke_rejects_queued_requests_of_fast_peers_and_cancel_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(true), &t, 10, false);
+        c.set_choking(false);
+        c.on_message(req(0, 0, 100), &t).unwrap();
+        c.on_message(req(0, 100, 100), &t).unwrap();
+        let b = BlockRef {
+            index: 0,
+            begin: 0,
+            length: 100,
+        };
+        assert_eq!(
+            c.on_message(Message::Cancel(b), &t).unwrap(),
+            vec![Message::Reject(b)]
+        );
+        let out = c.set_choking(true);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], Message::Choke);
+        assert_eq!(c.queued(), 0);
+        assert!(c.next_job(&t, 1 << 20).is_none());
+    }
+
+    #[test]
+    fn super_seeding_shows_one_piece_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(true), &t, 10, true);
+        assert_eq!(c.greeting(&t, None)[0], Message::HaveNone);
+        let (has, new) = c.offer_wanted().unwrap();
+        assert_eq!((has.to_vec(), new), (vec![false; 3], vec![]));
+        assert!(c.offer_wanted().is_none(), "asked once");
+        assert_eq!(c.offer(1), vec![Message::Have(1)]);
+        c.set_choking(false);
+        // A piece not shown is refused; the shown one is served.
+        assert_eq!(c.on_message(req(0, 0, 100), &t).unwrap().len(), 1);
+        assert!(c.on_message(req(1, 0, 100), &t).unwrap().is_empty());
+        assert_eq!(c.queued(), 1);
+        // Once the peer has it, it is ready for the next.
+        c.on_message(Message::Have(1), &t).unwrap();
+        let (has, new) = c.offer_wanted().unwrap();
+        assert_eq!((has.to_vec(), new), (vec![false, true, false], vec![1]));
+        assert_eq!(c.offer(0), vec![Message::Have(0)]);
+        c.on_message(Message::Have(0), &t).unwrap();
+        // The last piece the peer lacks is shown as HaveAll.
+        assert!(c.offer_wanted().is_some());
+        assert_eq!(c.offer(2), vec![Message::HaveAll]);
+    }
+
+    #[test]
+    fn metadata_is_served_to_peers_that_ask() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(true), &t, 10, false);
+        c.on_message(
+            Message::Extended {
+                id: 0,
+                payload: b"d1:md11:ut_metadatai7eee".to_vec(),
+            },
+            &t,
+        )
+        .unwrap();
+        let out = c
+            .on_message(
+                Message::Extended {
+                    id: extended::UT_METADATA_ID,
+                    payload: b"d8:msg_typei0e5:piecei0ee".to_vec(),
+                },
+                &t,
+            )
+            .unwrap();
+        let [Message::Extended { id: 7, payload }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(payload.ends_with(&t.metainfo.info_bytes));
+    }
+}

@@ -1,0 +1,155 @@
+//! A published torrent as the seeder serves it: its metainfo, its files on disk with the
+//! size/mtime recorded when hashed, and the hash trees built once for BEP 30 and BEP 52 answers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+
+use thiserror::Error;
+
+use super::extended::hashpiece::Bep30Tree;
+use super::v2_hashes::FileHashTree;
+use crate::hash::{self, HashError, Job, Mode};
+use crate::metainfo::{Format, Metainfo};
+use crate::storage::{Content, Stamp, StorageError};
+
+#[derive(Debug, Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("hashing the content of a Merkle torrent: {0}")]
+    Hash(#[from] HashError),
+    #[error("the content does not match the torrent's root hash")]
+    RootMismatch,
+    #[error("the piece layer of `{0}` does not match its pieces root")]
+    BadLayer(String),
+}
+
+#[derive(Debug)]
+pub struct Published {
+    pub metainfo: Metainfo,
+    pub content: Content,
+    pub(crate) bep30: Option<Bep30Tree>,
+    pub(crate) v2_trees: BTreeMap<[u8; 32], FileHashTree>,
+}
+
+impl Published {
+    /// Content the caller vouches for (as `bitseed seed` does): stamps are taken now. `path` is
+    /// the file, or the folder named by the torrent (or the folder that holds it). Blocking (a
+    /// Merkle torrent's pieces are hashed to rebuild its tree).
+    pub fn open(metainfo: Metainfo, path: &Path) -> Result<Published, PublishError> {
+        let paths = file_paths(&metainfo, path);
+        Published::with_stamps(metainfo, paths, None)
+    }
+
+    /// `paths` has one entry per torrent file (`None` for pad files); `stamps`, when given, are
+    /// the size/mtime each file had when it was hashed. Blocking, as `open`.
+    pub fn with_stamps(
+        metainfo: Metainfo,
+        paths: Vec<Option<PathBuf>>,
+        stamps: Option<Vec<Stamp>>,
+    ) -> Result<Published, PublishError> {
+        let layout = metainfo.layout();
+        let content = Content::open(layout.clone(), &paths, stamps.as_deref())?;
+
+        let bep30 = if metainfo.format == Format::Merkle {
+            let progress = AtomicU64::new(0);
+            let pieces = hash::hash_pieces(&Job {
+                layout: &layout,
+                paths: &paths,
+                v1: true,
+                v2: false,
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                mode: Mode::Strict,
+                progress: &progress,
+                cancel: None,
+            })?;
+            let tree = Bep30Tree::new(&pieces.v1);
+            if Some(tree.root()) != metainfo.root_hash {
+                return Err(PublishError::RootMismatch);
+            }
+            Some(tree)
+        } else {
+            None
+        };
+
+        let mut v2_trees = BTreeMap::new();
+        for f in &metainfo.files {
+            let Some(root) = f.pieces_root else { continue };
+            let Some(layer) = metainfo.piece_layers.get(&root) else {
+                continue; // a file of one piece: its root is its piece hash
+            };
+            if v2_trees.contains_key(&root) {
+                continue;
+            }
+            let tree = FileHashTree::new(root, f.length, metainfo.piece_length, layer)
+                .ok_or_else(|| PublishError::BadLayer(f.display_path()))?;
+            v2_trees.insert(root, tree);
+        }
+
+        Ok(Published {
+            metainfo,
+            content,
+            bep30,
+            v2_trees,
+        })
+    }
+
+    /// The 20-byte hashes a handshake may carry for this torrent: v1, and v2 truncated.
+    pub fn wire_hashes(&self) -> Vec<[u8; 20]> {
+        let ih = &self.metainfo.info_hash;
+        let mut out = Vec::new();
+        if let Some(v1) = ih.v1 {
+            out.push(v1);
+        }
+        if let Some(v2) = ih.v2 {
+            let mut t = [0; 20];
+            t.copy_from_slice(&v2[..20]);
+            out.push(t);
+        }
+        out
+    }
+
+    /// The torrent's main wire hash (v1 if it has one), for logs and the registry.
+    pub fn info_hash(&self) -> [u8; 20] {
+        self.metainfo.info_hash.wire().unwrap_or_default()
+    }
+
+    pub fn piece_count(&self) -> u32 {
+        self.content.layout().piece_count() as u32
+    }
+}
+
+/// Where each torrent file is under `path`: the file itself for a single-file torrent, else
+/// `path/NAME/...` when `path/NAME` is a folder, else `path/...`.
+pub fn file_paths(metainfo: &Metainfo, path: &Path) -> Vec<Option<PathBuf>> {
+    if metainfo.single_file {
+        let file = if path.is_dir() {
+            path.join(&metainfo.name)
+        } else {
+            path.to_owned()
+        };
+        return metainfo
+            .files
+            .iter()
+            .map(|f| (!f.pad).then(|| file.clone()))
+            .collect();
+    }
+    let named = path.join(&metainfo.name);
+    let base = if named.is_dir() {
+        named
+    } else {
+        path.to_owned()
+    };
+    metainfo
+        .files
+        .iter()
+        .map(|f| {
+            (!f.pad).then(|| {
+                let mut p = base.clone();
+                p.extend(&f.path);
+                p
+            })
+        })
+        .collect()
+}

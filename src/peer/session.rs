@@ -1,0 +1,337 @@
+//! One peer connection's I/O: reads frames into the `Connection` core, writes what it returns,
+//! runs its disk reads on the blocking pool, and enforces timeouts and buffer bounds.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::handshake::HANDSHAKE_LEN;
+use super::seeder::{Entry, Inner};
+use super::{Connection, Handshake, Message, PeerConfig, ReadJob, WireError};
+use crate::metainfo::Format;
+use crate::storage::StorageError;
+
+/// Data queued for the peer below which the next disk read starts.
+const OUT_LOW: usize = 1 << 20;
+/// Data queued for a peer that does not read beyond which it is dropped (control messages
+/// such as rejects and metadata can pile up past `OUT_LOW`).
+const OUT_HARD: usize = 8 << 20;
+/// One disk read (and the blocks framed from it): large enough for the page cache and disk to
+/// be used well, small enough to share the rate limit fairly.
+const READ_MAX: usize = 256 * 1024;
+const READ_MAX_LIMITED: usize = 64 * 1024;
+const READS_IN_FLIGHT: usize = 2;
+const KEEPALIVE: Duration = Duration::from_secs(90);
+const TICK: Duration = Duration::from_millis(500);
+
+/// A batch of blocks being read and framed on the blocking pool.
+type DiskRead = JoinHandle<Result<Vec<u8>, StorageError>>;
+
+#[derive(Debug, Error)]
+enum SessionError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no handshake within the timeout")]
+    HandshakeTimeout,
+    #[error("closed during the handshake")]
+    HandshakeEof,
+    #[error("unknown info hash {0}")]
+    UnknownTorrent(String),
+    #[error("max_connections_per_torrent reached")]
+    TorrentFull,
+    #[error("nothing received for the idle timeout")]
+    Idle,
+    #[error("peer accepts no data: send timeout")]
+    SendStall,
+    #[error("peer reads nothing: {0} bytes queued")]
+    OutputOverflow(usize),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("disk read task failed")]
+    Join,
+}
+
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    match serve(&inner, stream, addr, shutdown).await {
+        Ok(()) => debug!(%addr, "peer disconnected"),
+        Err(e) => debug!(%addr, "peer dropped: {e}"),
+    }
+}
+
+/// Outgoing bytes as a queue of chunks (control messages and framed block batches).
+#[derive(Default)]
+struct Out {
+    chunks: VecDeque<Vec<u8>>,
+    pos: usize,
+    bytes: usize,
+}
+
+impl Out {
+    fn push(&mut self, chunk: Vec<u8>) {
+        self.bytes += chunk.len();
+        self.chunks.push_back(chunk);
+    }
+    fn push_msgs(&mut self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut buf = Vec::new();
+        for m in msgs {
+            m.write_to(&mut buf);
+        }
+        self.push(buf);
+    }
+    fn front(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |c| &c[self.pos..])
+    }
+    fn advance(&mut self, n: usize) {
+        self.pos += n;
+        self.bytes -= n;
+        if self.chunks.front().is_some_and(|c| self.pos >= c.len()) {
+            self.chunks.pop_front();
+            self.pos = 0;
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+}
+
+struct Registration<'a> {
+    inner: &'a Inner,
+    key: u64,
+}
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.inner.unregister(self.key);
+    }
+}
+
+struct TorrentSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+impl Drop for TorrentSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn read_handshake(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut Vec<u8>,
+) -> Result<Handshake, SessionError> {
+    loop {
+        if let Some(h) = Handshake::parse(buf)? {
+            buf.drain(..HANDSHAKE_LEN);
+            return Ok(h);
+        }
+        buf.reserve(4096);
+        if rd.read_buf(buf).await? == 0 {
+            return Err(SessionError::HandshakeEof);
+        }
+    }
+}
+
+/// Super-seeding: shows the peer its next piece when it is ready for one.
+fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out) {
+    let Some(picker) = &entry.super_seed else {
+        return;
+    };
+    let Some((has, new_haves)) = conn.offer_wanted() else {
+        return;
+    };
+    let piece = {
+        let mut picker = picker.lock().unwrap_or_else(|e| e.into_inner());
+        for p in new_haves {
+            picker.seen(p);
+        }
+        picker.pick(has)
+    };
+    if let Some(p) = piece {
+        debug!(piece = p, "super-seeding: showing a piece");
+        out.push_msgs(conn.offer(p));
+    }
+}
+
+async fn serve(
+    inner: &Inner,
+    stream: TcpStream,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<(), SessionError> {
+    let cfg: &PeerConfig = &inner.config;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+
+    let theirs = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = tokio::time::timeout(PeerConfig::secs(cfg.handshake_timeout), read_handshake(&mut rd, &mut inbuf)) => {
+            r.map_err(|_| SessionError::HandshakeTimeout)??
+        }
+    };
+    let entry = inner
+        .lookup(&theirs.info_hash)
+        .ok_or_else(|| SessionError::UnknownTorrent(hex::encode(theirs.info_hash)))?;
+    if entry.connections.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections_per_torrent {
+        entry.connections.fetch_sub(1, Ordering::AcqRel);
+        return Err(SessionError::TorrentFull);
+    }
+    let _torrent_slot = TorrentSlot(&entry.connections);
+    let torrent = entry.torrent.clone();
+    let mut conn = Connection::new(
+        &theirs,
+        &torrent,
+        cfg.max_request_queue,
+        entry.super_seed.is_some(),
+    );
+
+    let mut out = Out::default();
+    let ours = Handshake::ours(
+        theirs.info_hash,
+        inner.peer_id,
+        torrent.metainfo.format == Format::Hybrid,
+    );
+    out.push(ours.serialize().to_vec());
+    let your_ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
+        std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    out.push_msgs(conn.greeting(&torrent, Some(your_ip)));
+    offer_next(&entry, &mut conn, &mut out);
+
+    let (key, slot) = inner.register();
+    let _registration = Registration { inner, key };
+
+    let idle = PeerConfig::secs(cfg.idle_timeout);
+    let send_timeout = PeerConfig::secs(cfg.send_timeout);
+    let read_max = if inner.limited() {
+        READ_MAX_LIMITED
+    } else {
+        READ_MAX
+    };
+    let mut last_recv = Instant::now();
+    let mut last_sent = Instant::now();
+    // Reads in flight, oldest first: two, so the next batch is being read while the last one is
+    // written, and frames still go out in request order.
+    let mut reading: VecDeque<(DiskRead, usize)> = VecDeque::new();
+    let mut waiting_job: Option<ReadJob> = None;
+    let mut rate_sleep: Option<Pin<Box<Sleep>>> = None;
+    let mut tick = tokio::time::interval(TICK);
+
+    loop {
+        if out.bytes > OUT_HARD {
+            return Err(SessionError::OutputOverflow(out.bytes));
+        }
+        // Start the next disk read when the socket has room for it.
+        let mut in_flight: usize = reading.iter().map(|r| r.1).sum();
+        while reading.len() < READS_IN_FLIGHT
+            && rate_sleep.is_none()
+            && out.bytes + in_flight < OUT_LOW
+            && !conn.choking()
+        {
+            let job = waiting_job
+                .take()
+                .or_else(|| conn.next_job(&torrent, read_max));
+            if let Some(job) = job {
+                match inner.take_upload(job.len as u64) {
+                    Ok(()) => {
+                        let t = torrent.clone();
+                        let len = job.len;
+                        let handle =
+                            tokio::task::spawn_blocking(move || job.read_frames(&t.content));
+                        reading.push_back((handle, len));
+                        in_flight += len;
+                    }
+                    Err(wait) => {
+                        waiting_job = Some(job);
+                        rate_sleep = Some(Box::pin(tokio::time::sleep(wait)));
+                    }
+                }
+            } else {
+                break;
+            }
+        }
+
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = entry.retired.cancelled() => return Ok(()),
+            r = rd.read_buf(&mut inbuf), if inbuf.len() < conn.max_frame() as usize + 4 => {
+                if r? == 0 {
+                    return Ok(());
+                }
+                last_recv = Instant::now();
+                let mut at = 0;
+                while let Some((msg, used)) = Message::parse(&inbuf[at..], conn.max_frame())? {
+                    at += used;
+                    let was = conn.interested();
+                    out.push_msgs(conn.on_message(msg, &torrent)?);
+                    if conn.interested() != was {
+                        inner.set_interested(key, conn.interested());
+                    }
+                }
+                inbuf.drain(..at);
+                offer_next(&entry, &mut conn, &mut out);
+                inbuf.reserve(32 * 1024);
+            }
+            w = wr.write(out.front()), if !out.is_empty() => {
+                let n = w?;
+                out.advance(n);
+                last_sent = Instant::now();
+            }
+            done = async { reading.front_mut().map(|r| &mut r.0).expect("guarded").await }, if !reading.is_empty() => {
+                let len = reading.pop_front().map_or(0, |r| r.1);
+                match done {
+                    Ok(Ok(frames)) => {
+                        inner.sent(key, len as u64);
+                        out.push(frames);
+                    }
+                    Ok(Err(e @ StorageError::Changed { .. })) => {
+                        inner.retire(&theirs.info_hash, &e.to_string());
+                        return Err(e.into());
+                    }
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(SessionError::Join),
+                }
+            }
+            _ = async { rate_sleep.as_mut().expect("guarded").await }, if rate_sleep.is_some() => {
+                rate_sleep = None;
+            }
+            _ = slot.notify.notified() => {
+                let unchoke = slot.unchoked.load(Ordering::Acquire);
+                out.push_msgs(conn.set_choking(!unchoke));
+                if !unchoke {
+                    waiting_job = None;
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if now.duration_since(last_recv) > idle {
+                    return Err(SessionError::Idle);
+                }
+                if !out.is_empty() && now.duration_since(last_sent) > send_timeout {
+                    return Err(SessionError::SendStall);
+                }
+                if out.is_empty() && now.duration_since(last_sent) > KEEPALIVE {
+                    out.push_msgs(vec![Message::KeepAlive]);
+                }
+            }
+        }
+    }
+}

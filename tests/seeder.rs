@@ -1,0 +1,759 @@
+//! The seeder against real clients (aria2c, libtorrent) and hostile peers, on loopback.
+//!
+//! Clients missing: with CI=true the test fails; otherwise it says so and skips. Every process a
+//! test starts is held by a guard that kills it when the test ends, however it ends.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitseed::metainfo::Metainfo;
+use bitseed::peer::extended::hashpiece;
+use bitseed::peer::{BlockRef, Handshake, Message, PeerConfig, Published, Seeder};
+use sha1::{Digest, Sha1};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bitseed");
+const LT_DOWNLOAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_download.py");
+const PYTHON: &str = "/usr/bin/python3";
+/// Longest any client process may run before the test kills it and fails.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A child process killed (and reaped) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Waits for the process to exit, killing it at the deadline; returns its success.
+    fn wait_bounded(&mut self, deadline: Duration) -> bool {
+        let end = Instant::now() + deadline;
+        loop {
+            match self.0.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = self.0.kill();
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a client can run here. Missing under CI is a failure; elsewhere a skip.
+fn have(what: &str, check: &mut Command) -> bool {
+    let ok = check
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{what} is required under CI (see tests/run.sh)");
+        }
+        eprintln!("skipping: {what} is not installed");
+    }
+    ok
+}
+
+fn have_libtorrent() -> bool {
+    have(
+        "python3-libtorrent",
+        Command::new(PYTHON).args(["-c", "import libtorrent"]),
+    )
+}
+
+fn have_aria2c() -> bool {
+    have("aria2c", Command::new("aria2c").arg("--version"))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), different per seed.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Writes a single file `name` or, with several lengths, a folder `name` of files.
+fn make_content(dir: &Path, name: &str, lengths: &[usize]) -> PathBuf {
+    let path = dir.join(name);
+    if lengths.len() == 1 {
+        std::fs::write(&path, content(lengths[0], 1)).unwrap();
+    } else {
+        std::fs::create_dir_all(path.join("sub")).unwrap();
+        for (i, len) in lengths.iter().enumerate() {
+            let file = if i % 2 == 0 {
+                path.join(format!("f{i}.bin"))
+            } else {
+                path.join("sub").join(format!("g{i}.bin"))
+            };
+            std::fs::write(file, content(*len, i as u64 + 7)).unwrap();
+        }
+    }
+    path
+}
+
+/// `bitseed create` with the given extra arguments; returns the torrent's path.
+fn create(content: &Path, out: &Path, args: &[&str]) -> PathBuf {
+    let status = Command::new(BIN)
+        .arg("create")
+        .arg(content)
+        .arg("-o")
+        .arg(out)
+        .args(["--no-date", "--force"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "bitseed create {args:?}");
+    out.to_owned()
+}
+
+/// `bitseed seed` on a free loopback port: the process and its address.
+fn seed(torrent: &Path, content: &Path, announce: bool, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("seed")
+        .arg(torrent)
+        .arg(content)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra);
+    if !announce {
+        cmd.arg("--no-announce");
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (proc, addr)
+}
+
+/// Starts the libtorrent downloader (torrent file or magnet link) towards `peer`.
+fn lt_download(source: &str, save: &Path, peer: SocketAddr) -> Proc {
+    let kind = if source.starts_with("magnet:") {
+        "--magnet"
+    } else {
+        "--torrent"
+    };
+    let child = Command::new(PYTHON)
+        .arg(LT_DOWNLOAD)
+        .args([kind, source])
+        .arg("--save")
+        .arg(save)
+        .args(["--peer", &peer.to_string(), "--timeout", "100"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// Every file under `a` equals the file at the same place under `b`.
+fn assert_same_tree(a: &Path, b: &Path) {
+    if a.is_file() {
+        let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+        assert!(x == y, "{} differs from {}", b.display(), a.display());
+        return;
+    }
+    for entry in std::fs::read_dir(a).unwrap() {
+        let entry = entry.unwrap();
+        assert_same_tree(&entry.path(), &b.join(entry.file_name()));
+    }
+}
+
+fn magnet(torrent: &Path) -> String {
+    let bytes = std::fs::read(torrent).unwrap();
+    Metainfo::from_bytes(&bytes).unwrap().magnet().to_uri()
+}
+
+fn libtorrent_case(format: &str, lengths: &[usize], piece: &str, by_magnet: bool, extra: &[&str]) {
+    if !have_libtorrent() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_content(dir.path(), "payload", lengths);
+    let torrent = create(
+        &src,
+        &dir.path().join("t.torrent"),
+        &["--format", format, "-p", piece],
+    );
+    let (_seed, addr) = seed(&torrent, &src, false, extra);
+    let save = dir.path().join("dl");
+    std::fs::create_dir(&save).unwrap();
+    let source = if by_magnet {
+        magnet(&torrent)
+    } else {
+        torrent.display().to_string()
+    };
+    let mut client = lt_download(&source, &save, addr);
+    assert!(
+        client.wait_bounded(CLIENT_DEADLINE),
+        "libtorrent did not complete {format}"
+    );
+    assert_same_tree(&src, &save.join("payload"));
+}
+
+#[test]
+fn libtorrent_downloads_v1() {
+    libtorrent_case("v1", &[3_000_000, 1, 70_000, 0, 500_000], "32K", false, &[]);
+}
+
+#[test]
+fn libtorrent_downloads_v2() {
+    libtorrent_case("v2", &[3_000_000, 1, 70_000, 500_000], "64K", false, &[]);
+}
+
+#[test]
+fn libtorrent_downloads_hybrid() {
+    libtorrent_case(
+        "hybrid",
+        &[3_000_000, 1, 70_000, 500_000],
+        "32K",
+        false,
+        &[],
+    );
+}
+
+#[test]
+fn libtorrent_downloads_a_v1_magnet_link() {
+    libtorrent_case("v1", &[2_000_000], "16K", true, &[]);
+}
+
+#[test]
+fn libtorrent_downloads_a_v2_magnet_link() {
+    // Several pieces per file, so the piece layers come from our BEP 52 hash answers.
+    libtorrent_case("v2", &[2_000_000, 300_000], "32K", true, &[]);
+}
+
+#[test]
+fn libtorrent_downloads_from_a_super_seed() {
+    libtorrent_case("v1", &[1_000_000], "32K", false, &["--super-seed"]);
+}
+
+#[test]
+fn five_concurrent_libtorrent_downloaders_complete() {
+    if !have_libtorrent() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_content(dir.path(), "payload.bin", &[4_000_000]);
+    let torrent = create(&src, &dir.path().join("t.torrent"), &["-p", "32K"]);
+    let (_seed, addr) = seed(&torrent, &src, false, &[]);
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let save = dir.path().join(format!("dl{i}"));
+        std::fs::create_dir(&save).unwrap();
+        clients.push((
+            lt_download(&torrent.display().to_string(), &save, addr),
+            save,
+        ));
+    }
+    for (client, save) in &mut clients {
+        assert!(
+            client.wait_bounded(CLIENT_DEADLINE),
+            "a downloader did not complete"
+        );
+        assert_same_tree(&src, &save.join("payload.bin"));
+    }
+}
+
+/// A one-answer HTTP tracker: every announce gets back the one peer it was made with.
+struct Tracker {
+    url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tracker {
+    fn start(peer: Arc<std::sync::Mutex<Option<SocketAddr>>>) -> Tracker {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/announce", listener.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut body = b"d8:intervali60e5:peers".to_vec();
+                match *peer.lock().unwrap() {
+                    Some(SocketAddr::V4(a)) => {
+                        body.extend_from_slice(b"6:");
+                        body.extend_from_slice(&a.ip().octets());
+                        body.extend_from_slice(&a.port().to_be_bytes());
+                    }
+                    _ => body.extend_from_slice(b"0:"),
+                }
+                body.push(b'e');
+                let head = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+            }
+        });
+        Tracker {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn aria2c_case(lengths: &[usize], name: &str) {
+    if !have_aria2c() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_content(dir.path(), name, lengths);
+    let peer = Arc::new(std::sync::Mutex::new(None));
+    let tracker = Tracker::start(peer.clone());
+    let torrent = create(
+        &src,
+        &dir.path().join("t.torrent"),
+        &["-p", "32K", "-a", &tracker.url],
+    );
+    let (_seed, addr) = seed(&torrent, &src, true, &[]);
+    *peer.lock().unwrap() = Some(addr);
+    let save = dir.path().join("dl");
+    let child = Command::new("aria2c")
+        .arg(format!("--dir={}", save.display()))
+        .args([
+            "--seed-time=0",
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--bt-enable-lpd=false",
+            "--enable-peer-exchange=false",
+            "--summary-interval=0",
+            "--console-log-level=warn",
+            "--bt-stop-timeout=100",
+            "--listen-port=40000-49999",
+        ])
+        .arg(&torrent)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut client = Proc(child);
+    assert!(
+        client.wait_bounded(CLIENT_DEADLINE),
+        "aria2c did not complete"
+    );
+    assert_same_tree(&src, &save.join(name));
+    drop(tracker);
+}
+
+#[test]
+fn aria2c_downloads_a_single_file_torrent() {
+    aria2c_case(&[3_000_000], "single.bin");
+}
+
+#[test]
+fn aria2c_downloads_a_multi_file_torrent() {
+    aria2c_case(&[1_000_000, 1, 70_000, 0, 800_000], "multi");
+}
+
+// ---- in-process: our own client, BEP 30, hostile peers ----
+
+/// A seeder in this process on a loopback port; stopped on drop.
+struct InProcess {
+    addr: SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn in_process(config: PeerConfig, torrent: Published) -> InProcess {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let seeder = Seeder::new(config);
+    seeder.add(Arc::new(torrent));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = stop.clone();
+    runtime.spawn(async move { seeder.run(listener, token).await });
+    InProcess {
+        addr,
+        stop,
+        _runtime: runtime,
+    }
+}
+
+/// Reads until one whole message is in `buf`; `None` when the peer closed.
+fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Message> {
+    loop {
+        if let Some((m, used)) = Message::parse(buf, 1 << 20).expect("seeder sent a bad frame") {
+            buf.drain(..used);
+            return Some(m);
+        }
+        let mut chunk = [0u8; 65536];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    // A bound on every read: a seeder that never answers fails the test instead of hanging it.
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(&Handshake::ours(info_hash, *b"-TC0001-testclient00", false).serialize())
+        .unwrap();
+    let mut hs = [0u8; 68];
+    s.read_exact(&mut hs).unwrap();
+    let theirs = Handshake::parse(&hs).unwrap().unwrap();
+    assert_eq!(theirs.info_hash, info_hash);
+    (s, Vec::new())
+}
+
+/// A BEP 30 hash list: (tree offset, hash) pairs.
+type HashList = Vec<(u32, [u8; 20])>;
+
+/// Our downloader: asks for every block, checks each piece (SHA-1 from the torrent, or for a
+/// Merkle torrent through the hash list of its first block against the root hash), and returns
+/// the piece space's bytes.
+fn download(addr: SocketAddr, meta: &Metainfo) -> Vec<u8> {
+    let (mut s, mut buf) = connect(addr, meta.info_hash.wire().unwrap());
+    let merkle = meta.root_hash.is_some();
+    let mut out = Vec::new();
+    if merkle {
+        Message::Extended {
+            id: 0,
+            payload: b"d1:md12:Tr_hashpiecei5eee".to_vec(),
+        }
+        .write_to(&mut out);
+    }
+    Message::Interested.write_to(&mut out);
+    s.write_all(&out).unwrap();
+    let layout = meta.layout();
+    let pieces = layout.piece_count() as u32;
+    let mut blocks = Vec::new();
+    for p in 0..pieces {
+        let (start, end) = layout.piece_range(p.into());
+        let mut begin = 0u64;
+        while start + begin < end {
+            let len = (end - start - begin).min(16384);
+            blocks.push(BlockRef {
+                index: p,
+                begin: begin as u32,
+                length: len as u32,
+            });
+            begin += len;
+        }
+    }
+    let mut data = vec![0u8; layout.total as usize];
+    let mut lists: Vec<Option<HashList>> = vec![None; pieces as usize];
+    let mut next = 0;
+    let mut received = 0;
+    let mut unchoked = false;
+    while received < blocks.len() {
+        if unchoked {
+            let mut req = Vec::new();
+            while next < blocks.len() && next < received + 64 {
+                Message::Request(blocks[next]).write_to(&mut req);
+                next += 1;
+            }
+            s.write_all(&req).unwrap();
+        }
+        let msg = read_message(&mut s, &mut buf).expect("seeder closed the good download");
+        let (index, begin, bytes, list) = match msg {
+            Message::Unchoke => {
+                unchoked = true;
+                continue;
+            }
+            Message::Choke => panic!("choked while downloading"),
+            Message::Piece { index, begin, data } => {
+                assert!(
+                    !merkle,
+                    "a Merkle seed must send Tr_hashpiece to a peer that speaks it"
+                );
+                (index, begin, data, vec![])
+            }
+            Message::Extended { id: 5, payload } => {
+                let hp = hashpiece::parse(&payload).unwrap();
+                (hp.index, hp.begin, hp.data, hp.hashes)
+            }
+            _ => continue,
+        };
+        let at = layout.piece_range(index.into()).0 as usize + begin as usize;
+        data[at..at + bytes.len()].copy_from_slice(&bytes);
+        if merkle && begin == 0 {
+            lists[index as usize] = Some(list);
+        } else {
+            assert!(list.is_empty(), "only a piece's first block carries hashes");
+        }
+        received += 1;
+    }
+    for p in 0..pieces {
+        let (start, end) = layout.piece_range(p.into());
+        let hash: [u8; 20] = Sha1::digest(&data[start as usize..end as usize]).into();
+        if merkle {
+            let list = lists[p as usize]
+                .as_ref()
+                .expect("hash list for every piece");
+            assert!(
+                hashpiece::verify(p, pieces, hash, list, meta.root_hash.unwrap()),
+                "piece {p} does not verify against the root hash"
+            );
+        } else {
+            assert_eq!(hash, meta.pieces[p as usize], "piece {p}");
+        }
+    }
+    data
+}
+
+fn published(dir: &Path, lengths: &[usize], args: &[&str]) -> (PathBuf, Metainfo) {
+    let src = make_content(dir, "payload", lengths);
+    let torrent = create(&src, &dir.join("t.torrent"), args);
+    let meta = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
+    (src, meta)
+}
+
+#[test]
+fn merkle_torrent_is_served_with_hash_lists_that_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    // 13 pieces: a tree with filler leaves, as in BEP 30's figure.
+    let (src, meta) = published(
+        dir.path(),
+        &[13 * 16384 - 100],
+        &["--format", "merkle", "-p", "16K"],
+    );
+    let seeder = in_process(
+        PeerConfig::default(),
+        Published::open(meta.clone(), &src).unwrap(),
+    );
+    let data = download(seeder.addr, &meta);
+    assert_eq!(data, std::fs::read(&src).unwrap());
+}
+
+/// Expects the seeder to close the connection: reads (draining whatever it sent) until EOF or
+/// reset. Bounded by the socket's read timeout, which fails the test.
+fn expect_dropped(s: &mut TcpStream, what: &str) {
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("{what}: not dropped ({e})"),
+        }
+    }
+}
+
+fn wait_unchoke(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut out = Vec::new();
+    Message::Interested.write_to(&mut out);
+    s.write_all(&out).unwrap();
+    loop {
+        match read_message(s, buf) {
+            Some(Message::Unchoke) => return,
+            Some(_) => continue,
+            None => panic!("closed before unchoke"),
+        }
+    }
+}
+
+#[test]
+fn hostile_peers_are_dropped_while_a_good_download_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[3_000_000], &["-p", "32K"]);
+    let config = PeerConfig {
+        handshake_timeout: 1.0,
+        max_request_queue: 500,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    let addr = seeder.addr;
+    let ih = meta.info_hash.wire().unwrap();
+    let expected = std::fs::read(&src).unwrap();
+
+    let good = {
+        let meta = meta.clone();
+        std::thread::spawn(move || download(addr, &meta))
+    };
+
+    // Garbage instead of a handshake.
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    expect_dropped(&mut garbage, "garbage handshake");
+
+    // A silent peer: connects and says nothing.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    expect_dropped(&mut silent, "silent peer");
+
+    // A 4 GiB length prefix.
+    let (mut huge, _) = connect(addr, ih);
+    huge.write_all(&[0xFF, 0xFF, 0xFF, 0xFF, 7, 0, 0]).unwrap();
+    expect_dropped(&mut huge, "4 GiB length prefix");
+
+    // A request past the end of the torrent.
+    let (mut past, mut buf) = connect(addr, ih);
+    wait_unchoke(&mut past, &mut buf);
+    let mut out = Vec::new();
+    Message::Request(BlockRef {
+        index: meta.pieces.len() as u32 + 3,
+        begin: 0,
+        length: 16384,
+    })
+    .write_to(&mut out);
+    past.write_all(&out).unwrap();
+    expect_dropped(&mut past, "request past the end");
+
+    // 10,000 requests, never reading the answers.
+    let (mut flood, mut buf) = connect(addr, ih);
+    wait_unchoke(&mut flood, &mut buf);
+    let mut out = Vec::new();
+    for i in 0..10_000u32 {
+        Message::Request(BlockRef {
+            index: i % meta.pieces.len() as u32,
+            begin: 0,
+            length: 16384,
+        })
+        .write_to(&mut out);
+    }
+    // The seeder may close mid-write; that is the point.
+    let _ = flood.write_all(&out);
+    expect_dropped(&mut flood, "request flood");
+
+    assert_eq!(good.join().unwrap(), expected);
+    // And it still serves a new peer afterwards.
+    assert_eq!(download(addr, &meta), expected);
+}
+
+#[test]
+fn a_file_changed_on_disk_is_no_longer_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[200_000], &["-p", "16K"]);
+    let seeder = in_process(
+        PeerConfig::default(),
+        Published::open(meta.clone(), &src).unwrap(),
+    );
+    assert_eq!(download(seeder.addr, &meta), std::fs::read(&src).unwrap());
+    std::fs::write(&src, content(200_001, 99)).unwrap();
+    // The next download's first read sees the change: the connection closes, and the torrent is
+    // gone, so a further handshake for it is refused.
+    let (mut s, mut buf) = connect(seeder.addr, meta.info_hash.wire().unwrap());
+    wait_unchoke(&mut s, &mut buf);
+    let mut out = Vec::new();
+    Message::Request(BlockRef {
+        index: 0,
+        begin: 0,
+        length: 16384,
+    })
+    .write_to(&mut out);
+    s.write_all(&out).unwrap();
+    expect_dropped(&mut s, "connection of a changed torrent");
+    let mut again = TcpStream::connect(seeder.addr).unwrap();
+    again
+        .write_all(&Handshake::ours(meta.info_hash.wire().unwrap(), [3; 20], false).serialize())
+        .unwrap();
+    expect_dropped(&mut again, "handshake for a retired torrent");
+}
+
+#[test]
+fn an_upload_slot_passes_to_a_waiting_peer_when_its_holder_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[100_000], &["-p", "16K"]);
+    let config = PeerConfig {
+        upload_slots: 1,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    let ih = meta.info_hash.wire().unwrap();
+    let (mut a, mut abuf) = connect(seeder.addr, ih);
+    wait_unchoke(&mut a, &mut abuf);
+
+    // B is interested, but the one slot is A's: its request is rejected (BEP 6), not served.
+    let (mut b, mut bbuf) = connect(seeder.addr, ih);
+    let block = BlockRef {
+        index: 0,
+        begin: 0,
+        length: 16384,
+    };
+    let mut out = Vec::new();
+    Message::Interested.write_to(&mut out);
+    Message::Request(block).write_to(&mut out);
+    b.write_all(&out).unwrap();
+    loop {
+        match read_message(&mut b, &mut bbuf) {
+            Some(Message::Reject(r)) => {
+                assert_eq!(r, block);
+                break;
+            }
+            Some(Message::Unchoke) => panic!("unchoked while the only slot is taken"),
+            Some(Message::Piece { .. }) => panic!("served while choked"),
+            Some(_) => continue,
+            None => panic!("B dropped"),
+        }
+    }
+    drop(a);
+    loop {
+        match read_message(&mut b, &mut bbuf) {
+            Some(Message::Unchoke) => break,
+            Some(_) => continue,
+            None => panic!("B dropped"),
+        }
+    }
+}
