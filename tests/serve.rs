@@ -25,7 +25,14 @@ impl Server {
             .arg(content)
             .arg("--state")
             .arg(state)
-            .args(["--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
+            .args([
+                "--http",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+                "--peer",
+                "127.0.0.1:0",
+            ])
             .args(if extra.contains(&"--settle") {
                 &[][..]
             } else {
@@ -597,4 +604,127 @@ fn kill_9_then_restart_keeps_the_catalog() {
     let a1 = other.wait_published("a.bin", None);
     assert_eq!(a1["format"], "v1");
     other.wait_log("0 entries unchanged since last run", Duration::from_secs(5));
+}
+
+/// The torrent as served, without its web seed: what is downloaded must come over the peer wire.
+fn torrent_without_web_seed(server: &Server, name: &str, dir: &Path) -> PathBuf {
+    let r = server.get(&format!("/torrents/{}.torrent", name.replace(' ', "%20")));
+    assert_eq!(r.status, 200);
+    let mut meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
+    meta.web_seeds.clear();
+    let path = dir.join(format!("{name}.torrent"));
+    std::fs::write(&path, meta.to_bytes()).unwrap();
+    path
+}
+
+fn uploaded_over_peer_wire(server: &Server) -> u64 {
+    let m = String::from_utf8(server.get("/metrics").body).unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix("bitseed_peer_uploaded_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peer upload metric in:\n{m}"))
+}
+
+/// A file dropped in is found by aria2c through bitseed's tracker and downloaded from its
+/// seeder (the web seed is taken out of the torrent), bytes equal — v1 single file and folder.
+#[test]
+fn aria2_downloads_through_the_tracker_and_the_seeder() {
+    if !have_aria2() {
+        return;
+    }
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &[]);
+    std::fs::write(d.content.join("one.bin"), data(3_000_000, 21)).unwrap();
+    write_tree(
+        &d.content.join("pack"),
+        &[("a.bin", 700_000), ("sub/b.bin", 123_457)],
+    );
+    server.wait_published("one.bin", None);
+    server.wait_published("pack", None);
+    let out = tempfile::tempdir().unwrap();
+    for name in ["one.bin", "pack"] {
+        let t = torrent_without_web_seed(&server, name, out.path());
+        let o = std::process::Command::new("aria2c")
+            .args([
+                "--seed-time=0",
+                "--enable-dht=false",
+                "--enable-dht6=false",
+                "--bt-enable-lpd=false",
+                "--enable-peer-exchange=false",
+                "--console-log-level=warn",
+                "--summary-interval=0",
+                "--bt-stop-timeout=60",
+                "-d",
+            ])
+            .arg(out.path())
+            .arg(&t)
+            .output()
+            .expect("run aria2c");
+        assert!(
+            o.status.success(),
+            "{name}: {}\n{}",
+            stdout(&o),
+            server.log.lock().unwrap()
+        );
+    }
+    for rel in ["one.bin", "pack/a.bin", "pack/sub/b.bin"] {
+        assert_eq!(
+            std::fs::read(out.path().join(rel)).unwrap(),
+            std::fs::read(d.content.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(uploaded_over_peer_wire(&server) >= 3_000_000 + 700_000 + 123_457);
+}
+
+/// libtorrent, given only the magnet link from the API (web seed removed), gets the metadata and
+/// the data from bitseed, found through its tracker — v1 and hybrid.
+#[test]
+fn libtorrent_downloads_from_the_magnet_link() {
+    if !have_libtorrent() {
+        return;
+    }
+    for format in ["v1", "hybrid", "v2"] {
+        let d = dirs();
+        let server = Server::start(&d.content, &d.state, &["--format", format]);
+        write_tree(
+            &d.content.join("pack"),
+            &[("a.bin", 900_000), ("b.bin", 50_001)],
+        );
+        let t = server.wait_published("pack", None);
+        let magnet = t["magnet"].as_str().unwrap();
+        let magnet = magnet.split("&ws=").next().unwrap().to_owned();
+        let out = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new("/usr/bin/python3")
+            .arg(interop_script("lt_download.py"))
+            .args(["--magnet", &magnet, "--save"])
+            .arg(out.path())
+            .args(["--timeout", "90"])
+            .output()
+            .expect("run python3");
+        assert!(
+            o.status.success(),
+            "{format}: {}{}\n{}",
+            stdout(&o),
+            stderr(&o),
+            server.log.lock().unwrap()
+        );
+        for rel in ["a.bin", "b.bin"] {
+            assert_eq!(
+                std::fs::read(out.path().join("pack").join(rel)).unwrap(),
+                std::fs::read(d.content.join("pack").join(rel)).unwrap(),
+                "{format}: {rel}"
+            );
+        }
+        // The tracker counted the downloader.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let t = server.wait_published("pack", None);
+            if t["seeders"].as_u64().unwrap_or(0) >= 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{t}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }

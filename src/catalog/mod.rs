@@ -432,7 +432,7 @@ impl Catalog {
             JobResult::Failed(why) => {
                 tracing::warn!("cannot publish `{name}`: {why}");
                 self.state().published.remove(&name);
-                self.registry.set_failed(&name, why);
+                tokio::task::block_in_place(|| self.registry.set_failed(&name, why));
             }
             JobResult::Publish(p, fp, hashed) => {
                 let entry = StoredEntry {
@@ -453,7 +453,8 @@ impl Catalog {
                     if hashed { "" } else { " (hashes reused)" }
                 );
                 self.state().published.insert(name, fp);
-                self.registry.publish(Arc::new(*p));
+                // Listeners (seeder, tracker) may block while they take the torrent on.
+                tokio::task::block_in_place(|| self.registry.publish(Arc::new(*p)));
             }
         }
     }
@@ -468,7 +469,7 @@ impl Catalog {
             }
             tracing::info!("unpublished `{name}` (gone from the content folder)");
         }
-        self.registry.remove(name);
+        tokio::task::block_in_place(|| self.registry.remove(name));
         if let Err(e) = self.store().remove(name) {
             tracing::error!("cannot remove `{name}` from the store: {e}");
         }

@@ -67,6 +67,8 @@ impl Registry {
         Arc::new(Registry::default())
     }
 
+    /// Adds a listener for every publish and retire. Listeners are called on a thread that may
+    /// block (never an async task's), in the order of the events.
     pub fn listen(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
         self.listeners
             .write()

@@ -3,9 +3,9 @@
 mod create;
 mod inspect;
 mod output;
+mod seed;
 mod serve;
 mod tracker;
-mod seed;
 mod verify;
 
 use clap::{Parser, Subcommand};

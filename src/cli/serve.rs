@@ -1,5 +1,6 @@
 //! `bitseed serve`: the whole product in one process — catalog, web face, tracker and seeder.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -7,6 +8,8 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
 use bitseed::config::{Overrides, Settings};
+use bitseed::peer::{self, SeedAnnouncer, Seeder};
+use bitseed::storage::Stamp;
 use bitseed::tracker::{self, Tracker};
 use bitseed::web::{self as face, SwarmCounts, SwarmView, WebState};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +34,9 @@ pub struct Args {
     /// HTTP address for the page, API, tracker and web seed [default: 0.0.0.0:8080].
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+    /// Peer wire (seeding) address [default: 0.0.0.0:6881].
+    #[arg(long, value_name = "ADDR")]
+    peer: Option<String>,
     /// UDP tracker address [default: 0.0.0.0:6969].
     #[arg(long, value_name = "ADDR")]
     udp: Option<String>,
@@ -69,6 +75,7 @@ impl Args {
         );
         set("http.listen", self.http.clone());
         set("udp.listen", self.udp.clone());
+        set("peer.listen", self.peer.clone());
         set("public_url", self.public_url.clone());
         set("torrent.format", self.format.clone());
         set("catalog.settle_secs", self.settle.map(|s| s.to_string()));
@@ -125,19 +132,47 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Tracker::new(settings.tracker.clone(), &settings.state)
             .context("cannot start the tracker")?,
     );
+    let seeder = Arc::new(Seeder::new(settings.peer.clone()));
+    let peer_listener = tokio::net::TcpListener::bind(settings.peer.listen)
+        .await
+        .with_context(|| format!("cannot listen on peer.listen {}", settings.peer.listen))?;
+    let peer_addr = peer_listener.local_addr()?;
+    tracing::info!("peer listening on {peer_addr}");
+    // The address the tracker lists for our seeder: peer.public_ip, else the listen address
+    // (an unspecified one is replaced by the address each client reached the tracker on).
+    let own = SocketAddr::new(
+        settings.peer.public_ip.unwrap_or(peer_addr.ip()),
+        peer_addr.port(),
+    );
+    seeder.set_announcer(Arc::new(OwnSeed(tracker.clone())), own);
+
+    // Listeners run on a blocking-capable thread (the catalog publishes from one), so building
+    // the seeder's view (which hashes a Merkle torrent's content) may block. The seeder comes
+    // first: by the time the tracker accepts announces, it lists a seeder that is serving.
     let t = tracker.clone();
+    let s = seeder.clone();
     registry.listen(move |event| match event {
         Event::Published(p) => {
+            match seedable(p) {
+                Ok(torrent) => s.add(Arc::new(torrent)),
+                Err(e) => tracing::error!("cannot seed `{}`: {e}", p.name),
+            }
             for h in tracker_hashes(p) {
                 t.register(h);
             }
         }
         Event::Retired(p) => {
             for h in tracker_hashes(p) {
+                s.remove(&h);
                 t.unregister(h);
             }
         }
     });
+    let seeder_task = {
+        let s = seeder.clone();
+        let token = shutdown.child_token();
+        tokio::spawn(async move { s.run(peer_listener, token).await })
+    };
     let udp = tokio::net::UdpSocket::bind(settings.udp.listen)
         .await
         .with_context(|| format!("cannot listen on udp.listen {}", settings.udp.listen))?;
@@ -154,7 +189,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let state = web::Data::new(WebState {
         registry: registry.clone(),
-        swarm: Arc::new(TrackerView(tracker.clone())),
+        swarm: Arc::new(TrackerView(tracker.clone(), seeder.clone())),
         public_url: settings.public_url.clone(),
         file_bytes: Default::default(),
     });
@@ -188,6 +223,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     shutdown.cancel();
     http.stop(true).await;
     let _ = http_task.await;
+    let _ = seeder_task.await;
     let _ = udp_task.await;
     let _ = maintenance_task.await;
     if let Err(e) = tracker.flush() {
@@ -217,8 +253,45 @@ fn tracker_hashes(p: &Published) -> Vec<[u8; 20]> {
     out
 }
 
+/// The seeder's view of a published entry, with the size and mtime each file had when hashed so
+/// a changed file is never served under the old hash.
+fn seedable(p: &Published) -> Result<peer::Published, peer::PublishError> {
+    let paths = p
+        .files
+        .iter()
+        .map(|f| f.as_ref().map(|f| f.disk.clone()))
+        .collect();
+    let stamps = p
+        .files
+        .iter()
+        .map(|f| match f {
+            Some(f) => Stamp {
+                size: f.length,
+                mtime: f.mtime,
+            },
+            None => Stamp {
+                size: 0,
+                mtime: None,
+            },
+        })
+        .collect();
+    peer::Published::with_stamps(p.meta.clone(), paths, Some(stamps))
+}
+
+/// The seeder tells the tracker about itself directly, without an HTTP round trip.
+struct OwnSeed(Arc<Tracker>);
+
+impl SeedAnnouncer for OwnSeed {
+    fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr) {
+        self.0.set_own_seed(info_hash, addr);
+    }
+    fn stopped(&self, info_hash: [u8; 20]) {
+        self.0.clear_own_seed(info_hash);
+    }
+}
+
 /// The web face's view of the tracker's swarms.
-struct TrackerView(Arc<Tracker>);
+struct TrackerView(Arc<Tracker>, Arc<Seeder>);
 
 impl SwarmView for TrackerView {
     fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {
@@ -238,6 +311,9 @@ impl SwarmView for TrackerView {
              # HELP bitseed_tracker_leechers Leechers in all swarms.\n# TYPE bitseed_tracker_leechers gauge\nbitseed_tracker_leechers {}\n\
              # HELP bitseed_tracker_announces_per_second Recent announce rate.\n# TYPE bitseed_tracker_announces_per_second gauge\nbitseed_tracker_announces_per_second {:.1}\n",
             s.torrents, s.seeders, s.leechers, s.announces_per_second
+        ) + &format!(
+            "# HELP bitseed_peer_uploaded_bytes_total Bytes of pieces sent over the peer wire.\n# TYPE bitseed_peer_uploaded_bytes_total counter\nbitseed_peer_uploaded_bytes_total {}\n",
+            self.1.uploaded()
         )
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::metainfo::{piece_size, Format};
+use crate::peer::PeerConfig;
 use crate::tracker::TrackerConfig;
 
 #[derive(Debug, Error)]
@@ -38,6 +39,8 @@ pub struct Settings {
     pub catalog: CatalogSettings,
     /// The built-in tracker (served on the HTTP address at /announce and /scrape, and over UDP).
     pub tracker: TrackerConfig,
+    /// The seeder (peer wire protocol on `peer.listen`).
+    pub peer: PeerConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,6 +90,7 @@ impl Default for Settings {
             torrent: TorrentSettings::default(),
             catalog: CatalogSettings::default(),
             tracker: TrackerConfig::default(),
+            peer: PeerConfig::default(),
         }
     }
 }
