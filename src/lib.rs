@@ -1,4 +1,18 @@
-//! bitseed: publish a folder over BitTorrent.
+//! bitseed: publish a folder over BitTorrent — create, track, seed and serve torrents.
+//!
+//! Modules, from the bytes up:
+//! - [`bencode`]: our own decoder (raw spans, bounded depth) and sorted-key encoder.
+//! - [`metainfo`]: the torrent model for v1, BEP 30 Merkle, v2 and hybrid; magnet links;
+//!   info hashes over the exact info bytes; Merkle tree helpers; the piece-size rule.
+//! - [`storage`]: piece → file-span layout, positioned reads with change detection.
+//! - [`hash`]: which files (`walk`) and the hashing pipeline (bounded threads, one read for
+//!   SHA-1 and SHA-256); `create` makes a torrent from content.
+//! - [`tracker`]: HTTP and UDP tracker with a sharded swarm store.
+//! - [`peer`]: the seeder: peer wire codec, connection state machine, extensions, choker.
+//! - [`catalog`]: what the content folder publishes (walk, watch, settle, SQLite store) and the
+//!   registry the tracker, seeder and web face learn torrents from.
+//! - [`web`]: the HTTP face: page, JSON API, .torrent downloads, `/files` web seed, metrics.
+//! - [`config`]: the settings of `bitseed serve`.
 pub mod announce;
 pub mod bencode;
 pub mod catalog;

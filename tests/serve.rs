@@ -25,19 +25,17 @@ impl Server {
             .arg(content)
             .arg("--state")
             .arg(state)
-            .args([
-                "--http",
-                "127.0.0.1:0",
-                "--udp",
-                "127.0.0.1:0",
-                "--peer",
-                "127.0.0.1:0",
-            ])
-            .args(if extra.contains(&"--settle") {
-                &[][..]
-            } else {
-                &["--settle", "0.5"][..]
-            })
+            .args(
+                [
+                    ("--http", "127.0.0.1:0"),
+                    ("--udp", "127.0.0.1:0"),
+                    ("--peer", "127.0.0.1:0"),
+                    ("--settle", "0.5"),
+                ]
+                .into_iter()
+                .filter(|(flag, _)| !extra.contains(flag))
+                .flat_map(|(flag, value)| [flag, value]),
+            )
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -727,4 +725,26 @@ fn libtorrent_downloads_from_the_magnet_link() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// A seeder listening on 0.0.0.0 without `peer.public_ip` is listed under the address the
+/// client reached the tracker on.
+#[test]
+fn own_seed_on_any_address_is_listed_under_the_reached_address() {
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &["--peer", "0.0.0.0:0"]);
+    std::fs::write(d.content.join("f.bin"), data(50_000, 2)).unwrap();
+    let t = server.wait_published("f.bin", None);
+    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    let path = format!(
+        "{}&compact=0",
+        announce_path(t["info_hash"].as_str().unwrap())
+    );
+    let r = server.get(&path);
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        body.contains(&format!("2:ip9:127.0.0.14:porti{port}e")),
+        "{body}"
+    );
 }

@@ -204,6 +204,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .configure(tracker::configure(app_tracker.clone()))
             .configure(face::configure)
     })
+    .on_connect(tracker::on_connect)
     .listen(listener)?
     .disable_signals()
     .shutdown_timeout(3)

@@ -26,6 +26,20 @@ pub fn configure(tracker: Arc<Tracker>) -> impl FnOnce(&mut web::ServiceConfig) 
     }
 }
 
+/// Our address on an HTTP connection, recorded by [`on_connect`].
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
+/// For `HttpServer::on_connect`: records each connection's local address, so an own seed on an
+/// unspecified address is listed under the address the client reached us on.
+pub fn on_connect(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Ok(addr) = sock.local_addr() {
+            data.insert(LocalAddr(addr));
+        }
+    }
+}
+
 /// Serves the tracker alone over HTTP on `listener` until `shutdown` resolves.
 pub async fn run_http(
     listener: TcpListener,
@@ -34,6 +48,7 @@ pub async fn run_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let server = HttpServer::new(move || App::new().configure(configure(tracker.clone())))
+        .on_connect(on_connect)
         .workers(workers.max(1))
         .disable_signals()
         .listen(listener)?
@@ -48,7 +63,12 @@ pub async fn run_http(
 
 async fn announce(req: HttpRequest, tracker: web::Data<Tracker>) -> HttpResponse {
     let body = match client_ip(&req, &tracker) {
-        Some(ip) => answer_announce(&tracker, req.query_string().as_bytes(), ip),
+        Some(ip) => answer_announce(
+            &tracker,
+            req.query_string().as_bytes(),
+            ip,
+            req.conn_data::<LocalAddr>().map(|l| l.0.ip()),
+        ),
         None => failure("no client address"),
     };
     bencoded(body)
@@ -79,7 +99,12 @@ fn failure(message: &str) -> Vec<u8> {
 }
 
 /// The whole announce exchange over a raw query string, from the client at `client_ip`.
-pub fn answer_announce(tracker: &Tracker, query: &[u8], client_ip: IpAddr) -> Vec<u8> {
+pub fn answer_announce(
+    tracker: &Tracker,
+    query: &[u8],
+    client_ip: IpAddr,
+    local_ip: Option<IpAddr>,
+) -> Vec<u8> {
     let req = match parse_announce(query) {
         Ok(r) => r,
         Err(e) => return failure(&e.to_string()),
@@ -104,6 +129,7 @@ pub fn answer_announce(tracker: &Tracker, query: &[u8], client_ip: IpAddr) -> Ve
         left: req.left,
         numwant,
         both_families: true,
+        local_ip,
     };
     thread_local! {
         // Reused across requests so the peer lists cost no allocation per announce.
@@ -239,7 +265,7 @@ mod tests {
     fn announce_answers_compact_and_dictionary() {
         let (t, _d) = tracker(open());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let first = answer_announce(&t, q('a', 6881, 0, "").as_bytes(), ip);
+        let first = answer_announce(&t, q('a', 6881, 0, "").as_bytes(), ip, None);
         assert_eq!(
             first,
             b"d8:completei1e10:downloadedi0e11:external ip4:\x0a\x00\x00\x0110:incompletei0e\
@@ -249,6 +275,7 @@ mod tests {
             &t,
             q('b', 6882, 5, "&compact=0&no_peer_id=1").as_bytes(),
             ip,
+            None,
         );
         assert!(
             second.ends_with(b"5:peersld2:ip8:10.0.0.14:porti6881eeee"),
@@ -261,11 +288,11 @@ mod tests {
         let (t, _d) = tracker(TrackerConfig::default());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
-            answer_announce(&t, b"", ip),
+            answer_announce(&t, b"", ip, None),
             b"d14:failure reason17:missing info_hashe"
         );
         assert_eq!(
-            answer_announce(&t, q('a', 1, 0, "").as_bytes(), ip),
+            answer_announce(&t, q('a', 1, 0, "").as_bytes(), ip, None),
             b"d14:failure reason20:unregistered torrente"
         );
         assert_eq!(

@@ -291,6 +291,7 @@ mod tests {
             left,
             numwant: 50,
             both_families: true,
+            local_ip: None,
         }
     }
 

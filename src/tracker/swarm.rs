@@ -57,6 +57,9 @@ pub struct Announce {
     pub numwant: usize,
     /// Whether peers of the other address family may be returned (HTTP yes, UDP no).
     pub both_families: bool,
+    /// Our own address on the connection the announce came in on, when known: it stands in
+    /// for an own seed registered without an IP (seeder on 0.0.0.0, no `peer.public_ip`).
+    pub local_ip: Option<IpAddr>,
 }
 
 /// Why an announce is refused; the text is the client's `failure reason`.
@@ -159,7 +162,15 @@ impl Shard {
         let mut want = a.numwant;
         let v4_first = a.peer.is_ipv4();
         // bitseed's own seed first, to leechers, even when it shares the requester's IP.
-        if let (Some(own), false, true) = (self.own_seeds.get(&a.info_hash), seeder, want > 0) {
+        let own = self.own_seeds.get(&a.info_hash).and_then(|own| {
+            if own.ip().is_unspecified() {
+                a.local_ip
+                    .map(|ip| SocketAddr::new(ip.to_canonical(), own.port()))
+            } else {
+                Some(*own)
+            }
+        });
+        if let (Some(own), false, true) = (own.as_ref(), seeder, want > 0) {
             if own.is_ipv4() == v4_first || a.both_families {
                 match compact(*own) {
                     Compact::V4(c) => peers4.extend_from_slice(&c),
@@ -299,6 +310,7 @@ mod tests {
             left,
             numwant: 50,
             both_families: true,
+            local_ip: None,
         }
     }
 

@@ -113,6 +113,9 @@ pub fn answer(
                 left: a.left,
                 numwant,
                 both_families: false,
+                // Unknown on a socket bound to 0.0.0.0: an own seed without an IP (no
+                // `peer.public_ip`) is then listed over HTTP only.
+                local_ip: None,
             };
             peers.clear();
             // Only the packet's family is asked for, so both buffers can be the same one.
