@@ -9,6 +9,7 @@
 //!   SHA-1 and SHA-256); `create` makes a torrent from content.
 //! - [`tracker`]: HTTP and UDP tracker with a sharded swarm store.
 //! - [`peer`]: the seeder: peer wire codec, connection state machine, extensions, choker.
+//! - [`announce`]: the client side of trackers, for `bitseed seed`.
 //! - [`catalog`]: what the content folder publishes (walk, watch, settle, SQLite store) and the
 //!   registry the tracker, seeder and web face learn torrents from.
 //! - [`web`]: the HTTP face: page, JSON API, .torrent downloads, `/files` web seed, metrics.
