@@ -170,6 +170,21 @@ impl Settings {
         if !(self.catalog.settle_secs.is_finite() && self.catalog.settle_secs >= 0.0) {
             return invalid("catalog.settle_secs", "must be zero or more".into());
         }
+        if self.peer.upload_slots == 0 {
+            return invalid("peer.upload_slots", "must be at least 1".into());
+        }
+        if self.peer.max_connections == 0 || self.peer.max_connections_per_torrent == 0 {
+            return invalid("peer.max_connections", "must be at least 1".into());
+        }
+        for (key, v) in [
+            ("peer.handshake_timeout", self.peer.handshake_timeout),
+            ("peer.idle_timeout", self.peer.idle_timeout),
+            ("peer.send_timeout", self.peer.send_timeout),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return invalid(key, format!("{v} is not a positive number of seconds"));
+            }
+        }
         if self.catalog.hash_jobs == 0 {
             return invalid("catalog.hash_jobs", "must be at least 1".into());
         }
