@@ -21,16 +21,13 @@ impl Server {
     /// Starts the tracker on 127.0.0.1 port 0 (HTTP and UDP) and reads the bound addresses from
     /// its stdout.
     fn start(state: &Path, extra: &[&str]) -> Server {
+        Server::start_at(state, "127.0.0.1:0", extra)
+    }
+
+    /// Like `start`, with HTTP and UDP both bound to `bind`.
+    fn start_at(state: &Path, bind: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bitseed"))
-            .args([
-                "tracker",
-                "--http",
-                "127.0.0.1:0",
-                "--udp",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-            ])
+            .args(["tracker", "--http", bind, "--udp", bind, "--workers", "1"])
             .arg("--state")
             .arg(state)
             .args(extra)
@@ -591,6 +588,56 @@ fn udp_malformed_datagrams_never_stop_the_loop() {
     let random: [u8; 20] = std::array::from_fn(|i| (i as u8) ^ 0xc3);
     let r = udp.exchange(&udp_announce(conn, &random, 51413, 0, 2, -1));
     assert_eq!((be32(&r, 0), r.len()), (1, 20));
+}
+
+#[test]
+fn ipv6_peers6_and_v4_mapped_clients() {
+    let state = tempfile::tempdir().unwrap();
+    // Dual-stack: v4 clients arrive as ::ffff:127.0.0.1 and must count as v4.
+    let server = Server::start_at(state.path(), "[::]:0", &[]);
+    let v4: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, server.http.port()).into();
+    let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, server.http.port()).into();
+    let h = hash(12);
+    let body = http_get(v4, &announce_path(&h, 1, 100, ""));
+    assert_eq!(
+        bytes(&decode(&body).unwrap(), "external ip"),
+        [127, 0, 0, 1]
+    );
+    let body = http_get(v6, &announce_path(&h, 2, 100, ""));
+    let node = decode(&body).unwrap();
+    assert_eq!(
+        bytes(&node, "external ip"),
+        std::net::Ipv6Addr::LOCALHOST.octets()
+    );
+    assert_eq!(compact_ports(bytes(&node, "peers")), [1]);
+    assert!(
+        node.get("peers6").is_none(),
+        "a peer never gets itself back"
+    );
+    let body = http_get(v4, &announce_path(&h, 3, 100, ""));
+    let node = decode(&body).unwrap();
+    assert_eq!(compact_ports(bytes(&node, "peers")), [1]);
+    let mut v6_peer = std::net::Ipv6Addr::LOCALHOST.octets().to_vec();
+    v6_peer.extend_from_slice(&2u16.to_be_bytes());
+    assert_eq!(bytes(&node, "peers6"), v6_peer);
+    // UDP answers in the packet's family only: 18-byte entries to a v6 client.
+    let udp6 = Udp {
+        socket: UdpSocket::bind("[::1]:0").unwrap(),
+        server: (std::net::Ipv6Addr::LOCALHOST, server.udp.port()).into(),
+    };
+    udp6.socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let conn = udp6.connect();
+    let r = udp6.exchange(&udp_announce(conn, &h, 4, 100, 2, -1));
+    assert_eq!((be32(&r, 12), be32(&r, 16)), (4, 0));
+    assert_eq!(r[20..], v6_peer[..]);
+    let udp4 = Udp::new((std::net::Ipv4Addr::LOCALHOST, server.udp.port()).into());
+    let conn = udp4.connect();
+    let r = udp4.exchange(&udp_announce(conn, &h, 5, 100, 2, -1));
+    let mut ports = compact_ports(&r[20..]);
+    ports.sort();
+    assert_eq!(ports, [1, 3]);
 }
 
 // ---- libtorrent ----
