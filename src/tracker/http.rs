@@ -36,6 +36,8 @@ pub async fn run_http(
     let server = HttpServer::new(move || App::new().configure(configure(tracker.clone())))
         .workers(workers.max(1))
         .disable_signals()
+        // Clients announce and leave; on stop, don't wait 30 s (the default) for stragglers.
+        .shutdown_timeout(5)
         .listen(listener)?
         .run();
     let handle = server.handle();
@@ -82,7 +84,10 @@ fn failure(message: &str) -> Vec<u8> {
 pub fn answer_announce(tracker: &Tracker, query: &[u8], client_ip: IpAddr) -> Vec<u8> {
     let req = match parse_announce(query) {
         Ok(r) => r,
-        Err(e) => return failure(&e.to_string()),
+        Err(e) => {
+            tracing::debug!(%client_ip, error = %e, "refused announce");
+            return failure(&e.to_string());
+        }
     };
     let config = tracker.config();
     let ip = match req.ip {
@@ -115,7 +120,10 @@ pub fn answer_announce(tracker: &Tracker, query: &[u8], client_ip: IpAddr) -> Ve
         p6.clear();
         let counts = match tracker.announce(&a, p4, p6) {
             Ok(c) => c,
-            Err(refusal) => return failure(&refusal.to_string()),
+            Err(refusal) => {
+                tracing::debug!(%client_ip, %refusal, "refused announce");
+                return failure(&refusal.to_string());
+            }
         };
         let answer = AnnounceAnswer {
             counts,

@@ -132,7 +132,8 @@ pub fn answer(
                     out,
                 ),
                 Err(refusal) => {
-                    udp_protocol::write_error(a.transaction_id, &refusal.to_string(), out)
+                    tracing::debug!(%from, %refusal, "refused udp announce");
+                    udp_protocol::write_error(a.transaction_id, &refusal.to_string(), out);
                 }
             }
         }
