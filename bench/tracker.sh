@@ -70,6 +70,16 @@ measure() {
   wait_tcp "$port"
   local rss0 rss1 http udp
   rss0=$(rss_kb "$pid")
+  # A failure reason is HTTP 200 too: check that a real announce gets peers before timing it.
+  python3 - "$port" "$(head -1 "$HASHES")" <<'PY'
+import sys, urllib.parse, urllib.request
+port, h = sys.argv[1], bytes.fromhex(sys.argv[2])
+url = ("http://127.0.0.1:%s/announce?info_hash=%s&peer_id=-CHECK-0000000000000&port=9&uploaded=0"
+       "&downloaded=0&left=0&compact=1" % (port, urllib.parse.quote(h, safe="")))
+body = urllib.request.urlopen(url, timeout=10).read()
+if b"5:peers" not in body or b"failure reason" in body:
+    sys.exit("bad answer from port %s: %r" % (port, body))
+PY
   taskset -c "$LOAD_CORE" "$UDP_LOAD" "127.0.0.1:$port" "$HASHES" fill "$PEERS" >/dev/null
   rss1=$(rss_kb "$pid")
   http=$(taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/announce.lua \

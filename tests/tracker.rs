@@ -100,11 +100,16 @@ impl Drop for Server {
 
 /// One GET with `Connection: close`; asserts HTTP 200 and returns the body.
 fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    http_get_with(addr, path, "")
+}
+
+/// `http_get` with extra header lines (each ending in `\r\n`).
+fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: tracker\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: tracker\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -395,6 +400,53 @@ fn http_published_mode_refuses_unregistered_torrents() {
     let server = Server::start(state.path(), &["--mode", "published"]);
     let body = server.get(&announce_path(&hash(6), 1, 0, ""));
     assert_eq!(failure(&body), "unregistered torrent");
+}
+
+#[test]
+fn http_policy_flags_proxies_ip_param_and_torrent_cap() {
+    let state = tempfile::tempdir().unwrap();
+    let h = hash(13);
+    // Forwarded headers count only from a trusted proxy.
+    let server = Server::start(state.path(), &[]);
+    let fwd = "X-Forwarded-For: 198.51.100.7\r\n";
+    let body = http_get_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
+    assert_eq!(
+        bytes(&decode(&body).unwrap(), "external ip"),
+        [127, 0, 0, 1]
+    );
+    drop(server);
+    let server = Server::start(
+        state.path(),
+        &["--trusted-proxy", "127.0.0.1", "--accept-ip-param"],
+    );
+    let body = http_get_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
+    assert_eq!(
+        bytes(&decode(&body).unwrap(), "external ip"),
+        [198, 51, 100, 7]
+    );
+    let body = http_get_with(server.http, &announce_path(&h, 2, 0, "&ip=203.0.113.5"), "");
+    decode(&body).unwrap();
+    let body = server.get(&announce_path(&h, 3, 100, "&numwant=10"));
+    let peers = bytes(&decode(&body).unwrap(), "peers").to_vec();
+    assert!(
+        peers.chunks(6).any(|c| c == [198, 51, 100, 7, 0, 1]),
+        "{peers:?}"
+    );
+    assert!(
+        peers.chunks(6).any(|c| c == [203, 0, 113, 5, 0, 2]),
+        "{peers:?}"
+    );
+    drop(server);
+    // Open mode caps the number of torrents.
+    let server = Server::start(state.path(), &["--max-torrents", "1"]);
+    decode(&server.get(&announce_path(&hash(14), 1, 0, "")))
+        .unwrap()
+        .get("peers")
+        .expect("peers");
+    assert_eq!(
+        failure(&server.get(&announce_path(&hash(15), 1, 0, ""))),
+        "tracker is full"
+    );
 }
 
 #[test]
