@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 /// Which info hashes the tracker accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Only info hashes registered with [`crate::tracker::Tracker::register`]; others get
@@ -18,7 +18,7 @@ pub enum Mode {
 }
 
 /// The tracker's settings, embedded under `[tracker]` in bitseed.toml.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
     /// `published` (track only what bitseed publishes) or `open` (track any info hash).
