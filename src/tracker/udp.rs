@@ -1,5 +1,5 @@
-//! The UDP face of the tracker (BEP 15): one socket, a receive loop, answers written into a
-//! reused buffer. Malformed datagrams are answered with an error when they carry a transaction ID
+//! The UDP face of the tracker (BEP 15): one socket, receive loops, answers written into
+//! reused buffers. Malformed datagrams are answered with an error when they carry a transaction ID
 //! and dropped otherwise; nothing a datagram holds can stop the loop.
 
 use std::future::Future;
@@ -18,13 +18,36 @@ use super::udp_protocol::{self, Request};
 const MAX_PEERS_V4: usize = 200;
 const MAX_PEERS_V6: usize = 66;
 
-/// Answers datagrams on `socket` until `shutdown` resolves.
+/// Answers datagrams on `socket` until `shutdown` resolves, with one receive loop per CPU this
+/// process may use (at most 8), all on the same socket.
 pub async fn run_udp(
     socket: UdpSocket,
     tracker: Arc<Tracker>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut shutdown = std::pin::pin!(shutdown);
+    let loops = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let socket = Arc::new(socket);
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..loops {
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _ = stopped.changed().await;
+        };
+        tasks.spawn(receive_loop(socket.clone(), tracker.clone(), stop));
+    }
+    shutdown.await;
+    let _ = stop.send(());
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn receive_loop(
+    socket: Arc<UdpSocket>,
+    tracker: Arc<Tracker>,
+    stop: impl Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::with_capacity(2048);
     let mut peers = Vec::with_capacity(2048);
@@ -37,7 +60,7 @@ pub async fn run_udp(
                     continue;
                 }
             },
-            () = &mut shutdown => return Ok(()),
+            () = &mut stop => return,
         };
         out.clear();
         answer(&tracker, &buf[..n], from, unix_secs(), &mut peers, &mut out);
