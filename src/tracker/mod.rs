@@ -28,6 +28,8 @@ mod siphash;
 mod state;
 mod swarm;
 mod udp;
+#[cfg(target_os = "linux")]
+mod udp_batch;
 pub mod udp_protocol;
 
 pub use completed_store::StoreError;
