@@ -598,7 +598,8 @@ fn udp_malformed_datagrams_never_stop_the_loop() {
     for junk in [&[][..], &[1, 2, 3][..], &[0u8; 15][..], &[0u8; 16][..]] {
         udp.socket.send_to(junk, server.udp).unwrap();
     }
-    assert_eq!(udp.connect() >> 48, conn >> 48);
+    // (`connect` asserts the answer carries our transaction ID, so nothing stale was queued.)
+    udp.connect();
     let error = |r: &[u8], tx: u32| -> String {
         assert_eq!((be32(r, 0), be32(r, 4)), (3, tx), "{r:?}");
         String::from_utf8(r[8..].to_vec()).unwrap()
