@@ -693,6 +693,39 @@ fn ipv6_peers6_and_v4_mapped_clients() {
     assert_eq!(ports, [1, 3]);
 }
 
+#[test]
+fn udp_connection_ids_survive_a_restart_and_scrape_without_hashes_is_empty() {
+    let state = tempfile::tempdir().unwrap();
+    let mut server = Server::start(state.path(), &[]);
+    let udp = Udp::new(server.udp);
+    let conn = udp.connect();
+    assert!(server.stop().success());
+    // Same state folder, so the same key: the client's ID is still good on the new process.
+    let server = Server::start(state.path(), &[]);
+    let udp = Udp {
+        socket: udp.socket,
+        server: server.udp,
+    };
+    let r = udp.exchange(&udp_announce(conn, &hash(16), 1, 0, 2, -1));
+    assert_eq!((be32(&r, 0), be32(&r, 4)), (1, 1), "{r:?}");
+    // A new state folder means a new key: the old ID is refused.
+    let other = tempfile::tempdir().unwrap();
+    let server = Server::start(other.path(), &[]);
+    let udp = Udp {
+        socket: udp.socket,
+        server: server.udp,
+    };
+    let r = udp.exchange(&udp_announce(conn, &hash(16), 1, 0, 2, -1));
+    assert_eq!(&r[8..], b"bad connection id");
+    // Full scrape is off by default: an empty scrape lists nothing.
+    assert_eq!(server.get("/scrape"), b"d5:filesdee");
+    let server = Server::start(other.path(), &["--full-scrape"]);
+    server.get(&announce_path(&hash(17), 1, 0, ""));
+    let body = server.get("/scrape");
+    let node = decode(&body).unwrap();
+    assert_eq!(node.get("files").unwrap().as_dict().unwrap().len(), 1);
+}
+
 // ---- libtorrent ----
 
 /// Whether libtorrent's Python binding is there; under CI its absence fails the test.
