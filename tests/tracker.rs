@@ -21,16 +21,13 @@ impl Server {
     /// Starts the tracker on 127.0.0.1 port 0 (HTTP and UDP) and reads the bound addresses from
     /// its stdout.
     fn start(state: &Path, extra: &[&str]) -> Server {
+        Server::start_at(state, "127.0.0.1:0", extra)
+    }
+
+    /// Like `start`, with HTTP and UDP both bound to `bind`.
+    fn start_at(state: &Path, bind: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bitseed"))
-            .args([
-                "tracker",
-                "--http",
-                "127.0.0.1:0",
-                "--udp",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-            ])
+            .args(["tracker", "--http", bind, "--udp", bind, "--workers", "1"])
             .arg("--state")
             .arg(state)
             .args(extra)
@@ -103,11 +100,16 @@ impl Drop for Server {
 
 /// One GET with `Connection: close`; asserts HTTP 200 and returns the body.
 fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    http_get_with(addr, path, "")
+}
+
+/// `http_get` with extra header lines (each ending in `\r\n`).
+fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: tracker\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: tracker\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -401,6 +403,53 @@ fn http_published_mode_refuses_unregistered_torrents() {
 }
 
 #[test]
+fn http_policy_flags_proxies_ip_param_and_torrent_cap() {
+    let state = tempfile::tempdir().unwrap();
+    let h = hash(13);
+    // Forwarded headers count only from a trusted proxy.
+    let server = Server::start(state.path(), &[]);
+    let fwd = "X-Forwarded-For: 198.51.100.7\r\n";
+    let body = http_get_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
+    assert_eq!(
+        bytes(&decode(&body).unwrap(), "external ip"),
+        [127, 0, 0, 1]
+    );
+    drop(server);
+    let server = Server::start(
+        state.path(),
+        &["--trusted-proxy", "127.0.0.1", "--accept-ip-param"],
+    );
+    let body = http_get_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
+    assert_eq!(
+        bytes(&decode(&body).unwrap(), "external ip"),
+        [198, 51, 100, 7]
+    );
+    let body = http_get_with(server.http, &announce_path(&h, 2, 0, "&ip=203.0.113.5"), "");
+    decode(&body).unwrap();
+    let body = server.get(&announce_path(&h, 3, 100, "&numwant=10"));
+    let peers = bytes(&decode(&body).unwrap(), "peers").to_vec();
+    assert!(
+        peers.chunks(6).any(|c| c == [198, 51, 100, 7, 0, 1]),
+        "{peers:?}"
+    );
+    assert!(
+        peers.chunks(6).any(|c| c == [203, 0, 113, 5, 0, 2]),
+        "{peers:?}"
+    );
+    drop(server);
+    // Open mode caps the number of torrents.
+    let server = Server::start(state.path(), &["--max-torrents", "1"]);
+    decode(&server.get(&announce_path(&hash(14), 1, 0, "")))
+        .unwrap()
+        .get("peers")
+        .expect("peers");
+    assert_eq!(
+        failure(&server.get(&announce_path(&hash(15), 1, 0, ""))),
+        "tracker is full"
+    );
+}
+
+#[test]
 fn http_newtrackon_style_check() {
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path(), &[]);
@@ -549,7 +598,8 @@ fn udp_malformed_datagrams_never_stop_the_loop() {
     for junk in [&[][..], &[1, 2, 3][..], &[0u8; 15][..], &[0u8; 16][..]] {
         udp.socket.send_to(junk, server.udp).unwrap();
     }
-    assert_eq!(udp.connect() >> 48, conn >> 48);
+    // (`connect` asserts the answer carries our transaction ID, so nothing stale was queued.)
+    udp.connect();
     let error = |r: &[u8], tx: u32| -> String {
         assert_eq!((be32(r, 0), be32(r, 4)), (3, tx), "{r:?}");
         String::from_utf8(r[8..].to_vec()).unwrap()
@@ -591,6 +641,89 @@ fn udp_malformed_datagrams_never_stop_the_loop() {
     let random: [u8; 20] = std::array::from_fn(|i| (i as u8) ^ 0xc3);
     let r = udp.exchange(&udp_announce(conn, &random, 51413, 0, 2, -1));
     assert_eq!((be32(&r, 0), r.len()), (1, 20));
+}
+
+#[test]
+fn ipv6_peers6_and_v4_mapped_clients() {
+    let state = tempfile::tempdir().unwrap();
+    // Dual-stack: v4 clients arrive as ::ffff:127.0.0.1 and must count as v4.
+    let server = Server::start_at(state.path(), "[::]:0", &[]);
+    let v4: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, server.http.port()).into();
+    let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, server.http.port()).into();
+    let h = hash(12);
+    let body = http_get(v4, &announce_path(&h, 1, 100, ""));
+    assert_eq!(
+        bytes(&decode(&body).unwrap(), "external ip"),
+        [127, 0, 0, 1]
+    );
+    let body = http_get(v6, &announce_path(&h, 2, 100, ""));
+    let node = decode(&body).unwrap();
+    assert_eq!(
+        bytes(&node, "external ip"),
+        std::net::Ipv6Addr::LOCALHOST.octets()
+    );
+    assert_eq!(compact_ports(bytes(&node, "peers")), [1]);
+    assert!(
+        node.get("peers6").is_none(),
+        "a peer never gets itself back"
+    );
+    let body = http_get(v4, &announce_path(&h, 3, 100, ""));
+    let node = decode(&body).unwrap();
+    assert_eq!(compact_ports(bytes(&node, "peers")), [1]);
+    let mut v6_peer = std::net::Ipv6Addr::LOCALHOST.octets().to_vec();
+    v6_peer.extend_from_slice(&2u16.to_be_bytes());
+    assert_eq!(bytes(&node, "peers6"), v6_peer);
+    // UDP answers in the packet's family only: 18-byte entries to a v6 client.
+    let udp6 = Udp {
+        socket: UdpSocket::bind("[::1]:0").unwrap(),
+        server: (std::net::Ipv6Addr::LOCALHOST, server.udp.port()).into(),
+    };
+    udp6.socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let conn = udp6.connect();
+    let r = udp6.exchange(&udp_announce(conn, &h, 4, 100, 2, -1));
+    assert_eq!((be32(&r, 12), be32(&r, 16)), (4, 0));
+    assert_eq!(r[20..], v6_peer[..]);
+    let udp4 = Udp::new((std::net::Ipv4Addr::LOCALHOST, server.udp.port()).into());
+    let conn = udp4.connect();
+    let r = udp4.exchange(&udp_announce(conn, &h, 5, 100, 2, -1));
+    let mut ports = compact_ports(&r[20..]);
+    ports.sort();
+    assert_eq!(ports, [1, 3]);
+}
+
+#[test]
+fn udp_connection_ids_survive_a_restart_and_scrape_without_hashes_is_empty() {
+    let state = tempfile::tempdir().unwrap();
+    let mut server = Server::start(state.path(), &[]);
+    let udp = Udp::new(server.udp);
+    let conn = udp.connect();
+    assert!(server.stop().success());
+    // Same state folder, so the same key: the client's ID is still good on the new process.
+    let server = Server::start(state.path(), &[]);
+    let udp = Udp {
+        socket: udp.socket,
+        server: server.udp,
+    };
+    let r = udp.exchange(&udp_announce(conn, &hash(16), 1, 0, 2, -1));
+    assert_eq!((be32(&r, 0), be32(&r, 4)), (1, 1), "{r:?}");
+    // A new state folder means a new key: the old ID is refused.
+    let other = tempfile::tempdir().unwrap();
+    let server = Server::start(other.path(), &[]);
+    let udp = Udp {
+        socket: udp.socket,
+        server: server.udp,
+    };
+    let r = udp.exchange(&udp_announce(conn, &hash(16), 1, 0, 2, -1));
+    assert_eq!(&r[8..], b"bad connection id");
+    // Full scrape is off by default: an empty scrape lists nothing.
+    assert_eq!(server.get("/scrape"), b"d5:filesdee");
+    let server = Server::start(other.path(), &["--full-scrape"]);
+    server.get(&announce_path(&hash(17), 1, 0, ""));
+    let body = server.get("/scrape");
+    let node = decode(&body).unwrap();
+    assert_eq!(node.get("files").unwrap().as_dict().unwrap().len(), 1);
 }
 
 // ---- libtorrent ----

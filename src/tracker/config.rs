@@ -92,3 +92,39 @@ impl TrackerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<TrackerConfig, config::ConfigError> {
+        config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()?
+            .get::<TrackerConfig>("tracker")
+    }
+
+    #[test]
+    fn loads_from_a_tracker_table_with_defaults_for_the_rest() {
+        let c = load(
+            "[tracker]\nmode = \"open\"\ninterval = 600\nfull_scrape = true\n\
+             trusted_proxies = [\"10.0.0.1\", \"::1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Open);
+        assert_eq!(
+            (c.interval, c.min_interval, c.numwant_default, c.numwant_max),
+            (600, 900, 50, 200)
+        );
+        assert!(c.full_scrape && !c.accept_ip_param);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.validate(), Err(ConfigError::MinInterval(900, 600)));
+        assert_eq!(TrackerConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_modes() {
+        assert!(load("[tracker]\nintervall = 5\n").is_err());
+        assert!(load("[tracker]\nmode = \"closed\"\n").is_err());
+    }
+}

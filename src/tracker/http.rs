@@ -51,6 +51,8 @@ pub async fn run_http(
         .on_connect(on_connect)
         .workers(workers.max(1))
         .disable_signals()
+        // Clients announce and leave; on stop, don't wait 30 s (the default) for stragglers.
+        .shutdown_timeout(5)
         .listen(listener)?
         .run();
     let handle = server.handle();
@@ -107,7 +109,10 @@ pub fn answer_announce(
 ) -> Vec<u8> {
     let req = match parse_announce(query) {
         Ok(r) => r,
-        Err(e) => return failure(&e.to_string()),
+        Err(e) => {
+            tracing::debug!(%client_ip, error = %e, "refused announce");
+            return failure(&e.to_string());
+        }
     };
     let config = tracker.config();
     let ip = match req.ip {
@@ -141,7 +146,10 @@ pub fn answer_announce(
         p6.clear();
         let counts = match tracker.announce(&a, p4, p6) {
             Ok(c) => c,
-            Err(refusal) => return failure(&refusal.to_string()),
+            Err(refusal) => {
+                tracing::debug!(%client_ip, %refusal, "refused announce");
+                return failure(&refusal.to_string());
+            }
         };
         let answer = AnnounceAnswer {
             counts,

@@ -361,4 +361,36 @@ mod tests {
             Err(RequestError::TooManyHashes)
         );
     }
+
+    /// Random bytes and mutated queries: every one parses or is refused, none panics.
+    #[test]
+    fn random_queries_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+        let alphabet = b"%&=0123456789abcdefABCDEF_-+.info_hashpeer_idportleftnumwantevent";
+        let valid = format!("{}&event=started&numwant=9&ip=1.2.3.4", base()).into_bytes();
+        for _ in 0..20_000 {
+            let r = next();
+            let mut q: Vec<u8> = if r % 2 == 0 {
+                valid.clone()
+            } else {
+                (0..(r >> 8) % 120)
+                    .map(|_| alphabet[next() as usize % alphabet.len()])
+                    .collect()
+            };
+            for _ in 0..(r >> 16) % 6 {
+                if !q.is_empty() {
+                    let at = next() as usize % q.len();
+                    q[at] = next() as u8;
+                }
+            }
+            let _ = parse_announce(&q);
+            let _ = parse_scrape(&q);
+        }
+    }
 }

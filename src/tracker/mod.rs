@@ -4,7 +4,8 @@
 //! Pure cores (no sockets, no clock reads): `http_request` / `http_response` (HTTP announce and
 //! scrape), `udp_protocol` (BEP 15 packets with BEP 41 options), `connection_id` (stateless UDP
 //! connection IDs), `peer_list` and `swarm` (the store). Shells: `state` (the [`Tracker`] and its
-//! locks), `http`, `udp`, `maintenance` (expiry, saving counts), `completed_store` (SQLite).
+//! locks), `http`, `udp` (with `udp_batch`: `recvmmsg`/`sendmmsg` on Linux), `maintenance`
+//! (expiry, saving counts), `completed_store` (SQLite).
 //!
 //! Used by `bitseed serve`:
 //! ```ignore
@@ -28,6 +29,8 @@ mod siphash;
 mod state;
 mod swarm;
 mod udp;
+#[cfg(target_os = "linux")]
+mod udp_batch;
 pub mod udp_protocol;
 
 pub use completed_store::StoreError;

@@ -129,14 +129,16 @@ impl<const N: usize> PeerList<N> {
             return;
         }
         let start = (random % total as u64) as usize;
+        // The candidates are `first ++ second`; walk them from `start`, wrapping around.
+        let window = if start < first.len() {
+            first[start..].iter().chain(second).chain(&first[..start])
+        } else {
+            let s = start - first.len();
+            second[s..].iter().chain(first).chain(&second[..s])
+        };
+        out.reserve(want.min(total) * N);
         let mut taken = 0;
-        for k in 0..total {
-            let i = (start + k) % total;
-            let peer = if i < first.len() {
-                &first[i]
-            } else {
-                &second[i - first.len()]
-            };
+        for peer in window {
             if &peer.addr == requester {
                 continue;
             }

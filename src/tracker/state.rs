@@ -118,7 +118,8 @@ impl Tracker {
     }
 
     /// Lists `addr` (bitseed's own seeder) as a seed of `info_hash` in every answer to a
-    /// leecher, even one at the same IP; it never expires.
+    /// leecher, even one at the same IP; it never expires. In published mode the hash must also
+    /// be [`register`](Self::register)ed to be answered at all.
     pub fn set_own_seed(&self, info_hash: InfoHash, addr: SocketAddr) {
         let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         self.shard(&info_hash).own_seeds.insert(info_hash, addr);
@@ -161,6 +162,8 @@ impl Tracker {
         let limits = Limits {
             open,
             max_peers: self.config.max_peers_per_torrent as usize,
+            // Read without a lock: concurrent announces in other shards may overshoot the cap
+            // by a few swarms, which is fine for a memory bound.
             may_create: !open
                 || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
         };

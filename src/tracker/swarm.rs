@@ -118,7 +118,11 @@ impl Shard {
         }
         let mut change = SwarmChange::None;
         if !self.swarms.contains_key(&a.info_hash) {
+            // Nothing to store: answer without creating a swarm (the own seed may be listed).
             if a.event == Event::Stopped || a.peer.port() == 0 {
+                if a.event != Event::Stopped {
+                    self.pick(a, a.left == 0, random, peers4, peers6);
+                }
                 return Ok((self.counts(&a.info_hash), change));
             }
             if !limits.may_create {
@@ -156,9 +160,6 @@ impl Shard {
         peers4: &mut Vec<u8>,
         peers6: &mut Vec<u8>,
     ) {
-        let Some(swarm) = self.swarms.get(&a.info_hash) else {
-            return;
-        };
         let mut want = a.numwant;
         let v4_first = a.peer.is_ipv4();
         // bitseed's own seed first, to leechers, even when it shares the requester's IP.
@@ -179,6 +180,9 @@ impl Shard {
                 want -= 1;
             }
         }
+        let Some(swarm) = self.swarms.get(&a.info_hash) else {
+            return;
+        };
         let me = compact(a.peer);
         let (me4, me6) = match me {
             Compact::V4(c) => (c, [0; 18]),
@@ -381,6 +385,16 @@ mod tests {
         let (mut p4, mut p6) = (vec![], vec![]);
         shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
         assert_eq!((p4.len(), p6.len()), (6, 0));
+    }
+
+    #[test]
+    fn port_zero_newcomer_still_gets_the_own_seed() {
+        let mut shard = Shard::default();
+        shard.own_seeds.insert(H, "10.0.0.7:7000".parse().unwrap());
+        let (c, p4, _) = run(&mut shard, ann("10.0.0.1:0", Event::Started, 5));
+        assert_eq!((c.complete, c.incomplete), (1, 0));
+        assert_eq!(p4, [10, 0, 0, 7, 0x1b, 0x58]);
+        assert!(shard.swarms.is_empty());
     }
 
     #[test]

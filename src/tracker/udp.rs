@@ -1,5 +1,5 @@
-//! The UDP face of the tracker (BEP 15): one socket, a receive loop, answers written into a
-//! reused buffer. Malformed datagrams are answered with an error when they carry a transaction ID
+//! The UDP face of the tracker (BEP 15): one socket, receive loops, answers written into
+//! reused buffers. Malformed datagrams are answered with an error when they carry a transaction ID
 //! and dropped otherwise; nothing a datagram holds can stop the loop.
 
 use std::future::Future;
@@ -12,20 +12,117 @@ use tokio::net::UdpSocket;
 use super::http_request::{Event, InfoHash};
 use super::state::Tracker;
 use super::swarm::Announce;
+#[cfg(target_os = "linux")]
+use super::udp_batch::{self, RecvBatch, BATCH};
 use super::udp_protocol::{self, Request};
 
 /// Most peers in one answer, so a reply stays near 1,200 bytes: 20 + 200 × 6 or 20 + 66 × 18.
 const MAX_PEERS_V4: usize = 200;
 const MAX_PEERS_V6: usize = 66;
 
-/// Answers datagrams on `socket` until `shutdown` resolves.
+/// Answers datagrams on `socket` until `shutdown` resolves, with one receive loop per CPU this
+/// process may use (at most 8), all on the same socket.
 pub async fn run_udp(
     socket: UdpSocket,
     tracker: Arc<Tracker>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut buf = vec![0u8; 4096];
+    let loops = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let socket = Arc::new(socket);
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..loops {
+        let mut stopped = stopped.clone();
+        let stop = async move {
+            let _ = stopped.changed().await;
+        };
+        tasks.spawn(receive_loop(socket.clone(), tracker.clone(), stop));
+    }
+    shutdown.await;
+    let _ = stop.send(());
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Receives in batches of up to 32 datagrams per system call and answers in batches.
+#[cfg(target_os = "linux")]
+async fn receive_loop(
+    socket: Arc<UdpSocket>,
+    tracker: Arc<Tracker>,
+    stop: impl Future<Output = ()>,
+) {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    let mut stop = std::pin::pin!(stop);
+    let fd = socket.as_raw_fd();
+    let mut batch = RecvBatch::new();
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1280)).collect();
+    let mut peers = Vec::with_capacity(2048);
+    loop {
+        tokio::select! {
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "udp socket not readable");
+                    continue;
+                }
+            }
+            () = &mut stop => return,
+        }
+        let n = match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive failed");
+                continue;
+            }
+        };
+        let now = unix_secs();
+        let mut replies: Vec<(&[u8], SocketAddr)> = Vec::with_capacity(n);
+        for (i, out) in outs.iter_mut().enumerate().take(n) {
+            out.clear();
+            if let Some(from) = batch.from[i] {
+                answer(
+                    &tracker,
+                    &batch.bufs[i][..batch.lens[i]],
+                    from,
+                    now,
+                    &mut peers,
+                    out,
+                );
+                if !out.is_empty() {
+                    replies.push((out, from));
+                }
+            }
+        }
+        let mut sent = 0;
+        while sent < replies.len() {
+            match socket.try_io(Interest::WRITABLE, || udp_batch::send(fd, &replies[sent..])) {
+                Ok(k) => sent += k.max(1),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if socket.writable().await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // One bad destination (e.g. unreachable): skip it, send the rest.
+                    tracing::debug!(error = %e, to = %replies[sent].1, "udp send failed");
+                    sent += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One datagram at a time, where batched system calls are not available.
+#[cfg(not(target_os = "linux"))]
+async fn receive_loop(
+    socket: Arc<UdpSocket>,
+    tracker: Arc<Tracker>,
+    stop: impl Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    let mut buf = vec![0u8; 2048];
     let mut out = Vec::with_capacity(2048);
     let mut peers = Vec::with_capacity(2048);
     loop {
@@ -37,7 +134,7 @@ pub async fn run_udp(
                     continue;
                 }
             },
-            () = &mut shutdown => return Ok(()),
+            () = &mut stop => return,
         };
         out.clear();
         answer(&tracker, &buf[..n], from, unix_secs(), &mut peers, &mut out);
@@ -135,7 +232,8 @@ pub fn answer(
                     out,
                 ),
                 Err(refusal) => {
-                    udp_protocol::write_error(a.transaction_id, &refusal.to_string(), out)
+                    tracing::debug!(%from, %refusal, "refused udp announce");
+                    udp_protocol::write_error(a.transaction_id, &refusal.to_string(), out);
                 }
             }
         }

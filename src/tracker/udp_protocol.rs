@@ -379,4 +379,40 @@ mod tests {
         p[15] = 1;
         assert_eq!(parse(&p), Err(err(Some(1), "unknown action")));
     }
+
+    /// Random and mutated datagrams: every one parses or is refused, none panics.
+    #[test]
+    fn random_datagrams_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let valid = announce_packet(2, -1);
+        for _ in 0..20_000 {
+            let r = next();
+            let mut p = if r % 2 == 0 {
+                valid.clone()
+            } else {
+                vec![0u8; (r >> 8) as usize % 200]
+            };
+            let flips = (r >> 16) % 8;
+            for _ in 0..flips {
+                let len = p.len();
+                if len > 0 {
+                    let at = next() as usize % len;
+                    p[at] = next() as u8;
+                }
+            }
+            if r % 5 == 0 {
+                p.truncate((r >> 24) as usize % (p.len() + 1));
+            }
+            if r % 7 == 0 {
+                p.extend((0..(r >> 32) % 40).map(|_| next() as u8));
+            }
+            let _ = parse(&p);
+        }
+    }
 }
