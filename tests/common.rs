@@ -44,6 +44,31 @@ pub fn have_aria2() -> bool {
     have_client("aria2c", &["--version"])
 }
 
+pub fn have_nginx() -> bool {
+    have_client("nginx", &["-v"])
+}
+
+/// aria2c downloading `torrent` into `dir` with nothing but loopback peers and web seeds (no DHT,
+/// LPD or PEX), stopping once done.
+pub fn aria2c(dir: &Path, torrent: &Path) -> Output {
+    Command::new("aria2c")
+        .args([
+            "--seed-time=0",
+            "--enable-dht=false",
+            "--enable-dht6=false",
+            "--bt-enable-lpd=false",
+            "--enable-peer-exchange=false",
+            "--console-log-level=warn",
+            "--summary-interval=0",
+            "--bt-stop-timeout=60",
+            "-d",
+        ])
+        .arg(dir)
+        .arg(torrent)
+        .output()
+        .expect("run aria2c")
+}
+
 pub fn interop_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")

@@ -45,11 +45,7 @@ fn systemd_unit_verifies() {
 
 #[test]
 fn nginx_config_passes_nginx_t() {
-    if Command::new("nginx").arg("-v").output().is_err() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("nginx is missing: tests/run.sh installs it");
-        }
-        eprintln!("skipping: nginx is not installed");
+    if !crate::common::have_nginx() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -111,11 +107,7 @@ impl Drop for Nginx {
 /// `tracker.trusted_proxies`), not under the proxy's 127.0.0.1.
 #[test]
 fn tracker_sees_the_client_address_through_nginx() {
-    if Command::new("nginx").arg("-v").output().is_err() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("nginx is missing: tests/run.sh installs it");
-        }
-        eprintln!("skipping: nginx is not installed");
+    if !crate::common::have_nginx() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

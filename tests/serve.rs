@@ -544,22 +544,7 @@ fn aria2_downloads_from_the_web_seed_alone() {
             let t = server.get(&format!("/torrents/{name}.torrent"));
             let tp = out.path().join(format!("{name}.torrent"));
             std::fs::write(&tp, &t.body).unwrap();
-            let o = std::process::Command::new("aria2c")
-                .args([
-                    "--seed-time=0",
-                    "--enable-dht=false",
-                    "--enable-dht6=false",
-                    "--bt-enable-lpd=false",
-                    "--enable-peer-exchange=false",
-                    "--console-log-level=warn",
-                    "--summary-interval=0",
-                    "--bt-stop-timeout=30",
-                    "-d",
-                ])
-                .arg(out.path())
-                .arg(&tp)
-                .output()
-                .expect("run aria2c");
+            let o = aria2c(out.path(), &tp);
             assert!(o.status.success(), "{format} {name}: {}", stdout(&o));
         }
         for rel in ["one.bin", "pack/a.bin", "pack/sub/b.txt", "pack/z.bin"] {
@@ -642,22 +627,7 @@ fn aria2_downloads_through_the_tracker_and_the_seeder() {
     let out = tempfile::tempdir().unwrap();
     for name in ["one.bin", "pack"] {
         let t = torrent_without_web_seed(&server, name, out.path());
-        let o = std::process::Command::new("aria2c")
-            .args([
-                "--seed-time=0",
-                "--enable-dht=false",
-                "--enable-dht6=false",
-                "--bt-enable-lpd=false",
-                "--enable-peer-exchange=false",
-                "--console-log-level=warn",
-                "--summary-interval=0",
-                "--bt-stop-timeout=60",
-                "-d",
-            ])
-            .arg(out.path())
-            .arg(&t)
-            .output()
-            .expect("run aria2c");
+        let o = aria2c(out.path(), &t);
         assert!(
             o.status.success(),
             "{name}: {}\n{}",
