@@ -81,6 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         mode: Mode::Lenient,
         progress: &progress,
         cancel: None,
+        stamps: None,
     })?;
 
     let mut bad: BTreeSet<u64> = computed.unreadable.iter().copied().collect();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use thiserror::Error;
 
 use super::walk::Content;
-use super::{content_hashes, hash_pieces, HashError, Job, Mode};
+use super::{content_hashes, hash_pieces, FileStamp, HashError, Job, Mode};
 use crate::metainfo::{piece_size, plan_files, Format, Metainfo, MetainfoError, NewTorrent};
 use crate::storage::Layout;
 
@@ -19,8 +19,6 @@ pub enum CreateError {
     Hash(#[from] HashError),
     #[error(transparent)]
     Metainfo(#[from] MetainfoError),
-    #[error("`{0}` changed while it was being hashed")]
-    Changed(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -56,16 +54,19 @@ pub fn create(
         .collect();
     let planned = plan_files(&listed, opts.format, piece_length);
     let mut real = content.files.iter();
-    let paths: Vec<Option<PathBuf>> = planned
+    let (paths, stamps): (Vec<Option<PathBuf>>, Vec<FileStamp>) = planned
         .iter()
-        .map(|f| {
-            if f.pad {
-                None
-            } else {
-                real.next().map(|s| s.disk.clone())
-            }
+        .map(|f| match if f.pad { None } else { real.next() } {
+            Some(s) => (
+                Some(s.disk.clone()),
+                FileStamp {
+                    length: s.length,
+                    mtime: s.mtime,
+                },
+            ),
+            None => (None, FileStamp::default()),
         })
-        .collect();
+        .unzip();
     let layout = if opts.format == Format::V2 {
         Layout::aligned(piece_length, planned.iter().map(|f| f.length))
     } else {
@@ -81,17 +82,9 @@ pub fn create(
         mode: Mode::Strict,
         progress,
         cancel,
+        // A file that grew, or was rewritten in place, would give a mix of old and new bytes.
+        stamps: Some(&stamps),
     })?;
-
-    // A file that grew, or was rewritten in place, was hashed as a mix of old and new bytes.
-    for f in &content.files {
-        let now = std::fs::metadata(&f.disk).ok();
-        if now.as_ref().map(|m| m.len()) != Some(f.length)
-            || now.and_then(|m| m.modified().ok()) != f.mtime
-        {
-            return Err(CreateError::Changed(f.disk.clone()));
-        }
-    }
 
     Ok(NewTorrent {
         name: content.name.clone(),
@@ -228,6 +221,30 @@ mod tests {
         };
         assert_eq!(roots(&hybrid), roots(&v2));
         assert_eq!(hybrid.files.iter().filter(|f| f.pad).count(), 1);
+    }
+
+    // A file rewritten between listing and reading is refused, not hashed as a mix.
+    #[test]
+    fn a_file_changed_after_listing_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes(3 * B, 1)).unwrap();
+        let content = collect(&path, WalkOptions::default()).unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let err = create(
+            &content,
+            &opts(Format::V1, B as u64),
+            &AtomicU64::new(0),
+            None,
+        );
+        assert!(
+            matches!(
+                err,
+                Err(CreateError::Hash(crate::hash::HashError::Changed(_)))
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum HashError {
     },
     #[error("`{0}` became shorter while it was being hashed")]
     Shrunk(PathBuf),
+    #[error("`{0}` changed while it was being hashed")]
+    Changed(PathBuf),
     #[error("hashing was cancelled")]
     Cancelled,
 }
@@ -61,6 +63,17 @@ pub struct Job<'a> {
     pub progress: &'a AtomicU64,
     /// Set from outside to stop the job early.
     pub cancel: Option<&'a AtomicBool>,
+    /// Per layout file, the size and mtime it had when listed: each worker checks the open file
+    /// against them when done with it, so a file rewritten while being read is an error
+    /// (`Strict` mode) rather than a torrent of mixed bytes.
+    pub stamps: Option<&'a [FileStamp]>,
+}
+
+/// Size and modification time of a file when it was listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStamp {
+    pub length: u64,
+    pub mtime: Option<std::time::SystemTime>,
 }
 
 /// Per-piece results, indexed by piece.
@@ -95,6 +108,11 @@ pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
+                    let fail = |e: HashError| {
+                        failed.store(true, Ordering::Relaxed);
+                        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                        slot.get_or_insert(e);
+                    };
                     let mut worker = Worker::new(job);
                     let mut out = Vec::new();
                     loop {
@@ -109,11 +127,12 @@ pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
                         }
                         let end = (first + run).min(count);
                         if let Err(e) = worker.pieces(first..end, &mut out) {
-                            failed.store(true, Ordering::Relaxed);
-                            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                            slot.get_or_insert(e);
+                            fail(e);
                             break;
                         }
+                    }
+                    if let Err(e) = worker.close() {
+                        fail(e);
                     }
                     out
                 })
@@ -243,9 +262,28 @@ impl<'a> Worker<'a> {
         })
     }
 
+    /// Checks the open file against its stamp (after this worker's last read of it) and closes it.
+    fn close(&mut self) -> Result<(), HashError> {
+        let Some((i, f)) = self.open.take() else {
+            return Ok(());
+        };
+        let Some(stamp) = self.job.stamps.and_then(|s| s.get(i)) else {
+            return Ok(());
+        };
+        let now = f.metadata().ok();
+        if now.as_ref().map(|m| m.len()) != Some(stamp.length)
+            || now.and_then(|m| m.modified().ok()) != stamp.mtime
+        {
+            let path = self.job.paths[i].clone().unwrap_or_default();
+            return Err(HashError::Changed(path));
+        }
+        Ok(())
+    }
+
     fn read(&mut self, file: usize, offset: u64, n: usize) -> Result<(), HashError> {
         let path = self.job.paths[file].as_deref().unwrap_or(Path::new(""));
         if self.open.as_ref().map(|(i, _)| *i) != Some(file) {
+            self.close()?;
             let f = File::open(path).map_err(|source| HashError::Open {
                 path: path.to_owned(),
                 source,

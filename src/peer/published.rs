@@ -63,6 +63,7 @@ impl Published {
                 mode: Mode::Strict,
                 progress: &progress,
                 cancel: None,
+                stamps: None,
             })?;
             let tree = Bep30Tree::new(&pieces.v1);
             if Some(tree.root()) != metainfo.root_hash {
