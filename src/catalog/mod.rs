@@ -4,12 +4,13 @@
 //! not change.
 
 mod fingerprint;
+mod job;
 pub mod registry;
 pub mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,8 +23,7 @@ pub use registry::{Event, Published, PublishedFile, Registry, Status};
 use store::{Store, StoreError, StoredEntry};
 
 use crate::hash::walk::{self, Content, WalkOptions};
-use crate::hash::{self, CreateOptions};
-use crate::metainfo::{piece_size, plan_files, ContentHashes, Format, Metainfo, NewTorrent};
+use crate::metainfo::{Format, Metainfo};
 
 /// How torrents are made from entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,139 +274,6 @@ impl Catalog {
                 let result = this.job(&name);
                 let _ = done.send((name, now, result));
             });
-        }
-    }
-
-    /// Looks at one entry and hashes it if it changed (runs on a blocking thread).
-    fn job(&self, name: &str) -> JobResult {
-        let path = self.content.join(name);
-        if !publishable_name(name) {
-            return JobResult::Gone;
-        }
-        match std::fs::symlink_metadata(&path) {
-            Err(_) => return JobResult::Gone,
-            // Never follow a link out of the content folder.
-            Ok(m) if m.file_type().is_symlink() => return JobResult::Gone,
-            Ok(_) => {}
-        }
-        let content = match walk::collect(&path, WALK) {
-            Ok(c) => c,
-            Err(walk::WalkError::NotFound(_)) => return JobResult::Gone,
-            Err(e) => return JobResult::Failed(e.to_string()),
-        };
-        let fp = Fingerprint::of(&content);
-        if self.state().published.get(name) == Some(&fp) {
-            return JobResult::Unchanged;
-        }
-        if content.total() == 0 {
-            return JobResult::Failed("no content yet (zero bytes)".into());
-        }
-        // A renamed entry: same files, same options — rebuild under the new name from its hashes.
-        let retired = self.state().retired.get(&fp.content_key()).cloned();
-        if let Some(meta) = retired.and_then(|t| self.rebuild(&content, &t)) {
-            return JobResult::Publish(Box::new(self.published(name, &content, meta)), fp, false);
-        }
-
-        let done = Arc::new(AtomicU64::new(0));
-        self.registry
-            .set_hashing(name, content.total(), done.clone());
-        tracing::info!("hashing `{name}` ({} bytes)", content.total());
-        let started = Instant::now();
-        match hash::create(&content, &self.create_options(), &done, None) {
-            Ok(meta) => {
-                self.registry
-                    .hashed_bytes
-                    .fetch_add(content.total(), Ordering::Relaxed);
-                tracing::info!(
-                    "hashed `{name}` in {:.2} s",
-                    started.elapsed().as_secs_f64()
-                );
-                JobResult::Publish(Box::new(self.published(name, &content, meta)), fp, true)
-            }
-            Err(e) => JobResult::Failed(e.to_string()),
-        }
-    }
-
-    fn create_options(&self) -> CreateOptions {
-        CreateOptions {
-            format: self.options.format,
-            piece_length: (self.options.piece_size != 0).then_some(self.options.piece_size),
-            threads: if self.options.hash_threads == 0 {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            } else {
-                self.options.hash_threads
-            },
-            private: self.options.private,
-            source: None,
-            trackers: Vec::new(),
-            web_seeds: Vec::new(),
-            comment: None,
-            created_by: Some(format!("bitseed {}", env!("CARGO_PKG_VERSION"))),
-            creation_date: None,
-        }
-    }
-
-    /// The retired torrent's hashes under this entry's name, if it was made the same way.
-    fn rebuild(&self, content: &Content, torrent: &[u8]) -> Option<Metainfo> {
-        let old = Metainfo::from_bytes(torrent).ok()?;
-        let wanted = if self.options.piece_size == 0 {
-            piece_size::auto(content.total())
-        } else {
-            self.options.piece_size
-        };
-        if old.format != self.options.format
-            || old.private != self.options.private
-            || old.piece_length != wanted
-        {
-            return None;
-        }
-        let hashes = ContentHashes::from_metainfo(&old)?;
-        let listed: Vec<(Vec<String>, u64)> = content
-            .files
-            .iter()
-            .map(|f| (f.path.clone(), f.length))
-            .collect();
-        NewTorrent {
-            name: content.name.clone(),
-            format: old.format,
-            piece_length: old.piece_length,
-            single_file: content.single_file,
-            files: plan_files(&listed, old.format, old.piece_length),
-            hashes,
-            private: old.private,
-            source: None,
-            trackers: Vec::new(),
-            web_seeds: Vec::new(),
-            comment: None,
-            created_by: old.created_by.clone(),
-            creation_date: None,
-        }
-        .build()
-        .ok()
-    }
-
-    fn published(&self, name: &str, content: &Content, meta: Metainfo) -> Published {
-        let mut real = content.files.iter();
-        let files = meta
-            .files
-            .iter()
-            .map(|f| {
-                if f.pad {
-                    None
-                } else {
-                    real.next().map(|s| PublishedFile {
-                        disk: s.disk.clone(),
-                        length: s.length,
-                        mtime: s.mtime,
-                    })
-                }
-            })
-            .collect();
-        Published {
-            name: name.to_owned(),
-            disk: self.content.join(name),
-            meta,
-            files,
         }
     }
 
