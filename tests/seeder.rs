@@ -285,6 +285,8 @@ fn five_concurrent_libtorrent_downloaders_complete() {
 /// A one-answer HTTP tracker: every announce gets back the one peer it was made with.
 struct Tracker {
     url: String,
+    /// The request line of every announce received.
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -296,6 +298,8 @@ impl Tracker {
         let url = format!("http://{}/announce", listener.local_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 let Ok((mut s, _)) = listener.accept() else {
@@ -311,6 +315,10 @@ impl Tracker {
                         Ok(0) | Err(_) => break,
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
+                }
+                let line = String::from_utf8_lossy(&req);
+                if let Some(first) = line.lines().next() {
+                    seen.lock().unwrap().push(first.to_string());
                 }
                 let mut body = b"d8:intervali60e5:peers".to_vec();
                 match *peer.lock().unwrap() {
@@ -332,6 +340,7 @@ impl Tracker {
         });
         Tracker {
             url,
+            requests,
             stop,
             thread: Some(thread),
         }
@@ -756,4 +765,80 @@ fn an_upload_slot_passes_to_a_waiting_peer_when_its_holder_leaves() {
             None => panic!("B dropped"),
         }
     }
+}
+
+#[test]
+fn seed_announces_started_and_stopped_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_content(dir.path(), "a.bin", &[50_000]);
+    let tracker = Tracker::start(Arc::new(std::sync::Mutex::new(None)));
+    let torrent = create(&src, &dir.path().join("t.torrent"), &["-a", &tracker.url]);
+    let meta = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
+    let escaped: String = meta
+        .info_hash
+        .wire()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(b) {
+                (*b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let (mut seed, addr) = seed(&torrent, &src, true, &[]);
+    let started = format!("info_hash={escaped}");
+    let port = format!("port={}", addr.port());
+    let has = |event: &str| {
+        tracker.requests.lock().unwrap().iter().any(|r| {
+            r.contains(&started) && r.contains(&port) && r.contains(&format!("event={event}"))
+        })
+    };
+    // Bounded waits: the announce happens right after start, the stop right after the signal.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !has("started") {
+        assert!(Instant::now() < deadline, "no event=started announce");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &seed.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        seed.wait_bounded(Duration::from_secs(60)),
+        "seed did not exit cleanly on SIGTERM"
+    );
+    assert!(has("stopped"), "no event=stopped announce");
+}
+
+#[test]
+fn connections_over_the_per_torrent_cap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[100_000], &["-p", "16K"]);
+    let config = PeerConfig {
+        max_connections_per_torrent: 1,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    let ih = meta.info_hash.wire().unwrap();
+    let (_first, _) = connect(seeder.addr, ih);
+    let mut second = TcpStream::connect(seeder.addr).unwrap();
+    second
+        .write_all(&Handshake::ours(ih, [4; 20], false).serialize())
+        .unwrap();
+    expect_dropped(&mut second, "connection over the cap");
+}
+
+#[test]
+fn a_rate_limited_seed_still_delivers_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[600_000], &["-p", "16K"]);
+    let config = PeerConfig {
+        max_upload_rate: 2_000_000,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    assert_eq!(download(seeder.addr, &meta), std::fs::read(&src).unwrap());
 }
