@@ -31,7 +31,7 @@ const OUT_HARD: usize = 8 << 20;
 /// be used well, small enough to share the rate limit fairly.
 const READ_MAX: usize = 256 * 1024;
 const READ_MAX_LIMITED: usize = 64 * 1024;
-const READS_IN_FLIGHT: usize = 2;
+const READS_IN_FLIGHT: usize = 4;
 const KEEPALIVE: Duration = Duration::from_secs(90);
 const TICK: Duration = Duration::from_millis(500);
 
