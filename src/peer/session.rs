@@ -31,6 +31,8 @@ const OUT_HARD: usize = 8 << 20;
 /// be used well, small enough to share the rate limit fairly.
 const READ_MAX: usize = 256 * 1024;
 const READ_MAX_LIMITED: usize = 64 * 1024;
+/// Batches read ahead per connection: hides the blocking pool's hand-off latency from clients
+/// that keep few requests outstanding (aria2c).
 const READS_IN_FLIGHT: usize = 4;
 const KEEPALIVE: Duration = Duration::from_secs(90);
 const TICK: Duration = Duration::from_millis(500);
@@ -228,8 +230,8 @@ async fn serve(
     };
     let mut last_recv = Instant::now();
     let mut last_sent = Instant::now();
-    // Reads in flight, oldest first: two, so the next batch is being read while the last one is
-    // written, and frames still go out in request order.
+    // Reads in flight, oldest first (up to READS_IN_FLIGHT), so the next batches are being read
+    // while the last one is written, and frames still go out in request order.
     let mut reading: VecDeque<(DiskRead, usize)> = VecDeque::new();
     let mut waiting_job: Option<ReadJob> = None;
     let mut rate_sleep: Option<Pin<Box<Sleep>>> = None;
