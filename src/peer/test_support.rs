@@ -1,0 +1,32 @@
+//! Test helpers shared by the peer modules' unit tests.
+
+use std::path::Path;
+
+use super::Published;
+use crate::metainfo::Metainfo;
+
+/// A real v1 torrent of 40 000 bytes in 16 KiB pieces (3 pieces), made by our own creator.
+pub fn v1_torrent(dir: &Path) -> Published {
+    let file = dir.join("data.bin");
+    let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&file, bytes).unwrap();
+    let content =
+        crate::hash::walk::collect(&file, crate::hash::walk::WalkOptions::default()).unwrap();
+    let opts = crate::hash::CreateOptions {
+        format: crate::metainfo::Format::V1,
+        piece_length: Some(16384),
+        threads: 1,
+        private: false,
+        source: None,
+        trackers: vec![],
+        web_seeds: vec![],
+        comment: None,
+        created_by: None,
+        creation_date: None,
+    };
+    let progress = std::sync::atomic::AtomicU64::new(0);
+    let meta = crate::hash::create(&content, &opts, &progress, None).unwrap();
+    // Through the bytes, as a published torrent is loaded.
+    let meta = Metainfo::from_bytes(&meta.to_bytes()).unwrap();
+    Published::open(meta, &file).unwrap()
+}
