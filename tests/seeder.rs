@@ -767,12 +767,77 @@ fn an_upload_slot_passes_to_a_waiting_peer_when_its_holder_leaves() {
     }
 }
 
+/// A BEP 15 tracker that answers every connect and announce and records (event, port) of each
+/// announce.
+struct UdpTracker {
+    url: String,
+    events: Arc<std::sync::Mutex<Vec<(u32, u16)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpTracker {
+    fn start() -> UdpTracker {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let url = format!("udp://{}/announce", socket.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, seen) = (stop.clone(), events.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let p = &buf[..n];
+                let be32 = |at: usize| u32::from_be_bytes(p[at..at + 4].try_into().unwrap());
+                let mut reply = Vec::new();
+                if n == 16 && be32(8) == 0 {
+                    reply.extend_from_slice(&[0, 0, 0, 0]);
+                    reply.extend_from_slice(&p[12..16]);
+                    reply.extend_from_slice(&0x5EED_u64.to_be_bytes());
+                } else if n == 98 && be32(8) == 1 {
+                    let port = u16::from_be_bytes([p[96], p[97]]);
+                    seen.lock().unwrap().push((be32(80), port));
+                    reply.extend_from_slice(&[0, 0, 0, 1]);
+                    reply.extend_from_slice(&p[12..16]);
+                    reply.extend_from_slice(&[0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 0, 1]);
+                }
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        UdpTracker {
+            url,
+            events,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpTracker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn seed_announces_started_and_stopped_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let src = make_content(dir.path(), "a.bin", &[50_000]);
     let tracker = Tracker::start(Arc::new(std::sync::Mutex::new(None)));
-    let torrent = create(&src, &dir.path().join("t.torrent"), &["-a", &tracker.url]);
+    let udp = UdpTracker::start();
+    let torrent = create(
+        &src,
+        &dir.path().join("t.torrent"),
+        &["-a", &tracker.url, "-a", &udp.url],
+    );
     let meta = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
     let escaped: String = meta
         .info_hash
@@ -796,9 +861,13 @@ fn seed_announces_started_and_stopped_on_sigterm() {
         })
     };
     // Bounded waits: the announce happens right after start, the stop right after the signal.
+    let udp_has = |event: u32| udp.events.lock().unwrap().contains(&(event, addr.port()));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !has("started") {
-        assert!(Instant::now() < deadline, "no event=started announce");
+    while !has("started") || !udp_has(2) {
+        assert!(
+            Instant::now() < deadline,
+            "no started announce (HTTP and UDP)"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = Command::new("kill")
@@ -810,7 +879,8 @@ fn seed_announces_started_and_stopped_on_sigterm() {
         seed.wait_bounded(Duration::from_secs(60)),
         "seed did not exit cleanly on SIGTERM"
     );
-    assert!(has("stopped"), "no event=stopped announce");
+    assert!(has("stopped"), "no event=stopped announce over HTTP");
+    assert!(udp_has(3), "no stopped announce over UDP");
 }
 
 #[test]
