@@ -597,6 +597,52 @@ mod tests {
     }
 
     #[test]
+    fn v2_hash_requests_are_answered_from_the_piece_layer() {
+        use crate::metainfo::{merkle, Format};
+        use crate::peer::message::HashRequest;
+        let dir = tempfile::tempdir().unwrap();
+        // 5 pieces of 16 KiB (the piece layer is the block layer), padded to 8.
+        let t = crate::peer::test_support::torrent(dir.path(), Format::V2, 70_000);
+        let file = &t.metainfo.files[0];
+        let root = file.pieces_root.unwrap();
+        let layer = t.metainfo.piece_layers[&root].clone();
+        let mut c = Connection::new(&peer(true), &t, 10, false);
+        let r = HashRequest {
+            pieces_root: root,
+            base_layer: 0,
+            index: 4,
+            length: 4,
+            proof_layers: 2,
+        };
+        let out = c.on_message(Message::HashRequest(r), &t).unwrap();
+        let [Message::Hashes { request, hashes }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*request, r);
+        // Pieces 4..8 (three of them padding), then the uncle: the root of pieces 0..4.
+        assert_eq!(hashes.len(), 5);
+        assert_eq!(hashes[0], layer[4]);
+        assert_eq!(hashes[1..4], [[0u8; 32]; 3]);
+        assert_eq!(hashes[4], merkle::v2_root(&layer[..4], 4));
+        let right = merkle::v2_root(&hashes[..4], 4);
+        assert_eq!(merkle::sha256_pair(&hashes[4], &right), root);
+        // Unknown roots and impossible ranges get a hash reject.
+        let bad = HashRequest {
+            pieces_root: [1; 32],
+            ..r
+        };
+        assert_eq!(
+            c.on_message(Message::HashRequest(bad), &t).unwrap(),
+            vec![Message::HashReject(bad)]
+        );
+        let past = HashRequest { index: 8, ..r };
+        assert_eq!(
+            c.on_message(Message::HashRequest(past), &t).unwrap(),
+            vec![Message::HashReject(past)]
+        );
+    }
+
+    #[test]
     fn metadata_is_served_to_peers_that_ask() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());

@@ -7,13 +7,18 @@ use crate::metainfo::Metainfo;
 
 /// A real v1 torrent of 40 000 bytes in 16 KiB pieces (3 pieces), made by our own creator.
 pub fn v1_torrent(dir: &Path) -> Published {
+    torrent(dir, crate::metainfo::Format::V1, 40_000)
+}
+
+/// A real torrent of `format` over one file of `len` bytes in 16 KiB pieces.
+pub fn torrent(dir: &Path, format: crate::metainfo::Format, len: u32) -> Published {
     let file = dir.join("data.bin");
-    let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
+    let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 991) as u8).collect();
     std::fs::write(&file, bytes).unwrap();
     let content =
         crate::hash::walk::collect(&file, crate::hash::walk::WalkOptions::default()).unwrap();
     let opts = crate::hash::CreateOptions {
-        format: crate::metainfo::Format::V1,
+        format,
         piece_length: Some(16384),
         threads: 1,
         private: false,
