@@ -21,18 +21,22 @@ pub struct ReadJob {
 }
 
 impl ReadJob {
-    /// Reads the blocks from `content` straight into their frames (no copy between a read
-    /// buffer and the frames). Blocking.
+    /// Reads the batch with one positioned read (per file it spans) into the tail of the frame
+    /// buffer, then slides each block left into place behind its header. Blocking.
     pub fn read_frames(&self, content: &Content) -> Result<Vec<u8>, StorageError> {
-        let total: usize = self.blocks.iter().map(|(h, l)| h.len() + *l as usize).sum();
-        let mut out = Vec::with_capacity(total);
-        let mut at = self.start;
+        let heads: usize = self.blocks.iter().map(|(h, _)| h.len()).sum();
+        let mut out = vec![0u8; heads + self.len];
+        content.read_at(self.start, &mut out[heads..])?;
+        // The gap between where block i goes and where it was read is the headers still to
+        // write (i and after), so a header never lands on data not yet moved.
+        let (mut dst, mut src) = (0, heads);
         for (head, len) in &self.blocks {
-            out.extend_from_slice(head);
-            let slot = out.len();
-            out.resize(slot + *len as usize, 0);
-            content.read_at(at, &mut out[slot..])?;
-            at += u64::from(*len);
+            let len = *len as usize;
+            out[dst..dst + head.len()].copy_from_slice(head);
+            dst += head.len();
+            out.copy_within(src..src + len, dst);
+            dst += len;
+            src += len;
         }
         Ok(out)
     }
@@ -487,6 +491,23 @@ mod tests {
         assert_eq!(from_disk[..13], frames[..13]);
         let on_disk = std::fs::read(dir.path().join("data.bin")).unwrap();
         assert_eq!(from_disk[13..], on_disk[32768..]);
+        // A batch of several blocks: the same bytes as framing around one plain read.
+        let mut c = Connection::new(&peer(true), &t, 10, false);
+        c.set_choking(false);
+        for (i, begin) in [(0, 0), (0, 100), (0, 16000), (1, 0)] {
+            let len = if i == 1 { 16384 } else { 100 };
+            c.on_message(req(i, begin, len), &t).unwrap();
+        }
+        let batch = c.next_job(&t, 1 << 20).unwrap();
+        assert_eq!((batch.start, batch.blocks.len()), (0, 2), "contiguous only");
+        let mut data = vec![0u8; batch.len];
+        t.content.read_at(batch.start, &mut data).unwrap();
+        assert_eq!(batch.read_frames(&t.content).unwrap(), batch.frames(&data));
+        let tail = c.next_job(&t, 1 << 20).unwrap();
+        assert_eq!(tail.start, 16000);
+        let mut data = vec![0u8; tail.len];
+        t.content.read_at(tail.start, &mut data).unwrap();
+        assert_eq!(tail.read_frames(&t.content).unwrap(), tail.frames(&data));
         head = vec![0, 0, 0x1c, 0x49, 7, 0, 0, 0, 2, 0, 0, 0, 0];
         assert_eq!(&frames[..13], &head[..]);
         let (m, used) = Message::parse(&frames, c.max_frame()).unwrap().unwrap();
