@@ -912,3 +912,57 @@ fn a_rate_limited_seed_still_delivers_everything() {
     let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
     assert_eq!(download(seeder.addr, &meta), std::fs::read(&src).unwrap());
 }
+
+#[test]
+fn v2_block_hashes_are_answered_from_disk_with_proofs() {
+    use bitseed::peer::HashRequest;
+    use sha2::Sha256;
+    let dir = tempfile::tempdir().unwrap();
+    // 32 KiB pieces: two blocks each, so block hashes are below the piece layer.
+    let (src, meta) = published(dir.path(), &[300_000], &["--format", "v2", "-p", "32K"]);
+    let seeder = in_process(
+        PeerConfig::default(),
+        Published::open(meta.clone(), &src).unwrap(),
+    );
+    let (mut s, mut buf) = connect(seeder.addr, meta.info_hash.wire().unwrap());
+    let root = meta.files[0].pieces_root.unwrap();
+    // 19 blocks → 32 leaves → the root is 5 layers up; ask for blocks 4-5 with 4 proof layers.
+    let r = HashRequest {
+        pieces_root: root,
+        base_layer: 0,
+        index: 4,
+        length: 2,
+        proof_layers: 4,
+    };
+    let mut out = Vec::new();
+    Message::HashRequest(r).write_to(&mut out);
+    s.write_all(&out).unwrap();
+    let hashes = loop {
+        match read_message(&mut s, &mut buf) {
+            Some(Message::Hashes { request, hashes }) => {
+                assert_eq!(request, r);
+                break hashes;
+            }
+            Some(Message::HashReject(_)) => panic!("block-layer hash request rejected"),
+            Some(_) => continue,
+            None => panic!("closed"),
+        }
+    };
+    let data = std::fs::read(&src).unwrap();
+    let leaf = |i: usize| -> [u8; 32] { Sha256::digest(&data[i * 16384..(i + 1) * 16384]).into() };
+    assert_eq!(hashes[..2], [leaf(4), leaf(5)]);
+    // Fold the proof up to the pieces root: 2 hashes + 4 uncles.
+    assert_eq!(hashes.len(), 6);
+    let pair = bitseed::metainfo::merkle::sha256_pair;
+    let mut node = pair(&hashes[0], &hashes[1]);
+    let mut pos = 4 >> 1;
+    for uncle in &hashes[2..] {
+        node = if pos % 2 == 0 {
+            pair(&node, uncle)
+        } else {
+            pair(uncle, &node)
+        };
+        pos >>= 1;
+    }
+    assert_eq!(node, root);
+}

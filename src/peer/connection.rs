@@ -4,7 +4,10 @@
 use std::collections::VecDeque;
 
 use super::extended::{self, hashpiece, ut_metadata, OurHandshake, PeerExtensions};
-use super::message::{write_piece_header, BlockRef, Message, BLOCK, MAX_FRAME};
+use super::message::{write_piece_header, BlockRef, HashRequest, Message, BLOCK, MAX_FRAME};
+
+/// Block-layer hash requests a peer may have waiting for the disk; more are rejected.
+const MAX_HASH_JOBS: usize = 4;
 use super::published::Published;
 use super::{Handshake, WireError};
 use crate::storage::{Content, StorageError};
@@ -82,6 +85,8 @@ pub struct Connection {
     piece_count: u32,
     piece_length: u64,
     super_peer: Option<SuperPeer>,
+    /// Block-layer hash requests waiting to be answered from disk (bounded).
+    hash_jobs: VecDeque<HashRequest>,
     /// End of the requestable piece space. A v2-only torrent's last piece counts as whole: its
     /// tail, like the gaps between files, is zeros, and libtorrent requests it as such.
     total: u64,
@@ -107,6 +112,7 @@ impl Connection {
             max_queue: max_queue.max(1),
             refused: 0,
             piece_count,
+            hash_jobs: VecDeque::new(),
             super_peer: super_seed.then(|| SuperPeer {
                 has: vec![false; piece_count as usize],
                 shown: None,
@@ -262,14 +268,16 @@ impl Connection {
                 self.peer_has(&set);
             }
             Message::HashRequest(r) => {
-                let answer = torrent
-                    .v2_trees
-                    .get(&r.pieces_root)
-                    .and_then(|t| t.answer(&r));
-                out.push(match answer {
-                    Some(hashes) => Message::Hashes { request: r, hashes },
-                    None => Message::HashReject(r),
-                });
+                let tree = torrent.v2_trees.get(&r.pieces_root);
+                match tree.and_then(|t| t.answer(&r)) {
+                    Some(hashes) => out.push(Message::Hashes { request: r, hashes }),
+                    None if tree.is_some_and(|t| t.leaf_plan(&r).is_some())
+                        && self.hash_jobs.len() < MAX_HASH_JOBS =>
+                    {
+                        self.hash_jobs.push_back(r);
+                    }
+                    None => out.push(Message::HashReject(r)),
+                }
             }
             // A seed needs nothing else a peer says: what it has, its choking of us, hashes we
             // never asked for.
@@ -323,6 +331,11 @@ impl Connection {
                 sp.wants_offer = true;
             }
         }
+    }
+
+    /// The next block-layer hash request to answer from disk (`v2_hashes::answer_from_disk`).
+    pub fn next_hash_job(&mut self) -> Option<HashRequest> {
+        self.hash_jobs.pop_front()
     }
 
     /// Super-seeding: when the peer is ready for its next piece, returns what it has (for the
@@ -656,6 +669,41 @@ mod tests {
             c.on_message(Message::HashRequest(bad), &t).unwrap(),
             vec![Message::HashReject(bad)]
         );
+        // Block-layer requests of larger pieces go to the disk, then are answered there.
+        let t32 = {
+            let d = tempfile::tempdir().unwrap();
+            let t = crate::peer::test_support::torrent_with(d.path(), Format::V2, 200_000, 32768);
+            (d, t)
+        };
+        let t2 = &t32.1;
+        let root2 = t2.metainfo.files[0].pieces_root.unwrap();
+        let mut c2 = Connection::new(&peer(true), t2, 10, false);
+        let leaf = HashRequest {
+            pieces_root: root2,
+            base_layer: 0,
+            index: 2,
+            length: 2,
+            proof_layers: 3,
+        };
+        assert!(c2
+            .on_message(Message::HashRequest(leaf), t2)
+            .unwrap()
+            .is_empty());
+        let job = c2.next_hash_job().unwrap();
+        let hashes = t2.v2_trees[&root2]
+            .answer_from_disk(&job, &t2.content)
+            .unwrap()
+            .unwrap();
+        let data = std::fs::read(t32.0.path().join("data.bin")).unwrap();
+        let block = |i: usize| -> [u8; 32] {
+            sha2::Sha256::digest(&data[i * 16384..((i + 1) * 16384).min(data.len())]).into()
+        };
+        assert_eq!(hashes[..2], [block(2), block(3)]);
+        assert_eq!(
+            hashes[2], t2.metainfo.piece_layers[&root2][0],
+            "uncle: piece 0"
+        );
+        use sha2::Digest;
         let past = HashRequest { index: 8, ..r };
         assert_eq!(
             c.on_message(Message::HashRequest(past), &t).unwrap(),

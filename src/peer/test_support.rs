@@ -12,6 +12,16 @@ pub fn v1_torrent(dir: &Path) -> Published {
 
 /// A real torrent of `format` over one file of `len` bytes in 16 KiB pieces.
 pub fn torrent(dir: &Path, format: crate::metainfo::Format, len: u32) -> Published {
+    torrent_with(dir, format, len, 16384)
+}
+
+/// A real torrent of `format` over one file of `len` bytes in pieces of `piece_length`.
+pub fn torrent_with(
+    dir: &Path,
+    format: crate::metainfo::Format,
+    len: u32,
+    piece_length: u64,
+) -> Published {
     let file = dir.join("data.bin");
     let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 991) as u8).collect();
     std::fs::write(&file, bytes).unwrap();
@@ -19,7 +29,7 @@ pub fn torrent(dir: &Path, format: crate::metainfo::Format, len: u32) -> Publish
         crate::hash::walk::collect(&file, crate::hash::walk::WalkOptions::default()).unwrap();
     let opts = crate::hash::CreateOptions {
         format,
-        piece_length: Some(16384),
+        piece_length: Some(piece_length),
         threads: 1,
         private: false,
         source: None,
