@@ -17,10 +17,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (OSError, ValueError):
             peers = b""
         body = b"d8:intervali60e5:peers%d:%se" % (len(peers), peers)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # a client that hung up (aria2c on exit) needs no answer
 
     def log_message(self, *args):
         pass

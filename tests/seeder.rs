@@ -285,6 +285,8 @@ fn five_concurrent_libtorrent_downloaders_complete() {
 /// A one-answer HTTP tracker: every announce gets back the one peer it was made with.
 struct Tracker {
     url: String,
+    /// The request line of every announce received.
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -296,6 +298,8 @@ impl Tracker {
         let url = format!("http://{}/announce", listener.local_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 let Ok((mut s, _)) = listener.accept() else {
@@ -311,6 +315,10 @@ impl Tracker {
                         Ok(0) | Err(_) => break,
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
+                }
+                let line = String::from_utf8_lossy(&req);
+                if let Some(first) = line.lines().next() {
+                    seen.lock().unwrap().push(first.to_string());
                 }
                 let mut body = b"d8:intervali60e5:peers".to_vec();
                 match *peer.lock().unwrap() {
@@ -332,6 +340,7 @@ impl Tracker {
         });
         Tracker {
             url,
+            requests,
             stop,
             thread: Some(thread),
         }
@@ -756,4 +765,204 @@ fn an_upload_slot_passes_to_a_waiting_peer_when_its_holder_leaves() {
             None => panic!("B dropped"),
         }
     }
+}
+
+/// A BEP 15 tracker that answers every connect and announce and records (event, port) of each
+/// announce.
+struct UdpTracker {
+    url: String,
+    events: Arc<std::sync::Mutex<Vec<(u32, u16)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpTracker {
+    fn start() -> UdpTracker {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let url = format!("udp://{}/announce", socket.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, seen) = (stop.clone(), events.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let p = &buf[..n];
+                let be32 = |at: usize| u32::from_be_bytes(p[at..at + 4].try_into().unwrap());
+                let mut reply = Vec::new();
+                if n == 16 && be32(8) == 0 {
+                    reply.extend_from_slice(&[0, 0, 0, 0]);
+                    reply.extend_from_slice(&p[12..16]);
+                    reply.extend_from_slice(&0x5EED_u64.to_be_bytes());
+                } else if n == 98 && be32(8) == 1 {
+                    let port = u16::from_be_bytes([p[96], p[97]]);
+                    seen.lock().unwrap().push((be32(80), port));
+                    reply.extend_from_slice(&[0, 0, 0, 1]);
+                    reply.extend_from_slice(&p[12..16]);
+                    reply.extend_from_slice(&[0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 0, 1]);
+                }
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        UdpTracker {
+            url,
+            events,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpTracker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn seed_announces_started_and_stopped_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_content(dir.path(), "a.bin", &[50_000]);
+    let tracker = Tracker::start(Arc::new(std::sync::Mutex::new(None)));
+    let udp = UdpTracker::start();
+    let torrent = create(
+        &src,
+        &dir.path().join("t.torrent"),
+        &["-a", &tracker.url, "-a", &udp.url],
+    );
+    let meta = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
+    let escaped: String = meta
+        .info_hash
+        .wire()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(b) {
+                (*b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let (mut seed, addr) = seed(&torrent, &src, true, &[]);
+    let started = format!("info_hash={escaped}");
+    let port = format!("port={}", addr.port());
+    let has = |event: &str| {
+        tracker.requests.lock().unwrap().iter().any(|r| {
+            r.contains(&started) && r.contains(&port) && r.contains(&format!("event={event}"))
+        })
+    };
+    // Bounded waits: the announce happens right after start, the stop right after the signal.
+    let udp_has = |event: u32| udp.events.lock().unwrap().contains(&(event, addr.port()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !has("started") || !udp_has(2) {
+        assert!(
+            Instant::now() < deadline,
+            "no started announce (HTTP and UDP)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &seed.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        seed.wait_bounded(Duration::from_secs(60)),
+        "seed did not exit cleanly on SIGTERM"
+    );
+    assert!(has("stopped"), "no event=stopped announce over HTTP");
+    assert!(udp_has(3), "no stopped announce over UDP");
+}
+
+#[test]
+fn connections_over_the_per_torrent_cap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[100_000], &["-p", "16K"]);
+    let config = PeerConfig {
+        max_connections_per_torrent: 1,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    let ih = meta.info_hash.wire().unwrap();
+    let (_first, _) = connect(seeder.addr, ih);
+    let mut second = TcpStream::connect(seeder.addr).unwrap();
+    second
+        .write_all(&Handshake::ours(ih, [4; 20], false).serialize())
+        .unwrap();
+    expect_dropped(&mut second, "connection over the cap");
+}
+
+#[test]
+fn a_rate_limited_seed_still_delivers_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[600_000], &["-p", "16K"]);
+    let config = PeerConfig {
+        max_upload_rate: 2_000_000,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    assert_eq!(download(seeder.addr, &meta), std::fs::read(&src).unwrap());
+}
+
+#[test]
+fn v2_block_hashes_are_answered_from_disk_with_proofs() {
+    use bitseed::peer::HashRequest;
+    use sha2::Sha256;
+    let dir = tempfile::tempdir().unwrap();
+    // 32 KiB pieces: two blocks each, so block hashes are below the piece layer.
+    let (src, meta) = published(dir.path(), &[300_000], &["--format", "v2", "-p", "32K"]);
+    let seeder = in_process(
+        PeerConfig::default(),
+        Published::open(meta.clone(), &src).unwrap(),
+    );
+    let (mut s, mut buf) = connect(seeder.addr, meta.info_hash.wire().unwrap());
+    let root = meta.files[0].pieces_root.unwrap();
+    // 19 blocks → 32 leaves → the root is 5 layers up; ask for blocks 4-5 with 4 proof layers.
+    let r = HashRequest {
+        pieces_root: root,
+        base_layer: 0,
+        index: 4,
+        length: 2,
+        proof_layers: 4,
+    };
+    let mut out = Vec::new();
+    Message::HashRequest(r).write_to(&mut out);
+    s.write_all(&out).unwrap();
+    let hashes = loop {
+        match read_message(&mut s, &mut buf) {
+            Some(Message::Hashes { request, hashes }) => {
+                assert_eq!(request, r);
+                break hashes;
+            }
+            Some(Message::HashReject(_)) => panic!("block-layer hash request rejected"),
+            Some(_) => continue,
+            None => panic!("closed"),
+        }
+    };
+    let data = std::fs::read(&src).unwrap();
+    let leaf = |i: usize| -> [u8; 32] { Sha256::digest(&data[i * 16384..(i + 1) * 16384]).into() };
+    assert_eq!(hashes[..2], [leaf(4), leaf(5)]);
+    // Fold the proof up to the pieces root: 2 hashes + 4 uncles.
+    assert_eq!(hashes.len(), 6);
+    let pair = bitseed::metainfo::merkle::sha256_pair;
+    let mut node = pair(&hashes[0], &hashes[1]);
+    let mut pos = 4 >> 1;
+    for uncle in &hashes[2..] {
+        node = if pos % 2 == 0 {
+            pair(&node, uncle)
+        } else {
+            pair(uncle, &node)
+        };
+        pos >>= 1;
+    }
+    assert_eq!(node, root);
 }

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 /// Seed a torrent: serve PATH to peers over the peer wire protocol until SIGINT or SIGTERM.
 ///
-/// The torrent's HTTP trackers are told (event=started, then at the interval each asks for,
+/// The torrent's HTTP and UDP trackers are told (event=started, then at the interval each asks for,
 /// event=stopped on exit). The bound address is printed on stdout as `listening on ADDR`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -119,7 +119,7 @@ async fn wait_for_signal() {
     }
 }
 
-/// Announces every wire hash of the torrent to every HTTP tracker, each at its own interval,
+/// Announces every wire hash of the torrent to every HTTP and UDP tracker, each at its own interval,
 /// and sends `stopped` to each on shutdown.
 async fn announce_loop(
     seeder: Seeder,
@@ -137,8 +137,8 @@ async fn announce_loop(
         .collect();
     let mut tasks = tokio::task::JoinSet::new();
     for url in urls {
-        if !url.starts_with("http://") {
-            warn!(tracker = %url, "not announcing: only http:// trackers are spoken");
+        if !url.starts_with("http://") && !url.starts_with("udp://") {
+            warn!(tracker = %url, "not announcing: only http:// and udp:// trackers are spoken");
             continue;
         }
         for info_hash in torrent.wire_hashes() {

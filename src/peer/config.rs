@@ -70,4 +70,35 @@ mod tests {
         assert_eq!(c.max_upload_rate, 0);
         assert!(serde_json::from_str::<PeerConfig>(r#"{"upload_slot": 8}"#).is_err());
     }
+
+    /// How `serve` loads it: a `[peer]` table of bitseed.toml through the `config` crate.
+    #[test]
+    fn loads_as_a_peer_table_through_the_config_crate() {
+        #[derive(Deserialize)]
+        struct Settings {
+            peer: PeerConfig,
+        }
+        let toml = r#"
+            [peer]
+            listen = "127.0.0.1:7000"
+            public_ip = "203.0.113.7"
+            upload_slots = 8
+            max_upload_rate = 10000000
+            super_seed = true
+            handshake_timeout = 2.5
+        "#;
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        let p = settings.peer;
+        assert_eq!(p.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(p.public_ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!((p.upload_slots, p.max_upload_rate), (8, 10_000_000));
+        assert!(p.super_seed);
+        assert_eq!(p.handshake_timeout, 2.5);
+        assert_eq!(p.idle_timeout, PeerConfig::default().idle_timeout);
+    }
 }

@@ -4,7 +4,10 @@
 use std::collections::VecDeque;
 
 use super::extended::{self, hashpiece, ut_metadata, OurHandshake, PeerExtensions};
-use super::message::{write_piece_header, BlockRef, Message, BLOCK, MAX_FRAME};
+use super::message::{write_piece_header, BlockRef, HashRequest, Message, BLOCK, MAX_FRAME};
+
+/// Block-layer hash requests a peer may have waiting for the disk; more are rejected.
+const MAX_HASH_JOBS: usize = 4;
 use super::published::Published;
 use super::{Handshake, WireError};
 use crate::storage::{Content, StorageError};
@@ -21,18 +24,22 @@ pub struct ReadJob {
 }
 
 impl ReadJob {
-    /// Reads the blocks from `content` straight into their frames (no copy between a read
-    /// buffer and the frames). Blocking.
+    /// Reads the batch with one positioned read (per file it spans) into the tail of the frame
+    /// buffer, then slides each block left into place behind its header. Blocking.
     pub fn read_frames(&self, content: &Content) -> Result<Vec<u8>, StorageError> {
-        let total: usize = self.blocks.iter().map(|(h, l)| h.len() + *l as usize).sum();
-        let mut out = Vec::with_capacity(total);
-        let mut at = self.start;
+        let heads: usize = self.blocks.iter().map(|(h, _)| h.len()).sum();
+        let mut out = vec![0u8; heads + self.len];
+        content.read_at(self.start, &mut out[heads..])?;
+        // The gap between where block i goes and where it was read is the headers still to
+        // write (i and after), so a header never lands on data not yet moved.
+        let (mut dst, mut src) = (0, heads);
         for (head, len) in &self.blocks {
-            out.extend_from_slice(head);
-            let slot = out.len();
-            out.resize(slot + *len as usize, 0);
-            content.read_at(at, &mut out[slot..])?;
-            at += u64::from(*len);
+            let len = *len as usize;
+            out[dst..dst + head.len()].copy_from_slice(head);
+            dst += head.len();
+            out.copy_within(src..src + len, dst);
+            dst += len;
+            src += len;
         }
         Ok(out)
     }
@@ -78,6 +85,8 @@ pub struct Connection {
     piece_count: u32,
     piece_length: u64,
     super_peer: Option<SuperPeer>,
+    /// Block-layer hash requests waiting to be answered from disk (bounded).
+    hash_jobs: VecDeque<HashRequest>,
     /// End of the requestable piece space. A v2-only torrent's last piece counts as whole: its
     /// tail, like the gaps between files, is zeros, and libtorrent requests it as such.
     total: u64,
@@ -103,6 +112,7 @@ impl Connection {
             max_queue: max_queue.max(1),
             refused: 0,
             piece_count,
+            hash_jobs: VecDeque::new(),
             super_peer: super_seed.then(|| SuperPeer {
                 has: vec![false; piece_count as usize],
                 shown: None,
@@ -258,14 +268,16 @@ impl Connection {
                 self.peer_has(&set);
             }
             Message::HashRequest(r) => {
-                let answer = torrent
-                    .v2_trees
-                    .get(&r.pieces_root)
-                    .and_then(|t| t.answer(&r));
-                out.push(match answer {
-                    Some(hashes) => Message::Hashes { request: r, hashes },
-                    None => Message::HashReject(r),
-                });
+                let tree = torrent.v2_trees.get(&r.pieces_root);
+                match tree.and_then(|t| t.answer(&r)) {
+                    Some(hashes) => out.push(Message::Hashes { request: r, hashes }),
+                    None if tree.is_some_and(|t| t.leaf_plan(&r).is_some())
+                        && self.hash_jobs.len() < MAX_HASH_JOBS =>
+                    {
+                        self.hash_jobs.push_back(r);
+                    }
+                    None => out.push(Message::HashReject(r)),
+                }
             }
             // A seed needs nothing else a peer says: what it has, its choking of us, hashes we
             // never asked for.
@@ -319,6 +331,11 @@ impl Connection {
                 sp.wants_offer = true;
             }
         }
+    }
+
+    /// The next block-layer hash request to answer from disk (`v2_hashes::answer_from_disk`).
+    pub fn next_hash_job(&mut self) -> Option<HashRequest> {
+        self.hash_jobs.pop_front()
     }
 
     /// Super-seeding: when the peer is ready for its next piece, returns what it has (for the
@@ -414,33 +431,10 @@ fn full_bitfield(pieces: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metainfo::Metainfo;
     use std::path::Path;
 
-    /// A real v1 torrent of 40 000 bytes in 16 KiB pieces (3 pieces), made by our own creator.
     fn torrent(dir: &Path) -> Published {
-        let file = dir.join("data.bin");
-        let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
-        std::fs::write(&file, bytes).unwrap();
-        let content =
-            crate::hash::walk::collect(&file, crate::hash::walk::WalkOptions::default()).unwrap();
-        let opts = crate::hash::CreateOptions {
-            format: crate::metainfo::Format::V1,
-            piece_length: Some(16384),
-            threads: 1,
-            private: false,
-            source: None,
-            trackers: vec![],
-            web_seeds: vec![],
-            comment: None,
-            created_by: None,
-            creation_date: None,
-        };
-        let progress = std::sync::atomic::AtomicU64::new(0);
-        let meta = crate::hash::create(&content, &opts, &progress, None).unwrap();
-        // Through the bytes, as a published torrent is loaded.
-        let meta = Metainfo::from_bytes(&meta.to_bytes()).unwrap();
-        Published::open(meta, &file).unwrap()
+        crate::peer::test_support::v1_torrent(dir)
     }
 
     fn peer(fast: bool) -> Handshake {
@@ -510,6 +504,23 @@ mod tests {
         assert_eq!(from_disk[..13], frames[..13]);
         let on_disk = std::fs::read(dir.path().join("data.bin")).unwrap();
         assert_eq!(from_disk[13..], on_disk[32768..]);
+        // A batch of several blocks: the same bytes as framing around one plain read.
+        let mut c = Connection::new(&peer(true), &t, 10, false);
+        c.set_choking(false);
+        for (i, begin) in [(0, 0), (0, 100), (0, 16000), (1, 0)] {
+            let len = if i == 1 { 16384 } else { 100 };
+            c.on_message(req(i, begin, len), &t).unwrap();
+        }
+        let batch = c.next_job(&t, 1 << 20).unwrap();
+        assert_eq!((batch.start, batch.blocks.len()), (0, 2), "contiguous only");
+        let mut data = vec![0u8; batch.len];
+        t.content.read_at(batch.start, &mut data).unwrap();
+        assert_eq!(batch.read_frames(&t.content).unwrap(), batch.frames(&data));
+        let tail = c.next_job(&t, 1 << 20).unwrap();
+        assert_eq!(tail.start, 16000);
+        let mut data = vec![0u8; tail.len];
+        t.content.read_at(tail.start, &mut data).unwrap();
+        assert_eq!(tail.read_frames(&t.content).unwrap(), tail.frames(&data));
         head = vec![0, 0, 0x1c, 0x49, 7, 0, 0, 0, 2, 0, 0, 0, 0];
         assert_eq!(&frames[..13], &head[..]);
         let (m, used) = Message::parse(&frames, c.max_frame()).unwrap().unwrap();
@@ -617,6 +628,87 @@ mod tests {
         // The last piece the peer lacks is shown as HaveAll.
         assert!(c.offer_wanted().is_some());
         assert_eq!(c.offer(2), vec![Message::HaveAll]);
+    }
+
+    #[test]
+    fn v2_hash_requests_are_answered_from_the_piece_layer() {
+        use crate::metainfo::{merkle, Format};
+        use crate::peer::message::HashRequest;
+        let dir = tempfile::tempdir().unwrap();
+        // 5 pieces of 16 KiB (the piece layer is the block layer), padded to 8.
+        let t = crate::peer::test_support::torrent(dir.path(), Format::V2, 70_000);
+        let file = &t.metainfo.files[0];
+        let root = file.pieces_root.unwrap();
+        let layer = t.metainfo.piece_layers[&root].clone();
+        let mut c = Connection::new(&peer(true), &t, 10, false);
+        let r = HashRequest {
+            pieces_root: root,
+            base_layer: 0,
+            index: 4,
+            length: 4,
+            proof_layers: 2,
+        };
+        let out = c.on_message(Message::HashRequest(r), &t).unwrap();
+        let [Message::Hashes { request, hashes }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*request, r);
+        // Pieces 4..8 (three of them padding), then the uncle: the root of pieces 0..4.
+        assert_eq!(hashes.len(), 5);
+        assert_eq!(hashes[0], layer[4]);
+        assert_eq!(hashes[1..4], [[0u8; 32]; 3]);
+        assert_eq!(hashes[4], merkle::v2_root(&layer[..4], 4));
+        let right = merkle::v2_root(&hashes[..4], 4);
+        assert_eq!(merkle::sha256_pair(&hashes[4], &right), root);
+        // Unknown roots and impossible ranges get a hash reject.
+        let bad = HashRequest {
+            pieces_root: [1; 32],
+            ..r
+        };
+        assert_eq!(
+            c.on_message(Message::HashRequest(bad), &t).unwrap(),
+            vec![Message::HashReject(bad)]
+        );
+        // Block-layer requests of larger pieces go to the disk, then are answered there.
+        let t32 = {
+            let d = tempfile::tempdir().unwrap();
+            let t = crate::peer::test_support::torrent_with(d.path(), Format::V2, 200_000, 32768);
+            (d, t)
+        };
+        let t2 = &t32.1;
+        let root2 = t2.metainfo.files[0].pieces_root.unwrap();
+        let mut c2 = Connection::new(&peer(true), t2, 10, false);
+        let leaf = HashRequest {
+            pieces_root: root2,
+            base_layer: 0,
+            index: 2,
+            length: 2,
+            proof_layers: 3,
+        };
+        assert!(c2
+            .on_message(Message::HashRequest(leaf), t2)
+            .unwrap()
+            .is_empty());
+        let job = c2.next_hash_job().unwrap();
+        let hashes = t2.v2_trees[&root2]
+            .answer_from_disk(&job, &t2.content)
+            .unwrap()
+            .unwrap();
+        let data = std::fs::read(t32.0.path().join("data.bin")).unwrap();
+        let block = |i: usize| -> [u8; 32] {
+            sha2::Sha256::digest(&data[i * 16384..((i + 1) * 16384).min(data.len())]).into()
+        };
+        assert_eq!(hashes[..2], [block(2), block(3)]);
+        assert_eq!(
+            hashes[2], t2.metainfo.piece_layers[&root2][0],
+            "uncle: piece 0"
+        );
+        use sha2::Digest;
+        let past = HashRequest { index: 8, ..r };
+        assert_eq!(
+            c.on_message(Message::HashRequest(past), &t).unwrap(),
+            vec![Message::HashReject(past)]
+        );
     }
 
     #[test]

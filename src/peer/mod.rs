@@ -16,6 +16,8 @@ mod rate;
 mod seeder;
 mod session;
 mod super_seed;
+#[cfg(test)]
+mod test_support;
 pub mod v2_hashes;
 
 pub use config::PeerConfig;

@@ -75,7 +75,7 @@ impl Published {
         };
 
         let mut v2_trees = BTreeMap::new();
-        for f in &metainfo.files {
+        for (f, lf) in metainfo.files.iter().zip(&layout.files) {
             let Some(root) = f.pieces_root else { continue };
             let Some(layer) = metainfo.piece_layers.get(&root) else {
                 continue; // a file of one piece: its root is its piece hash
@@ -83,7 +83,7 @@ impl Published {
             if v2_trees.contains_key(&root) {
                 continue;
             }
-            let tree = FileHashTree::new(root, f.length, metainfo.piece_length, layer)
+            let tree = FileHashTree::new(root, lf.offset, f.length, metainfo.piece_length, layer)
                 .ok_or_else(|| PublishError::BadLayer(f.display_path()))?;
             v2_trees.insert(root, tree);
         }

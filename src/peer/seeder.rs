@@ -331,3 +331,37 @@ impl Inner {
         self.limiter.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(bool, [u8; 20])>>);
+
+    impl SeedAnnouncer for Recorder {
+        fn seeding(&self, info_hash: [u8; 20], _addr: SocketAddr) {
+            lock(&self.0).push((true, info_hash));
+        }
+        fn stopped(&self, info_hash: [u8; 20]) {
+            lock(&self.0).push((false, info_hash));
+        }
+    }
+
+    #[test]
+    fn the_tracker_hook_hears_of_every_torrent_added_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Arc::new(crate::peer::test_support::v1_torrent(dir.path()));
+        let ih = t.info_hash();
+        let seeder = Seeder::new(PeerConfig::default());
+        let rec = Arc::new(Recorder::default());
+        seeder.set_announcer(rec.clone(), "127.0.0.1:6881".parse().unwrap());
+        seeder.add(t.clone());
+        assert_eq!(seeder.published().len(), 1);
+        assert!(seeder.inner.lookup(&ih).is_some());
+        assert!(seeder.remove(&ih));
+        assert!(!seeder.remove(&ih));
+        assert!(seeder.inner.lookup(&ih).is_none());
+        assert_eq!(*lock(&rec.0), vec![(true, ih), (false, ih)]);
+    }
+}

@@ -18,7 +18,7 @@ use tracing::debug;
 
 use super::handshake::HANDSHAKE_LEN;
 use super::seeder::{Entry, Inner};
-use super::{Connection, Handshake, Message, PeerConfig, ReadJob, WireError};
+use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::metainfo::Format;
 use crate::storage::StorageError;
 
@@ -31,12 +31,16 @@ const OUT_HARD: usize = 8 << 20;
 /// be used well, small enough to share the rate limit fairly.
 const READ_MAX: usize = 256 * 1024;
 const READ_MAX_LIMITED: usize = 64 * 1024;
-const READS_IN_FLIGHT: usize = 2;
+/// Batches read ahead per connection: hides the blocking pool's hand-off latency from clients
+/// that keep few requests outstanding (aria2c).
+const READS_IN_FLIGHT: usize = 4;
 const KEEPALIVE: Duration = Duration::from_secs(90);
 const TICK: Duration = Duration::from_millis(500);
 
 /// A batch of blocks being read and framed on the blocking pool.
 type DiskRead = JoinHandle<Result<Vec<u8>, StorageError>>;
+/// A block-layer hash answer being read and hashed on the blocking pool.
+type HashJob = JoinHandle<Result<Option<Vec<[u8; 32]>>, StorageError>>;
 
 #[derive(Debug, Error)]
 enum SessionError {
@@ -228,10 +232,12 @@ async fn serve(
     };
     let mut last_recv = Instant::now();
     let mut last_sent = Instant::now();
-    // Reads in flight, oldest first: two, so the next batch is being read while the last one is
-    // written, and frames still go out in request order.
+    // Reads in flight, oldest first (up to READS_IN_FLIGHT), so the next batches are being read
+    // while the last one is written, and frames still go out in request order.
     let mut reading: VecDeque<(DiskRead, usize)> = VecDeque::new();
     let mut waiting_job: Option<ReadJob> = None;
+    // One block-layer hash request read and hashed at a time.
+    let mut hashing: Option<(HashJob, HashRequest)> = None;
     let mut rate_sleep: Option<Pin<Box<Sleep>>> = None;
     let mut tick = tokio::time::interval(TICK);
 
@@ -269,8 +275,33 @@ async fn serve(
             }
         }
 
+        if hashing.is_none() {
+            if let Some(r) = conn.next_hash_job() {
+                let t = torrent.clone();
+                let handle =
+                    tokio::task::spawn_blocking(move || match t.v2_trees.get(&r.pieces_root) {
+                        Some(tree) => tree.answer_from_disk(&r, &t.content),
+                        None => Ok(None),
+                    });
+                hashing = Some((handle, r));
+            }
+        }
+
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            done = async { hashing.as_mut().map(|h| &mut h.0).expect("guarded").await }, if hashing.is_some() => {
+                let Some((_, request)) = hashing.take() else { continue };
+                match done {
+                    Ok(Ok(Some(hashes))) => out.push_msgs(vec![Message::Hashes { request, hashes }]),
+                    Ok(Ok(None)) => out.push_msgs(vec![Message::HashReject(request)]),
+                    Ok(Err(e @ StorageError::Changed { .. })) => {
+                        inner.retire(&theirs.info_hash, &e.to_string());
+                        return Err(e.into());
+                    }
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(SessionError::Join),
+                }
+            }
             _ = entry.retired.cancelled() => return Ok(()),
             r = rd.read_buf(&mut inbuf), if inbuf.len() < conn.max_frame() as usize + 4 => {
                 if r? == 0 {

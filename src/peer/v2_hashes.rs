@@ -2,18 +2,29 @@
 //! `pieces root` are built once when a torrent is published, so an answer costs no hashing.
 //!
 //! Layers are counted from the leaves (16 KiB blocks, layer 0); the piece layer is
-//! `log2(piece length / 16 KiB)`. A seed answers requests at the piece layer and above; block-layer
-//! requests (sent by clients only after a piece failed its check) are rejected.
+//! `log2(piece length / 16 KiB)`. Requests at the piece layer and above are answered from memory;
+//! block-layer requests (clients send them after a piece failed its check) need the pieces they
+//! cover read and hashed, which `answer_from_disk` does off the async runtime.
+
+use sha2::{Digest, Sha256};
 
 use crate::metainfo::merkle::{pad_root, sha256_pair, BLOCK_SIZE};
+use crate::storage::{Content, StorageError};
 
 use super::message::HashRequest;
 
 /// Largest `length` answered: libtorrent's own bound on what it requests.
 pub const MAX_HASHES: u32 = 8192;
+/// Largest block-layer request answered from disk: BEP 52's advised bound, so one request reads
+/// at most the pieces covering 512 blocks.
+pub const MAX_LEAVES: u32 = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHashTree {
+    /// Where the file starts in the piece space, its length, and the torrent's piece length.
+    file_offset: u64,
+    file_length: u64,
+    piece_length: u64,
     /// Layer number of `layers[0]`.
     piece_layer: u32,
     /// Layer number of the root: log2 of the leaf layer's width.
@@ -27,6 +38,7 @@ impl FileHashTree {
     /// layer does not lead to `root` (the metainfo loader checked this already).
     pub fn new(
         root: [u8; 32],
+        file_offset: u64,
         file_length: u64,
         piece_length: u64,
         piece_layer: &[[u8; 32]],
@@ -60,6 +72,9 @@ impl FileHashTree {
             return None;
         }
         Some(FileHashTree {
+            file_offset,
+            file_length,
+            piece_length,
             piece_layer: piece_layer_no,
             root_layer,
             layers,
@@ -96,6 +111,97 @@ impl FileHashTree {
         }
         Some(out)
     }
+
+    /// For a block-layer request: the file's pieces to read and hash, `(first, count)`.
+    pub fn leaf_plan(&self, r: &HashRequest) -> Option<(u64, u64)> {
+        if r.base_layer != 0
+            || self.piece_layer == 0
+            || r.length == 0
+            || r.length > MAX_LEAVES
+            || r.proof_layers >= self.root_layer
+        {
+            return None;
+        }
+        let end = u64::from(r.index) + u64::from(r.length);
+        let pieces = self.file_length.div_ceil(self.piece_length);
+        let bpp_log = self.piece_layer;
+        let (first, last) = (u64::from(r.index) >> bpp_log, (end - 1) >> bpp_log);
+        if end > 1u64 << self.root_layer || last >= pieces {
+            return None;
+        }
+        Some((first, last - first + 1))
+    }
+
+    /// Answers a block-layer request from the leaf hashes of the pieces `leaf_plan` named
+    /// (`2^piece_layer` per piece, zeros past the end of the file). `None` when they do not hash
+    /// to the piece layer (the file changed) or the request is not one `leaf_plan` accepts.
+    pub fn answer_leaves(&self, r: &HashRequest, leaves: &[[u8; 32]]) -> Option<Vec<[u8; 32]>> {
+        let (first, count) = self.leaf_plan(r)?;
+        let bpp = 1usize << self.piece_layer;
+        if leaves.len() != count as usize * bpp {
+            return None;
+        }
+        let base = first as usize * bpp;
+        // Layers inside the pieces, from the leaves up to the piece layer.
+        let mut local = vec![leaves.to_vec()];
+        for _ in 0..self.piece_layer {
+            let below = local.last()?;
+            let next = below
+                .chunks_exact(2)
+                .map(|p| sha256_pair(&p[0], &p[1]))
+                .collect();
+            local.push(next);
+        }
+        let pieces = local.last()?;
+        if pieces[..] != self.layers[0][first as usize..(first + count) as usize] {
+            return None;
+        }
+        let index = r.index as usize;
+        let mut out = leaves[index - base..index - base + r.length as usize].to_vec();
+        let implied = (r.length as usize).next_power_of_two().trailing_zeros() as i64 - 1;
+        let mut pos = index;
+        for i in 0..r.proof_layers as usize {
+            pos >>= 1;
+            let layer = i as u32 + 1;
+            if (i as i64) < implied {
+                continue;
+            }
+            let node = if layer < self.piece_layer {
+                *local
+                    .get(layer as usize)?
+                    .get((pos ^ 1).checked_sub(base >> layer)?)?
+            } else {
+                *self
+                    .layers
+                    .get((layer - self.piece_layer) as usize)?
+                    .get(pos ^ 1)?
+            };
+            out.push(node);
+        }
+        Some(out)
+    }
+
+    /// Reads and hashes the pieces a block-layer request covers, and answers it. Blocking.
+    pub fn answer_from_disk(
+        &self,
+        r: &HashRequest,
+        content: &Content,
+    ) -> Result<Option<Vec<[u8; 32]>>, StorageError> {
+        let Some((first, count)) = self.leaf_plan(r) else {
+            return Ok(None);
+        };
+        let start = first * self.piece_length;
+        let end = ((first + count) * self.piece_length).min(self.file_length);
+        let mut data = vec![0u8; (end - start) as usize];
+        content.read_at(self.file_offset + start, &mut data)?;
+        let bpp = 1usize << self.piece_layer;
+        let mut leaves: Vec<[u8; 32]> = data
+            .chunks(BLOCK_SIZE as usize)
+            .map(|b| Sha256::digest(b).into())
+            .collect();
+        leaves.resize(count as usize * bpp, [0; 32]);
+        Ok(self.answer_leaves(r, &leaves))
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +230,8 @@ mod tests {
         let piece_length = 4 * BLOCK_SIZE;
         let pieces: Vec<[u8; 32]> = (1..=6).map(h).collect();
         let root = v2_root_from_layer(&pieces, 4);
-        let tree = FileHashTree::new(root, 5 * piece_length + 100, piece_length, &pieces).unwrap();
+        let tree =
+            FileHashTree::new(root, 0, 5 * piece_length + 100, piece_length, &pieces).unwrap();
         let s = sha256_pair;
         let pad = pad_root(4, [0; 32], sha256_pair);
 
@@ -157,17 +264,74 @@ mod tests {
         let piece_length = 4 * BLOCK_SIZE;
         let pieces: Vec<[u8; 32]> = (1..=6).map(h).collect();
         let root = v2_root_from_layer(&pieces, 4);
-        let tree = FileHashTree::new(root, 5 * piece_length + 100, piece_length, &pieces).unwrap();
-        assert!(tree.answer(&req(0, 0, 4, 0)).is_none(), "block layer");
+        let tree =
+            FileHashTree::new(root, 0, 5 * piece_length + 100, piece_length, &pieces).unwrap();
+        assert!(
+            tree.answer(&req(0, 0, 4, 0)).is_none(),
+            "block layer: from disk only"
+        );
         assert!(tree.answer(&req(5, 0, 1, 0)).is_none(), "the root layer");
         assert!(tree.answer(&req(2, 6, 4, 0)).is_none(), "past the layer");
         assert!(tree.answer(&req(2, u32::MAX, 2, 0)).is_none(), "overflow");
         assert!(tree.answer(&req(2, 0, 2, 3)).is_none(), "proof to the root");
         assert!(tree.answer(&req(2, 0, 0, 0)).is_none());
         assert!(
-            FileHashTree::new([9; 32], 5 * piece_length + 100, piece_length, &pieces).is_none()
+            FileHashTree::new([9; 32], 0, 5 * piece_length + 100, piece_length, &pieces).is_none()
         );
         // A file of one piece has no layer below its root to serve.
-        assert!(FileHashTree::new(pieces[0], 100, piece_length, &pieces[..1]).is_none());
+        assert!(FileHashTree::new(pieces[0], 0, 100, piece_length, &pieces[..1]).is_none());
+    }
+
+    #[test]
+    fn block_layer_answers_from_leaves() {
+        // 4 blocks per piece, a file of 6 pieces less a bit: 23 blocks, 32 leaves.
+        let piece_length = 4 * BLOCK_SIZE;
+        let file_length = 6 * piece_length - 100;
+        let leaves: Vec<[u8; 32]> = (0..24u8)
+            .map(|i| if i < 23 { [i + 1; 32] } else { [0; 32] })
+            .collect();
+        let pieces: Vec<[u8; 32]> = leaves
+            .chunks(4)
+            .map(|c| crate::metainfo::merkle::v2_root(c, 4))
+            .collect();
+        let root = v2_root_from_layer(&pieces, 4);
+        let tree = FileHashTree::new(root, 0, file_length, piece_length, &pieces).unwrap();
+        let s = sha256_pair;
+        // Two blocks (8, 9) of piece 2 with every proof layer below the root (layers 1..4).
+        let r = req(0, 8, 2, 4);
+        assert_eq!(tree.leaf_plan(&r), Some((2, 1)));
+        let a = tree.answer_leaves(&r, &leaves[8..12]).unwrap();
+        let pad = pad_root(4, [0; 32], sha256_pair);
+        let right_half = s(&s(&pieces[4], &pieces[5]), &s(&pad, &pad));
+        assert_eq!(
+            a,
+            vec![
+                leaves[8],
+                leaves[9],
+                s(&leaves[10], &leaves[11]),
+                pieces[3],
+                s(&pieces[0], &pieces[1]),
+                right_half
+            ]
+        );
+        // The proof folds to the root.
+        let p2 = s(&s(&a[0], &a[1]), &a[2]);
+        assert_eq!(s(&s(&a[4], &s(&p2, &a[3])), &a[5]), root);
+        // A whole piece's blocks; wrong leaves are refused.
+        let w = req(0, 4, 4, 2);
+        assert_eq!(tree.leaf_plan(&w), Some((1, 1)));
+        assert_eq!(
+            tree.answer_leaves(&w, &leaves[4..8]).unwrap()[..4],
+            leaves[4..8]
+        );
+        assert!(tree.answer_leaves(&w, &leaves[8..12]).is_none());
+        assert!(
+            tree.leaf_plan(&req(0, 24, 8, 0)).is_none(),
+            "past the file's pieces"
+        );
+        assert!(
+            tree.leaf_plan(&req(0, 0, 1024, 0)).is_none(),
+            "over MAX_LEAVES"
+        );
     }
 }
