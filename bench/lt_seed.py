@@ -3,26 +3,19 @@
 Usage: lt_seed.py TORRENT SAVE_PATH
 Prints "listening on 127.0.0.1:PORT" once ready, then seeds until killed.
 """
+import os
 import sys
 import time
 
 import libtorrent as lt
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "interop"))
+import lt_session  # noqa: E402
+
 
 def main():
     torrent, save = sys.argv[1], sys.argv[2]
-    ses = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "alert_mask": 0,
-        }
-    )
+    ses = lt_session.session()
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = save

@@ -37,7 +37,10 @@ impl Server {
                 .flat_map(|(flag, value)| [flag, value]),
             )
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                "info,bitseed::peer=debug,bitseed::tracker=debug",
+            )
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

@@ -155,7 +155,10 @@ impl Registry {
     }
 
     /// Publishes `p` under its name, retiring whatever was published under that name before.
+    /// Listeners hear of it first, so by the time the API lists it the seeder serves it and the
+    /// tracker tracks it (a client that reads the API and announces at once finds the seed).
     pub fn publish(&self, p: Arc<Published>) {
+        self.emit(&Event::Published(p.clone()));
         {
             let mut by_hash = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
             for key in hash_keys(&p) {
@@ -167,14 +170,11 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(p.name.clone(), Status::Published(p.clone()));
-        if let Some(Status::Published(old)) = &old {
-            if hash_keys(old) == hash_keys(&p) {
-                self.emit(&Event::Published(p));
-                return;
-            }
+        match &old {
+            // The same torrent again: nothing to retire.
+            Some(Status::Published(old)) if hash_keys(old) == hash_keys(&p) => {}
+            _ => self.retire_old(old),
         }
-        self.retire_old(old);
-        self.emit(&Event::Published(p));
     }
 
     /// Removes an entry (deleted from the folder).

@@ -12,22 +12,14 @@ import tempfile
 import time
 
 import libtorrent as lt
+import lt_session
 
 
 def main():
     url, info_hash = sys.argv[1], sys.argv[2]
-    ses = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "alert_mask": lt.alert.category_t.tracker_notification
-            | lt.alert.category_t.error_notification,
-        }
+    ses = lt_session.session(
+        alert_mask=lt.alert.category_t.tracker_notification
+        | lt.alert.category_t.error_notification
     )
     with tempfile.TemporaryDirectory() as tmp:
         params = lt.add_torrent_params()

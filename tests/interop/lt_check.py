@@ -10,6 +10,7 @@ import sys
 import time
 
 import libtorrent as lt
+import lt_session
 
 
 def main():
@@ -33,17 +34,7 @@ def main():
         "num_pieces": ti.num_pieces(),
     }
 
-    settings = {
-        "listen_interfaces": "127.0.0.1:0",
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "alert_mask": 0,
-    }
-    ses = lt.session(settings)
+    ses = lt_session.session()
     params = lt.add_torrent_params()
     params.ti = ti
     params.save_path = save_path

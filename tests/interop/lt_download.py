@@ -12,6 +12,7 @@ import sys
 import time
 
 import libtorrent as lt
+import lt_session
 
 
 def main():
@@ -23,23 +24,13 @@ def main():
     p.add_argument("--timeout", type=float, default=120)
     a = p.parse_args()
 
-    ses = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "alert_mask": 0,
-            # Plain BitTorrent from the first try: with encryption enabled, libtorrent first
-            # sends an MSE handshake and reconnects in plain after the refusal, which only
-            # delays tests and benchmarks.
-            "out_enc_policy": int(lt.enc_policy.disabled),
-            # Loopback peers are our only peers: never filter them.
-            "allow_multiple_connections_per_ip": True,
-        }
+    ses = lt_session.session(
+        # Plain BitTorrent from the first try: with encryption enabled, libtorrent first
+        # sends an MSE handshake and reconnects in plain after the refusal, which only
+        # delays tests and benchmarks.
+        out_enc_policy=int(lt.enc_policy.disabled),
+        # Loopback peers are our only peers: never filter them.
+        allow_multiple_connections_per_ip=True,
     )
     if a.magnet:
         params = lt.parse_magnet_uri(a.magnet)

@@ -1,0 +1,21 @@
+"""The libtorrent session every test and benchmark script uses: loopback only, TCP only.
+
+DHT, LSD, UPnP and NAT-PMP are off so nothing leaves the machine; uTP is off because bitseed
+speaks TCP and libtorrent would try uTP first and crawl.
+"""
+import libtorrent as lt
+
+
+def session(**extra):
+    settings = {
+        "listen_interfaces": "127.0.0.1:0",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "alert_mask": 0,
+    }
+    settings.update(extra)
+    return lt.session(settings)
