@@ -72,6 +72,11 @@ def main():
                 "progress": st.progress,
                 "seconds": time.time() - start,
                 "bytes": st.total_wanted_done,
+                # For a failure's diagnosis: who we were connected to and what the trackers said.
+                "peers": st.num_peers,
+                "trackers": [
+                    {"url": t.get("url"), "message": str(t.get("message", ""))} for t in h.trackers()
+                ],
             }
         ),
         flush=True,
