@@ -237,13 +237,13 @@ pub fn announce_path(hex_hash: &str) -> String {
     )
 }
 
-struct Dirs {
+pub struct Dirs {
     _tmp: tempfile::TempDir,
-    content: PathBuf,
-    state: PathBuf,
+    pub content: PathBuf,
+    pub state: PathBuf,
 }
 
-fn dirs() -> Dirs {
+pub fn dirs() -> Dirs {
     let tmp = tempfile::tempdir().unwrap();
     let content = tmp.path().join("content");
     let state = tmp.path().join("state");

@@ -1,0 +1,178 @@
+//! Hostile input against the real binary: fuzz regressions replayed, resource bounds pushed past,
+//! slow clients cut off.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::data;
+use crate::serve::{dirs, http_get, Server};
+
+/// Every saved fuzz input (crashes found, in `tests/fuzz_regressions/TARGET/`) and every seed of
+/// the fuzz corpus (`fuzz/corpus/TARGET/`) goes through the same body the fuzzer ran.
+#[test]
+fn fuzz_regressions_and_seed_corpus_replay() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    type Body = fn(&[u8]);
+    let targets: [(&str, Body); 6] = [
+        ("bencode_metainfo", bitseed::fuzzing::bencode_metainfo),
+        ("magnet", bitseed::fuzzing::magnet),
+        ("http_query", bitseed::fuzzing::http_query),
+        ("udp_packet", bitseed::fuzzing::udp_packet),
+        ("peer_wire", bitseed::fuzzing::peer_wire),
+        ("peer_connection", bitseed::fuzzing::peer_connection),
+    ];
+    let mut seeds = 0;
+    for (name, body) in targets {
+        for dir in ["tests/fuzz_regressions", "fuzz/corpus"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir).join(name)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.file_name().is_some_and(|n| n == ".keep") {
+                    continue;
+                }
+                let data = std::fs::read(&path).unwrap();
+                if dir == "fuzz/corpus" {
+                    seeds += 1;
+                }
+                // A panic names the input that caused it.
+                eprintln!("{name}: {}", path.display());
+                body(&data);
+            }
+        }
+    }
+    // The seed corpus is there, so this test cannot pass by finding nothing.
+    assert!(seeds >= 6 * 4, "only {seeds} seed inputs found");
+}
+
+/// A server with short timeouts (from a config file, as an operator would set them) and one
+/// published file; returns it with the file's v1 info hash and the peer address.
+fn short_timeouts(d: &crate::serve::Dirs) -> (Server, [u8; 20], SocketAddr) {
+    std::fs::write(d.content.join("one.bin"), data(100_000, 3)).unwrap();
+    let config = d.state.with_extension("toml");
+    std::fs::write(
+        &config,
+        "[http]\nrequest_timeout = 1.0\nkeep_alive = 1.0\n\
+         [peer]\nhandshake_timeout = 1.0\nidle_timeout = 60.0\nframe_timeout = 1.0\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &d.content,
+        &d.state,
+        &["--config", config.to_str().unwrap()],
+    );
+    let t = server.wait_published("one.bin", None);
+    let ih: [u8; 20] = hex::decode(t["info_hash"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
+    let peer: SocketAddr = line
+        .split("peer listening on ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (server, ih, peer)
+}
+
+/// Sends `bytes` one at a time, `gap` apart; returns how many were sent before the other side
+/// closed the connection (all of them if it never did).
+fn trickle(s: &mut TcpStream, bytes: &[u8], gap: Duration) -> usize {
+    s.set_read_timeout(Some(gap)).unwrap();
+    let mut sink = [0u8; 4096];
+    for (i, b) in bytes.iter().enumerate() {
+        if s.write_all(std::slice::from_ref(b)).is_err() {
+            return i;
+        }
+        // Wait out the gap reading whatever comes back; EOF or a reset means we were cut off.
+        loop {
+            match s.read(&mut sink) {
+                Ok(0) => return i + 1,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(_) => return i + 1,
+            }
+        }
+    }
+    bytes.len()
+}
+
+fn handshake(ih: [u8; 20]) -> Vec<u8> {
+    let mut h = vec![19];
+    h.extend_from_slice(b"BitTorrent protocol");
+    h.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
+    h.extend_from_slice(&ih);
+    h.extend_from_slice(b"-XX0001-slowslowslow");
+    h
+}
+
+/// A peer or HTTP client that sends one byte at a time is cut off by the configured timeouts
+/// (peer.handshake_timeout, peer.frame_timeout, http.request_timeout), long before it finishes,
+/// while the server keeps answering others.
+#[test]
+fn slow_clients_are_cut_off() {
+    let d = dirs();
+    let (server, ih, peer) = short_timeouts(&d);
+    // One byte every 400 ms: a 1 s timeout lets at most a few through.
+    let gap = Duration::from_millis(400);
+
+    // A handshake trickled in: 68 bytes would take 27 s.
+    let mut s = TcpStream::connect(peer).unwrap();
+    let sent = trickle(&mut s, &handshake(ih), gap);
+    assert!(sent < 20, "slow handshake: {sent} of 68 bytes accepted");
+
+    // A whole handshake, then a request frame trickled in. Each byte is news, so only a bound
+    // on the frame (not on silence) cuts this peer off.
+    let mut s = TcpStream::connect(peer).unwrap();
+    s.write_all(&handshake(ih)).unwrap();
+    let mut frame = vec![0, 0, 0, 13, 6];
+    frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0]);
+    let sent = trickle(&mut s, &frame.repeat(3), gap);
+    assert!(sent < 17, "slow peer frame: {sent} of 51 bytes accepted");
+
+    // A request head trickled in: cut off by http.request_timeout.
+    let mut s = TcpStream::connect(server.http).unwrap();
+    let head = format!(
+        "GET /api/torrents HTTP/1.1\r\nHost: {}\r\nX-Slow: {}\r\n\r\n",
+        server.http,
+        "s".repeat(40)
+    );
+    let sent = trickle(&mut s, head.as_bytes(), gap);
+    assert!(
+        sent < 20,
+        "slow HTTP head: {sent} of {} bytes accepted",
+        head.len()
+    );
+
+    // Everyone else is still served.
+    assert_eq!(http_get(server.http, "/api/torrents", &[]).status, 200);
+}
+
+/// Request heads are bounded (http.max_uri_bytes, http.max_header_bytes, and actix's 96 headers)
+/// whether they arrive whole or not: refused before the tracker or the page sees them, and the
+/// server goes on answering.
+#[test]
+fn oversized_http_heads_are_refused() {
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &[]);
+    // 42 KiB of query, sent in one write: actix alone would parse it.
+    let long = format!("/announce?info_hash={}", "%41".repeat(14_000));
+    assert_eq!(http_get(server.http, &long, &[]).status, 414);
+    let big = "b".repeat(20_000);
+    assert_eq!(
+        http_get(server.http, "/api/torrents", &[("X-Big", &big)]).status,
+        431
+    );
+    let names: Vec<String> = (0..100).map(|i| format!("X-Many-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    assert_eq!(http_get(server.http, "/api/torrents", &many).status, 431);
+    // Just under the bound is an ordinary (failing) announce, not a refusal of the head.
+    let fine = format!("/announce?info_hash={}", "%41".repeat(2_500));
+    assert_eq!(http_get(server.http, &fine, &[]).status, 200);
+    assert_eq!(http_get(server.http, "/api/torrents", &[]).status, 200);
+}
