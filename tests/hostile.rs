@@ -362,3 +362,59 @@ fn peer_connection_caps_hold() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// In open mode, tracker.max_peers_per_torrent and tracker.max_torrents hold against the real
+/// binary: peers past the cap are answered but not stored, a torrent past the cap is refused.
+#[test]
+fn tracker_caps_hold_in_open_mode() {
+    let d = dirs();
+    let config = d.state.with_extension("toml");
+    std::fs::write(
+        &config,
+        "[tracker]\nmode = \"open\"\nmax_peers_per_torrent = 3\nmax_torrents = 2\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &d.content,
+        &d.state,
+        &["--config", config.to_str().unwrap()],
+    );
+    let announce = |hash: u8, port: u16| {
+        let path = format!(
+            "/announce?info_hash={}&peer_id=-XX0001-{:012}&port={port}&uploaded=0&downloaded=0&left=10&compact=1&numwant=50",
+            "%01".repeat(19) + &format!("%{hash:02X}"),
+            port
+        );
+        let r = http_get(server.http, &path, &[]);
+        assert_eq!(r.status, 200);
+        r.body
+    };
+    let mut last = Vec::new();
+    for port in 1000..1008 {
+        last = announce(1, port);
+    }
+    let top = bitseed::bencode::decode(&last).unwrap();
+    assert!(
+        top.get("failure reason").is_none(),
+        "{:?}",
+        String::from_utf8_lossy(&last)
+    );
+    let peers = top.get("peers").and_then(|p| p.as_bytes()).unwrap();
+    assert!(
+        !peers.is_empty() && peers.len() / 6 <= 3,
+        "{} peers stored past a cap of 3",
+        peers.len() / 6
+    );
+    let second = announce(2, 2000);
+    let top = bitseed::bencode::decode(&second).unwrap();
+    assert!(
+        top.get("failure reason").is_none(),
+        "a second torrent is within the cap"
+    );
+    let third = announce(3, 3000);
+    let top = bitseed::bencode::decode(&third).unwrap();
+    assert!(
+        top.get("failure reason").is_some(),
+        "a third torrent is past max_torrents"
+    );
+}

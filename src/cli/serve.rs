@@ -116,6 +116,7 @@ fn init_logging(json: bool) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let signalled = wait_for_signal();
     let shutdown = CancellationToken::new();
     let registry = Registry::new();
     let catalog = Catalog::open(
@@ -240,7 +241,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.state.display()
     );
 
-    wait_for_signal().await;
+    signalled.await;
     tracing::info!("stopping");
     shutdown.cancel();
     http.stop(true).await;
@@ -340,17 +341,24 @@ impl SwarmView for TrackerView {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, not when first awaited: the listening lines
+/// are printed before the server waits, and a supervisor (or test) that signals as soon as it
+/// sees them must get a clean stop, not the default action of the signal.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
