@@ -418,3 +418,126 @@ fn tracker_caps_hold_in_open_mode() {
         "a third torrent is past max_torrents"
     );
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc")
+}
+
+/// A 60-second flood of random UDP announces (open mode, caps small enough to reach during the
+/// warm-up) and junk peer connections: the server's RSS after the warm-up stays within 10%, and
+/// a normal download beside the flood completes with the right bytes.
+#[test]
+fn rss_stays_flat_under_a_flood_while_a_download_completes() {
+    use std::net::UdpSocket;
+    let d = dirs();
+    let bytes = data(4_000_000, 11);
+    std::fs::write(d.content.join("good.bin"), &bytes).unwrap();
+    let config = d.state.with_extension("toml");
+    std::fs::write(
+        &config,
+        "[tracker]\nmode = \"open\"\nmax_torrents = 2000\nmax_peers_per_torrent = 50\n\
+         [peer]\nhandshake_timeout = 1.0\nframe_timeout = 1.0\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &d.content,
+        &d.state,
+        &["--config", config.to_str().unwrap()],
+    );
+    server.wait_published("good.bin", None);
+    let r = server.get("/torrents/good.bin.torrent");
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
+    let addr_after = |needle: &str| -> SocketAddr {
+        let line = server.wait_log(needle, Duration::from_secs(5));
+        line.split(needle)
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let peer = addr_after("peer listening on ");
+    let udp = addr_after("udp tracker listening on ");
+    let pid = server.pid();
+
+    let start = std::time::Instant::now();
+    let total = Duration::from_secs(60);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut rng = Rng(0x5eed);
+            let mut buf = [0u8; 2048];
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut connect = 0x41727101980u64.to_be_bytes().to_vec();
+                connect.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 7]);
+                sock.send_to(&connect, udp).unwrap();
+                let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if n < 16 {
+                    continue;
+                }
+                let cid = &buf[8..16].to_vec();
+                for _ in 0..100 {
+                    let mut a = cid.clone();
+                    a.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 9]);
+                    for _ in 0..5 {
+                        a.extend_from_slice(&rng.below(u64::MAX).to_be_bytes()[..4]);
+                    }
+                    a.extend_from_slice(&[b'p'; 20]);
+                    a.extend_from_slice(&[0; 24]);
+                    a.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0]);
+                    a.extend_from_slice(&(rng.below(u64::MAX) as u32).to_be_bytes());
+                    a.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+                    a.extend_from_slice(&((rng.below(60_000) + 1) as u16).to_be_bytes());
+                    let _ = sock.send_to(&a, udp);
+                    let _ = sock.recv_from(&mut buf);
+                    sent += 1;
+                }
+                // Junk on the peer port: a half handshake, random bytes, then gone.
+                if let Ok(mut s) = TcpStream::connect(peer) {
+                    let junk: Vec<u8> = (0..64).map(|_| rng.below(256) as u8).collect();
+                    let _ = s.write_all(&[19]);
+                    let _ = s.write_all(&junk);
+                }
+            }
+            sent
+        })
+    };
+    let good = {
+        let meta = meta.clone();
+        std::thread::spawn(move || crate::seeder::download(peer, &meta))
+    };
+
+    // Warm-up: the tracker's store fills to its caps, buffers reach their working size.
+    std::thread::sleep(Duration::from_secs(15));
+    let baseline = rss_kib(pid);
+    let mut peak = baseline;
+    while start.elapsed() < total {
+        std::thread::sleep(Duration::from_secs(1));
+        peak = peak.max(rss_kib(pid));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let announces = flood.join().unwrap();
+    assert_eq!(good.join().unwrap(), bytes, "the download beside the flood");
+    assert!(
+        announces > 1000,
+        "the flood sent only {announces} announces"
+    );
+    assert!(
+        peak * 10 <= baseline * 11,
+        "RSS grew from {baseline} KiB to {peak} KiB under the flood"
+    );
+    // And the server still answers.
+    assert_eq!(server.get("/api/torrents").status, 200);
+}

@@ -471,7 +471,7 @@ type HashList = Vec<(u32, [u8; 20])>;
 /// Our downloader: asks for every block, checks each piece (SHA-1 from the torrent, or for a
 /// Merkle torrent through the hash list of its first block against the root hash), and returns
 /// the piece space's bytes.
-fn download(addr: SocketAddr, meta: &Metainfo) -> Vec<u8> {
+pub fn download(addr: SocketAddr, meta: &Metainfo) -> Vec<u8> {
     let (mut s, mut buf) = connect(addr, meta.info_hash.wire().unwrap());
     let merkle = meta.root_hash.is_some();
     let mut out = Vec::new();
