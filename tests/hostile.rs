@@ -541,3 +541,36 @@ fn rss_stays_flat_under_a_flood_while_a_download_completes() {
     // And the server still answers.
     assert_eq!(server.get("/api/torrents").status, 200);
 }
+
+/// catalog.hash_jobs bounds concurrent hashing: with four entries dropped in at once and one job
+/// allowed, the log never shows a second `hashing` before the first is `hashed`.
+#[test]
+fn concurrent_hashing_is_bounded_by_hash_jobs() {
+    let d = dirs();
+    for i in 0..4u64 {
+        std::fs::write(d.content.join(format!("f{i}.bin")), data(3_000_000, i)).unwrap();
+    }
+    let config = d.state.with_extension("toml");
+    std::fs::write(&config, "[catalog]\nhash_jobs = 1\nhash_threads = 1\n").unwrap();
+    let server = Server::start(
+        &d.content,
+        &d.state,
+        &["--config", config.to_str().unwrap()],
+    );
+    for i in 0..4 {
+        server.wait_published(&format!("f{i}.bin"), None);
+    }
+    let log = server.log.lock().unwrap().clone();
+    let (mut running, mut most, mut started) = (0i32, 0i32, 0);
+    for line in log.lines() {
+        if line.contains("hashing `") {
+            running += 1;
+            started += 1;
+            most = most.max(running);
+        } else if line.contains("hashed `") {
+            running -= 1;
+        }
+    }
+    assert_eq!(started, 4, "every entry hashed once; log:\n{log}");
+    assert_eq!(most, 1, "hashing jobs at once; log:\n{log}");
+}
