@@ -574,3 +574,100 @@ fn concurrent_hashing_is_bounded_by_hash_jobs() {
     assert_eq!(started, 4, "every entry hashed once; log:\n{log}");
     assert_eq!(most, 1, "hashing jobs at once; log:\n{log}");
 }
+
+/// A file rewritten (same size, new bytes) again and again while a peer downloads it from
+/// `bitseed serve`: every piece the peer receives under the old torrent matches the old piece
+/// hash. The seeder may drop the peer; it may never serve new bytes under the old hash.
+#[test]
+fn a_file_rewritten_while_seeded_never_serves_a_bad_piece() {
+    use bitseed::peer::{BlockRef, Message};
+    use sha1::{Digest, Sha1};
+    let d = dirs();
+    let len = 2_000_000;
+    let path = d.content.join("moving.bin");
+    std::fs::write(&path, data(len, 1)).unwrap();
+    let server = Server::start(&d.content, &d.state, &["--settle", "0.3"]);
+    let t = server.wait_published("moving.bin", None);
+    let meta = bitseed::metainfo::Metainfo::from_bytes(
+        &server
+            .get(&format!("/torrents/{}.torrent", "moving.bin"))
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        t["info_hash"].as_str().unwrap(),
+        hex::encode(meta.info_hash.wire().unwrap())
+    );
+    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
+    let peer: SocketAddr = line
+        .split("peer listening on ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let (mut s, mut buf) = crate::seeder::connect(peer, meta.info_hash.wire().unwrap());
+    crate::seeder::wait_unchoke(&mut s, &mut buf);
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            for i in 0..20u64 {
+                // Same length: only the bytes (and the mtime) say it changed.
+                std::fs::write(&path, data(len, 100 + i)).unwrap();
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        })
+    };
+    let piece_len = meta.piece_length as usize;
+    let (mut good, mut dropped) = (0, false);
+    'pieces: for (index, want) in meta.pieces.iter().enumerate() {
+        let size = piece_len.min(len - index * piece_len);
+        let mut out = Vec::new();
+        for begin in (0..size).step_by(16384) {
+            Message::Request(BlockRef {
+                index: index as u32,
+                begin: begin as u32,
+                length: (size - begin).min(16384) as u32,
+            })
+            .write_to(&mut out);
+        }
+        if s.write_all(&out).is_err() {
+            dropped = true;
+            break;
+        }
+        let mut piece = vec![0u8; size];
+        let mut got = 0;
+        while got < size {
+            match crate::seeder::read_message(&mut s, &mut buf) {
+                Some(Message::Piece { begin, data, .. }) => {
+                    piece[begin as usize..begin as usize + data.len()].copy_from_slice(&data);
+                    got += data.len();
+                }
+                Some(_) => {}
+                None => {
+                    dropped = true;
+                    break 'pieces;
+                }
+            }
+        }
+        let hash: [u8; 20] = Sha1::digest(&piece).into();
+        assert_eq!(
+            &hash, want,
+            "piece {index} served under the old hash with new bytes"
+        );
+        good += 1;
+        // Slow enough that the rewrites land mid-download.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    writer.join().unwrap();
+    eprintln!("{good} good pieces, dropped: {dropped}");
+    // The old bytes were gone before the last piece was asked for, so the only right end is
+    // being dropped.
+    assert!(
+        dropped,
+        "all {good} pieces served although the file changed"
+    );
+    // The rewrite is seen: the new content is published under a new hash.
+    server.wait_published("moving.bin", t["info_hash"].as_str());
+}
