@@ -671,3 +671,70 @@ fn a_file_rewritten_while_seeded_never_serves_a_bad_piece() {
     // The rewrite is seen: the new content is published under a new hash.
     server.wait_published("moving.bin", t["info_hash"].as_str());
 }
+
+/// A published file swapped for a symlink to a file outside the content folder (same size):
+/// neither `/files` nor the seeder ever hands out the outside bytes, and the catalog unpublishes
+/// the entry instead of following the link.
+#[test]
+fn a_published_file_swapped_for_an_outside_symlink_is_never_followed() {
+    use bitseed::peer::{BlockRef, Message};
+    let d = dirs();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = data(40_000, 77);
+    std::fs::write(outside.path().join("secret"), &secret).unwrap();
+    let path = d.content.join("a.bin");
+    std::fs::write(&path, data(40_000, 1)).unwrap();
+    let server = Server::start(&d.content, &d.state, &["--settle", "0.3"]);
+    let t = server.wait_published("a.bin", None);
+    let ih: [u8; 20] = hex::decode(t["info_hash"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
+    let peer: SocketAddr = line
+        .split("peer listening on ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A peer connected before the swap, and one request after it.
+    let (mut s, mut buf) = crate::seeder::connect(peer, ih);
+    crate::seeder::wait_unchoke(&mut s, &mut buf);
+
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), &path).unwrap();
+
+    let r = server.get("/files/a.bin");
+    assert!(
+        r.status != 200 && !r.body.windows(64).any(|w| w == &secret[..64]),
+        "/files followed the symlink: {}",
+        r.status
+    );
+    let mut out = Vec::new();
+    Message::Request(BlockRef {
+        index: 0,
+        begin: 0,
+        length: 16384,
+    })
+    .write_to(&mut out);
+    let _ = s.write_all(&out);
+    while let Some(m) = crate::seeder::read_message(&mut s, &mut buf) {
+        if let Message::Piece { data, .. } = m {
+            assert_ne!(
+                &data[..64],
+                &secret[..64],
+                "the seeder followed the symlink"
+            );
+        }
+    }
+    // The catalog drops the entry rather than publishing the link's target.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.torrents().iter().any(|t| t["path"] == "a.bin") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a symlink stayed published"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
