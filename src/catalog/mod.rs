@@ -115,8 +115,6 @@ impl Catalog {
     /// Runs until `shutdown`: the start-up scan, then the watch loop.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.content)?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.startup()).await??;
 
         let (tx, mut rx) = mpsc::channel::<String>(EVENT_QUEUE);
         let overflow = Arc::new(AtomicBool::new(false));
@@ -142,6 +140,10 @@ impl Catalog {
                 }
             })?;
         watcher.watch(&root, RecursiveMode::Recursive)?;
+        // The scan comes after the watch is in place: an entry added while the scan runs is then
+        // seen by one or the other (both is harmless), never missed until something touches it.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.startup()).await??;
 
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Instant, JobResult)>();
         let tick = (self.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
