@@ -14,10 +14,13 @@
 //!   registry the tracker, seeder and web face learn torrents from.
 //! - [`web`]: the HTTP face: page, JSON API, .torrent downloads, `/files` web seed, metrics.
 //! - [`config`]: the settings of `bitseed serve`.
+//! - [`fuzzing`]: the fuzz targets' bodies (`fuzz/`), shared with their regression tests.
 pub mod announce;
 pub mod bencode;
 pub mod catalog;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod metainfo;
 pub mod peer;

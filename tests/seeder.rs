@@ -447,7 +447,7 @@ fn in_process(config: PeerConfig, torrent: Published) -> InProcess {
 }
 
 /// Reads until one whole message is in `buf`; `None` when the peer closed.
-fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Message> {
+pub fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Message> {
     loop {
         if let Some((m, used)) = Message::parse(buf, 1 << 20).expect("seeder sent a bad frame") {
             buf.drain(..used);
@@ -461,7 +461,7 @@ fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Message> {
     }
 }
 
-fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> (TcpStream, Vec<u8>) {
+pub fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> (TcpStream, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     // A bound on every read: a seeder that never answers fails the test instead of hanging it.
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -480,7 +480,7 @@ type HashList = Vec<(u32, [u8; 20])>;
 /// Our downloader: asks for every block, checks each piece (SHA-1 from the torrent, or for a
 /// Merkle torrent through the hash list of its first block against the root hash), and returns
 /// the piece space's bytes.
-fn download(addr: SocketAddr, meta: &Metainfo) -> Vec<u8> {
+pub fn download(addr: SocketAddr, meta: &Metainfo) -> Vec<u8> {
     let (mut s, mut buf) = connect(addr, meta.info_hash.wire().unwrap());
     let merkle = meta.root_hash.is_some();
     let mut out = Vec::new();
@@ -609,7 +609,7 @@ fn expect_dropped(s: &mut TcpStream, what: &str) {
     }
 }
 
-fn wait_unchoke(s: &mut TcpStream, buf: &mut Vec<u8>) {
+pub fn wait_unchoke(s: &mut TcpStream, buf: &mut Vec<u8>) {
     let mut out = Vec::new();
     Message::Interested.write_to(&mut out);
     s.write_all(&out).unwrap();

@@ -93,6 +93,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
     }
@@ -240,13 +244,13 @@ pub fn announce_path(hex_hash: &str) -> String {
     )
 }
 
-struct Dirs {
+pub struct Dirs {
     _tmp: tempfile::TempDir,
-    content: PathBuf,
-    state: PathBuf,
+    pub content: PathBuf,
+    pub state: PathBuf,
 }
 
-fn dirs() -> Dirs {
+pub fn dirs() -> Dirs {
     let tmp = tempfile::tempdir().unwrap();
     let content = tmp.path().join("content");
     let state = tmp.path().join("state");

@@ -4,6 +4,7 @@
 mod common;
 mod create;
 mod deploy;
+mod hostile;
 mod seeder;
 mod serve;
 mod tracker;

@@ -3,6 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Service;
+use futures_util::future::{ready, Either, FutureExt};
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -112,6 +116,7 @@ fn init_logging(json: bool) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let signalled = wait_for_signal();
     let shutdown = CancellationToken::new();
     let registry = Registry::new();
     let catalog = Catalog::open(
@@ -197,14 +202,31 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on http.listen {}", settings.http.listen))?;
     tracing::info!("http listening on {}", listener.local_addr()?);
     let app_tracker = tracker.clone();
+    let limits = face::HeadLimits {
+        max_uri: settings.http.max_uri_bytes,
+        max_headers: settings.http.max_header_bytes,
+    };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(face::cors())
+            .wrap_fn(move |req, srv| match limits.refusal(req.request()) {
+                None => Either::Left(srv.call(req).map(|r| r.map(|r| r.map_into_left_body()))),
+                Some(status) => {
+                    tracing::debug!(%status, "request head over a bound refused");
+                    let res = req.into_response(actix_web::HttpResponse::new(status));
+                    Either::Right(ready(Ok(res.map_into_right_body())))
+                }
+            })
             .configure(tracker::configure(app_tracker.clone()))
             .configure(face::configure)
     })
     .on_connect(tracker::on_connect)
+    // Explicit, so a slow client's bound is a documented setting rather than a library default.
+    // Request heads are further bounded by actix itself: 32 KiB and 96 headers, else 431.
+    .client_request_timeout(Duration::from_secs_f64(settings.http.request_timeout))
+    .keep_alive(Duration::from_secs_f64(settings.http.keep_alive))
+    .max_connections(settings.http.max_connections)
     .listen(listener)?
     .disable_signals()
     .shutdown_timeout(3)
@@ -219,7 +241,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.state.display()
     );
 
-    wait_for_signal().await;
+    signalled.await;
     tracing::info!("stopping");
     shutdown.cancel();
     http.stop(true).await;
@@ -319,17 +341,24 @@ impl SwarmView for TrackerView {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, not when first awaited: the listening lines
+/// are printed before the server waits, and a supervisor (or test) that signals as soon as it
+/// sees them must get a clean stop, not the default action of the signal.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

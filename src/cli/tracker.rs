@@ -116,6 +116,7 @@ async fn serve(
     udp: Option<SocketAddr>,
     workers: usize,
 ) -> anyhow::Result<()> {
+    let signalled = wait_for_signal();
     let (stop, stopped) = tokio::sync::watch::channel(());
     let shutdown = move || {
         let mut rx = stopped.clone();
@@ -145,7 +146,7 @@ async fn serve(
     let stop_on_signal = {
         let stop = stop.clone();
         async move {
-            wait_for_signal().await;
+            signalled.await;
             tracing::info!("stopping");
             let _ = stop.send(());
         }
@@ -169,22 +170,24 @@ async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-            Err(_) => {
+/// Installs the SIGTERM and SIGINT handlers now, not when first awaited: the listening lines
+/// are printed before the server waits, and a supervisor (or test) that signals as soon as it
+/// sees them must get a clean stop, not the default action of the signal.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -48,6 +48,17 @@ pub struct Settings {
 pub struct HttpSettings {
     /// Address of the web page, API, tracker (/announce, /scrape) and web seed (/files).
     pub listen: SocketAddr,
+    /// Seconds a client has to send a whole request head; a slow or silent client is cut off
+    /// after it (actix's `client_request_timeout`).
+    pub request_timeout: f64,
+    /// Seconds an idle keep-alive connection stays open between requests.
+    pub keep_alive: f64,
+    /// Open connections per HTTP worker thread (one worker per CPU); more wait to be accepted.
+    pub max_connections: usize,
+    /// Longest request target (path and query) in bytes; longer is answered 414.
+    pub max_uri_bytes: usize,
+    /// Most bytes over all header names and values of a request; more is answered 431.
+    pub max_header_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -99,6 +110,11 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            request_timeout: 5.0,
+            keep_alive: 5.0,
+            max_connections: 25_000,
+            max_uri_bytes: 8192,
+            max_header_bytes: 16384,
         }
     }
 }
@@ -176,9 +192,15 @@ impl Settings {
         if self.peer.max_connections == 0 || self.peer.max_connections_per_torrent == 0 {
             return invalid("peer.max_connections", "must be at least 1".into());
         }
+        if self.http.max_connections == 0 {
+            return invalid("http.max_connections", "must be at least 1".into());
+        }
         for (key, v) in [
+            ("http.request_timeout", self.http.request_timeout),
+            ("http.keep_alive", self.http.keep_alive),
             ("peer.handshake_timeout", self.peer.handshake_timeout),
             ("peer.idle_timeout", self.peer.idle_timeout),
+            ("peer.frame_timeout", self.peer.frame_timeout),
             ("peer.send_timeout", self.peer.send_timeout),
         ] {
             if !(v.is_finite() && v > 0.0) {

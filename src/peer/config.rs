@@ -28,8 +28,12 @@ pub struct PeerConfig {
     pub super_seed: bool,
     /// Seconds a new connection has to complete its handshake.
     pub handshake_timeout: f64,
-    /// Seconds without any message from a peer before it is dropped.
+    /// Seconds without a whole message from a peer before it is dropped (bytes that do not
+    /// finish a message do not count).
     pub idle_timeout: f64,
+    /// Seconds a message may take to arrive once its first byte has: a peer trickling a frame
+    /// byte by byte is dropped.
+    pub frame_timeout: f64,
     /// Seconds with data queued for a peer and none of it accepted before it is dropped.
     pub send_timeout: f64,
 }
@@ -47,6 +51,7 @@ impl Default for PeerConfig {
             super_seed: false,
             handshake_timeout: 10.0,
             idle_timeout: 180.0,
+            frame_timeout: 30.0,
             send_timeout: 60.0,
         }
     }

@@ -56,8 +56,10 @@ enum SessionError {
     UnknownTorrent(String),
     #[error("max_connections_per_torrent reached")]
     TorrentFull,
-    #[error("nothing received for the idle timeout")]
+    #[error("no whole message received for the idle timeout")]
     Idle,
+    #[error("a message took longer than the frame timeout to arrive")]
+    SlowFrame,
     #[error("peer accepts no data: send timeout")]
     SendStall,
     #[error("peer reads nothing: {0} bytes queued")]
@@ -225,12 +227,17 @@ async fn serve(
 
     let idle = PeerConfig::secs(cfg.idle_timeout);
     let send_timeout = PeerConfig::secs(cfg.send_timeout);
+    let frame_timeout = PeerConfig::secs(cfg.frame_timeout);
     let read_max = if inner.limited() {
         READ_MAX_LIMITED
     } else {
         READ_MAX
     };
+    // Only whole messages count as received: a peer trickling bytes that never finish a frame
+    // must not hold its connection (and its slot) open forever.
     let mut last_recv = Instant::now();
+    // Since when a partial frame has sat in `inbuf`.
+    let mut partial_since: Option<Instant> = None;
     let mut last_sent = Instant::now();
     // Reads in flight, oldest first (up to READS_IN_FLIGHT), so the next batches are being read
     // while the last one is written, and frames still go out in request order.
@@ -307,7 +314,7 @@ async fn serve(
                 if r? == 0 {
                     return Ok(());
                 }
-                last_recv = Instant::now();
+                let now = Instant::now();
                 let mut at = 0;
                 while let Some((msg, used)) = Message::parse(&inbuf[at..], conn.max_frame())? {
                     at += used;
@@ -318,6 +325,15 @@ async fn serve(
                     }
                 }
                 inbuf.drain(..at);
+                if at > 0 {
+                    last_recv = now;
+                    partial_since = None;
+                }
+                if inbuf.is_empty() {
+                    partial_since = None;
+                } else {
+                    partial_since.get_or_insert(now);
+                }
                 offer_next(&entry, &mut conn, &mut out);
                 inbuf.reserve(32 * 1024);
             }
@@ -355,6 +371,9 @@ async fn serve(
                 let now = Instant::now();
                 if now.duration_since(last_recv) > idle {
                     return Err(SessionError::Idle);
+                }
+                if partial_since.is_some_and(|t| now.duration_since(t) > frame_timeout) {
+                    return Err(SessionError::SlowFrame);
                 }
                 if !out.is_empty() && now.duration_since(last_sent) > send_timeout {
                     return Err(SessionError::SendStall);

@@ -134,7 +134,7 @@ impl Content {
     }
 
     /// Fills `buf` with the piece-space bytes from `start`. Blocking: call it off the async
-    /// runtime's core threads. Each file touched is checked against its stamp first.
+    /// runtime's core threads. Each file touched is checked against its stamp before and after.
     pub fn read_at(&self, start: u64, buf: &mut [u8]) -> Result<(), StorageError> {
         buf.fill(0);
         for span in self.layout.spans(start, buf.len() as u64) {
@@ -161,6 +161,9 @@ impl Content {
                         source,
                     },
                 })?;
+            // And after: a rewrite that began between the first check and the read would
+            // otherwise hand out new bytes under the old piece hash.
+            check(f)?;
         }
         Ok(())
     }

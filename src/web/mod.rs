@@ -4,6 +4,7 @@
 
 mod api;
 mod files;
+mod limits;
 mod metrics;
 mod page;
 mod torrent_file;
@@ -14,6 +15,8 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest};
 
 use crate::catalog::{Published, Registry};
+
+pub use limits::HeadLimits;
 
 /// Swarm numbers for one torrent, from the tracker.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]

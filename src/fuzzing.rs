@@ -1,0 +1,170 @@
+//! The bodies of the fuzz targets in `fuzz/`, kept here so the regression tests feed saved
+//! inputs through exactly the code the fuzzer ran. Each takes arbitrary bytes, must never panic,
+//! and checks what must hold for any input (round trips of what was accepted).
+
+use std::sync::OnceLock;
+
+use crate::bencode;
+use crate::metainfo::{Format, Magnet, Metainfo};
+use crate::peer::extended::{self, hashpiece, ut_metadata};
+use crate::peer::message::MAX_FRAME;
+use crate::peer::{Connection, Handshake, Message, Published};
+use crate::tracker::{http_request, udp_protocol};
+
+/// Bencode decoding and torrent loading. A torrent that loads re-encodes to one that loads with
+/// the same info hashes, and its magnet link parses back.
+pub fn bencode_metainfo(data: &[u8]) {
+    let _ = bencode::decode(data);
+    let _ = bencode::decode_prefix(data);
+    let Ok(meta) = Metainfo::from_bytes(data) else {
+        return;
+    };
+    let _ = meta.layout();
+    let again = Metainfo::from_bytes(&meta.to_bytes()).expect("a loaded torrent re-encodes");
+    assert_eq!(again.info_hash, meta.info_hash);
+    let magnet = meta.magnet();
+    assert_eq!(
+        Magnet::parse(&magnet.to_uri()).expect("our magnet link parses"),
+        magnet
+    );
+}
+
+/// Magnet links: what parses prints to a link that parses to the same thing.
+pub fn magnet(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(m) = Magnet::parse(text) else {
+        return;
+    };
+    assert_eq!(
+        Magnet::parse(&m.to_uri()).expect("our magnet link parses"),
+        m
+    );
+}
+
+/// Announce and scrape query strings, as the HTTP tracker hands them over.
+pub fn http_query(data: &[u8]) {
+    let _ = http_request::parse_announce(data);
+    if let Ok(hashes) = http_request::parse_scrape(data) {
+        assert!(hashes.len() <= data.len());
+    }
+}
+
+/// UDP tracker packets.
+pub fn udp_packet(data: &[u8]) {
+    if let Ok(udp_protocol::Request::Scrape { info_hashes, .. }) = udp_protocol::parse(data) {
+        assert_eq!(info_hashes.len() % 20, 0);
+    }
+}
+
+/// The handshake, peer wire frames and the extension payloads in them. A frame that parses
+/// writes back to one that parses to the same message.
+pub fn peer_wire(data: &[u8]) {
+    let _ = Handshake::parse(data);
+    let Some((&first, mut rest)) = data.split_first() else {
+        return;
+    };
+    // The first byte picks the frame bound: the fixed one, or a small one to reach `TooLong`.
+    let max = if first & 1 == 0 { MAX_FRAME } else { 64 };
+    while let Ok(Some((msg, used))) = Message::parse(rest, max) {
+        assert!(used > 0 && used <= rest.len());
+        rest = &rest[used..];
+        if let Message::Extended { payload, .. } = &msg {
+            let _ = extended::PeerExtensions::parse(payload);
+            let _ = ut_metadata::parse(payload);
+            let _ = hashpiece::parse(payload);
+        }
+        if !matches!(msg, Message::Unknown(_)) {
+            let bytes = msg.to_bytes();
+            let (back, n) = Message::parse(&bytes, u32::MAX)
+                .expect("our frame parses")
+                .expect("our frame is whole");
+            assert_eq!(n, bytes.len());
+            assert_eq!(back, msg);
+        }
+    }
+}
+
+/// Real torrents of each format over one small file, made once per process.
+fn torrents() -> &'static [Published] {
+    static TORRENTS: OnceLock<(tempfile::TempDir, Vec<Published>)> = OnceLock::new();
+    &TORRENTS
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("a temp folder");
+            let file = dir.path().join("data.bin");
+            // Three and a bit pieces of 16 KiB, so the last piece is short.
+            let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
+            std::fs::write(&file, bytes).expect("writing the fuzz content");
+            let list = [Format::V1, Format::Merkle, Format::V2, Format::Hybrid]
+                .into_iter()
+                .map(|format| {
+                    let content = crate::hash::walk::collect(
+                        &file,
+                        crate::hash::walk::WalkOptions::default(),
+                    )
+                    .expect("walking the fuzz content");
+                    let opts = crate::hash::CreateOptions {
+                        format,
+                        piece_length: Some(16384),
+                        threads: 1,
+                        private: false,
+                        source: None,
+                        trackers: vec![],
+                        web_seeds: vec![],
+                        comment: None,
+                        created_by: None,
+                        creation_date: None,
+                    };
+                    let progress = std::sync::atomic::AtomicU64::new(0);
+                    let meta = crate::hash::create(&content, &opts, &progress, None)
+                        .expect("creating the fuzz torrent");
+                    let meta = Metainfo::from_bytes(&meta.to_bytes()).expect("loading it back");
+                    Published::open(meta, &file).expect("publishing the fuzz torrent")
+                })
+                .collect();
+            (dir, list)
+        })
+        .1
+}
+
+/// The per-connection state machine fed a byte stream as the session feeds it: a handshake,
+/// then frames bounded by `max_frame`, with the shell's choking and reads interleaved. The first
+/// byte picks the torrent format, fast/plain and super-seeding.
+pub fn peer_connection(data: &[u8]) {
+    let Some((&setup, stream)) = data.split_first() else {
+        return;
+    };
+    let torrent = &torrents()[usize::from(setup & 3)];
+    let super_seed = setup & 4 != 0;
+    let Ok(Some(theirs)) = Handshake::parse(stream) else {
+        return;
+    };
+    let mut conn = Connection::new(&theirs, torrent, 8, super_seed);
+    let _ = conn.greeting(torrent, Some(vec![127, 0, 0, 1]));
+    let mut rest = &stream[crate::peer::handshake::HANDSHAKE_LEN..];
+    let mut step = 0u32;
+    while let Ok(Some((msg, used))) = Message::parse(rest, conn.max_frame()) {
+        rest = &rest[used..];
+        if conn.on_message(msg, torrent).is_err() {
+            return;
+        }
+        assert!(conn.queued() <= 8);
+        step += 1;
+        // The choker's decisions, and the reads the session makes, at points the input picks.
+        if let Some(&b) = rest.first() {
+            if step % 3 == 0 {
+                let _ = conn.set_choking(b & 1 == 0);
+            }
+        }
+        if let Some((_, _)) = conn.offer_wanted() {
+            let _ = conn.offer(step % torrent.piece_count().max(1));
+        }
+        if let Some(job) = conn.next_job(torrent, 64 * 1024) {
+            let frames = job
+                .read_frames(&torrent.content)
+                .expect("reading a queued request");
+            assert!(frames.len() >= job.len);
+        }
+    }
+}
