@@ -65,3 +65,25 @@ pub fn one_line(err: &anyhow::Error) -> String {
     }
     line.replace('\n', " ")
 }
+
+/// Installs the SIGTERM and SIGINT handlers now, not when first awaited: the listening lines
+/// are printed before the server waits, and a supervisor (or test) that signals as soon as it
+/// sees them must get a clean stop, not the default action of the signal.
+pub(crate) fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+}

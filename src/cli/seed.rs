@@ -94,7 +94,7 @@ async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> an
         ))
     });
 
-    wait_for_signal().await;
+    super::wait_for_signal().await;
     info!("stopping");
     shutdown.cancel();
     if let Some(a) = announcer {
@@ -102,21 +102,6 @@ async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> an
     }
     let _ = server.await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// Announces every wire hash of the torrent to every HTTP and UDP tracker, each at its own interval,

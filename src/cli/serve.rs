@@ -116,7 +116,7 @@ fn init_logging(json: bool) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let signalled = wait_for_signal();
+    let signalled = super::wait_for_signal();
     let shutdown = CancellationToken::new();
     let registry = Registry::new();
     let catalog = Catalog::open(
@@ -338,27 +338,5 @@ impl SwarmView for TrackerView {
             "# HELP bitseed_peer_uploaded_bytes_total Bytes of pieces sent over the peer wire.\n# TYPE bitseed_peer_uploaded_bytes_total counter\nbitseed_peer_uploaded_bytes_total {}\n",
             self.1.uploaded()
         )
-    }
-}
-
-/// Installs the SIGTERM and SIGINT handlers now, not when first awaited: the listening lines
-/// are printed before the server waits, and a supervisor (or test) that signals as soon as it
-/// sees them must get a clean stop, not the default action of the signal.
-fn wait_for_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
     }
 }

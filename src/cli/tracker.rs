@@ -116,7 +116,7 @@ async fn serve(
     udp: Option<SocketAddr>,
     workers: usize,
 ) -> anyhow::Result<()> {
-    let signalled = wait_for_signal();
+    let signalled = super::wait_for_signal();
     let (stop, stopped) = tokio::sync::watch::channel(());
     let shutdown = move || {
         let mut rx = stopped.clone();
@@ -168,26 +168,4 @@ async fn serve(
     http_result.context("HTTP server")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Installs the SIGTERM and SIGINT handlers now, not when first awaited: the listening lines
-/// are printed before the server waits, and a supervisor (or test) that signals as soon as it
-/// sees them must get a clean stop, not the default action of the signal.
-fn wait_for_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
 }
