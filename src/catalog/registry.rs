@@ -203,14 +203,5 @@ impl Registry {
 }
 
 fn hash_keys(p: &Published) -> Vec<[u8; 20]> {
-    let mut keys = Vec::new();
-    if let Some(v1) = p.meta.info_hash.v1 {
-        keys.push(v1);
-    }
-    if let Some(v2) = p.meta.info_hash.v2 {
-        let mut k = [0; 20];
-        k.copy_from_slice(&v2[..20]);
-        keys.push(k);
-    }
-    keys
+    p.meta.info_hash.wire_hashes()
 }

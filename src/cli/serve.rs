@@ -162,12 +162,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 Ok(torrent) => s.add(Arc::new(torrent)),
                 Err(e) => tracing::error!("cannot seed `{}`: {e}", p.name),
             }
-            for h in tracker_hashes(p) {
+            for h in p.meta.info_hash.wire_hashes() {
                 t.register(h);
             }
         }
         Event::Retired(p) => {
-            for h in tracker_hashes(p) {
+            for h in p.meta.info_hash.wire_hashes() {
                 s.remove(&h);
                 t.unregister(h);
             }
@@ -259,21 +259,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The info hashes clients announce a torrent under: v1, and the truncated v2 hash (hybrid
-/// torrents are announced under both by v2-aware clients).
-fn tracker_hashes(p: &Published) -> Vec<[u8; 20]> {
-    let mut out = Vec::new();
-    if let Some(h) = p.meta.info_hash.v1 {
-        out.push(h);
-    }
-    if let Some(h) = p.meta.info_hash.v2 {
-        let mut t = [0; 20];
-        t.copy_from_slice(&h[..20]);
-        out.push(t);
-    }
-    out
 }
 
 /// The seeder's view of a published entry, with the size and mtime each file had when hashed so

@@ -98,17 +98,7 @@ impl Published {
 
     /// The 20-byte hashes a handshake may carry for this torrent: v1, and v2 truncated.
     pub fn wire_hashes(&self) -> Vec<[u8; 20]> {
-        let ih = &self.metainfo.info_hash;
-        let mut out = Vec::new();
-        if let Some(v1) = ih.v1 {
-            out.push(v1);
-        }
-        if let Some(v2) = ih.v2 {
-            let mut t = [0; 20];
-            t.copy_from_slice(&v2[..20]);
-            out.push(t);
-        }
-        out
+        self.metainfo.info_hash.wire_hashes()
     }
 
     /// The torrent's main wire hash (v1 if it has one), for logs and the registry.
