@@ -105,16 +105,8 @@ fn torrents() -> &'static [Published] {
                     )
                     .expect("walking the fuzz content");
                     let opts = crate::hash::CreateOptions {
-                        format,
                         piece_length: Some(16384),
-                        threads: 1,
-                        private: false,
-                        source: None,
-                        trackers: vec![],
-                        web_seeds: vec![],
-                        comment: None,
-                        created_by: None,
-                        creation_date: None,
+                        ..crate::hash::CreateOptions::new(format)
                     };
                     let progress = std::sync::atomic::AtomicU64::new(0);
                     let meta = crate::hash::create(&content, &opts, &progress, None)

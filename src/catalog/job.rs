@@ -63,7 +63,6 @@ impl Catalog {
 
     fn create_options(&self) -> CreateOptions {
         CreateOptions {
-            format: self.options.format,
             piece_length: (self.options.piece_size != 0).then_some(self.options.piece_size),
             threads: if self.options.hash_threads == 0 {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -71,12 +70,8 @@ impl Catalog {
                 self.options.hash_threads
             },
             private: self.options.private,
-            source: None,
-            trackers: Vec::new(),
-            web_seeds: Vec::new(),
-            comment: None,
             created_by: Some(format!("bitseed {}", env!("CARGO_PKG_VERSION"))),
-            creation_date: None,
+            ..CreateOptions::new(self.options.format)
         }
     }
 

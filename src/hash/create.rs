@@ -36,6 +36,25 @@ pub struct CreateOptions {
     pub creation_date: Option<i64>,
 }
 
+impl CreateOptions {
+    /// `format` with the defaults: automatic piece size, one thread, public, no trackers, web
+    /// seeds, comment, creator or date.
+    pub fn new(format: Format) -> Self {
+        CreateOptions {
+            format,
+            piece_length: None,
+            threads: 1,
+            private: false,
+            source: None,
+            trackers: Vec::new(),
+            web_seeds: Vec::new(),
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        }
+    }
+}
+
 pub fn create(
     content: &Content,
     opts: &CreateOptions,
@@ -126,16 +145,9 @@ mod tests {
     }
     fn opts(format: Format, piece_length: u64) -> CreateOptions {
         CreateOptions {
-            format,
             piece_length: Some(piece_length),
             threads: 2,
-            private: false,
-            source: None,
-            trackers: vec![],
-            web_seeds: vec![],
-            comment: None,
-            created_by: None,
-            creation_date: None,
+            ..CreateOptions::new(format)
         }
     }
     fn make(files: &[(&str, &[u8])], format: Format, piece_length: u64) -> Metainfo {

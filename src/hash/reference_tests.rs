@@ -74,16 +74,9 @@ proptest! {
         }
         let content = collect(&root, WalkOptions::default()).unwrap();
         let opts = CreateOptions {
-            format,
             piece_length: Some(piece as u64),
             threads,
-            private: false,
-            source: None,
-            trackers: vec![],
-            web_seeds: vec![],
-            comment: None,
-            created_by: None,
-            creation_date: None,
+            ..CreateOptions::new(format)
         };
         let meta = create(&content, &opts, &AtomicU64::new(0), None).unwrap();
         prop_assert_eq!(Metainfo::from_bytes(&meta.to_bytes()).unwrap(), meta.clone());

@@ -28,16 +28,8 @@ pub fn torrent_with(
     let content =
         crate::hash::walk::collect(&file, crate::hash::walk::WalkOptions::default()).unwrap();
     let opts = crate::hash::CreateOptions {
-        format,
         piece_length: Some(piece_length),
-        threads: 1,
-        private: false,
-        source: None,
-        trackers: vec![],
-        web_seeds: vec![],
-        comment: None,
-        created_by: None,
-        creation_date: None,
+        ..crate::hash::CreateOptions::new(format)
     };
     let progress = std::sync::atomic::AtomicU64::new(0);
     let meta = crate::hash::create(&content, &opts, &progress, None).unwrap();
