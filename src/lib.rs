@@ -14,6 +14,7 @@
 //!   registry the tracker, seeder and web face learn torrents from.
 //! - [`web`]: the HTTP face: page, JSON API, .torrent downloads, `/files` web seed, metrics.
 //! - [`config`]: the settings of `bitseed serve`.
+//! - [`ip_limit`]: open connections per client address (peer listener and HTTP).
 //! - [`fuzzing`]: the fuzz targets' bodies (`fuzz/`), shared with their regression tests.
 pub mod announce;
 pub mod bencode;
@@ -22,8 +23,11 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
+pub mod ip_limit;
 pub mod metainfo;
 pub mod peer;
+#[cfg(test)]
+mod roundtrip_tests;
 pub mod storage;
 pub mod tracker;
 pub mod web;

@@ -1,6 +1,7 @@
 //! One integration-test binary: each module drives the real `bitseed` binary over real files and
 //! sockets, and the interop modules use real BitTorrent clients.
 
+mod bounds;
 mod common;
 mod create;
 mod deploy;

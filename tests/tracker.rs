@@ -478,6 +478,52 @@ fn http_newtrackon_style_check() {
     }
 }
 
+/// `bitseed tracker` takes the HTTP bounds `serve` has: a request target over --max-uri-bytes
+/// is answered 414, a connection past --max-connections-per-ip is closed unanswered, and
+/// --keep-alive closes an idle connection.
+#[test]
+fn http_bounds_of_the_standalone_tracker() {
+    use crate::bounds::{ask, connect_from};
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        state.path(),
+        &[
+            "--max-uri-bytes",
+            "300",
+            "--max-connections-per-ip",
+            "1",
+            "--keep-alive",
+            "2",
+        ],
+    );
+    let wait = Duration::from_secs(5);
+    let mut s = connect_from([127, 0, 0, 1], server.http);
+    let long = format!(
+        "GET /announce?info_hash={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        "%41".repeat(120)
+    );
+    s.write_all(long.as_bytes()).unwrap();
+    let mut status = [0u8; 12];
+    s.read_exact(&mut status).unwrap();
+    assert_eq!(&status, b"HTTP/1.1 414");
+    let mut held = connect_from([127, 0, 0, 2], server.http);
+    assert_eq!(
+        ask(&mut held, wait),
+        Some(404),
+        "/healthz is not a tracker route"
+    );
+    let mut second = connect_from([127, 0, 0, 2], server.http);
+    assert_eq!(
+        ask(&mut second, wait),
+        None,
+        "past --max-connections-per-ip"
+    );
+    // Idle for the keep-alive time: closed by the tracker.
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(held.read(&mut status).unwrap_or(0), 0);
+}
+
 // ---- UDP ----
 
 struct Udp {

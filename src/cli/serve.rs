@@ -3,11 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::dev::Service;
-use futures_util::future::{ready, Either, FutureExt};
-
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
@@ -202,35 +199,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on http.listen {}", settings.http.listen))?;
     tracing::info!("http listening on {}", listener.local_addr()?);
     let app_tracker = tracker.clone();
-    let limits = face::HeadLimits {
-        max_uri: settings.http.max_uri_bytes,
-        max_headers: settings.http.max_header_bytes,
-    };
+    let head_limits = settings.http.head_limits();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(head_limits)
             .wrap(face::cors())
-            .wrap_fn(move |req, srv| match limits.refusal(req.request()) {
-                None => Either::Left(srv.call(req).map(|r| r.map(|r| r.map_into_left_body()))),
-                Some(status) => {
-                    tracing::debug!(%status, "request head over a bound refused");
-                    let res = req.into_response(actix_web::HttpResponse::new(status));
-                    Either::Right(ready(Ok(res.map_into_right_body())))
-                }
-            })
+            .wrap(from_fn(face::limits::refuse_big_heads))
             .configure(tracker::configure(app_tracker.clone()))
             .configure(face::configure)
-    })
-    .on_connect(tracker::on_connect)
-    // Explicit, so a slow client's bound is a documented setting rather than a library default.
+    });
     // Request heads are further bounded by actix itself: 32 KiB and 96 headers, else 431.
-    .client_request_timeout(Duration::from_secs_f64(settings.http.request_timeout))
-    .keep_alive(Duration::from_secs_f64(settings.http.keep_alive))
-    .max_connections(settings.http.max_connections)
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(3)
-    .run();
+    let server = face::limits::bound(server, &settings.http, &settings.tracker.trusted_proxies)
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(3)
+        .run();
     let http = server.handle();
     let http_task = tokio::spawn(server);
 

@@ -4,8 +4,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer};
 use anyhow::Context;
+use bitseed::config::HttpSettings;
 use bitseed::tracker::{self, Mode, Tracker, TrackerConfig, TrackerError};
+use bitseed::web::limits;
 
 use super::UsageError;
 
@@ -57,6 +61,25 @@ pub struct Args {
     /// Worker threads (default: the CPUs this process may use).
     #[arg(long)]
     workers: Option<usize>,
+    /// Open HTTP connections per worker; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = HttpSettings::default().max_connections)]
+    max_connections: usize,
+    /// Open HTTP connections from one address (IPv6: one /64), trusted proxies exempt; 0 = no
+    /// limit.
+    #[arg(long, value_name = "N", default_value_t = HttpSettings::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Seconds a client has to send a whole request head.
+    #[arg(long, value_name = "SECS", default_value_t = HttpSettings::default().request_timeout)]
+    request_timeout: f64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, value_name = "SECS", default_value_t = HttpSettings::default().keep_alive)]
+    keep_alive: f64,
+    /// Longest request target in bytes (longer: 414).
+    #[arg(long, value_name = "BYTES", default_value_t = HttpSettings::default().max_uri_bytes)]
+    max_uri_bytes: usize,
+    /// Most bytes over all request headers (more: 431).
+    #[arg(long, value_name = "BYTES", default_value_t = HttpSettings::default().max_header_bytes)]
+    max_header_bytes: usize,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -77,6 +100,22 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    let http = HttpSettings {
+        listen: args.http.unwrap_or(HttpSettings::default().listen),
+        request_timeout: args.request_timeout,
+        keep_alive: args.keep_alive,
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        workers: 0,
+        max_uri_bytes: args.max_uri_bytes,
+        max_header_bytes: args.max_header_bytes,
+    };
+    if !(http.request_timeout > 0.0 && http.keep_alive >= 0.0) || http.max_connections == 0 {
+        return Err(UsageError(
+            "--request-timeout must be above 0, --keep-alive at least 0, --max-connections at least 1".into(),
+        )
+        .into());
+    }
     let config = TrackerConfig {
         mode: match args.mode {
             ModeArg::Open => Mode::Open,
@@ -101,20 +140,20 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    let http = HttpSettings { workers, ..http };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(tracker, args.http, args.udp, workers))?;
+    runtime.block_on(serve(tracker, args.http.map(|_| http), args.udp))?;
     Ok(0)
 }
 
 async fn serve(
     tracker: Arc<Tracker>,
-    http: Option<SocketAddr>,
+    http: Option<HttpSettings>,
     udp: Option<SocketAddr>,
-    workers: usize,
 ) -> anyhow::Result<()> {
     let signalled = super::wait_for_signal();
     let (stop, stopped) = tokio::sync::watch::channel(());
@@ -125,11 +164,11 @@ async fn serve(
         }
     };
     let http_listener = match http {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("binding HTTP {addr}"))?;
+        Some(http) => {
+            let l = std::net::TcpListener::bind(http.listen)
+                .with_context(|| format!("binding HTTP {}", http.listen))?;
             println!("http listening on {}", l.local_addr()?);
-            Some(l)
+            Some((l, http))
         }
         None => None,
     };
@@ -152,10 +191,10 @@ async fn serve(
         }
     };
     let http_server = async {
-        let Some(listener) = http_listener else {
+        let Some((listener, http)) = http_listener else {
             return Ok(());
         };
-        let r = tracker::run_http(listener, tracker.clone(), workers, shutdown()).await;
+        let r = run_http(listener, tracker.clone(), &http, shutdown()).await;
         // If the HTTP server ends on its own (an error), stop the rest too.
         let _ = stop.send(());
         r
@@ -168,4 +207,34 @@ async fn serve(
     http_result.context("HTTP server")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves the tracker alone over HTTP on `listener`, with the same bounds as `serve`, until
+/// `shutdown` resolves.
+async fn run_http(
+    listener: std::net::TcpListener,
+    tracker: Arc<Tracker>,
+    http: &HttpSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let head_limits = http.head_limits();
+    let trusted = tracker.config().trusted_proxies.clone();
+    let app = move || {
+        App::new()
+            .app_data(head_limits)
+            .wrap(from_fn(limits::refuse_big_heads))
+            .configure(tracker::configure(tracker.clone()))
+    };
+    let server = limits::bound(HttpServer::new(app), http, &trusted)
+        .disable_signals()
+        // Clients announce and leave; on stop, don't wait 30 s (the default) for stragglers.
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    server.await
 }

@@ -53,8 +53,13 @@ pub struct HttpSettings {
     pub request_timeout: f64,
     /// Seconds an idle keep-alive connection stays open between requests.
     pub keep_alive: f64,
-    /// Open connections per HTTP worker thread (one worker per CPU); more wait to be accepted.
+    /// Open connections per HTTP worker thread; more wait to be accepted.
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 client: one /64); more are closed at
+    /// once. Trusted proxies (`tracker.trusted_proxies`) are exempt. 0 = no limit.
+    pub max_connections_per_ip: usize,
+    /// HTTP worker threads; 0 = one per CPU.
+    pub workers: usize,
     /// Longest request target (path and query) in bytes; longer is answered 414.
     pub max_uri_bytes: usize,
     /// Most bytes over all header names and values of a request; more is answered 431.
@@ -113,6 +118,9 @@ impl Default for HttpSettings {
             request_timeout: 5.0,
             keep_alive: 5.0,
             max_connections: 25_000,
+            // Browsers open 6 per host, download managers up to 16.
+            max_connections_per_ip: 64,
+            workers: 0,
             max_uri_bytes: 8192,
             max_header_bytes: 16384,
         }

@@ -21,6 +21,8 @@ pub struct PeerConfig {
     pub max_connections: usize,
     /// Open peer connections for one torrent.
     pub max_connections_per_torrent: usize,
+    /// Open peer connections from one client address (an IPv6 client: one /64); 0 = no limit.
+    pub max_connections_per_ip: usize,
     /// Requests a peer may keep outstanding (sent as `reqq`); a peer that queues twice as many
     /// is dropped.
     pub max_request_queue: usize,
@@ -47,6 +49,8 @@ impl Default for PeerConfig {
             max_upload_rate: 0,
             max_connections: 1000,
             max_connections_per_torrent: 200,
+            // A client holds one connection per torrent; a NAT hides a few clients.
+            max_connections_per_ip: 32,
             max_request_queue: 500,
             super_seed: false,
             handshake_timeout: 10.0,

@@ -18,6 +18,7 @@ use super::choker::{Changes, Choker, PeerKey};
 use super::rate::TokenBucket;
 use super::super_seed::SuperSeed;
 use super::{PeerConfig, Published};
+use crate::ip_limit::IpLimit;
 
 /// Round length of the choker (BEP 3's ten seconds).
 const ROUND: Duration = Duration::from_secs(10);
@@ -198,6 +199,7 @@ impl Seeder {
     /// and returns once they are gone.
     pub async fn run(&self, listener: TcpListener, shutdown: CancellationToken) {
         let connections = Arc::new(Semaphore::new(self.inner.config.max_connections.max(1)));
+        let per_ip = IpLimit::new(self.inner.config.max_connections_per_ip);
         let mut tasks = JoinSet::new();
         let mut rounds = tokio::time::interval(ROUND);
         rounds.tick().await;
@@ -211,11 +213,15 @@ impl Seeder {
                             debug!(%addr, "connection refused: max_connections reached");
                             continue;
                         };
+                        let Some(ip_slot) = per_ip.admit(addr.ip()) else {
+                            debug!(%addr, "connection refused: max_connections_per_ip reached");
+                            continue;
+                        };
                         let inner = self.inner.clone();
                         let stop = shutdown.child_token();
                         tasks.spawn(async move {
                             super::session::run(inner, stream, addr, stop).await;
-                            drop(permit);
+                            drop((permit, ip_slot));
                         });
                     }
                     Err(e) => {

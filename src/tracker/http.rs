@@ -2,12 +2,11 @@
 //! Every answer is HTTP 200 with a bencoded body; errors are a `failure reason`.
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::http_request::{parse_announce, parse_scrape, Event};
 use super::http_response::{
@@ -26,42 +25,9 @@ pub fn configure(tracker: Arc<Tracker>) -> impl FnOnce(&mut web::ServiceConfig) 
     }
 }
 
-/// Our address on an HTTP connection, recorded by [`on_connect`].
+/// Our address on an HTTP connection, recorded when it is accepted (`web::limits::bound`).
 #[derive(Debug, Clone, Copy)]
 pub struct LocalAddr(pub std::net::SocketAddr);
-
-/// For `HttpServer::on_connect`: records each connection's local address, so an own seed on an
-/// unspecified address is listed under the address the client reached us on.
-pub fn on_connect(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
-    if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        if let Ok(addr) = sock.local_addr() {
-            data.insert(LocalAddr(addr));
-        }
-    }
-}
-
-/// Serves the tracker alone over HTTP on `listener` until `shutdown` resolves.
-pub async fn run_http(
-    listener: TcpListener,
-    tracker: Arc<Tracker>,
-    workers: usize,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let server = HttpServer::new(move || App::new().configure(configure(tracker.clone())))
-        .on_connect(on_connect)
-        .workers(workers.max(1))
-        .disable_signals()
-        // Clients announce and leave; on stop, don't wait 30 s (the default) for stragglers.
-        .shutdown_timeout(5)
-        .listen(listener)?
-        .run();
-    let handle = server.handle();
-    tokio::spawn(async move {
-        shutdown.await;
-        handle.stop(true).await;
-    });
-    server.await
-}
 
 async fn announce(req: HttpRequest, tracker: web::Data<Tracker>) -> HttpResponse {
     let body = match client_ip(&req, &tracker) {

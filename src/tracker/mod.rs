@@ -35,7 +35,7 @@ pub mod udp_protocol;
 
 pub use completed_store::StoreError;
 pub use config::{ConfigError, Mode, TrackerConfig};
-pub use http::{answer_announce, answer_scrape, configure, on_connect, run_http, LocalAddr};
+pub use http::{answer_announce, answer_scrape, configure, LocalAddr};
 pub use http_request::InfoHash;
 pub use http_response::Counts;
 pub use maintenance::run_maintenance;

@@ -1,9 +1,29 @@
-//! Bounds on request heads. actix refuses an unfinished head over 32 KiB or more than 96
-//! headers, but a head that arrives whole in one read is parsed at any size; these bounds hold
-//! whatever the read pattern, before any handler (tracker, page, /files) sees the request.
+//! The HTTP bounds `serve` and the standalone `tracker` share: connections (total, per client
+//! address), timeouts, and request-head sizes.
+//!
+//! actix refuses an unfinished head over 32 KiB or more than 96 headers, but a head that arrives
+//! whole in one read is parsed at any size; [`HeadLimits`] holds whatever the read pattern,
+//! before any handler (tracker, page, /files) sees the request.
 
+use std::any::Any;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::{Request, Response};
+use actix_service::IntoServiceFactory;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{
+    AppConfig, Extensions, Service, ServiceFactory, ServiceRequest, ServiceResponse,
+};
 use actix_web::http::StatusCode;
-use actix_web::HttpRequest;
+use actix_web::middleware::Next;
+use actix_web::rt::net::TcpStream;
+use actix_web::{HttpRequest, HttpResponse, HttpServer};
+
+use crate::config::HttpSettings;
+use crate::ip_limit::IpLimit;
+use crate::tracker::LocalAddr;
 
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
@@ -29,6 +49,96 @@ impl HeadLimits {
             return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         }
         None
+    }
+}
+
+/// Middleware (`.wrap(from_fn(refuse_big_heads))`, with the app's `HeadLimits` in `app_data`):
+/// answers a request over a bound with 414 or 431 before any handler runs.
+pub async fn refuse_big_heads<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let limits = req
+        .app_data::<HeadLimits>()
+        .copied()
+        .unwrap_or_else(|| HttpSettings::default().head_limits());
+    if let Some(status) = limits.refusal(req.request()) {
+        tracing::debug!(%status, "request head over a bound refused");
+        return Ok(req
+            .into_response(HttpResponse::new(status))
+            .map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+impl HttpSettings {
+    pub fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            max_uri: self.max_uri_bytes,
+            max_headers: self.max_header_bytes,
+        }
+    }
+}
+
+/// Applies the connection bounds of `http` to a server being built: total connections, timeouts,
+/// workers, and at most `http.max_connections_per_ip` open connections per client address
+/// (clients in `trusted_proxies` are exempt: every client behind a proxy shares its address).
+pub fn bound<F, I, S, B>(
+    server: HttpServer<F, I, S, B>,
+    http: &HttpSettings,
+    trusted_proxies: &[IpAddr],
+) -> HttpServer<F, I, S, B>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let per_ip = IpLimit::new(http.max_connections_per_ip);
+    let exempt = trusted_proxies.to_vec();
+    let server = server
+        .on_connect(move |conn, data| on_connect(&per_ip, &exempt, conn, data))
+        .client_request_timeout(Duration::from_secs_f64(http.request_timeout))
+        .keep_alive(Duration::from_secs_f64(http.keep_alive))
+        .max_connections(http.max_connections);
+    match http.workers {
+        0 => server,
+        n => server.workers(n),
+    }
+}
+
+/// Records the connection's local address (so an own seed on an unspecified address is listed
+/// under the address the client reached) and takes its per-address slot, held in the
+/// connection's data until it closes. A connection past the limit is shut down at once: actix
+/// then reads end-of-stream and drops it before any request is read.
+fn on_connect(per_ip: &Arc<IpLimit>, exempt: &[IpAddr], conn: &dyn Any, data: &mut Extensions) {
+    let Some(sock) = conn.downcast_ref::<TcpStream>() else {
+        return;
+    };
+    if let Ok(addr) = sock.local_addr() {
+        data.insert(LocalAddr(addr));
+    }
+    let Ok(peer) = sock.peer_addr() else {
+        return;
+    };
+    if exempt.contains(&peer.ip().to_canonical()) {
+        return;
+    }
+    match per_ip.admit(peer.ip()) {
+        Some(slot) => {
+            data.insert(slot);
+        }
+        None => {
+            tracing::debug!(%peer, "http connection refused: max_connections_per_ip reached");
+            let _ = socket2::SockRef::from(sock).shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod api;
 mod files;
-mod limits;
+pub mod limits;
 mod metrics;
 mod page;
 mod torrent_file;

@@ -1,0 +1,212 @@
+//! Connection bounds against the real binary: per client address (peer wire and HTTP, trusted
+//! proxies exempt), HTTP connections in total, and the HTTP keep-alive timeout. Loopback has a
+//! whole /8, so clients from different addresses are sockets bound to 127.0.0.2, 127.0.0.3...
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+use crate::common::data;
+use crate::serve::{dirs, Dirs, Server};
+
+/// A TCP connection to `to` from the loopback address `from`.
+pub fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Sends a keep-alive GET /healthz on `s`; the status, or `None` when the server closes the
+/// connection (or says nothing within `wait`) instead of answering.
+pub fn ask(s: &mut TcpStream, wait: Duration) -> Option<u16> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: bitseed\r\n\r\n")
+        .is_err()
+    {
+        return None;
+    }
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let len: usize = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).ok()?;
+    Some(status)
+}
+
+fn start_with(d: &Dirs, toml: &str) -> Server {
+    let config = d.state.with_extension("toml");
+    std::fs::write(&config, toml).unwrap();
+    Server::start(
+        &d.content,
+        &d.state,
+        &["--config", config.to_str().unwrap()],
+    )
+}
+
+fn peer_addr(server: &Server) -> SocketAddr {
+    let needle = "peer listening on ";
+    let line = server.wait_log(needle, Duration::from_secs(10));
+    line.split(needle)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Retries `f` until it is true, for at most 10 s: a closed connection is noticed by the server
+/// asynchronously.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// peer.max_connections_per_ip: a third connection from one address is closed, another address
+/// is admitted, and a slot freed is taken again.
+#[test]
+fn peer_connections_per_ip_are_capped() {
+    let d = dirs();
+    std::fs::write(d.content.join("a.bin"), data(50_000, 1)).unwrap();
+    let server = start_with(&d, "[peer]\nmax_connections_per_ip = 2\n");
+    let t = server.wait_published("a.bin", None);
+    let ih: [u8; 20] = hex::decode(t["info_hash"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let peer = peer_addr(&server);
+    let admitted = |from: [u8; 4]| {
+        let mut s = connect_from(from, peer);
+        let ok = crate::hostile::handshake_answered(&mut s, ih);
+        (s, ok)
+    };
+    let (first, ok) = admitted([127, 0, 0, 1]);
+    assert!(ok, "first connection from 127.0.0.1");
+    let (_second, ok) = admitted([127, 0, 0, 1]);
+    assert!(ok, "second connection from 127.0.0.1");
+    let (_third, ok) = admitted([127, 0, 0, 1]);
+    assert!(!ok, "a third connection from 127.0.0.1 is past the cap");
+    let (_other, ok) = admitted([127, 0, 0, 2]);
+    assert!(ok, "127.0.0.2 is another client");
+    drop(first);
+    eventually("the freed slot of 127.0.0.1 is never reused", || {
+        admitted([127, 0, 0, 1]).1
+    });
+}
+
+/// http.max_connections_per_ip: past the cap a connection is closed before it is answered;
+/// another address is served; a trusted proxy (every client behind it shares its address) is
+/// not capped.
+#[test]
+fn http_connections_per_ip_are_capped_except_trusted_proxies() {
+    let d = dirs();
+    let server = start_with(
+        &d,
+        "[http]\nmax_connections_per_ip = 2\nkeep_alive = 60.0\n\
+         [tracker]\ntrusted_proxies = [\"127.0.0.3\"]\n",
+    );
+    let wait = Duration::from_secs(5);
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| connect_from([127, 0, 0, 1], server.http))
+        .collect();
+    for s in &mut held {
+        assert_eq!(ask(s, wait), Some(200), "within the cap");
+    }
+    let mut third = connect_from([127, 0, 0, 1], server.http);
+    assert_eq!(
+        ask(&mut third, wait),
+        None,
+        "past the cap: closed unanswered"
+    );
+    let mut other = connect_from([127, 0, 0, 2], server.http);
+    assert_eq!(ask(&mut other, wait), Some(200), "another address");
+    let mut proxied: Vec<TcpStream> = (0..4)
+        .map(|_| connect_from([127, 0, 0, 3], server.http))
+        .collect();
+    for s in &mut proxied {
+        assert_eq!(ask(s, wait), Some(200), "a trusted proxy is not capped");
+    }
+    // The connections held are still served, and a freed slot is taken again.
+    assert_eq!(ask(&mut held[0], wait), Some(200));
+    held.pop();
+    eventually("the freed HTTP slot is never reused", || {
+        ask(&mut connect_from([127, 0, 0, 1], server.http), wait) == Some(200)
+    });
+}
+
+/// http.max_connections (per worker, with http.workers = 1): a connection past it waits,
+/// unanswered, until one closes, and is then served.
+#[test]
+fn http_max_connections_holds_until_one_closes() {
+    let d = dirs();
+    let server = start_with(
+        &d,
+        "[http]\nworkers = 1\nmax_connections = 2\nmax_connections_per_ip = 0\nkeep_alive = 60.0\n",
+    );
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| connect_from([127, 0, 0, 1], server.http))
+        .collect();
+    for s in &mut held {
+        assert_eq!(ask(s, Duration::from_secs(5)), Some(200));
+    }
+    let mut waiting = connect_from([127, 0, 0, 1], server.http);
+    assert_eq!(
+        ask(&mut waiting, Duration::from_millis(1500)),
+        None,
+        "a third connection is not served while two are open"
+    );
+    drop(held);
+    // The request already sent is answered once a slot frees.
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = [0u8; 12];
+    waiting.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+}
+
+/// http.keep_alive: an idle connection is closed by the server after the keep-alive time, not
+/// before, and not kept for ever.
+#[test]
+fn http_idle_keep_alive_connections_are_closed() {
+    let d = dirs();
+    let server = start_with(&d, "[http]\nkeep_alive = 2.0\n");
+    let mut s = connect_from([127, 0, 0, 1], server.http);
+    assert_eq!(ask(&mut s, Duration::from_secs(5)), Some(200));
+    let idle = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("{n} unexpected bytes on an idle connection"),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the idle connection was not closed: {e}"),
+    }
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(1500),
+        "closed after {after:?}, before the keep-alive time"
+    );
+}
