@@ -659,11 +659,10 @@ fn libtorrent_downloads_from_the_magnet_link() {
     if !have_libtorrent() {
         return;
     }
-    // Hybrid is left out: libtorrent 2.0.8 given a hybrid magnet (btih + btmh) closes its first
-    // connection to our seed right after the handshake and does not come back, even when offered
-    // the address again (a known bug, under investigation; hybrid .torrent files download fine,
-    // see seeder::libtorrent_downloads_hybrid).
-    for format in ["v1", "v2"] {
+    // Hybrid first: the magnet carries both hashes, libtorrent announces both at once, and the
+    // tracker must list our seed to it under one of them only (see
+    // hybrid_own_seed_is_listed_to_a_client_under_one_hash_only).
+    for format in ["hybrid", "v1", "v2"] {
         let d = dirs();
         let server = Server::start(&d.content, &d.state, &["--format", format]);
         write_tree(
@@ -727,4 +726,36 @@ fn own_seed_on_any_address_is_listed_under_the_reached_address() {
         body.contains(&format!("2:ip9:127.0.0.14:porti{port}e")),
         "{body}"
     );
+}
+
+/// A hybrid torrent is tracked under its v1 and truncated v2 hashes; a client announcing both
+/// (as libtorrent does, at once) is given our own seed under the first one it asked about only:
+/// given it under both, libtorrent 2.0 may reject our handshake as "invalid info-hash" and never
+/// come back. A client announcing one hash only always gets it.
+#[test]
+fn hybrid_own_seed_is_listed_to_a_client_under_one_hash_only() {
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &["--format", "hybrid"]);
+    std::fs::write(d.content.join("h.bin"), data(50_000, 4)).unwrap();
+    let t = server.wait_published("h.bin", None);
+    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    let v1 = t["info_hash"].as_str().unwrap().to_owned();
+    let v2 = t["info_hash_v2"].as_str().unwrap()[..40].to_owned();
+    let own = format!("2:ip9:127.0.0.14:porti{port}e");
+    let lists_own = |hash: &str, client_port: u16| {
+        let path = announce_path(hash).replace("&port=6881", &format!("&port={client_port}"));
+        let body = server.get(&format!("{path}&compact=0")).body;
+        String::from_utf8_lossy(&body).contains(&own)
+    };
+    // One client, v2 asked first: v2 only, on every later announce too.
+    assert!(lists_own(&v2, 7001));
+    assert!(!lists_own(&v1, 7001));
+    assert!(lists_own(&v2, 7001));
+    // Another, v1 first.
+    assert!(lists_own(&v1, 7002));
+    assert!(!lists_own(&v2, 7002));
+    // Clients announcing one hash only.
+    assert!(lists_own(&v1, 7003));
+    assert!(lists_own(&v2, 7004));
 }

@@ -159,8 +159,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 Ok(torrent) => s.add(Arc::new(torrent)),
                 Err(e) => tracing::error!("cannot seed `{}`: {e}", p.name),
             }
-            for h in p.meta.info_hash.wire_hashes() {
-                t.register(h);
+            let hashes = p.meta.info_hash.wire_hashes();
+            for h in &hashes {
+                t.register(*h);
+            }
+            if let [v1, v2] = hashes[..] {
+                t.link_hybrid(v1, v2);
             }
         }
         Event::Retired(p) => {

@@ -28,6 +28,7 @@ mod peer_list;
 mod siphash;
 mod state;
 mod swarm;
+mod twins;
 mod udp;
 #[cfg(target_os = "linux")]
 mod udp_batch;

@@ -17,6 +17,7 @@ use super::connection_id::ConnectionIds;
 use super::http_request::InfoHash;
 use super::http_response::Counts;
 use super::swarm::{Announce, Limits, Refusal, Shard, SwarmChange};
+use super::twins::Twins;
 
 /// Shards by the info hash's first byte: an announce locks 1/256th of the store.
 const SHARDS: usize = 256;
@@ -56,6 +57,8 @@ pub struct Tracker {
     tick_secs: u64,
     max_age_ticks: u16,
     rate_bits: AtomicU64,
+    /// The two hashes of each hybrid torrent, and which one each client got our seed under.
+    twins: Twins,
 }
 
 impl Tracker {
@@ -90,6 +93,7 @@ impl Tracker {
             tick_secs,
             max_age_ticks,
             rate_bits: AtomicU64::new(0),
+            twins: Twins::default(),
         })
     }
 
@@ -112,6 +116,7 @@ impl Tracker {
         let mut shard = self.shard(&info_hash);
         shard.published.remove(&info_hash);
         shard.own_seeds.remove(&info_hash);
+        self.twins.unlink(&info_hash);
         if shard.swarms.remove(&info_hash).is_some() {
             self.torrents.fetch_sub(1, Ordering::Relaxed);
         }
@@ -127,6 +132,12 @@ impl Tracker {
 
     pub fn clear_own_seed(&self, info_hash: InfoHash) {
         self.shard(&info_hash).own_seeds.remove(&info_hash);
+    }
+
+    /// `v1` and `v2_truncated` are one hybrid torrent: a client is then given the own seed
+    /// under one of them only (see `twins`). Undone by [`unregister`](Self::unregister).
+    pub fn link_hybrid(&self, v1: InfoHash, v2_truncated: InfoHash) {
+        self.twins.link(v1, v2_truncated);
     }
 
     /// Seeders (own seed included), leechers and completed count of one torrent.
@@ -168,9 +179,21 @@ impl Tracker {
                 || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
         };
         let now = self.tick();
-        let (counts, change) =
-            self.shard(&a.info_hash)
-                .announce(a, limits, now, random(), peers4, peers6)?;
+        // Only leechers are given the own seed; asking the twins ledger for seeds too would
+        // fill it for nothing.
+        let own_seed = a.left == 0
+            || self
+                .twins
+                .may_list_own_seed(&a.info_hash, a.peer, Instant::now());
+        let (counts, change) = self.shard(&a.info_hash).announce(
+            a,
+            limits,
+            now,
+            random(),
+            own_seed,
+            peers4,
+            peers6,
+        )?;
         match change {
             SwarmChange::Created => self.torrents.fetch_add(1, Ordering::Relaxed),
             SwarmChange::Removed => self.torrents.fetch_sub(1, Ordering::Relaxed),
@@ -209,6 +232,8 @@ impl Tracker {
             removed += lock(shard).sweep(now, self.max_age_ticks);
         }
         self.torrents.fetch_sub(removed, Ordering::Relaxed);
+        let max_age = std::time::Duration::from_secs(u64::from(self.config.interval) * 2);
+        self.twins.sweep(Instant::now(), max_age);
         removed
     }
 

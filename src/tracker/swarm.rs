@@ -109,6 +109,7 @@ impl Shard {
         limits: Limits,
         now: u16,
         random: u64,
+        own_seed: bool,
         peers4: &mut Vec<u8>,
         peers6: &mut Vec<u8>,
     ) -> Result<(Counts, SwarmChange), Refusal> {
@@ -121,7 +122,7 @@ impl Shard {
             // Nothing to store: answer without creating a swarm (the own seed may be listed).
             if a.event == Event::Stopped || a.peer.port() == 0 {
                 if a.event != Event::Stopped {
-                    self.pick(a, a.left == 0, random, peers4, peers6);
+                    self.pick(a, a.left == 0, random, own_seed, peers4, peers6);
                 }
                 return Ok((self.counts(&a.info_hash), change));
             }
@@ -139,7 +140,7 @@ impl Shard {
         }
         let counts = self.counts(&a.info_hash);
         if a.event != Event::Stopped {
-            self.pick(a, seeder, random, peers4, peers6);
+            self.pick(a, seeder, random, own_seed, peers4, peers6);
         }
         if self.swarms.get(&a.info_hash).is_some_and(Swarm::is_empty) {
             self.swarms.remove(&a.info_hash);
@@ -157,20 +158,25 @@ impl Shard {
         a: &Announce,
         seeder: bool,
         random: u64,
+        own_seed: bool,
         peers4: &mut Vec<u8>,
         peers6: &mut Vec<u8>,
     ) {
         let mut want = a.numwant;
         let v4_first = a.peer.is_ipv4();
         // bitseed's own seed first, to leechers, even when it shares the requester's IP.
-        let own = self.own_seeds.get(&a.info_hash).and_then(|own| {
-            if own.ip().is_unspecified() {
-                a.local_ip
-                    .map(|ip| SocketAddr::new(ip.to_canonical(), own.port()))
-            } else {
-                Some(*own)
-            }
-        });
+        let own = self
+            .own_seeds
+            .get(&a.info_hash)
+            .filter(|_| own_seed)
+            .and_then(|own| {
+                if own.ip().is_unspecified() {
+                    a.local_ip
+                        .map(|ip| SocketAddr::new(ip.to_canonical(), own.port()))
+                } else {
+                    Some(*own)
+                }
+            });
         if let (Some(own), false, true) = (own.as_ref(), seeder, want > 0) {
             if own.is_ipv4() == v4_first || a.both_families {
                 match compact(*own) {
@@ -320,7 +326,9 @@ mod tests {
 
     fn run(shard: &mut Shard, a: Announce) -> (Counts, Vec<u8>, Vec<u8>) {
         let (mut p4, mut p6) = (Vec::new(), Vec::new());
-        let (counts, _) = shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
+        let (counts, _) = shard
+            .announce(&a, OPEN, 0, 0, true, &mut p4, &mut p6)
+            .unwrap();
         (counts, p4, p6)
     }
 
@@ -333,12 +341,12 @@ mod tests {
         };
         let a = ann("10.0.0.1:1", Event::Started, 5);
         assert_eq!(
-            shard.announce(&a, limits, 0, 0, &mut vec![], &mut vec![]),
+            shard.announce(&a, limits, 0, 0, true, &mut vec![], &mut vec![]),
             Err(Refusal::Unregistered)
         );
         shard.published.insert(H);
         assert!(shard
-            .announce(&a, limits, 0, 0, &mut vec![], &mut vec![])
+            .announce(&a, limits, 0, 0, true, &mut vec![], &mut vec![])
             .is_ok());
     }
 
@@ -383,7 +391,9 @@ mod tests {
             ..ann("10.0.0.1:1", Event::None, 5)
         };
         let (mut p4, mut p6) = (vec![], vec![]);
-        shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
+        shard
+            .announce(&a, OPEN, 0, 0, true, &mut p4, &mut p6)
+            .unwrap();
         assert_eq!((p4.len(), p6.len()), (6, 0));
     }
 
@@ -411,6 +421,7 @@ mod tests {
                 OPEN,
                 0,
                 0,
+                true,
                 &mut p4,
                 &mut p6,
             )
@@ -429,6 +440,7 @@ mod tests {
                 OPEN,
                 10,
                 0,
+                true,
                 &mut p4,
                 &mut p6,
             )
@@ -439,6 +451,7 @@ mod tests {
                 OPEN,
                 20,
                 0,
+                true,
                 &mut p4,
                 &mut p6,
             )

@@ -7,6 +7,7 @@ download completed (libtorrent checked every piece), 1 otherwise. Only loopback 
 DHT, LSD, UPnP, NAT-PMP and uTP are off, so nothing leaves the machine.
 """
 import argparse
+import collections
 import json
 import sys
 import time
@@ -31,7 +32,16 @@ def main():
         out_enc_policy=int(lt.enc_policy.disabled),
         # Loopback peers are our only peers: never filter them.
         allow_multiple_connections_per_ip=True,
+        # Peer, tracker and error events are kept (the last few hundred) and printed on
+        # failure, so a failed download says what libtorrent saw.
+        alert_mask=int(
+            lt.alert.category_t.peer_notification
+            | lt.alert.category_t.connect_notification
+            | lt.alert.category_t.error_notification
+            | lt.alert.category_t.tracker_notification
+        ),
     )
+    events = collections.deque(maxlen=400)
     if a.magnet:
         params = lt.parse_magnet_uri(a.magnet)
     else:
@@ -62,7 +72,13 @@ def main():
             for peer in peers:
                 h.connect_peer(peer)
             last_connect = time.time()
+        for alert in ses.pop_alerts():
+            events.append("%.3f %s: %s" % (time.time() - start, alert.what(), alert.message()))
         time.sleep(0.05)
+    if not ok:
+        for alert in ses.pop_alerts():
+            events.append("%.3f %s: %s" % (time.time() - start, alert.what(), alert.message()))
+        print("\n".join(events), file=sys.stderr)
     st = h.status()
     print(
         json.dumps(
