@@ -170,7 +170,14 @@ impl Tracker {
         peers6: &mut Vec<u8>,
     ) -> Result<Counts, Refusal> {
         let open = self.config.mode == Mode::Open;
+        // Only leechers are given the own seed; asking the twins ledger for seeds too would
+        // fill it for nothing.
+        let own_seed = a.left == 0
+            || self
+                .twins
+                .may_list_own_seed(&a.info_hash, a.peer, Instant::now());
         let limits = Limits {
+            own_seed,
             open,
             max_peers: self.config.max_peers_per_torrent as usize,
             // Read without a lock: concurrent announces in other shards may overshoot the cap
@@ -179,21 +186,9 @@ impl Tracker {
                 || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
         };
         let now = self.tick();
-        // Only leechers are given the own seed; asking the twins ledger for seeds too would
-        // fill it for nothing.
-        let own_seed = a.left == 0
-            || self
-                .twins
-                .may_list_own_seed(&a.info_hash, a.peer, Instant::now());
-        let (counts, change) = self.shard(&a.info_hash).announce(
-            a,
-            limits,
-            now,
-            random(),
-            own_seed,
-            peers4,
-            peers6,
-        )?;
+        let (counts, change) =
+            self.shard(&a.info_hash)
+                .announce(a, limits, now, random(), peers4, peers6)?;
         match change {
             SwarmChange::Created => self.torrents.fetch_add(1, Ordering::Relaxed),
             SwarmChange::Removed => self.torrents.fetch_sub(1, Ordering::Relaxed),

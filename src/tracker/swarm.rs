@@ -78,6 +78,8 @@ pub struct Limits {
     pub max_peers: usize,
     /// Whether a new swarm may be created (the caller checks the global torrent count).
     pub may_create: bool,
+    /// Whether bitseed's own seed may be listed in this answer (see `twins`).
+    pub own_seed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -109,10 +111,10 @@ impl Shard {
         limits: Limits,
         now: u16,
         random: u64,
-        own_seed: bool,
         peers4: &mut Vec<u8>,
         peers6: &mut Vec<u8>,
     ) -> Result<(Counts, SwarmChange), Refusal> {
+        let own_seed = limits.own_seed;
         self.announces += 1;
         if !limits.open && !self.published.contains(&a.info_hash) {
             return Err(Refusal::Unregistered);
@@ -310,6 +312,7 @@ mod tests {
         open: true,
         max_peers: 100,
         may_create: true,
+        own_seed: true,
     };
 
     fn ann(peer: &str, event: Event, left: u64) -> Announce {
@@ -326,9 +329,7 @@ mod tests {
 
     fn run(shard: &mut Shard, a: Announce) -> (Counts, Vec<u8>, Vec<u8>) {
         let (mut p4, mut p6) = (Vec::new(), Vec::new());
-        let (counts, _) = shard
-            .announce(&a, OPEN, 0, 0, true, &mut p4, &mut p6)
-            .unwrap();
+        let (counts, _) = shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
         (counts, p4, p6)
     }
 
@@ -341,12 +342,12 @@ mod tests {
         };
         let a = ann("10.0.0.1:1", Event::Started, 5);
         assert_eq!(
-            shard.announce(&a, limits, 0, 0, true, &mut vec![], &mut vec![]),
+            shard.announce(&a, limits, 0, 0, &mut vec![], &mut vec![]),
             Err(Refusal::Unregistered)
         );
         shard.published.insert(H);
         assert!(shard
-            .announce(&a, limits, 0, 0, true, &mut vec![], &mut vec![])
+            .announce(&a, limits, 0, 0, &mut vec![], &mut vec![])
             .is_ok());
     }
 
@@ -391,9 +392,7 @@ mod tests {
             ..ann("10.0.0.1:1", Event::None, 5)
         };
         let (mut p4, mut p6) = (vec![], vec![]);
-        shard
-            .announce(&a, OPEN, 0, 0, true, &mut p4, &mut p6)
-            .unwrap();
+        shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
         assert_eq!((p4.len(), p6.len()), (6, 0));
     }
 
@@ -421,7 +420,6 @@ mod tests {
                 OPEN,
                 0,
                 0,
-                true,
                 &mut p4,
                 &mut p6,
             )
@@ -440,7 +438,6 @@ mod tests {
                 OPEN,
                 10,
                 0,
-                true,
                 &mut p4,
                 &mut p6,
             )
@@ -451,7 +448,6 @@ mod tests {
                 OPEN,
                 20,
                 0,
-                true,
                 &mut p4,
                 &mut p6,
             )
