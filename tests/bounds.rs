@@ -210,3 +210,33 @@ fn http_idle_keep_alive_connections_are_closed() {
         "closed after {after:?}, before the keep-alive time"
     );
 }
+
+/// The seeder keeps every published file open: started from a shell whose soft limit on open
+/// files is low (128), `serve` raises it to the hard limit and seeds a folder of 300 files
+/// instead of failing with "Too many open files".
+#[test]
+fn a_folder_of_more_files_than_the_soft_fd_limit_is_seeded() {
+    let d = dirs();
+    let many = d.content.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..300 {
+        std::fs::write(many.join(format!("f{i:03}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let server = Server::start_with_soft_fd_limit(&d.content, &d.state, 128);
+    let t = server.wait_published("many", None);
+    let ih: [u8; 20] = hex::decode(t["info_hash"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    server.wait_log("open files limit: ", Duration::from_secs(5));
+    let peer = peer_addr(&server);
+    eventually("the seeder never served the folder of 300 files", || {
+        let mut s = connect_from([127, 0, 0, 1], peer);
+        crate::hostile::handshake_answered(&mut s, ih)
+    });
+    assert!(
+        !server.log.lock().unwrap().contains("Too many open files"),
+        "{}",
+        server.log.lock().unwrap()
+    );
+}

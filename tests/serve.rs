@@ -20,23 +20,45 @@ pub struct Server {
 
 impl Server {
     pub fn start(content: &Path, state: &Path, extra: &[&str]) -> Server {
-        let mut child = bitseed()
-            .args(["serve", "--content"])
-            .arg(content)
-            .arg("--state")
-            .arg(state)
-            .args(
-                [
-                    ("--http", "127.0.0.1:0"),
-                    ("--udp", "127.0.0.1:0"),
-                    ("--peer", "127.0.0.1:0"),
-                    ("--settle", "0.5"),
-                ]
-                .into_iter()
-                .filter(|(flag, _)| !extra.contains(flag))
-                .flat_map(|(flag, value)| [flag, value]),
-            )
-            .args(extra)
+        let mut cmd = bitseed();
+        cmd.args(Self::args(content, state, extra));
+        Server::spawn(cmd)
+    }
+
+    /// `start` from a shell whose soft limit on open files is `soft`.
+    pub fn start_with_soft_fd_limit(content: &Path, state: &Path, soft: u32) -> Server {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_bitseed"))
+            .args(Self::args(content, state, &[]));
+        Server::spawn(cmd)
+    }
+
+    fn args(content: &Path, state: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "serve".into(),
+            "--content".into(),
+            content.into(),
+            "--state".into(),
+            state.into(),
+        ];
+        for (flag, value) in [
+            ("--http", "127.0.0.1:0"),
+            ("--udp", "127.0.0.1:0"),
+            ("--peer", "127.0.0.1:0"),
+            ("--settle", "0.5"),
+        ] {
+            if !extra.contains(&flag) {
+                args.extend([flag.into(), value.into()]);
+            }
+        }
+        args.extend(extra.iter().map(Into::into));
+        args
+    }
+
+    fn spawn(mut cmd: std::process::Command) -> Server {
+        let mut child = cmd
             .env(
                 "RUST_LOG",
                 "info,bitseed::peer=debug,bitseed::tracker=debug",

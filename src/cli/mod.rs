@@ -66,6 +66,29 @@ pub fn one_line(err: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// Raises the soft limit on open files to the hard limit, as long-running servers do: the seeder
+/// keeps every published file open (so that a file replaced under its name is noticed), and a
+/// shell's default of 1024 would refuse a folder of a few thousand files. Returns the limit now
+/// in force.
+pub(crate) fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(
+                "cannot raise the open files limit above {:?}: {e}",
+                limit.current
+            );
+            return limit.current;
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
 /// Installs the SIGTERM and SIGINT handlers now, not when first awaited: the listening lines
 /// are printed before the server waits, and a supervisor (or test) that signals as soon as it
 /// sees them must get a clean stop, not the default action of the signal.

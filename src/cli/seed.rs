@@ -49,6 +49,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    // A torrent of many files keeps each of them open.
+    super::raise_open_files_limit();
 
     let bytes = std::fs::read(&args.torrent)
         .with_context(|| format!("cannot read `{}`", args.torrent.display()))?;

@@ -114,6 +114,10 @@ fn init_logging(json: bool) {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signalled = super::wait_for_signal();
+    match super::raise_open_files_limit() {
+        Some(n) => tracing::info!("open files limit: {n}"),
+        None => tracing::info!("open files limit: unlimited"),
+    }
     let shutdown = CancellationToken::new();
     let registry = Registry::new();
     let catalog = Catalog::open(
