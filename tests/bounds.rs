@@ -63,17 +63,6 @@ fn start_with(d: &Dirs, toml: &str) -> Server {
     )
 }
 
-fn peer_addr(server: &Server) -> SocketAddr {
-    let needle = "peer listening on ";
-    let line = server.wait_log(needle, Duration::from_secs(10));
-    line.split(needle)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Retries `f` until it is true, for at most 10 s: a closed connection is noticed by the server
 /// asynchronously.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -91,12 +80,8 @@ fn peer_connections_per_ip_are_capped() {
     let d = dirs();
     std::fs::write(d.content.join("a.bin"), data(50_000, 1)).unwrap();
     let server = start_with(&d, "[peer]\nmax_connections_per_ip = 2\n");
-    let t = server.wait_published("a.bin", None);
-    let ih: [u8; 20] = hex::decode(t["info_hash"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let peer = peer_addr(&server);
+    let ih = server.published_hash("a.bin");
+    let peer = server.logged_addr("peer listening on ");
     let admitted = |from: [u8; 4]| {
         let mut s = connect_from(from, peer);
         let ok = crate::hostile::handshake_answered(&mut s, ih);
@@ -223,13 +208,9 @@ fn a_folder_of_more_files_than_the_soft_fd_limit_is_seeded() {
         std::fs::write(many.join(format!("f{i:03}.txt")), format!("file {i}\n")).unwrap();
     }
     let server = Server::start_with_soft_fd_limit(&d.content, &d.state, 128);
-    let t = server.wait_published("many", None);
-    let ih: [u8; 20] = hex::decode(t["info_hash"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let ih = server.published_hash("many");
     server.wait_log("open files limit: ", Duration::from_secs(5));
-    let peer = peer_addr(&server);
+    let peer = server.logged_addr("peer listening on ");
     eventually("the seeder never served the folder of 300 files", || {
         let mut s = connect_from([127, 0, 0, 1], peer);
         crate::hostile::handshake_answered(&mut s, ih)

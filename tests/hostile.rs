@@ -65,19 +65,8 @@ fn short_timeouts(d: &crate::serve::Dirs) -> (Server, [u8; 20], SocketAddr) {
         &d.state,
         &["--config", config.to_str().unwrap()],
     );
-    let t = server.wait_published("one.bin", None);
-    let ih: [u8; 20] = hex::decode(t["info_hash"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
-    let peer: SocketAddr = line
-        .split("peer listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ih = server.published_hash("one.bin");
+    let peer = server.logged_addr("peer listening on ");
     (server, ih, peer)
 }
 
@@ -320,25 +309,9 @@ fn peer_connection_caps_hold() {
         &d.state,
         &["--config", config.to_str().unwrap()],
     );
-    let hash = |name: &str| -> [u8; 20] {
-        hex::decode(
-            server.wait_published(name, None)["info_hash"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap()
-        .try_into()
-        .unwrap()
-    };
+    let hash = |name: &str| server.published_hash(name);
     let (a, b) = (hash("a.bin"), hash("b.bin"));
-    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
-    let peer: SocketAddr = line
-        .split("peer listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let peer = server.logged_addr("peer listening on ");
 
     let (a1, ok) = admitted(peer, a);
     assert!(ok, "first peer of a.bin");
@@ -458,17 +431,8 @@ fn rss_stays_flat_under_a_flood_while_a_download_completes() {
     server.wait_published("good.bin", None);
     let r = server.get("/torrents/good.bin.torrent");
     let meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
-    let addr_after = |needle: &str| -> SocketAddr {
-        let line = server.wait_log(needle, Duration::from_secs(5));
-        line.split(needle)
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let peer = addr_after("peer listening on ");
-    let udp = addr_after("udp tracker listening on ");
+    let peer = server.logged_addr("peer listening on ");
+    let udp = server.logged_addr("udp tracker listening on ");
     let pid = server.pid();
 
     let start = std::time::Instant::now();
@@ -604,14 +568,7 @@ fn a_file_rewritten_while_seeded_never_serves_a_bad_piece() {
         t["info_hash"].as_str().unwrap(),
         hex::encode(meta.info_hash.wire().unwrap())
     );
-    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
-    let peer: SocketAddr = line
-        .split("peer listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let peer = server.logged_addr("peer listening on ");
 
     let (mut s, mut buf) = crate::seeder::connect(peer, meta.info_hash.wire().unwrap());
     crate::seeder::wait_unchoke(&mut s, &mut buf);
@@ -691,19 +648,8 @@ fn a_published_file_swapped_for_an_outside_symlink_is_never_followed() {
     let path = d.content.join("a.bin");
     std::fs::write(&path, data(40_000, 1)).unwrap();
     let server = Server::start(&d.content, &d.state, &["--settle", "0.3"]);
-    let t = server.wait_published("a.bin", None);
-    let ih: [u8; 20] = hex::decode(t["info_hash"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
-    let peer: SocketAddr = line
-        .split("peer listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ih = server.published_hash("a.bin");
+    let peer = server.logged_addr("peer listening on ");
     // A peer connected before the swap, and one request after it.
     let (mut s, mut buf) = crate::seeder::connect(peer, ih);
     crate::seeder::wait_unchoke(&mut s, &mut buf);

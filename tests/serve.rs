@@ -83,14 +83,28 @@ impl Server {
             http: "127.0.0.1:1".parse().unwrap(),
             log,
         };
-        let line = server.wait_log("http listening on ", Duration::from_secs(20));
-        let addr = line
-            .split("http listening on ")
+        server.http = server.logged_addr("http listening on ");
+        server
+    }
+
+    /// Waits until `name` is published; its v1 (or truncated v2) info hash as bytes.
+    pub fn published_hash(&self, name: &str) -> [u8; 20] {
+        let t = self.wait_published(name, None);
+        let hex = t["info_hash"].as_str().expect("info_hash in the API");
+        hex::decode(hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .expect("a 20-byte hex info hash")
+    }
+
+    /// The address logged after `needle` (e.g. "peer listening on "), waiting for the line.
+    pub fn logged_addr(&self, needle: &str) -> SocketAddr {
+        let line = self.wait_log(needle, Duration::from_secs(20));
+        line.split(needle)
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
-            .expect("address in log");
-        server.http = addr.parse().expect("socket address");
-        server
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address after {needle:?} in {line:?}"))
     }
 
     /// Waits for a log line containing `needle`; returns it.
@@ -736,8 +750,7 @@ fn own_seed_on_any_address_is_listed_under_the_reached_address() {
     let server = Server::start(&d.content, &d.state, &["--peer", "0.0.0.0:0"]);
     std::fs::write(d.content.join("f.bin"), data(50_000, 2)).unwrap();
     let t = server.wait_published("f.bin", None);
-    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
-    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    let port = server.logged_addr("peer listening on ").port();
     let path = format!(
         "{}&compact=0",
         announce_path(t["info_hash"].as_str().unwrap())
@@ -760,8 +773,7 @@ fn hybrid_own_seed_is_listed_to_a_client_under_one_hash_only() {
     let server = Server::start(&d.content, &d.state, &["--format", "hybrid"]);
     std::fs::write(d.content.join("h.bin"), data(50_000, 4)).unwrap();
     let t = server.wait_published("h.bin", None);
-    let line = server.wait_log("peer listening on ", Duration::from_secs(5));
-    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    let port = server.logged_addr("peer listening on ").port();
     let v1 = t["info_hash"].as_str().unwrap().to_owned();
     let v2 = t["info_hash_v2"].as_str().unwrap()[..40].to_owned();
     let own = format!("2:ip9:127.0.0.14:porti{port}e");
