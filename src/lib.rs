@@ -15,6 +15,7 @@
 //! - [`web`]: the HTTP face: page, JSON API, .torrent downloads, `/files` web seed, metrics.
 //! - [`config`]: the settings of `bitseed serve`.
 //! - [`ip_limit`]: open connections per client address (peer listener and HTTP).
+//! - [`units`]: byte counts for people (CLI and web page).
 //! - [`fuzzing`]: the fuzz targets' bodies (`fuzz/`), shared with their regression tests.
 pub mod announce;
 pub mod bencode;
@@ -30,4 +31,5 @@ pub mod peer;
 mod roundtrip_tests;
 pub mod storage;
 pub mod tracker;
+pub mod units;
 pub mod web;

@@ -3,21 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-/// 1536 → "1.5 KiB".
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use bitseed::units::human_size;
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: readers see
 /// either no file or the whole file, never a partial one.

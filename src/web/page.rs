@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::api::entry_json;
 use super::WebState;
+use crate::units::human_size;
 
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -12,21 +13,6 @@ pub fn escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
-}
-
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
@@ -84,7 +70,7 @@ pub async fn index(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse
             escape(&t.path),
             t.status,
             escape(&t.name),
-            size(t.size),
+            human_size(t.size),
             t.files,
             t.format.as_deref().unwrap_or("-"),
             t.seeders,
