@@ -793,3 +793,92 @@ fn hybrid_own_seed_is_listed_to_a_client_under_one_hash_only() {
     assert!(lists_own(&v1, 7003));
     assert!(lists_own(&v2, 7004));
 }
+
+/// The peer port answers a uTP (BEP 29) SYN with a uTP RESET addressed to it, so clients that
+/// try uTP first fall back to TCP at once instead of after their connect timeout.
+#[test]
+fn a_utp_syn_on_the_peer_port_is_reset() {
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &[]);
+    let peer = server.logged_addr("peer listening on ");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut syn = [0u8; 20];
+    syn[0] = 0x41; // ST_SYN, version 1
+    syn[2..4].copy_from_slice(&0x1234u16.to_be_bytes());
+    syn[16..18].copy_from_slice(&42u16.to_be_bytes());
+    sock.send_to(&syn, peer).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = sock.recv_from(&mut buf).expect("an answer to the SYN");
+    assert_eq!((n, from), (20, peer));
+    assert_eq!(buf[0], 0x31, "ST_RESET, version 1");
+    assert_eq!(
+        &buf[2..4],
+        &0x1234u16.to_be_bytes(),
+        "the SYN's connection id"
+    );
+    assert_eq!(&buf[18..20], &42u16.to_be_bytes(), "acknowledges the SYN");
+    // Anything else gets no answer.
+    sock.send_to(
+        b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe",
+        peer,
+    )
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(sock.recv_from(&mut buf).is_err());
+}
+
+/// libtorrent as qBittorrent runs it (uTP first, encryption preferred) downloads from the seeder:
+/// its uTP attempt is refused (reset), not left to time out, before it connects over TCP.
+#[test]
+fn libtorrent_with_client_defaults_gets_a_utp_refusal_then_tcp() {
+    if !have_libtorrent() {
+        return;
+    }
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &[]);
+    let bytes = data(300_000, 9);
+    std::fs::write(d.content.join("u.bin"), &bytes).unwrap();
+    server.wait_published("u.bin", None);
+    let peer = server.logged_addr("peer listening on ");
+    let work = tempfile::tempdir().unwrap();
+    let torrent = torrent_without_web_seed(&server, "u.bin", work.path());
+    let out = work.path().join("out");
+    let o = std::process::Command::new("/usr/bin/python3")
+        .arg(interop_script("lt_download.py"))
+        .arg("--torrent")
+        .arg(&torrent)
+        .arg("--save")
+        .arg(&out)
+        .args([
+            "--peer",
+            &peer.to_string(),
+            "--timeout",
+            "60",
+            "--client-defaults",
+        ])
+        .output()
+        .expect("run python3");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(std::fs::read(out.join("u.bin")).unwrap(), bytes);
+    let report: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let disconnects: Vec<String> = report["disconnects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        disconnects
+            .iter()
+            .any(|d| d.contains("(uTP)") && d.to_lowercase().contains("reset")),
+        "{disconnects:?}"
+    );
+    assert!(
+        !disconnects
+            .iter()
+            .any(|d| d.contains("(uTP)") && d.contains("timed out")),
+        "{disconnects:?}"
+    );
+}

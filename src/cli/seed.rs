@@ -81,6 +81,7 @@ async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> an
     seeder.add(torrent.clone());
 
     let shutdown = CancellationToken::new();
+    let utp = bitseed::peer::utp_refuse::spawn(local, shutdown.child_token()).await;
     let server = tokio::spawn({
         let seeder = seeder.clone();
         let shutdown = shutdown.clone();
@@ -103,6 +104,9 @@ async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> an
         let _ = a.await;
     }
     let _ = server.await;
+    if let Some(u) = utp {
+        let _ = u.await;
+    }
     Ok(())
 }
 

@@ -144,6 +144,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on peer.listen {}", settings.peer.listen))?;
     let peer_addr = peer_listener.local_addr()?;
     tracing::info!("peer listening on {peer_addr}");
+    let utp_task = peer::utp_refuse::spawn(peer_addr, shutdown.child_token()).await;
     // The address the tracker lists for our seeder: peer.public_ip, else the listen address
     // (an unspecified one is replaced by the address each client reached the tracker on).
     let own = SocketAddr::new(
@@ -239,6 +240,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     http.stop(true).await;
     let _ = http_task.await;
     let _ = seeder_task.await;
+    if let Some(t) = utp_task {
+        let _ = t.await;
+    }
     let _ = udp_task.await;
     let _ = maintenance_task.await;
     if let Err(e) = tracker.flush() {

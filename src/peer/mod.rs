@@ -3,7 +3,8 @@
 //! Pure cores: `handshake` and `message` (the codec: bytes in, `Ok(None)` for "need more"),
 //! `connection` (one peer's state machine), `extended/*` (one module per extension),
 //! `v2_hashes` (BEP 52 answers), `choker` and `rate` (policy, time passed in).
-//! I/O shells: `session` (one TCP connection) and `seeder` (the registry and accept loop).
+//! I/O shells: `session` (one TCP connection) and `seeder` (the registry and accept loop);
+//! `utp_refuse` answers uTP connects on the same port so clients fall back to TCP at once.
 
 mod choker;
 mod config;
@@ -18,6 +19,7 @@ mod session;
 mod super_seed;
 #[cfg(test)]
 mod test_support;
+pub mod utp_refuse;
 pub mod v2_hashes;
 
 pub use config::PeerConfig;

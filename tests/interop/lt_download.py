@@ -23,25 +23,39 @@ def main():
     p.add_argument("--save", required=True)
     p.add_argument("--peer", action="append", default=[])
     p.add_argument("--timeout", type=float, default=120)
+    # As qBittorrent and Deluge run it: uTP first and encryption preferred, instead of the
+    # plain TCP the tests otherwise ask for.
+    p.add_argument("--client-defaults", action="store_true")
     a = p.parse_args()
 
-    ses = lt_session.session(
+    extra = {}
+    if a.client_defaults:
+        extra = {
+            "enable_outgoing_utp": True,
+            "enable_incoming_utp": True,
+            "out_enc_policy": int(lt.enc_policy.enabled),
+        }
+    settings = {
         # Plain BitTorrent from the first try: with encryption enabled, libtorrent first
         # sends an MSE handshake and reconnects in plain after the refusal, which only
         # delays tests and benchmarks.
-        out_enc_policy=int(lt.enc_policy.disabled),
+        "out_enc_policy": int(lt.enc_policy.disabled),
         # Loopback peers are our only peers: never filter them.
-        allow_multiple_connections_per_ip=True,
+        "allow_multiple_connections_per_ip": True,
         # Peer, tracker and error events are kept (the last few hundred) and printed on
         # failure, so a failed download says what libtorrent saw.
-        alert_mask=int(
+        "alert_mask": int(
             lt.alert.category_t.peer_notification
             | lt.alert.category_t.connect_notification
             | lt.alert.category_t.error_notification
             | lt.alert.category_t.tracker_notification
         ),
-    )
+    }
+    settings.update(extra)
+    ses = lt_session.session(**settings)
     events = collections.deque(maxlen=400)
+    # Why each connection ended, in order (also on success: tests read how libtorrent got in).
+    disconnects = []
     if a.magnet:
         params = lt.parse_magnet_uri(a.magnet)
     else:
@@ -74,6 +88,8 @@ def main():
             last_connect = time.time()
         for alert in ses.pop_alerts():
             events.append("%.3f %s: %s" % (time.time() - start, alert.what(), alert.message()))
+            if isinstance(alert, lt.peer_disconnected_alert):
+                disconnects.append(alert.message())
         time.sleep(0.05)
     if not ok:
         for alert in ses.pop_alerts():
@@ -90,6 +106,7 @@ def main():
                 "bytes": st.total_wanted_done,
                 # For a failure's diagnosis: who we were connected to and what the trackers said.
                 "peers": st.num_peers,
+                "disconnects": disconnects[:20],
                 "trackers": [
                     {"url": t.get("url"), "message": str(t.get("message", ""))} for t in h.trackers()
                 ],
