@@ -44,6 +44,10 @@ pub fn have_aria2() -> bool {
     have_client("aria2c", &["--version"])
 }
 
+pub fn have_rtorrent() -> bool {
+    have_client("rtorrent", &["-h"])
+}
+
 pub fn have_nginx() -> bool {
     have_client("nginx", &["-v"])
 }

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v aria2c >/dev/null 2>&1 || need+=(aria2)
 /usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || need+=(python3-libtorrent)
+command -v rtorrent >/dev/null 2>&1 || need+=(rtorrent)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then

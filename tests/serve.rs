@@ -688,6 +688,73 @@ fn aria2_downloads_through_the_tracker_and_the_seeder() {
     assert!(uploaded_over_peer_wire(&server) >= 3_000_000 + 700_000 + 123_457);
 }
 
+/// rtorrent (libtorrent-rakshasa, TCP only), headless, downloads a folder torrent through the
+/// tracker and the seeder (web seed removed).
+#[test]
+fn rtorrent_downloads_through_the_tracker_and_the_seeder() {
+    if !have_rtorrent() {
+        return;
+    }
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &[]);
+    write_tree(
+        &d.content.join("pack"),
+        &[("a.bin", 900_000), ("sub/b.bin", 54_321)],
+    );
+    server.wait_published("pack", None);
+    let work = tempfile::tempdir().unwrap();
+    let torrent = torrent_without_web_seed(&server, "pack", work.path());
+    let (out, session) = (work.path().join("out"), work.path().join("session"));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&session).unwrap();
+    let opt = |k: &str, v: &Path| format!("{k}={}", v.display());
+    // Killed when dropped: rtorrent in daemon mode seeds until stopped.
+    struct Rtorrent(std::process::Child);
+    impl Drop for Rtorrent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _rtorrent = Rtorrent(
+        std::process::Command::new("rtorrent")
+            .args(["-n", "-o", "system.daemon.set=true", "-o"])
+            .arg(opt("directory.default.set", &out))
+            .arg("-o")
+            .arg(opt("session.path.set", &session))
+            .args([
+                "-o",
+                "network.port_range.set=49152-65000",
+                "-o",
+                "network.port_random.set=yes",
+            ])
+            .args(["-o", "dht.mode.set=disable", "-o", "protocol.pex.set=no"])
+            .arg("-o")
+            .arg(opt("load.start", &torrent))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rtorrent"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let done = || {
+        ["a.bin", "sub/b.bin"].iter().all(|rel| {
+            std::fs::read(out.join("pack").join(rel)).ok()
+                == std::fs::read(d.content.join("pack").join(rel)).ok()
+        })
+    };
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "rtorrent did not finish\n{}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(uploaded_over_peer_wire(&server) >= 900_000 + 54_321);
+}
+
 /// libtorrent, given only the magnet link from the API (web seed removed), gets the metadata and
 /// the data from bitseed, found through its tracker — v1 and v2.
 #[test]
