@@ -1,5 +1,5 @@
 //! Property tests: every message we write is read back as the same message, by our own reader
-//! of the other side — peer wire frames and handshakes, BEP 10/30 extension payloads, UDP and
+//! of the other side — peer wire frames and handshakes, BEP 9/10/30 extension payloads, UDP and
 //! HTTP tracker requests (our announcer's encoder against the tracker's parser) and answers, and
 //! whole torrents (metainfo with random names, trackers and fields).
 
@@ -150,6 +150,33 @@ proptest! {
         payload.extend_from_slice(&data);
         let got = hashpiece::parse(&payload).unwrap();
         prop_assert_eq!(got, hashpiece::HashPiece { index, begin, hashes, data });
+    }
+
+    #[test]
+    fn ut_metadata_round_trips(piece in any::<u32>(), info in bytes(40_000)) {
+        use crate::bencode::{decode_prefix, Value};
+        use crate::peer::extended::ut_metadata::{answer, parse, Incoming, PIECE_SIZE};
+        // A request as a peer writes it is read back as that request.
+        let mut req = Value::dict();
+        req.insert("msg_type", Value::Int(0));
+        req.insert("piece", Value::Int(piece.into()));
+        prop_assert_eq!(parse(&req.encode()).unwrap(), Incoming::Request(piece));
+        // Our answer reads back as the piece asked for: its slice of the info dict, or a reject
+        // past the end.
+        let piece = piece % (info.len() / PIECE_SIZE + 2) as u32;
+        let msg = answer(piece, &info);
+        let (head, used) = decode_prefix(&msg).unwrap();
+        prop_assert_eq!(head.get("piece").and_then(|v| v.as_int()), Some(i64::from(piece)));
+        let start = piece as usize * PIECE_SIZE;
+        if start < info.len() {
+            prop_assert_eq!(head.get("msg_type").and_then(|v| v.as_int()), Some(1));
+            prop_assert_eq!(head.get("total_size").and_then(|v| v.as_int()), Some(info.len() as i64));
+            prop_assert_eq!(&msg[used..], &info[start..(start + PIECE_SIZE).min(info.len())]);
+        } else {
+            prop_assert_eq!(head.get("msg_type").and_then(|v| v.as_int()), Some(2));
+            prop_assert_eq!(used, msg.len());
+        }
+        prop_assert_eq!(parse(&msg).unwrap(), Incoming::Other);
     }
 
     #[test]
