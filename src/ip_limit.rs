@@ -33,7 +33,8 @@ pub struct IpLimit {
 /// One admitted connection; dropping it frees the slot.
 #[derive(Debug)]
 pub struct IpSlot {
-    limit: Arc<IpLimit>,
+    /// `None` when there is no limit: nothing is counted, nothing to give back.
+    limit: Option<Arc<IpLimit>>,
     client: Client,
 }
 
@@ -48,14 +49,20 @@ impl IpLimit {
     /// A slot for a connection from `ip`, or `None` when that client already holds `max`.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
         let client = Client::from(ip);
+        if self.max == 0 {
+            return Some(IpSlot {
+                limit: None,
+                client,
+            });
+        }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(client).or_insert(0);
-        if self.max != 0 && *n >= self.max {
+        if *n >= self.max {
             return None;
         }
         *n += 1;
         Some(IpSlot {
-            limit: self.clone(),
+            limit: Some(self.clone()),
             client,
         })
     }
@@ -68,7 +75,10 @@ impl IpLimit {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut open = self.limit.open.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(limit) = &self.limit else {
+            return;
+        };
+        let mut open = limit.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = open.get_mut(&self.client) {
             *n -= 1;
             if *n == 0 {
@@ -122,5 +132,6 @@ mod tests {
         let limit = IpLimit::new(0);
         let slots: Vec<_> = (0..100).map(|_| limit.admit(ip("::1")).unwrap()).collect();
         assert_eq!(slots.len(), 100);
+        assert_eq!(limit.clients(), 0, "nothing is counted without a limit");
     }
 }
