@@ -949,3 +949,49 @@ fn libtorrent_with_client_defaults_gets_a_utp_refusal_then_tcp() {
         "{disconnects:?}"
     );
 }
+
+/// A Merkle torrent's piece hashes are kept with its entry: neither publishing it (just hashed)
+/// nor restarting reads its content again to rebuild the BEP 30 tree, and the hash lists sent
+/// after the restart still verify against the root.
+#[test]
+fn merkle_entries_are_seeded_after_a_restart_without_hashing_again() {
+    let d = dirs();
+    let bytes = data(700_000, 31);
+    std::fs::write(d.content.join("m.bin"), &bytes).unwrap();
+    let args = ["--format", "merkle"];
+    let server = Server::start(&d.content, &d.state, &args);
+    server.wait_published("m.bin", None);
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&server.get("/torrents/m.bin.torrent").body)
+        .unwrap();
+    assert!(meta.root_hash.is_some());
+    let peer = server.logged_addr("peer listening on ");
+    assert_eq!(crate::seeder::download(peer, &meta), bytes);
+    assert!(
+        !server
+            .log
+            .lock()
+            .unwrap()
+            .contains("to rebuild its BEP 30 tree"),
+        "{}",
+        server.log.lock().unwrap()
+    );
+    drop(server);
+
+    let again = Server::start(&d.content, &d.state, &args);
+    again.wait_log(
+        "1 entries unchanged since last run",
+        Duration::from_secs(10),
+    );
+    again.wait_published("m.bin", None);
+    let peer = again.logged_addr("peer listening on ");
+    assert_eq!(crate::seeder::download(peer, &meta), bytes);
+    assert!(
+        !again
+            .log
+            .lock()
+            .unwrap()
+            .contains("to rebuild its BEP 30 tree"),
+        "{}",
+        again.log.lock().unwrap()
+    );
+}

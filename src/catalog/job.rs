@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::{publishable_name, Catalog, Fingerprint, JobResult, Published, PublishedFile, WALK};
 use crate::hash::walk::{self, Content};
 use crate::hash::{self, CreateOptions};
-use crate::metainfo::{piece_size, plan_files, ContentHashes, Metainfo, NewTorrent};
+use crate::metainfo::{piece_size, plan_files, ContentHashes, Format, Metainfo, NewTorrent};
 
 impl Catalog {
     /// Looks at one entry and hashes it if it changed (runs on a blocking thread).
@@ -38,7 +38,8 @@ impl Catalog {
         // A renamed entry: same files, same options — rebuild under the new name from its hashes.
         let retired = self.state().retired.get(&fp.content_key()).cloned();
         if let Some(meta) = retired.and_then(|t| self.rebuild(&content, &t)) {
-            return JobResult::Publish(Box::new(self.published(name, &content, meta)), fp, false);
+            let p = self.published(name, &content, meta, None);
+            return JobResult::Publish(Box::new(p), fp, false);
         }
 
         let done = Arc::new(AtomicU64::new(0));
@@ -46,8 +47,8 @@ impl Catalog {
             .set_hashing(name, content.total(), done.clone());
         tracing::info!("hashing `{name}` ({} bytes)", content.total());
         let started = Instant::now();
-        match hash::create(&content, &self.create_options(), &done, None) {
-            Ok(meta) => {
+        match hash::create_keeping_pieces(&content, &self.create_options(), &done, None) {
+            Ok((meta, pieces)) => {
                 self.registry
                     .hashed_bytes
                     .fetch_add(content.total(), Ordering::Relaxed);
@@ -55,7 +56,9 @@ impl Catalog {
                     "hashed `{name}` in {:.2} s",
                     started.elapsed().as_secs_f64()
                 );
-                JobResult::Publish(Box::new(self.published(name, &content, meta)), fp, true)
+                let merkle = (meta.format == Format::Merkle).then_some(pieces);
+                let p = self.published(name, &content, meta, merkle);
+                JobResult::Publish(Box::new(p), fp, true)
             }
             Err(e) => JobResult::Failed(e.to_string()),
         }
@@ -114,7 +117,13 @@ impl Catalog {
         .ok()
     }
 
-    pub(super) fn published(&self, name: &str, content: &Content, meta: Metainfo) -> Published {
+    pub(super) fn published(
+        &self,
+        name: &str,
+        content: &Content,
+        meta: Metainfo,
+        merkle_pieces: Option<Vec<[u8; 20]>>,
+    ) -> Published {
         let mut real = content.files.iter();
         let files = meta
             .files
@@ -136,6 +145,7 @@ impl Catalog {
             disk: self.content.join(name),
             meta,
             files,
+            merkle_pieces: merkle_pieces.map(Arc::new),
         }
     }
 }

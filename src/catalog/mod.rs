@@ -193,9 +193,10 @@ impl Catalog {
             let reuse = stored
                 .get(name)
                 .filter(|s| s.fingerprint == fp.encode() && s.options == self.options.key());
-            match reuse.and_then(|s| Metainfo::from_bytes(&s.torrent).ok()) {
-                Some(meta) => {
-                    self.publish_now(name, &content, meta, fp);
+            match reuse.and_then(|s| Metainfo::from_bytes(&s.torrent).ok().map(|m| (m, s))) {
+                Some((meta, s)) => {
+                    let pieces = s.merkle_pieces();
+                    self.publish_now(name, &content, meta, pieces, fp);
                     reused += 1;
                 }
                 None => {
@@ -279,8 +280,15 @@ impl Catalog {
         }
     }
 
-    fn publish_now(&self, name: &str, content: &Content, meta: Metainfo, fp: Fingerprint) {
-        let p = Arc::new(self.published(name, content, meta));
+    fn publish_now(
+        &self,
+        name: &str,
+        content: &Content,
+        meta: Metainfo,
+        merkle_pieces: Option<Vec<[u8; 20]>>,
+        fp: Fingerprint,
+    ) {
+        let p = Arc::new(self.published(name, content, meta, merkle_pieces));
         self.state().published.insert(name.to_owned(), fp);
         self.registry.publish(p);
     }
@@ -310,6 +318,7 @@ impl Catalog {
                     content_key: fp.content_key(),
                     options: self.options.key(),
                     torrent: p.meta.to_bytes(),
+                    pieces: p.merkle_pieces.as_ref().map(|h| h.concat()),
                 };
                 if let Err(e) = self.store().put(&entry) {
                     tracing::error!("cannot store `{name}`: {e}");

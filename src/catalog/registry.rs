@@ -21,6 +21,9 @@ pub struct Published {
     /// Each real file's path on disk, length and mtime when hashed, in `meta.files` order with
     /// pad files as `None`: what the seeder and web seed read, and check for changes.
     pub files: Vec<Option<PublishedFile>>,
+    /// A Merkle torrent's piece hashes (it holds only their root), when known: kept with the
+    /// entry so the seeder builds its hash tree without reading the content again.
+    pub merkle_pieces: Option<Arc<Vec<[u8; 20]>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,6 +31,21 @@ pub struct StoredEntry {
     /// The torrent options it was made with (format, piece size, private).
     pub options: String,
     pub torrent: Vec<u8>,
+    /// A Merkle torrent's piece hashes, 20 bytes each (it holds only their root).
+    pub pieces: Option<Vec<u8>>,
+}
+
+impl StoredEntry {
+    /// The stored piece hashes, when there are some in whole 20-byte hashes.
+    pub fn merkle_pieces(&self) -> Option<Vec<[u8; 20]>> {
+        let raw = self.pieces.as_ref()?;
+        if raw.len() % 20 != 0 {
+            return None;
+        }
+        raw.chunks_exact(20)
+            .map(|c| <[u8; 20]>::try_from(c).ok())
+            .collect()
+    }
 }
 
 pub struct Store {
@@ -63,6 +78,15 @@ impl Store {
              );",
         )
         .map_err(err)?;
+        // Added after the first release of the table: a store written before gets the column.
+        let has_pieces = conn
+            .prepare("SELECT 1 FROM pragma_table_info('entries') WHERE name = 'pieces'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(err)?;
+        if !has_pieces {
+            conn.execute_batch("ALTER TABLE entries ADD COLUMN pieces BLOB;")
+                .map_err(err)?;
+        }
         Ok(Store { conn, path })
     }
 
@@ -76,7 +100,7 @@ impl Store {
     pub fn all(&self) -> Result<Vec<StoredEntry>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, fingerprint, content_key, options, torrent FROM entries")
+            .prepare("SELECT name, fingerprint, content_key, options, torrent, pieces FROM entries")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -86,6 +110,7 @@ impl Store {
                     content_key: r.get(2)?,
                     options: r.get(3)?,
                     torrent: r.get(4)?,
+                    pieces: r.get(5)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -95,7 +120,7 @@ impl Store {
     pub fn get(&self, name: &str) -> Result<Option<StoredEntry>, StoreError> {
         self.conn
             .query_row(
-                "SELECT name, fingerprint, content_key, options, torrent FROM entries WHERE name = ?1",
+                "SELECT name, fingerprint, content_key, options, torrent, pieces FROM entries WHERE name = ?1",
                 params![name],
                 |r| {
                     Ok(StoredEntry {
@@ -104,6 +129,7 @@ impl Store {
                         content_key: r.get(2)?,
                         options: r.get(3)?,
                         torrent: r.get(4)?,
+                        pieces: r.get(5)?,
                     })
                 },
             )
@@ -119,15 +145,16 @@ impl Store {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO entries
-                 (name, fingerprint, content_key, options, torrent, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 (name, fingerprint, content_key, options, torrent, updated_at, pieces)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     e.name,
                     e.fingerprint,
                     e.content_key,
                     e.options,
                     e.torrent,
-                    now
+                    now,
+                    e.pieces
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -155,6 +182,7 @@ mod tests {
             content_key: "k".into(),
             options: "o".into(),
             torrent: vec![1, 2, 3],
+            pieces: Some(vec![7; 40]),
         };
         {
             let mut s = Store::open(dir.path()).unwrap();
@@ -168,7 +196,40 @@ mod tests {
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.get("a").unwrap(), Some(e.clone()));
-        assert_eq!(s.all().unwrap(), vec![e]);
+        assert_eq!(s.all().unwrap(), vec![e.clone()]);
         assert_eq!(s.get("b").unwrap(), None);
+        assert_eq!(e.merkle_pieces(), Some(vec![[7; 20], [7; 20]]));
+    }
+
+    /// A store written before the `pieces` column existed opens, keeps its rows, and takes the
+    /// column.
+    #[test]
+    fn a_store_without_the_pieces_column_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("catalog.sqlite")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE entries (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+                 content_key TEXT NOT NULL, options TEXT NOT NULL, torrent BLOB NOT NULL,
+                 updated_at INTEGER NOT NULL);
+                 INSERT INTO entries VALUES ('old', 'f', 'k', 'o', x'01', 0);",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(dir.path()).unwrap();
+        let old = s.get("old").unwrap().unwrap();
+        assert_eq!((old.torrent, old.pieces), (vec![1], None));
+        s.put(&StoredEntry {
+            name: "new".into(),
+            fingerprint: "f".into(),
+            content_key: "k".into(),
+            options: "o".into(),
+            torrent: vec![2],
+            pieces: Some(vec![9; 20]),
+        })
+        .unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.get("new").unwrap().unwrap().pieces, Some(vec![9; 20]));
     }
 }

@@ -279,7 +279,12 @@ fn seedable(p: &Published) -> Result<peer::Published, peer::PublishError> {
             },
         })
         .collect();
-    peer::Published::with_stamps(p.meta.clone(), paths, Some(stamps))
+    peer::Published::with_stamps(
+        p.meta.clone(),
+        paths,
+        Some(stamps),
+        p.merkle_pieces.as_deref().map(Vec::as_slice),
+    )
 }
 
 /// The seeder tells the tracker about itself directly, without an HTTP round trip.

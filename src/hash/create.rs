@@ -61,6 +61,17 @@ pub fn create(
     progress: &AtomicU64,
     cancel: Option<&AtomicBool>,
 ) -> Result<Metainfo, CreateError> {
+    create_keeping_pieces(content, opts, progress, cancel).map(|(meta, _)| meta)
+}
+
+/// `create`, also returning the SHA-1 of every piece: a BEP 30 torrent keeps only their root,
+/// and the seeder needs them all to send hash lists (kept, it need not read the content again).
+pub fn create_keeping_pieces(
+    content: &Content,
+    opts: &CreateOptions,
+    progress: &AtomicU64,
+    cancel: Option<&AtomicBool>,
+) -> Result<(Metainfo, Vec<[u8; 20]>), CreateError> {
     let total = content.total();
     if total == 0 {
         return Err(CreateError::Empty(content.name.clone()));
@@ -105,13 +116,15 @@ pub fn create(
         stamps: Some(&stamps),
     })?;
 
-    Ok(NewTorrent {
+    let hashes = content_hashes(&layout, pieces);
+    let v1_pieces = hashes.pieces.clone();
+    let meta = NewTorrent {
         name: content.name.clone(),
         format: opts.format,
         piece_length,
         single_file: content.single_file,
         files: planned,
-        hashes: content_hashes(&layout, pieces),
+        hashes,
         private: opts.private,
         source: opts.source.clone(),
         trackers: opts.trackers.clone(),
@@ -120,7 +133,8 @@ pub fn create(
         created_by: opts.created_by.clone(),
         creation_date: opts.creation_date,
     }
-    .build()?)
+    .build()?;
+    Ok((meta, v1_pieces))
 }
 
 #[cfg(test)]

@@ -9,5 +9,5 @@ mod reference_tests;
 pub mod walk;
 
 pub use assemble::content_hashes;
-pub use create::{create, CreateError, CreateOptions};
+pub use create::{create, create_keeping_pieces, CreateError, CreateOptions};
 pub use pipeline::{hash_pieces, FileStamp, HashError, Job, Mode, PieceHashes};

@@ -39,20 +39,34 @@ impl Published {
     /// Merkle torrent's pieces are hashed to rebuild its tree).
     pub fn open(metainfo: Metainfo, path: &Path) -> Result<Published, PublishError> {
         let paths = file_paths(&metainfo, path);
-        Published::with_stamps(metainfo, paths, None)
+        Published::with_stamps(metainfo, paths, None, None)
     }
 
     /// `paths` has one entry per torrent file (`None` for pad files); `stamps`, when given, are
-    /// the size/mtime each file had when it was hashed. Blocking, as `open`.
+    /// the size/mtime each file had when it was hashed. `merkle_pieces`, a Merkle torrent's piece
+    /// hashes when known, spare reading its content (they are checked against the root). Blocking,
+    /// as `open`.
     pub fn with_stamps(
         metainfo: Metainfo,
         paths: Vec<Option<PathBuf>>,
         stamps: Option<Vec<Stamp>>,
+        merkle_pieces: Option<&[[u8; 20]]>,
     ) -> Result<Published, PublishError> {
         let layout = metainfo.layout();
         let content = Content::open(layout.clone(), &paths, stamps.as_deref())?;
 
-        let bep30 = if metainfo.format == Format::Merkle {
+        let known = merkle_pieces
+            .filter(|p| metainfo.format == Format::Merkle && p.len() as u64 == layout.piece_count())
+            .map(Bep30Tree::new)
+            .filter(|t| Some(t.root()) == metainfo.root_hash);
+        let bep30 = if let Some(tree) = known {
+            Some(tree)
+        } else if metainfo.format == Format::Merkle {
+            tracing::info!(
+                "hashing `{}` to rebuild its BEP 30 tree ({} bytes)",
+                metainfo.name,
+                metainfo.total_size()
+            );
             let progress = AtomicU64::new(0);
             let pieces = hash::hash_pieces(&Job {
                 layout: &layout,
