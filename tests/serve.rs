@@ -967,9 +967,9 @@ fn libtorrent_with_client_defaults_gets_a_utp_refusal_then_tcp() {
     );
 }
 
-/// A Merkle torrent's piece hashes are kept with its entry: neither publishing it (just hashed)
-/// nor restarting reads its content again to rebuild the BEP 30 tree, and the hash lists sent
-/// after the restart still verify against the root.
+/// A Merkle torrent's piece hashes are kept with its entry: neither publishing it (just hashed),
+/// nor restarting, nor renaming it reads its content again, and the hash lists sent after each
+/// still verify against the root.
 #[test]
 fn merkle_entries_are_seeded_after_a_restart_without_hashing_again() {
     let d = dirs();
@@ -1002,13 +1002,17 @@ fn merkle_entries_are_seeded_after_a_restart_without_hashing_again() {
     again.wait_published("m.bin", None);
     let peer = again.logged_addr("peer listening on ");
     assert_eq!(crate::seeder::download(peer, &meta), bytes);
-    assert!(
-        !again
-            .log
-            .lock()
-            .unwrap()
-            .contains("to rebuild its BEP 30 tree"),
-        "{}",
-        again.log.lock().unwrap()
-    );
+
+    // Renamed: published under the new name from the kept hashes, not read again.
+    std::fs::rename(d.content.join("m.bin"), d.content.join("n.bin")).unwrap();
+    again.wait_log("published `n.bin`", Duration::from_secs(20));
+    let renamed =
+        bitseed::metainfo::Metainfo::from_bytes(&again.get("/torrents/n.bin.torrent").body)
+            .unwrap();
+    assert_eq!(renamed.root_hash, meta.root_hash);
+    assert_eq!(crate::seeder::download(peer, &renamed), bytes);
+    let log = again.log.lock().unwrap().clone();
+    assert!(log.contains("(hashes reused)"), "{log}");
+    assert!(!log.contains("hashing `n.bin`"), "{log}");
+    assert!(!log.contains("to rebuild its BEP 30 tree"), "{log}");
 }

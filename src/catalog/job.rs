@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{publishable_name, Catalog, Fingerprint, JobResult, Published, PublishedFile, WALK};
+use super::{
+    publishable_name, Catalog, Fingerprint, JobResult, Published, PublishedFile, Retired, WALK,
+};
 use crate::hash::walk::{self, Content};
 use crate::hash::{self, CreateOptions};
 use crate::metainfo::{piece_size, plan_files, ContentHashes, Format, Metainfo, NewTorrent};
@@ -37,8 +39,8 @@ impl Catalog {
         }
         // A renamed entry: same files, same options — rebuild under the new name from its hashes.
         let retired = self.state().retired.get(&fp.content_key()).cloned();
-        if let Some(meta) = retired.and_then(|t| self.rebuild(&content, &t)) {
-            let p = self.published(name, &content, meta, None);
+        if let Some((meta, pieces)) = retired.and_then(|r| self.rebuild(&content, &r)) {
+            let p = self.published(name, &content, meta, pieces);
             return JobResult::Publish(Box::new(p), fp, false);
         }
 
@@ -78,9 +80,14 @@ impl Catalog {
         }
     }
 
-    /// The retired torrent's hashes under this entry's name, if it was made the same way.
-    fn rebuild(&self, content: &Content, torrent: &[u8]) -> Option<Metainfo> {
-        let old = Metainfo::from_bytes(torrent).ok()?;
+    /// The retired torrent's hashes under this entry's name, if it was made the same way (with
+    /// a Merkle torrent's piece hashes, passed on).
+    fn rebuild(
+        &self,
+        content: &Content,
+        retired: &Retired,
+    ) -> Option<(Metainfo, Option<Vec<[u8; 20]>>)> {
+        let old = Metainfo::from_bytes(&retired.torrent).ok()?;
         let wanted = if self.options.piece_size == 0 {
             piece_size::auto(content.total())
         } else {
@@ -92,7 +99,18 @@ impl Catalog {
         {
             return None;
         }
-        let hashes = ContentHashes::from_metainfo(&old)?;
+        let merkle = retired
+            .merkle_pieces
+            .clone()
+            .filter(|_| old.format == Format::Merkle);
+        let hashes = match ContentHashes::from_metainfo(&old) {
+            Some(h) => h,
+            // A Merkle torrent holds only its root: its pieces come from the store.
+            None => ContentHashes {
+                pieces: merkle.clone()?,
+                v2_files: Vec::new(),
+            },
+        };
         let listed: Vec<(Vec<String>, u64)> = content
             .files
             .iter()
@@ -115,6 +133,8 @@ impl Catalog {
         }
         .build()
         .ok()
+        .filter(|m| m.root_hash == old.root_hash)
+        .map(|m| (m, merkle))
     }
 
     pub(super) fn published(

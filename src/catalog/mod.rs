@@ -70,7 +70,15 @@ struct State {
     /// Fingerprints of what is published.
     published: HashMap<String, Fingerprint>,
     /// Torrents of entries that went away, by content key: a rename reuses their hashes.
-    retired: HashMap<String, Vec<u8>>,
+    retired: HashMap<String, Retired>,
+}
+
+/// A torrent that went away, kept for a rename.
+#[derive(Debug, Clone)]
+struct Retired {
+    torrent: Vec<u8>,
+    /// A Merkle torrent's piece hashes (the torrent holds only their root).
+    merkle_pieces: Option<Vec<[u8; 20]>>,
 }
 
 /// What a background job found.
@@ -209,7 +217,12 @@ impl Catalog {
         for (name, s) in stored {
             if !names.contains(&name) {
                 self.store().remove(&name)?;
-                self.state().retired.insert(s.content_key, s.torrent);
+                let merkle_pieces = s.merkle_pieces();
+                let retired = Retired {
+                    torrent: s.torrent,
+                    merkle_pieces,
+                };
+                self.state().retired.insert(s.content_key, retired);
             }
         }
         tracing::info!(
@@ -341,9 +354,11 @@ impl Catalog {
         let known = self.state().published.remove(name);
         if let Some(Status::Published(p)) = self.registry.status(name) {
             if let Some(fp) = &known {
-                self.state()
-                    .retired
-                    .insert(fp.content_key(), p.meta.to_bytes());
+                let retired = Retired {
+                    torrent: p.meta.to_bytes(),
+                    merkle_pieces: p.merkle_pieces.as_ref().map(|h| h.to_vec()),
+                };
+                self.state().retired.insert(fp.content_key(), retired);
             }
             tracing::info!("unpublished `{name}` (gone from the content folder)");
         }
