@@ -53,6 +53,20 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The columns `entry` reads, in its order.
+const COLUMNS: &str = "name, fingerprint, content_key, options, torrent, pieces";
+
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+    Ok(StoredEntry {
+        name: r.get(0)?,
+        fingerprint: r.get(1)?,
+        content_key: r.get(2)?,
+        options: r.get(3)?,
+        torrent: r.get(4)?,
+        pieces: r.get(5)?,
+    })
+}
+
 impl Store {
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Folder {
@@ -100,38 +114,18 @@ impl Store {
     pub fn all(&self) -> Result<Vec<StoredEntry>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, fingerprint, content_key, options, torrent, pieces FROM entries")
+            .prepare(&format!("SELECT {COLUMNS} FROM entries"))
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(StoredEntry {
-                    name: r.get(0)?,
-                    fingerprint: r.get(1)?,
-                    content_key: r.get(2)?,
-                    options: r.get(3)?,
-                    torrent: r.get(4)?,
-                    pieces: r.get(5)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], entry).map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     pub fn get(&self, name: &str) -> Result<Option<StoredEntry>, StoreError> {
         self.conn
             .query_row(
-                "SELECT name, fingerprint, content_key, options, torrent, pieces FROM entries WHERE name = ?1",
+                &format!("SELECT {COLUMNS} FROM entries WHERE name = ?1"),
                 params![name],
-                |r| {
-                    Ok(StoredEntry {
-                        name: r.get(0)?,
-                        fingerprint: r.get(1)?,
-                        content_key: r.get(2)?,
-                        options: r.get(3)?,
-                        torrent: r.get(4)?,
-                        pieces: r.get(5)?,
-                    })
-                },
+                entry,
             )
             .optional()
             .map_err(|e| self.err(e))
