@@ -171,8 +171,9 @@ impl Tracker {
     ) -> Result<Counts, Refusal> {
         let open = self.config.mode == Mode::Open;
         // Only leechers are given the own seed; asking the twins ledger for seeds too would
-        // fill it for nothing.
+        // fill it for nothing, and with no hybrid torrent linked it is not asked at all.
         let own_seed = a.left == 0
+            || !self.twins.any()
             || self
                 .twins
                 .may_list_own_seed(&a.info_hash, a.peer, Instant::now());

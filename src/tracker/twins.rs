@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ struct Twin {
 #[derive(Debug, Default)]
 pub struct Twins {
     pairs: RwLock<HashMap<InfoHash, Twin>>,
+    /// `pairs.len()`, read without the lock: most trackers link nothing, and every leecher's
+    /// announce asks.
+    linked: AtomicUsize,
     /// (the pair's v1 hash, client) → the hash it was given our seed under, and when.
     given: Mutex<HashMap<(InfoHash, SocketAddr), (InfoHash, Instant)>>,
 }
@@ -50,6 +54,7 @@ impl Twins {
                 is_v1: false,
             },
         );
+        self.linked.store(pairs.len(), Ordering::Relaxed);
     }
 
     /// Forgets the pair `hash` belongs to (its client records expire on their own).
@@ -58,6 +63,12 @@ impl Twins {
         if let Some(twin) = pairs.remove(hash) {
             pairs.remove(&twin.other);
         }
+        self.linked.store(pairs.len(), Ordering::Relaxed);
+    }
+
+    /// Whether any hybrid torrent is linked (without taking a lock).
+    pub fn any(&self) -> bool {
+        self.linked.load(Ordering::Relaxed) != 0
     }
 
     /// Whether our own seed may be listed to `client` in the answer for `hash`, at `now`.
@@ -107,7 +118,9 @@ mod tests {
     #[test]
     fn a_client_gets_the_own_seed_under_the_hash_it_asked_first() {
         let t = Twins::default();
+        assert!(!t.any());
         t.link(V1, V2);
+        assert!(t.any());
         let now = Instant::now();
         // v2 first: then v2 only, for as long as it is remembered.
         assert!(t.may_list_own_seed(&V2, client(1), now));
