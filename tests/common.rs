@@ -52,21 +52,23 @@ pub fn have_nginx() -> bool {
     have_client("nginx", &["-v"])
 }
 
-/// aria2c downloading `torrent` into `dir` with nothing but loopback peers and web seeds (no DHT,
-/// LPD or PEX), stopping once done.
+/// aria2c flags for tests: nothing but loopback peers and web seeds (no DHT, LPD or PEX), quiet,
+/// stopping once done.
+pub const ARIA2C_LOOPBACK: [&str; 7] = [
+    "--seed-time=0",
+    "--enable-dht=false",
+    "--enable-dht6=false",
+    "--bt-enable-lpd=false",
+    "--enable-peer-exchange=false",
+    "--console-log-level=warn",
+    "--summary-interval=0",
+];
+
+/// aria2c downloading `torrent` into `dir` with `ARIA2C_LOOPBACK`.
 pub fn aria2c(dir: &Path, torrent: &Path) -> Output {
     Command::new("aria2c")
-        .args([
-            "--seed-time=0",
-            "--enable-dht=false",
-            "--enable-dht6=false",
-            "--bt-enable-lpd=false",
-            "--enable-peer-exchange=false",
-            "--console-log-level=warn",
-            "--summary-interval=0",
-            "--bt-stop-timeout=60",
-            "-d",
-        ])
+        .args(ARIA2C_LOOPBACK)
+        .args(["--bt-stop-timeout=60", "-d"])
         .arg(dir)
         .arg(torrent)
         .output()

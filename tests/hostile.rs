@@ -640,7 +640,7 @@ fn a_file_rewritten_while_seeded_never_serves_a_bad_piece() {
 /// the entry instead of following the link.
 #[test]
 fn a_published_file_swapped_for_an_outside_symlink_is_never_followed() {
-    use bitseed::peer::{BlockRef, Message};
+    use bitseed::peer::Message;
     let d = dirs();
     let outside = tempfile::tempdir().unwrap();
     let secret = data(40_000, 77);
@@ -663,14 +663,7 @@ fn a_published_file_swapped_for_an_outside_symlink_is_never_followed() {
         "/files followed the symlink: {}",
         r.status
     );
-    let mut out = Vec::new();
-    Message::Request(BlockRef {
-        index: 0,
-        begin: 0,
-        length: 16384,
-    })
-    .write_to(&mut out);
-    let _ = s.write_all(&out);
+    let _ = s.write_all(&crate::seeder::request(0, 0, 16384));
     while let Some(m) = crate::seeder::read_message(&mut s, &mut buf) {
         if let Message::Piece { data, .. } = m {
             assert_ne!(

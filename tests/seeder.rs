@@ -374,17 +374,8 @@ fn aria2c_case(lengths: &[usize], name: &str) {
     let save = dir.path().join("dl");
     let child = Command::new("aria2c")
         .arg(format!("--dir={}", save.display()))
-        .args([
-            "--seed-time=0",
-            "--enable-dht=false",
-            "--enable-dht6=false",
-            "--bt-enable-lpd=false",
-            "--enable-peer-exchange=false",
-            "--summary-interval=0",
-            "--console-log-level=warn",
-            "--bt-stop-timeout=100",
-            "--listen-port=40000-49999",
-        ])
+        .args(crate::common::ARIA2C_LOOPBACK)
+        .args(["--bt-stop-timeout=100", "--listen-port=40000-49999"])
         .arg(&torrent)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -472,6 +463,16 @@ pub fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> (TcpStream, Vec<u8>) {
     let theirs = Handshake::parse(&hs).unwrap().unwrap();
     assert_eq!(theirs.info_hash, info_hash);
     (s, Vec::new())
+}
+
+/// One request frame.
+pub fn request(index: u32, begin: u32, length: u32) -> Vec<u8> {
+    Message::Request(BlockRef {
+        index,
+        begin,
+        length,
+    })
+    .to_bytes()
 }
 
 /// A BEP 30 hash list: (tree offset, hash) pairs.
@@ -660,14 +661,8 @@ fn hostile_peers_are_dropped_while_a_good_download_completes() {
     // A request past the end of the torrent.
     let (mut past, mut buf) = connect(addr, ih);
     wait_unchoke(&mut past, &mut buf);
-    let mut out = Vec::new();
-    Message::Request(BlockRef {
-        index: meta.pieces.len() as u32 + 3,
-        begin: 0,
-        length: 16384,
-    })
-    .write_to(&mut out);
-    past.write_all(&out).unwrap();
+    past.write_all(&request(meta.pieces.len() as u32 + 3, 0, 16384))
+        .unwrap();
     expect_dropped(&mut past, "request past the end");
 
     // 10,000 requests, never reading the answers.
@@ -705,14 +700,7 @@ fn a_file_changed_on_disk_is_no_longer_served() {
     // gone, so a further handshake for it is refused.
     let (mut s, mut buf) = connect(seeder.addr, meta.info_hash.wire().unwrap());
     wait_unchoke(&mut s, &mut buf);
-    let mut out = Vec::new();
-    Message::Request(BlockRef {
-        index: 0,
-        begin: 0,
-        length: 16384,
-    })
-    .write_to(&mut out);
-    s.write_all(&out).unwrap();
+    s.write_all(&request(0, 0, 16384)).unwrap();
     expect_dropped(&mut s, "connection of a changed torrent");
     let mut again = TcpStream::connect(seeder.addr).unwrap();
     again

@@ -2,7 +2,7 @@
 //! and announced to by libtorrent.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -100,27 +100,14 @@ impl Drop for Server {
 
 /// One GET with `Connection: close`; asserts HTTP 200 and returns the body.
 fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
-    http_get_with(addr, path, "")
+    http_get_with(addr, path, &[])
 }
 
-/// `http_get` with extra header lines (each ending in `\r\n`).
-fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: tracker\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    raw[split + 4..].to_vec()
+/// `http_get` with extra headers.
+fn http_get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let r = crate::serve::http_get(addr, path, headers);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.body
 }
 
 fn enc(bytes: &[u8]) -> String {
@@ -408,7 +395,7 @@ fn http_policy_flags_proxies_ip_param_and_torrent_cap() {
     let h = hash(13);
     // Forwarded headers count only from a trusted proxy.
     let server = Server::start(state.path(), &[]);
-    let fwd = "X-Forwarded-For: 198.51.100.7\r\n";
+    let fwd = &[("X-Forwarded-For", "198.51.100.7")];
     let body = http_get_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
     assert_eq!(
         bytes(&decode(&body).unwrap(), "external ip"),
@@ -424,7 +411,11 @@ fn http_policy_flags_proxies_ip_param_and_torrent_cap() {
         bytes(&decode(&body).unwrap(), "external ip"),
         [198, 51, 100, 7]
     );
-    let body = http_get_with(server.http, &announce_path(&h, 2, 0, "&ip=203.0.113.5"), "");
+    let body = http_get_with(
+        server.http,
+        &announce_path(&h, 2, 0, "&ip=203.0.113.5"),
+        &[],
+    );
     decode(&body).unwrap();
     let body = server.get(&announce_path(&h, 3, 100, "&numwant=10"));
     let peers = bytes(&decode(&body).unwrap(), "peers").to_vec();

@@ -183,6 +183,14 @@ mod tests {
         assert_eq!(c.remove(1), vec![(3, true)]);
     }
 
+    fn unchoked(c: &Choker) -> Vec<PeerKey> {
+        c.peers
+            .iter()
+            .filter(|(_, p)| p.unchoked)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     #[test]
     fn slots_rotate_so_every_waiting_peer_is_served() {
         // 3 slots (2 regular + 1 optimistic), 8 interested peers, the first ones faster.
@@ -194,22 +202,12 @@ mod tests {
         let mut served = std::collections::BTreeSet::new();
         for round in 0..40u64 {
             // Only unchoked peers receive data; the low keys are the fast ones.
-            let on: Vec<PeerKey> = c
-                .peers
-                .iter()
-                .filter(|(_, p)| p.unchoked)
-                .map(|(k, _)| *k)
-                .collect();
+            let on = unchoked(&c);
             for k in on {
                 c.uploaded(k, 1000 * (8 - k));
             }
             c.rechoke(round * 7919);
-            let on: Vec<PeerKey> = c
-                .peers
-                .iter()
-                .filter(|(_, p)| p.unchoked)
-                .map(|(k, _)| *k)
-                .collect();
+            let on = unchoked(&c);
             assert!(on.len() <= 3, "{on:?}");
             served.extend(on);
         }
