@@ -51,6 +51,43 @@ pub fn http_query(data: &[u8]) {
     }
 }
 
+/// Request headers that shape answers: `Range` against a file length, the validators, and what a
+/// trusted proxy forwards (client address, host, scheme). The first 8 bytes are the length.
+pub fn http_headers(data: &[u8]) {
+    use crate::proxy::{
+        parse_forwarded, parse_node, valid_host, valid_proto, Proxies, ProxyHeader,
+    };
+    use crate::web::range::{if_range_holds, none_match, parse_range, Ranged};
+    let (len, text) = match data.split_first_chunk::<8>() {
+        Some((len, rest)) => (u64::from_le_bytes(*len) >> (data.len() % 64), rest),
+        None => (0, data),
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    match parse_range(text, len) {
+        Ranged::Part(start, end) => assert!(start < end && end <= len, "{start}..{end} of {len}"),
+        Ranged::Whole | Ranged::Unsatisfiable => {}
+    }
+    let _ = none_match(text, "\"etag-0\"");
+    let _ = if_range_holds(text, "\"etag-0\"", Some(text));
+    let f = parse_forwarded(text);
+    if let Some(host) = &f.host {
+        assert!(valid_host(host).is_some() && !host.contains(['"', '<', '>', '/', ' ']));
+    }
+    assert!(f.proto.is_none_or(|p| p == "http" || p == "https"));
+    let _ = (parse_node(text), valid_proto(text));
+    let proxy = std::net::IpAddr::from([127, 0, 0, 1]);
+    for header in [
+        ProxyHeader::XForwardedFor,
+        ProxyHeader::Forwarded,
+        ProxyHeader::XRealIp,
+    ] {
+        let p = Proxies::new(&[proxy], header);
+        let _ = p.client_ip(proxy, |_| std::iter::once(text.as_bytes()));
+    }
+}
+
 /// UDP tracker packets.
 pub fn udp_packet(data: &[u8]) {
     if let Ok(udp_protocol::Request::Scrape { info_hashes, .. }) = udp_protocol::parse(data) {

@@ -15,6 +15,7 @@
 //! - [`web`]: the HTTP face: page, JSON API, .torrent downloads, `/files` web seed, metrics.
 //! - [`config`]: the settings of `bitseed serve`.
 //! - [`ip_limit`]: open connections per client address (peer listener and HTTP).
+//! - [`proxy`]: which reverse proxies are believed about the client, through which header.
 //! - [`units`]: byte counts for people (CLI and web page).
 //! - [`fuzzing`]: the fuzz targets' bodies (`fuzz/`), shared with their regression tests.
 pub mod announce;
@@ -27,6 +28,7 @@ pub mod hash;
 pub mod ip_limit;
 pub mod metainfo;
 pub mod peer;
+pub mod proxy;
 #[cfg(test)]
 mod roundtrip_tests;
 pub mod storage;

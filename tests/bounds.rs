@@ -221,3 +221,59 @@ fn a_folder_of_more_files_than_the_soft_fd_limit_is_seeded() {
         server.log.lock().unwrap()
     );
 }
+
+/// More published files (660) than the process may open descriptors (hard limit 256, a pool of
+/// 64): every file is
+/// published, served over HTTP and seeded over the peer wire through the bounded pool of open
+/// files, and the descriptors in use stay under the limit.
+#[test]
+fn more_published_files_than_descriptors_are_all_served() {
+    let d = dirs();
+    let many = d.content.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..600 {
+        std::fs::write(many.join(format!("f{i:03}.txt")), data(700, i)).unwrap();
+    }
+    for i in 0..60 {
+        std::fs::write(
+            d.content.join(format!("top{i:03}.bin")),
+            data(300, 1000 + i),
+        )
+        .unwrap();
+    }
+    let server = Server::start_with_fd_limit(&d.content, &d.state, "ulimit -n 256");
+    let ih = server.published_hash("many");
+    eventually("not every entry was published", || {
+        server
+            .torrents()
+            .iter()
+            .filter(|t| t["status"] == "published")
+            .count()
+            == 61
+    });
+    for i in 0..60u64 {
+        let r = server.get(&format!("/files/top{i:03}.bin"));
+        assert_eq!(
+            (r.status, r.body),
+            (200, data(300, 1000 + i)),
+            "top{i:03}.bin"
+        );
+    }
+    for i in (0..600u64).step_by(5) {
+        let r = server.get(&format!("/files/many/f{i:03}.txt"));
+        assert_eq!((r.status, r.body), (200, data(700, i)), "many/f{i:03}.txt");
+    }
+    let torrent = server.get("/torrents/many.torrent").body;
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&torrent).unwrap();
+    assert_eq!(meta.info_hash.wire(), Some(ih));
+    let peer = server.logged_addr("peer listening on ");
+    let got = crate::seeder::download(peer, &meta);
+    let want: Vec<u8> = (0..600u64).flat_map(|i| data(700, i)).collect();
+    assert_eq!(got, want, "the seeded folder");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .unwrap()
+        .count();
+    assert!(fds < 200, "{fds} descriptors open under a limit of 256");
+    let log = server.log.lock().unwrap();
+    assert!(!log.contains("Too many open files"), "{log}");
+}

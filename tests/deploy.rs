@@ -69,8 +69,9 @@ fn nginx_config_passes_nginx_t() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// A GET sent from a chosen loopback address, so the client is not the proxy's own address.
-fn get_from(local: IpAddr, addr: SocketAddr, path: &str) -> String {
+/// A GET sent from a chosen loopback address, so the client is not the proxy's own address,
+/// with `headers` (each `Name: value`) added.
+fn get_from(local: IpAddr, addr: SocketAddr, path: &str, headers: &[&str]) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,9 +84,10 @@ fn get_from(local: IpAddr, addr: SocketAddr, path: &str) -> String {
     let mut s = stream.into_std().unwrap();
     s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = Vec::new();
@@ -104,7 +106,10 @@ impl Drop for Nginx {
 
 /// bitseed behind deploy/nginx.conf on loopback: an announce from 127.0.0.2 through the proxy is
 /// stored under 127.0.0.2 (from X-Forwarded-For, trusted because the proxy is listed in
-/// `tracker.trusted_proxies`), not under the proxy's 127.0.0.1.
+/// `tracker.trusted_proxies`), not under the proxy's 127.0.0.1, and not under any address the
+/// client itself claims in `Forwarded`, `X-Real-IP` or `X-Forwarded-For` (the proxy sets or
+/// clears each of them). Links in the page come from the proxy's host, not the client's
+/// `X-Forwarded-Host`.
 #[test]
 fn tracker_sees_the_client_address_through_nginx() {
     if !crate::common::have_nginx() {
@@ -166,12 +171,30 @@ fn tracker_sees_the_client_address_through_nginx() {
     }
 
     let client: IpAddr = "127.0.0.2".parse().unwrap();
+    let spoofs = [
+        "Forwarded: for=203.0.113.66",
+        "X-Real-IP: 203.0.113.67",
+        "X-Forwarded-For: 203.0.113.68",
+        "X-Forwarded-Host: x\"><script>alert(1)</script>",
+        "X-Forwarded-Proto: javascript",
+    ];
     let via_proxy = get_from(
         client,
         proxy,
         &crate::serve::announce_path(&hash).replace("port=6881", "port=7001"),
+        &spoofs,
     );
     assert!(via_proxy.contains("8:intervali"), "{via_proxy}");
+    let page = get_from(client, proxy, "/", &spoofs);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        !page.contains("<script>alert") && !page.contains("javascript:"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("http://{proxy}/torrents/")),
+        "{page}"
+    );
     // Another peer asks bitseed directly, with the dictionary model to read addresses as text.
     let direct = crate::serve::http_get(
         server.http,
@@ -183,6 +206,10 @@ fn tracker_sees_the_client_address_through_nginx() {
     );
     let body = String::from_utf8_lossy(&direct.body).into_owned();
     assert!(body.contains("2:ip9:127.0.0.24:porti7001e"), "{body}");
+    assert!(
+        !body.contains("203.0.113."),
+        "a client-claimed address was stored: {body}"
+    );
 }
 
 /// deploy/bitseed.example.toml loads through the real loader, and lists every key with its

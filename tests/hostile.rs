@@ -15,10 +15,11 @@ use crate::serve::{dirs, http_get, Server};
 fn fuzz_regressions_and_seed_corpus_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     type Body = fn(&[u8]);
-    let targets: [(&str, Body); 6] = [
+    let targets: [(&str, Body); 7] = [
         ("bencode_metainfo", bitseed::fuzzing::bencode_metainfo),
         ("magnet", bitseed::fuzzing::magnet),
         ("http_query", bitseed::fuzzing::http_query),
+        ("http_headers", bitseed::fuzzing::http_headers),
         ("udp_packet", bitseed::fuzzing::udp_packet),
         ("peer_wire", bitseed::fuzzing::peer_wire),
         ("peer_connection", bitseed::fuzzing::peer_connection),

@@ -27,9 +27,14 @@ impl Server {
 
     /// `start` from a shell whose soft limit on open files is `soft`.
     pub fn start_with_soft_fd_limit(content: &Path, state: &Path, soft: u32) -> Server {
+        Server::start_with_fd_limit(content, state, &format!("ulimit -Sn {soft}"))
+    }
+
+    /// `start` from a shell that first runs `ulimit` (e.g. `ulimit -n 256`, soft and hard).
+    pub fn start_with_fd_limit(content: &Path, state: &Path, ulimit: &str) -> Server {
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
+            .arg(format!("{ulimit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_bitseed"))
             .args(Self::args(content, state, &[]));
         Server::spawn(cmd)
@@ -213,9 +218,34 @@ impl Response {
 
 /// A plain HTTP/1.1 GET with the path sent exactly as given (no client-side clean-up of `..`).
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    http_request(addr, "GET", path, headers)
+}
+
+/// One request with any method, on a new connection that is closed after it.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let s = TcpStream::connect(addr).expect("connect");
+    request_on(s, addr, method, path, headers)
+}
+
+/// One request on `s` (already connected to `addr`), reading the response to the end.
+pub fn request_on(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    req.push_str("Connection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

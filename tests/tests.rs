@@ -6,6 +6,7 @@ mod common;
 mod create;
 mod deploy;
 mod hostile;
+mod security;
 mod seeder;
 mod serve;
 mod tracker;

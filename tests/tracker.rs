@@ -159,7 +159,8 @@ fn hash(n: u8) -> [u8; 20] {
 #[test]
 fn http_many_peers_on_one_torrent() {
     let state = tempfile::tempdir().unwrap();
-    let server = Server::start(state.path(), &[]);
+    // Every peer here is 127.0.0.1 on another port: no per-address cap.
+    let server = Server::start(state.path(), &["--max-peers-per-ip", "0"]);
     let h = hash(1);
     for port in 1000..1060 {
         let left = if port < 1010 { 0 } else { 100 };
@@ -579,7 +580,8 @@ fn be32(r: &[u8], at: usize) -> u32 {
 #[test]
 fn udp_connect_announce_scrape_many_peers() {
     let state = tempfile::tempdir().unwrap();
-    let server = Server::start(state.path(), &[]);
+    // Every peer here is 127.0.0.1 on another port: no per-address cap.
+    let server = Server::start(state.path(), &["--max-peers-per-ip", "0"]);
     let udp = Udp::new(server.udp);
     let conn = udp.connect();
     let h = hash(7);
@@ -641,8 +643,11 @@ fn udp_malformed_datagrams_never_stop_the_loop() {
         assert_eq!((be32(r, 0), be32(r, 4)), (3, tx), "{r:?}");
         String::from_utf8(r[8..].to_vec()).unwrap()
     };
+    // An error answer is never longer than its request: a 16-byte packet gets 8 bytes of text.
     let mut unknown = conn.to_be_bytes().to_vec();
     unknown.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 5]);
+    assert_eq!(error(&udp.exchange(&unknown), 5), "unknown ");
+    unknown.extend_from_slice(&[0; 16]);
     assert_eq!(error(&udp.exchange(&unknown), 5), "unknown action");
     let p = udp_announce(conn, &h, 5000, 0, 0, 5);
     assert_eq!(error(&udp.exchange(&p[..97]), 5000), "announce too short");

@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{
-    publishable_name, Catalog, Fingerprint, JobResult, Published, PublishedFile, Retired, WALK,
-};
+use super::{publishable_name, Catalog, Fingerprint, JobResult, Published, Retired, WALK};
 use crate::hash::walk::{self, Content};
 use crate::hash::{self, CreateOptions};
 use crate::metainfo::{piece_size, plan_files, ContentHashes, Format, Metainfo, NewTorrent};
+use crate::storage::{self, ContentFile, StorageError};
 
 impl Catalog {
     /// Looks at one entry and hashes it if it changed (runs on a blocking thread).
@@ -40,8 +39,10 @@ impl Catalog {
         // A renamed entry: same files, same options — rebuild under the new name from its hashes.
         let retired = self.state().retired.get(&fp.content_key()).cloned();
         if let Some((meta, pieces)) = retired.and_then(|r| self.rebuild(&content, &r)) {
-            let p = self.published(name, &content, meta, pieces);
-            return JobResult::Publish(Box::new(p), fp, false);
+            return match self.published(name, &content, meta, pieces) {
+                Ok(p) => JobResult::Publish(Box::new(p), fp, false),
+                Err(e) => JobResult::Failed(e.to_string()),
+            };
         }
 
         let done = Arc::new(AtomicU64::new(0));
@@ -49,7 +50,8 @@ impl Catalog {
             .set_hashing(name, content.total(), done.clone());
         tracing::info!("hashing `{name}` ({} bytes)", content.total());
         let started = Instant::now();
-        match hash::create_keeping_pieces(&content, &self.create_options(), &done, None) {
+        match hash::create_keeping_pieces(&content, &self.root, &self.create_options(), &done, None)
+        {
             Ok((meta, pieces)) => {
                 self.registry
                     .hashed_bytes
@@ -59,8 +61,10 @@ impl Catalog {
                     started.elapsed().as_secs_f64()
                 );
                 let merkle = (meta.format == Format::Merkle).then_some(pieces);
-                let p = self.published(name, &content, meta, merkle);
-                JobResult::Publish(Box::new(p), fp, true)
+                match self.published(name, &content, meta, merkle) {
+                    Ok(p) => JobResult::Publish(Box::new(p), fp, true),
+                    Err(e) => JobResult::Failed(e.to_string()),
+                }
             }
             Err(e) => JobResult::Failed(e.to_string()),
         }
@@ -137,35 +141,40 @@ impl Catalog {
         .map(|m| (m, merkle))
     }
 
+    /// The published entry: its torrent and its files, read beneath the content folder and
+    /// checked against the identities the walk listed (and the hasher verified).
     pub(super) fn published(
         &self,
         name: &str,
         content: &Content,
         meta: Metainfo,
         merkle_pieces: Option<Vec<[u8; 20]>>,
-    ) -> Published {
+    ) -> Result<Published, StorageError> {
         let mut real = content.files.iter();
         let files = meta
             .files
             .iter()
             .map(|f| {
                 if f.pad {
-                    None
-                } else {
-                    real.next().map(|s| PublishedFile {
-                        disk: s.disk.clone(),
-                        length: s.length,
-                        mtime: s.mtime,
-                    })
+                    return None;
                 }
+                real.next().map(|s| ContentFile {
+                    path: s
+                        .disk
+                        .strip_prefix(&self.content)
+                        .unwrap_or(&s.disk)
+                        .to_owned(),
+                    id: s.id(),
+                })
             })
             .collect();
-        Published {
+        let files = storage::Content::new(meta.layout(), self.root.clone(), files)?;
+        Ok(Published {
             name: name.to_owned(),
             disk: self.content.join(name),
             meta,
-            files,
+            content: Arc::new(files),
             merkle_pieces: merkle_pieces.map(Arc::new),
-        }
+        })
     }
 }

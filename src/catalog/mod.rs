@@ -19,11 +19,25 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use fingerprint::Fingerprint;
-pub use registry::{Event, Published, PublishedFile, Registry, Status};
+pub use registry::{Event, Published, Registry, Status};
 use store::{Store, StoreError, StoredEntry};
 
 use crate::hash::walk::{self, Content, WalkOptions};
 use crate::metainfo::{Format, Metainfo};
+use crate::storage::{Root, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("content folder `{path}`: {source}")]
+    Content {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Root(#[from] StorageError),
+}
 
 /// How torrents are made from entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +68,8 @@ const EVENT_QUEUE: usize = 4096;
 
 pub struct Catalog {
     content: PathBuf,
+    /// The content folder's descriptor: every file is hashed and served beneath it.
+    root: Arc<Root>,
     settle: Duration,
     options: TorrentOptions,
     registry: Arc<Registry>,
@@ -96,9 +112,15 @@ impl Catalog {
         settle: Duration,
         options: TorrentOptions,
         registry: Arc<Registry>,
-    ) -> Result<Arc<Catalog>, StoreError> {
+    ) -> Result<Arc<Catalog>, CatalogError> {
         let store = Store::open(state_dir)?;
+        std::fs::create_dir_all(&content).map_err(|source| CatalogError::Content {
+            path: content.clone(),
+            source,
+        })?;
+        let root = Arc::new(Root::beneath(&content)?);
         Ok(Arc::new(Catalog {
+            root,
             content,
             settle,
             options,
@@ -164,6 +186,8 @@ impl Catalog {
                 }
                 Some((name, started, result)) = done_rx.recv() => {
                     self.finish(name, started, result);
+                    // The next job starts when one ends, not at the next tick.
+                    self.start_ready_jobs(&done_tx);
                 }
                 _ = ticker.tick() => {
                     if overflow.swap(false, Ordering::Relaxed) {
@@ -193,7 +217,10 @@ impl Catalog {
             let content = match walk::collect(&path, WALK) {
                 Ok(c) => c,
                 Err(e) => {
+                    // Its job will say why it cannot be published, in the API and the page.
                     tracing::warn!("cannot read `{}`: {e}", path.display());
+                    self.state().dirty.insert(name.clone(), Instant::now());
+                    queued += 1;
                     continue;
                 }
             };
@@ -214,8 +241,9 @@ impl Catalog {
             }
         }
         // Stored entries no longer in the folder: forget them, but keep their hashes for a rename.
+        let present: std::collections::HashSet<&String> = names.iter().collect();
         for (name, s) in stored {
-            if !names.contains(&name) {
+            if !present.contains(&name) {
                 self.store().remove(&name)?;
                 let merkle_pieces = s.merkle_pieces();
                 let retired = Retired {
@@ -231,15 +259,21 @@ impl Catalog {
         Ok(())
     }
 
-    /// Top-level names in the content folder that can be published.
+    /// Top-level names in the content folder that can be published (symbolic links never are:
+    /// they could point anywhere).
     fn list_entries(&self) -> std::io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.content)? {
             let entry = entry?;
             if let Some(name) = entry.file_name().to_str() {
-                if publishable_name(name) {
-                    names.push(name.to_owned());
+                if !publishable_name(name) {
+                    continue;
                 }
+                if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                    tracing::debug!("skipping `{name}`: a symbolic link");
+                    continue;
+                }
+                names.push(name.to_owned());
             }
         }
         names.sort();
@@ -301,9 +335,16 @@ impl Catalog {
         merkle_pieces: Option<Vec<[u8; 20]>>,
         fp: Fingerprint,
     ) {
-        let p = Arc::new(self.published(name, content, meta, merkle_pieces));
-        self.state().published.insert(name.to_owned(), fp);
-        self.registry.publish(p);
+        match self.published(name, content, meta, merkle_pieces) {
+            Ok(p) => {
+                self.state().published.insert(name.to_owned(), fp);
+                self.registry.publish(Arc::new(p));
+            }
+            Err(e) => {
+                tracing::warn!("cannot publish `{name}`: {e}");
+                self.state().dirty.insert(name.to_owned(), Instant::now());
+            }
+        }
     }
 
     /// Handles a finished job, unless the entry changed again meanwhile (it is then redone).
@@ -321,6 +362,7 @@ impl Catalog {
             JobResult::Gone => self.unpublish(&name),
             JobResult::Failed(why) => {
                 tracing::warn!("cannot publish `{name}`: {why}");
+                let why = self.without_content_path(&why);
                 self.state().published.remove(&name);
                 tokio::task::block_in_place(|| self.registry.set_failed(&name, why));
             }
@@ -348,6 +390,21 @@ impl Catalog {
                 tokio::task::block_in_place(|| self.registry.publish(Arc::new(*p)));
             }
         }
+    }
+
+    /// `why` with the content folder's path taken out: what visitors of the page and the API
+    /// may see of an error (the log keeps the whole path).
+    fn without_content_path(&self, why: &str) -> String {
+        let mut out = why.to_owned();
+        let canonical = std::fs::canonicalize(&self.content).ok();
+        for root in std::iter::once(self.content.clone()).chain(canonical) {
+            let root = root.display().to_string();
+            let root = root.trim_end_matches('/');
+            if !root.is_empty() {
+                out = out.replace(&format!("{root}/"), "");
+            }
+        }
+        out
     }
 
     fn unpublish(&self, name: &str) {

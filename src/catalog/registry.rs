@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
 
 use crate::metainfo::Metainfo;
+use crate::storage::Content;
 
 /// A published torrent and where its bytes are.
 #[derive(Debug)]
@@ -18,19 +18,12 @@ pub struct Published {
     /// `content/name`.
     pub disk: PathBuf,
     pub meta: Metainfo,
-    /// Each real file's path on disk, length and mtime when hashed, in `meta.files` order with
-    /// pad files as `None`: what the seeder and web seed read, and check for changes.
-    pub files: Vec<Option<PublishedFile>>,
+    /// The torrent's files under the content folder with the identity each had when hashed, in
+    /// `meta.files` order: what the seeder and the web seed read, through the descriptor pool.
+    pub content: Arc<Content>,
     /// A Merkle torrent's piece hashes (it holds only their root), when known: kept with the
     /// entry so the seeder builds its hash tree without reading the content again.
     pub merkle_pieces: Option<Arc<Vec<[u8; 20]>>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishedFile {
-    pub disk: PathBuf,
-    pub length: u64,
-    pub mtime: Option<SystemTime>,
 }
 
 impl Published {

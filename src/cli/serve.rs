@@ -10,7 +10,6 @@ use anyhow::Context;
 use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
 use bitseed::config::{Overrides, Settings};
 use bitseed::peer::{self, SeedAnnouncer, Seeder};
-use bitseed::storage::Stamp;
 use bitseed::tracker::{self, Tracker};
 use bitseed::web::{self as face, SwarmCounts, SwarmView, WebState};
 use tokio_util::sync::CancellationToken;
@@ -202,11 +201,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         registry: registry.clone(),
         swarm: Arc::new(TrackerView(tracker.clone(), seeder.clone())),
         public_url: settings.public_url.clone(),
+        proxies: settings.tracker.proxies(),
         file_bytes: Default::default(),
     });
     let listener = std::net::TcpListener::bind(settings.http.listen)
         .with_context(|| format!("cannot listen on http.listen {}", settings.http.listen))?;
     tracing::info!("http listening on {}", listener.local_addr()?);
+    if settings.public_url.is_none() {
+        tracing::warn!(
+            "public_url is not set: links in the page, API and served torrents follow each \
+             request's Host header; set public_url (or --public-url) to the address clients use"
+        );
+    }
     let app_tracker = tracker.clone();
     let head_limits = settings.http.head_limits();
     let server = HttpServer::new(move || {
@@ -257,32 +263,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The seeder's view of a published entry, with the size and mtime each file had when hashed so
-/// a changed file is never served under the old hash.
+/// The seeder's view of a published entry: the same files (and descriptor pool) as the web seed,
+/// each checked against the identity it had when hashed.
 fn seedable(p: &Published) -> Result<peer::Published, peer::PublishError> {
-    let paths = p
-        .files
-        .iter()
-        .map(|f| f.as_ref().map(|f| f.disk.clone()))
-        .collect();
-    let stamps = p
-        .files
-        .iter()
-        .map(|f| match f {
-            Some(f) => Stamp {
-                size: f.length,
-                mtime: f.mtime,
-            },
-            None => Stamp {
-                size: 0,
-                mtime: None,
-            },
-        })
-        .collect();
-    peer::Published::with_stamps(
+    peer::Published::with_content(
         p.meta.clone(),
-        paths,
-        Some(stamps),
+        p.content.clone(),
         p.merkle_pieces.as_deref().map(Vec::as_slice),
     )
 }

@@ -46,15 +46,25 @@ pub struct Args {
     /// Most peers stored per torrent.
     #[arg(long, default_value_t = 50_000)]
     max_peers_per_torrent: u32,
+    /// Most peers stored per torrent from one address (IPv6: one /64); 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = TrackerConfig::default().max_peers_per_ip)]
+    max_peers_per_ip: u32,
     /// Most torrents tracked at once.
     #[arg(long, default_value_t = 1_000_000)]
     max_torrents: u32,
+    /// Most live torrents first announced from one address (IPv6: one /64); 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = TrackerConfig::default().max_torrents_per_ip)]
+    max_torrents_per_ip: u32,
     /// Answer a scrape without info_hash with every torrent.
     #[arg(long)]
     full_scrape: bool,
-    /// A proxy whose X-Forwarded-For / Forwarded headers are believed (repeatable).
+    /// A proxy whose --proxy-header names the client (repeatable); other clients' forwarding
+    /// headers are ignored.
     #[arg(long = "trusted-proxy", value_name = "IP")]
     trusted_proxies: Vec<IpAddr>,
+    /// The header trusted proxies name the client in: x-forwarded-for, forwarded or x-real-ip.
+    #[arg(long, value_name = "HEADER", default_value = "x-forwarded-for")]
+    proxy_header: bitseed::proxy::ProxyHeader,
     /// Believe the `ip` announce parameter.
     #[arg(long)]
     accept_ip_param: bool,
@@ -104,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         listen: args.http.unwrap_or(HttpSettings::default().listen),
         request_timeout: args.request_timeout,
         keep_alive: args.keep_alive,
+        send_timeout: HttpSettings::default().send_timeout,
         max_connections: args.max_connections,
         max_connections_per_ip: args.max_connections_per_ip,
         workers: 0,
@@ -126,9 +137,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         numwant_default: args.numwant,
         numwant_max: args.numwant_max,
         max_peers_per_torrent: args.max_peers_per_torrent,
+        max_peers_per_ip: args.max_peers_per_ip,
         max_torrents: args.max_torrents,
+        max_torrents_per_ip: args.max_torrents_per_ip,
         full_scrape: args.full_scrape,
         trusted_proxies: args.trusted_proxies,
+        proxy_header: args.proxy_header,
         accept_ip_param: args.accept_ip_param,
     };
     let tracker = match Tracker::new(config, &args.state) {

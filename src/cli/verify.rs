@@ -72,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let progress = AtomicU64::new(0);
     let computed = hash_pieces(&Job {
         layout: &layout,
+        root: &bitseed::storage::Root::anywhere(),
         paths: &paths,
         v1: meta.format.hashes_v1_pieces(),
         v2: meta.format.has_v2(),

@@ -53,6 +53,9 @@ pub struct HttpSettings {
     pub request_timeout: f64,
     /// Seconds an idle keep-alive connection stays open between requests.
     pub keep_alive: f64,
+    /// Seconds a response may sit unsent (the client reads nothing, or does not acknowledge)
+    /// before the connection is closed: the kernel's TCP_USER_TIMEOUT on each connection.
+    pub send_timeout: f64,
     /// Open connections per HTTP worker thread; more wait to be accepted.
     pub max_connections: usize,
     /// Open connections from one client address (an IPv6 client: one /64); more are closed at
@@ -117,6 +120,7 @@ impl Default for HttpSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             request_timeout: 5.0,
             keep_alive: 5.0,
+            send_timeout: 60.0,
             max_connections: 25_000,
             // Browsers open 6 per host, download managers up to 16.
             max_connections_per_ip: 64,
@@ -206,6 +210,7 @@ impl Settings {
         for (key, v) in [
             ("http.request_timeout", self.http.request_timeout),
             ("http.keep_alive", self.http.keep_alive),
+            ("http.send_timeout", self.http.send_timeout),
             ("peer.handshake_timeout", self.peer.handshake_timeout),
             ("peer.idle_timeout", self.peer.idle_timeout),
             ("peer.frame_timeout", self.peer.frame_timeout),

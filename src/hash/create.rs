@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use thiserror::Error;
 
 use super::walk::Content;
-use super::{content_hashes, hash_pieces, FileStamp, HashError, Job, Mode};
+use super::{content_hashes, hash_pieces, HashError, Job, Mode};
 use crate::metainfo::{piece_size, plan_files, Format, Metainfo, MetainfoError, NewTorrent};
-use crate::storage::Layout;
+use crate::storage::{FileId, Layout, Root};
 
 #[derive(Debug, Error)]
 pub enum CreateError {
@@ -61,13 +61,15 @@ pub fn create(
     progress: &AtomicU64,
     cancel: Option<&AtomicBool>,
 ) -> Result<Metainfo, CreateError> {
-    create_keeping_pieces(content, opts, progress, cancel).map(|(meta, _)| meta)
+    create_keeping_pieces(content, &Root::anywhere(), opts, progress, cancel).map(|(meta, _)| meta)
 }
 
 /// `create`, also returning the SHA-1 of every piece: a BEP 30 torrent keeps only their root,
 /// and the seeder needs them all to send hash lists (kept, it need not read the content again).
+/// Files are opened from `root` and checked against the identity the walk listed.
 pub fn create_keeping_pieces(
     content: &Content,
+    root: &Root,
     opts: &CreateOptions,
     progress: &AtomicU64,
     cancel: Option<&AtomicBool>,
@@ -84,17 +86,11 @@ pub fn create_keeping_pieces(
         .collect();
     let planned = plan_files(&listed, opts.format, piece_length);
     let mut real = content.files.iter();
-    let (paths, stamps): (Vec<Option<PathBuf>>, Vec<FileStamp>) = planned
+    let (paths, stamps): (Vec<Option<PathBuf>>, Vec<FileId>) = planned
         .iter()
         .map(|f| match if f.pad { None } else { real.next() } {
-            Some(s) => (
-                Some(s.disk.clone()),
-                FileStamp {
-                    length: s.length,
-                    mtime: s.mtime,
-                },
-            ),
-            None => (None, FileStamp::default()),
+            Some(s) => (Some(s.disk.clone()), s.id()),
+            None => (None, FileId::default()),
         })
         .unzip();
     let layout = if opts.format == Format::V2 {
@@ -105,6 +101,7 @@ pub fn create_keeping_pieces(
 
     let pieces = hash_pieces(&Job {
         layout: &layout,
+        root,
         paths: &paths,
         v1: opts.format.hashes_v1_pieces(),
         v2: opts.format.has_v2(),

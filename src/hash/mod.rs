@@ -10,4 +10,4 @@ pub mod walk;
 
 pub use assemble::content_hashes;
 pub use create::{create, create_keeping_pieces, CreateError, CreateOptions};
-pub use pipeline::{hash_pieces, FileStamp, HashError, Job, Mode, PieceHashes};
+pub use pipeline::{hash_pieces, HashError, Job, Mode, PieceHashes};

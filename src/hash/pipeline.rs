@@ -15,7 +15,7 @@ use sha2::Sha256;
 use thiserror::Error;
 
 use crate::metainfo::merkle::{self, BLOCK_SIZE};
-use crate::storage::Layout;
+use crate::storage::{FileId, Layout, Root, StorageError};
 
 /// Bytes read at a time: a multiple of the v2 block size, small enough to stay in L2.
 const CHUNK: usize = 256 * 1024;
@@ -41,6 +41,8 @@ pub enum HashError {
     Changed(PathBuf),
     #[error("hashing was cancelled")]
     Cancelled,
+    #[error(transparent)]
+    Refused(StorageError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,9 @@ pub enum Mode {
 
 pub struct Job<'a> {
     pub layout: &'a Layout,
+    /// Where the files are opened from: beneath the content folder (the catalog), or anywhere
+    /// (content the user named).
+    pub root: &'a Root,
     /// The file on disk for each layout file; `None` for pad files.
     pub paths: &'a [Option<PathBuf>],
     pub v1: bool,
@@ -63,17 +68,11 @@ pub struct Job<'a> {
     pub progress: &'a AtomicU64,
     /// Set from outside to stop the job early.
     pub cancel: Option<&'a AtomicBool>,
-    /// Per layout file, the size and mtime it had when listed: each worker checks the open file
-    /// against them when done with it, so a file rewritten while being read is an error
-    /// (`Strict` mode) rather than a torrent of mixed bytes.
-    pub stamps: Option<&'a [FileStamp]>,
-}
-
-/// Size and modification time of a file when it was listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FileStamp {
-    pub length: u64,
-    pub mtime: Option<std::time::SystemTime>,
+    /// Per layout file, its identity when listed (device, inode, size, mtime): each worker
+    /// checks the descriptor it opens against it, and again when done with it, so a file
+    /// swapped or rewritten while being read is an error (`Strict` mode) rather than a torrent
+    /// of mixed bytes or of another file's bytes.
+    pub stamps: Option<&'a [FileId]>,
 }
 
 /// Per-piece results, indexed by piece.
@@ -270,23 +269,26 @@ impl<'a> Worker<'a> {
         let Some(stamp) = self.job.stamps.and_then(|s| s.get(i)) else {
             return Ok(());
         };
-        let now = f.metadata().ok();
-        if now.as_ref().map(|m| m.len()) != Some(stamp.length)
-            || now.and_then(|m| m.modified().ok()) != stamp.mtime
-        {
-            let path = self.job.paths[i].clone().unwrap_or_default();
-            return Err(HashError::Changed(path));
+        match FileId::of(&f) {
+            Ok(now) if stamp.content_differs(&now).is_none() => Ok(()),
+            _ => Err(HashError::Changed(
+                self.job.paths[i].clone().unwrap_or_default(),
+            )),
         }
-        Ok(())
     }
 
     fn read(&mut self, file: usize, offset: u64, n: usize) -> Result<(), HashError> {
         let path = self.job.paths[file].as_deref().unwrap_or(Path::new(""));
         if self.open.as_ref().map(|(i, _)| *i) != Some(file) {
             self.close()?;
-            let f = File::open(path).map_err(|source| HashError::Open {
-                path: path.to_owned(),
-                source,
+            let opened = match self.job.stamps.and_then(|s| s.get(file)) {
+                Some(id) => self.job.root.open_checked(path, id),
+                None => self.job.root.open(path),
+            };
+            let f = opened.map_err(|e| match e {
+                StorageError::Io { path, source } => HashError::Open { path, source },
+                StorageError::Changed { path, .. } => HashError::Changed(path),
+                other => HashError::Refused(other),
             })?;
             self.open = Some((file, f));
         }

@@ -7,9 +7,10 @@ use std::time::SystemTime;
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::time::{Duration, UNIX_EPOCH};
 
-use rustix::fs::{openat, statat, AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{openat, statat, AtFlags, Dir, FileType, Mode, OFlags};
+
+use crate::storage::FileId;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -42,6 +43,21 @@ pub struct SourceFile {
     pub disk: PathBuf,
     pub length: u64,
     pub mtime: Option<SystemTime>,
+    /// Device and inode, for the identity the hasher checks on the descriptor it reads.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl SourceFile {
+    /// The file as listed: what every later open of it must find.
+    pub fn id(&self) -> FileId {
+        FileId {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.length,
+            mtime: self.mtime,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -102,11 +118,14 @@ pub fn collect(root: &Path, opts: WalkOptions) -> Result<Content, WalkError> {
         skipped_special: 0,
     };
     if meta.is_file() {
+        let id = FileId::from_metadata(&meta);
         content.files.push(SourceFile {
             path: vec![name],
             disk: root.to_owned(),
-            length: meta.len(),
-            mtime: meta.modified().ok(),
+            length: id.size,
+            mtime: id.mtime,
+            dev: id.dev,
+            ino: id.ino,
         });
         return Ok(content);
     }
@@ -244,33 +263,20 @@ impl Walker<'_> {
                     }
                     let mut components = rel.clone();
                     components.push(name_str.to_owned());
+                    let id = FileId::from_stat(&st);
                     self.content.files.push(SourceFile {
                         path: components,
                         disk: path,
-                        length: st.st_size as u64,
-                        mtime: mtime(&st),
+                        length: id.size,
+                        mtime: id.mtime,
+                        dev: id.dev,
+                        ino: id.ino,
                     });
                 }
                 _ => self.content.skipped_special += 1,
             }
         }
         Ok(())
-    }
-}
-
-/// The modification time as `std::fs::Metadata::modified` reports it (same seconds and
-/// nanoseconds), so stamps taken here compare equal to ones taken through std later.
-fn mtime(st: &Stat) -> Option<SystemTime> {
-    let nanos = u32::try_from(st.st_mtime_nsec).ok()?;
-    // `c_long`: i64 on the 64-bit targets bitseed is built for.
-    #[allow(clippy::useless_conversion)]
-    let secs = i64::from(st.st_mtime);
-    if secs >= 0 {
-        UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
-    } else {
-        UNIX_EPOCH
-            .checked_sub(Duration::from_secs(secs.unsigned_abs()))?
-            .checked_add(Duration::from_nanos(nanos.into()))
     }
 }
 

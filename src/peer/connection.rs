@@ -338,6 +338,11 @@ impl Connection {
         self.hash_jobs.pop_front()
     }
 
+    /// Puts back a hash request taken by `next_hash_job` that could not start yet.
+    pub fn retry_hash_job(&mut self, r: HashRequest) {
+        self.hash_jobs.push_front(r);
+    }
+
     /// Super-seeding: when the peer is ready for its next piece, returns what it has (for the
     /// torrent-wide picker) and the pieces it reported since the last call.
     pub fn offer_wanted(&mut self) -> Option<(&[bool], Vec<u32>)> {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -11,7 +12,7 @@ use super::extended::hashpiece::Bep30Tree;
 use super::v2_hashes::FileHashTree;
 use crate::hash::{self, HashError, Job, Mode};
 use crate::metainfo::{Format, Metainfo};
-use crate::storage::{Content, Stamp, StorageError};
+use crate::storage::{Content, FileId, Root, StorageError};
 
 #[derive(Debug, Error)]
 pub enum PublishError {
@@ -28,7 +29,7 @@ pub enum PublishError {
 #[derive(Debug)]
 pub struct Published {
     pub metainfo: Metainfo,
-    pub content: Content,
+    pub content: Arc<Content>,
     pub(crate) bep30: Option<Bep30Tree>,
     pub(crate) v2_trees: BTreeMap<[u8; 32], FileHashTree>,
 }
@@ -39,21 +40,19 @@ impl Published {
     /// Merkle torrent's pieces are hashed to rebuild its tree).
     pub fn open(metainfo: Metainfo, path: &Path) -> Result<Published, PublishError> {
         let paths = file_paths(&metainfo, path);
-        Published::with_stamps(metainfo, paths, None, None)
+        let content = Content::vouched(metainfo.layout(), Arc::new(Root::anywhere()), &paths)?;
+        Published::with_content(metainfo, Arc::new(content), None)
     }
 
-    /// `paths` has one entry per torrent file (`None` for pad files); `stamps`, when given, are
-    /// the size/mtime each file had when it was hashed. `merkle_pieces`, a Merkle torrent's piece
-    /// hashes when known, spare reading its content (they are checked against the root). Blocking,
-    /// as `open`.
-    pub fn with_stamps(
+    /// `content` holds the torrent's files as the catalog hashed them. `merkle_pieces`, a Merkle
+    /// torrent's piece hashes when known, spare reading its content (they are checked against
+    /// the root). Blocking, as `open`.
+    pub fn with_content(
         metainfo: Metainfo,
-        paths: Vec<Option<PathBuf>>,
-        stamps: Option<Vec<Stamp>>,
+        content: Arc<Content>,
         merkle_pieces: Option<&[[u8; 20]]>,
     ) -> Result<Published, PublishError> {
-        let layout = metainfo.layout();
-        let content = Content::open(layout.clone(), &paths, stamps.as_deref())?;
+        let layout = content.layout().clone();
 
         let known = merkle_pieces
             .filter(|p| metainfo.format == Format::Merkle && p.len() as u64 == layout.piece_count())
@@ -68,8 +67,15 @@ impl Published {
                 metainfo.total_size()
             );
             let progress = AtomicU64::new(0);
+            let (paths, stamps): (Vec<Option<PathBuf>>, Vec<FileId>) = (0..layout.files.len())
+                .map(|i| match content.file(i) {
+                    Some((path, id)) => (Some(path.to_owned()), *id),
+                    None => (None, FileId::default()),
+                })
+                .unzip();
             let pieces = hash::hash_pieces(&Job {
                 layout: &layout,
+                root: content.root(),
                 paths: &paths,
                 v1: true,
                 v2: false,
@@ -77,7 +83,7 @@ impl Published {
                 mode: Mode::Strict,
                 progress: &progress,
                 cancel: None,
-                stamps: None,
+                stamps: Some(&stamps),
             })?;
             let tree = Bep30Tree::new(&pieces.v1);
             if Some(tree.root()) != metainfo.root_hash {

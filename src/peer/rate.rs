@@ -38,6 +38,14 @@ impl TokenBucket {
             Err(Duration::from_secs_f64((-self.tokens + 1.0) / self.rate))
         }
     }
+
+    /// Takes `n` bytes whether or not there are tokens: bytes already committed (control
+    /// answers), paid for by the next grants waiting longer.
+    pub fn charge(&mut self, n: u64, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - n as f64;
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +74,11 @@ mod tests {
             }
         }
         assert!((9_500_000..=10_300_000).contains(&granted), "{granted}");
+
+        // Charged bytes delay the next grant as if they had been granted.
+        let mut b = TokenBucket::new(1_000_000, t0);
+        b.charge(250_000 + 500_000, t0);
+        let wait = b.take(1, t0).unwrap_err();
+        assert!(wait > Duration::from_millis(490) && wait < Duration::from_millis(510));
     }
 }

@@ -22,6 +22,13 @@ use crate::ip_limit::IpLimit;
 
 /// Round length of the choker (BEP 3's ten seconds).
 const ROUND: Duration = Duration::from_secs(10);
+/// Bytes queued for peers (and being read for them) over all connections, past which no
+/// connection starts a disk read or takes more requests until some drains.
+pub(super) const QUEUED_MAX: usize = 128 << 20;
+/// Bytes per second the seeder reads and hashes to answer BEP 52 block-layer hash requests,
+/// over all peers: each such request makes us read up to 512 blocks, so it is paid for here
+/// before it starts (a legitimate client asks for them only to find a bad block).
+const HASH_WORK_RATE: u64 = 64 << 20;
 
 /// Where the seeder tells a tracker it is seeding: `serve` implements it over the built-in
 /// tracker's `set_own_seed`, with no HTTP round trip.
@@ -69,6 +76,10 @@ pub(super) struct Inner {
     torrents: RwLock<HashMap<[u8; 20], Arc<Entry>>>,
     choke: Mutex<ChokeState>,
     limiter: Option<Mutex<TokenBucket>>,
+    /// The budget of block-layer hashing (HASH_WORK_RATE).
+    hash_work: Mutex<TokenBucket>,
+    /// Bytes queued for peers and being read for them, over all connections.
+    pub queued: AtomicUsize,
     next_key: AtomicU64,
     pub uploaded: AtomicU64,
     announcer: Mutex<Option<(Arc<dyn SeedAnnouncer>, SocketAddr)>>,
@@ -111,6 +122,8 @@ impl Seeder {
                 peer_id,
                 torrents: RwLock::new(HashMap::new()),
                 limiter,
+                hash_work: Mutex::new(TokenBucket::new(HASH_WORK_RATE, Instant::now())),
+                queued: AtomicUsize::new(0),
                 next_key: AtomicU64::new(1),
                 uploaded: AtomicU64::new(0),
                 announcer: Mutex::new(None),
@@ -220,7 +233,11 @@ impl Seeder {
                         let inner = self.inner.clone();
                         let stop = shutdown.child_token();
                         tasks.spawn(async move {
-                            super::session::run(inner, stream, addr, stop).await;
+                            // Latency matters more than packet count: a request answered late
+                            // stalls the peer's pipeline.
+                            let _ = stream.set_nodelay(true);
+                            let (rd, wr) = stream.into_split();
+                            super::session::run(inner, rd, wr, addr, stop).await;
                             drop((permit, ip_slot));
                         });
                     }
@@ -331,6 +348,24 @@ impl Inner {
             Some(l) => lock(l).take(bytes, Instant::now()),
             None => Ok(()),
         }
+    }
+
+    /// Counts `bytes` already committed to a peer (metadata and hash answers) against the
+    /// global rate limit: later block reads wait for them.
+    pub fn charge_upload(&self, bytes: u64) {
+        if let Some(l) = &self.limiter {
+            lock(l).charge(bytes, Instant::now());
+        }
+    }
+
+    /// Asks the hashing budget for `bytes` of block-layer work: `Err(wait)` when over it.
+    pub fn take_hash_work(&self, bytes: u64) -> Result<(), Duration> {
+        lock(&self.hash_work).take(bytes, Instant::now())
+    }
+
+    /// Whether the seeder as a whole has room for more queued output.
+    pub fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < QUEUED_MAX
     }
 
     pub fn limited(&self) -> bool {

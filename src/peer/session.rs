@@ -1,5 +1,13 @@
 //! One peer connection's I/O: reads frames into the `Connection` core, writes what it returns,
 //! runs its disk reads on the blocking pool, and enforces timeouts and buffer bounds.
+//!
+//! The session runs over any byte stream (its read and write halves), not a TCP socket: the
+//! listener hands it TCP today and may hand it uTP or an encrypted stream.
+//!
+//! Output is bounded per message, not per read: whole messages are taken from the input only
+//! while the answers queued for the peer are under `OUT_CONTROL` (and the seeder's total under
+//! its cap), and nothing more is read from a peer whose output is full, so a burst of cheap
+//! requests (metadata, hashes, rejects) cannot queue more than a message's worth past the bound.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -9,24 +17,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::handshake::HANDSHAKE_LEN;
+use super::published::Published;
 use super::seeder::{Entry, Inner};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::metainfo::Format;
 use crate::storage::StorageError;
 
-/// Data queued for the peer below which the next disk read starts.
-const OUT_LOW: usize = 1 << 20;
-/// Data queued for a peer that does not read beyond which it is dropped (control messages
-/// such as rejects and metadata can pile up past `OUT_LOW`).
-const OUT_HARD: usize = 8 << 20;
+/// Data queued for the peer (and being read for it) below which the next disk read starts.
+const OUT_LOW: usize = 512 * 1024;
+/// Answers queued for the peer below which its next message is taken: past it, its messages
+/// wait in the input buffer (and its socket) until the output drains.
+const OUT_CONTROL: usize = 256 * 1024;
+/// Output past which the peer is dropped: only reachable if the bounds above fail, since each
+/// bound is checked before adding at most one message or one read.
+const OUT_HARD: usize = 4 << 20;
 /// One disk read (and the blocks framed from it): large enough for the page cache and disk to
 /// be used well, small enough to share the rate limit fairly.
 const READ_MAX: usize = 256 * 1024;
@@ -70,40 +81,58 @@ enum SessionError {
     Join,
 }
 
-pub(super) async fn run(
+/// Serves one peer over the halves of its stream until it leaves, misbehaves or `shutdown`.
+pub(super) async fn run<R, W>(
     inner: Arc<Inner>,
-    stream: TcpStream,
+    rd: R,
+    wr: W,
     addr: SocketAddr,
     shutdown: CancellationToken,
-) {
-    match serve(&inner, stream, addr, shutdown).await {
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match serve(&inner, rd, wr, addr, shutdown).await {
         Ok(()) => debug!(%addr, "peer disconnected"),
         Err(e) => debug!(%addr, "peer dropped: {e}"),
     }
 }
 
-/// Outgoing bytes as a queue of chunks (control messages and framed block batches).
-#[derive(Default)]
-struct Out {
+/// Outgoing bytes as a queue of chunks (control messages and framed block batches), counted
+/// in the seeder's total as well as here.
+struct Out<'a> {
     chunks: VecDeque<Vec<u8>>,
     pos: usize,
     bytes: usize,
+    total: &'a std::sync::atomic::AtomicUsize,
 }
 
-impl Out {
+impl<'a> Out<'a> {
+    fn new(total: &'a std::sync::atomic::AtomicUsize) -> Self {
+        Out {
+            chunks: VecDeque::new(),
+            pos: 0,
+            bytes: 0,
+            total,
+        }
+    }
     fn push(&mut self, chunk: Vec<u8>) {
         self.bytes += chunk.len();
+        self.total.fetch_add(chunk.len(), Ordering::Relaxed);
         self.chunks.push_back(chunk);
     }
-    fn push_msgs(&mut self, msgs: Vec<Message>) {
+    /// Queues `msgs` in one chunk; returns its length.
+    fn push_msgs(&mut self, msgs: Vec<Message>) -> usize {
         if msgs.is_empty() {
-            return;
+            return 0;
         }
         let mut buf = Vec::new();
         for m in msgs {
             m.write_to(&mut buf);
         }
+        let n = buf.len();
         self.push(buf);
+        n
     }
     fn front(&self) -> &[u8] {
         self.chunks.front().map_or(&[], |c| &c[self.pos..])
@@ -111,6 +140,7 @@ impl Out {
     fn advance(&mut self, n: usize) {
         self.pos += n;
         self.bytes -= n;
+        self.total.fetch_sub(n, Ordering::Relaxed);
         if self.chunks.front().is_some_and(|c| self.pos >= c.len()) {
             self.chunks.pop_front();
             self.pos = 0;
@@ -118,6 +148,36 @@ impl Out {
     }
     fn is_empty(&self) -> bool {
         self.bytes == 0
+    }
+}
+
+impl Drop for Out<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Bytes being read from disk for this peer, counted in the seeder's total until they are
+/// queued (or the read is dropped with the session).
+struct InFlight<'a> {
+    bytes: usize,
+    total: &'a std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> InFlight<'a> {
+    fn add(&mut self, n: usize) {
+        self.bytes += n;
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+    fn done(&mut self, n: usize) {
+        self.bytes -= n;
+        self.total.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -138,8 +198,8 @@ impl Drop for TorrentSlot<'_> {
     }
 }
 
-async fn read_handshake(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_handshake<R: AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut Vec<u8>,
 ) -> Result<Handshake, SessionError> {
     loop {
@@ -155,7 +215,7 @@ async fn read_handshake(
 }
 
 /// Super-seeding: shows the peer its next piece when it is ready for one.
-fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out) {
+fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out<'_>) {
     let Some(picker) = &entry.super_seed else {
         return;
     };
@@ -175,15 +235,49 @@ fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out) {
     }
 }
 
-async fn serve(
+/// Takes whole messages from `inbuf` into the connection while the peer's answers have room
+/// (checked before each message, so at most one message's answers pass the bound); returns how
+/// many it took. What it leaves is a partial frame, or messages waiting for room.
+fn consume(
+    inbuf: &mut Vec<u8>,
+    conn: &mut Connection,
+    torrent: &Published,
+    out: &mut Out<'_>,
     inner: &Inner,
-    stream: TcpStream,
+    key: u64,
+) -> Result<usize, SessionError> {
+    let mut at = 0;
+    let mut taken = 0;
+    while out.bytes < OUT_CONTROL && inner.has_room() {
+        let Some((msg, used)) = Message::parse(&inbuf[at..], conn.max_frame())? else {
+            break;
+        };
+        at += used;
+        taken += 1;
+        let was = conn.interested();
+        let sent = out.push_msgs(conn.on_message(msg, torrent)?);
+        // Metadata and hash answers are upload too: later blocks wait for them.
+        inner.charge_upload(sent as u64);
+        if conn.interested() != was {
+            inner.set_interested(key, conn.interested());
+        }
+    }
+    inbuf.drain(..at);
+    Ok(taken)
+}
+
+async fn serve<R, W>(
+    inner: &Inner,
+    mut rd: R,
+    mut wr: W,
     addr: SocketAddr,
     shutdown: CancellationToken,
-) -> Result<(), SessionError> {
+) -> Result<(), SessionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let cfg: &PeerConfig = &inner.config;
-    stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
 
     let theirs = tokio::select! {
@@ -208,7 +302,11 @@ async fn serve(
         entry.super_seed.is_some(),
     );
 
-    let mut out = Out::default();
+    let mut out = Out::new(&inner.queued);
+    let mut in_flight_bytes = InFlight {
+        bytes: 0,
+        total: &inner.queued,
+    };
     let ours = Handshake::ours(
         theirs.info_hash,
         inner.peer_id,
@@ -243,20 +341,43 @@ async fn serve(
     // while the last one is written, and frames still go out in request order.
     let mut reading: VecDeque<(DiskRead, usize)> = VecDeque::new();
     let mut waiting_job: Option<ReadJob> = None;
-    // One block-layer hash request read and hashed at a time.
+    // One block-layer hash request read and hashed at a time, after the hashing budget
+    // granted it.
     let mut hashing: Option<(HashJob, HashRequest)> = None;
+    let mut hash_waiting: Option<(HashRequest, Pin<Box<Sleep>>)> = None;
     let mut rate_sleep: Option<Pin<Box<Sleep>>> = None;
     let mut tick = tokio::time::interval(TICK);
+    // Messages that came in the handshake's read are taken at once, not at the next read.
+    let mut input_waiting = !inbuf.is_empty();
 
     loop {
         if out.bytes > OUT_HARD {
             return Err(SessionError::OutputOverflow(out.bytes));
+        }
+        // Input left waiting for room (or sent with the handshake): take it now if there is
+        // room, so it does not wait for the peer's next bytes.
+        if input_waiting && out.bytes < OUT_CONTROL && inner.has_room() {
+            let now = Instant::now();
+            if consume(&mut inbuf, &mut conn, &torrent, &mut out, inner, key)? > 0 {
+                last_recv = now;
+                partial_since = None;
+            }
+            input_waiting = false;
+            if !inbuf.is_empty() {
+                if Message::parse(&inbuf, conn.max_frame())?.is_some() {
+                    input_waiting = true;
+                } else {
+                    partial_since.get_or_insert(now);
+                }
+            }
+            offer_next(&entry, &mut conn, &mut out);
         }
         // Start the next disk read when the socket has room for it.
         let mut in_flight: usize = reading.iter().map(|r| r.1).sum();
         while reading.len() < READS_IN_FLIGHT
             && rate_sleep.is_none()
             && out.bytes + in_flight < OUT_LOW
+            && inner.has_room()
             && !conn.choking()
         {
             let job = waiting_job
@@ -271,6 +392,7 @@ async fn serve(
                             tokio::task::spawn_blocking(move || job.read_frames(&t.content));
                         reading.push_back((handle, len));
                         in_flight += len;
+                        in_flight_bytes.add(len);
                     }
                     Err(wait) => {
                         waiting_job = Some(job);
@@ -282,25 +404,46 @@ async fn serve(
             }
         }
 
-        if hashing.is_none() {
+        if hashing.is_none() && hash_waiting.is_none() {
             if let Some(r) = conn.next_hash_job() {
-                let t = torrent.clone();
-                let handle =
-                    tokio::task::spawn_blocking(move || match t.v2_trees.get(&r.pieces_root) {
-                        Some(tree) => tree.answer_from_disk(&r, &t.content),
-                        None => Ok(None),
-                    });
-                hashing = Some((handle, r));
+                let cost = torrent
+                    .v2_trees
+                    .get(&r.pieces_root)
+                    .map_or(0, |t| t.disk_cost(&r));
+                match inner.take_hash_work(cost) {
+                    Ok(()) => {
+                        let t = torrent.clone();
+                        let handle = tokio::task::spawn_blocking(move || {
+                            match t.v2_trees.get(&r.pieces_root) {
+                                Some(tree) => tree.answer_from_disk(&r, &t.content),
+                                None => Ok(None),
+                            }
+                        });
+                        hashing = Some((handle, r));
+                    }
+                    Err(wait) => hash_waiting = Some((r, Box::pin(tokio::time::sleep(wait)))),
+                }
             }
         }
 
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = async { hash_waiting.as_mut().map(|h| &mut h.1).expect("guarded").await }, if hash_waiting.is_some() => {
+                // The budget has room again: the request goes back to the front of the queue.
+                if let Some((r, _)) = hash_waiting.take() {
+                    conn.retry_hash_job(r);
+                }
+            }
             done = async { hashing.as_mut().map(|h| &mut h.0).expect("guarded").await }, if hashing.is_some() => {
                 let Some((_, request)) = hashing.take() else { continue };
                 match done {
-                    Ok(Ok(Some(hashes))) => out.push_msgs(vec![Message::Hashes { request, hashes }]),
-                    Ok(Ok(None)) => out.push_msgs(vec![Message::HashReject(request)]),
+                    Ok(Ok(Some(hashes))) => {
+                        let sent = out.push_msgs(vec![Message::Hashes { request, hashes }]);
+                        inner.charge_upload(sent as u64);
+                    }
+                    Ok(Ok(None)) => {
+                        out.push_msgs(vec![Message::HashReject(request)]);
+                    }
                     Ok(Err(e @ StorageError::Changed { .. })) => {
                         inner.retire(&theirs.info_hash, &e.to_string());
                         return Err(e.into());
@@ -310,31 +453,13 @@ async fn serve(
                 }
             }
             _ = entry.retired.cancelled() => return Ok(()),
-            r = rd.read_buf(&mut inbuf), if inbuf.len() < conn.max_frame() as usize + 4 => {
+            // Nothing is read from a peer whose answers are waiting for room: its requests stay
+            // in its socket (and TCP slows it down) rather than in our memory.
+            r = rd.read_buf(&mut inbuf), if !input_waiting && inbuf.len() < conn.max_frame() as usize + 4 => {
                 if r? == 0 {
                     return Ok(());
                 }
-                let now = Instant::now();
-                let mut at = 0;
-                while let Some((msg, used)) = Message::parse(&inbuf[at..], conn.max_frame())? {
-                    at += used;
-                    let was = conn.interested();
-                    out.push_msgs(conn.on_message(msg, &torrent)?);
-                    if conn.interested() != was {
-                        inner.set_interested(key, conn.interested());
-                    }
-                }
-                inbuf.drain(..at);
-                if at > 0 {
-                    last_recv = now;
-                    partial_since = None;
-                }
-                if inbuf.is_empty() {
-                    partial_since = None;
-                } else {
-                    partial_since.get_or_insert(now);
-                }
-                offer_next(&entry, &mut conn, &mut out);
+                input_waiting = true;
                 inbuf.reserve(32 * 1024);
             }
             w = wr.write(out.front()), if !out.is_empty() => {
@@ -344,6 +469,7 @@ async fn serve(
             }
             done = async { reading.front_mut().map(|r| &mut r.0).expect("guarded").await }, if !reading.is_empty() => {
                 let len = reading.pop_front().map_or(0, |r| r.1);
+                in_flight_bytes.done(len);
                 match done {
                     Ok(Ok(frames)) => {
                         inner.sent(key, len as u64);
@@ -362,6 +488,7 @@ async fn serve(
             }
             _ = slot.notify.notified() => {
                 let unchoke = slot.unchoked.load(Ordering::Acquire);
+                // Rejects of a dropped queue: small and bounded by the request queue.
                 out.push_msgs(conn.set_choking(!unchoke));
                 if !unchoke {
                     waiting_job = None;

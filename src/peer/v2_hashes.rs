@@ -181,24 +181,43 @@ impl FileHashTree {
         Some(out)
     }
 
-    /// Reads and hashes the pieces a block-layer request covers, and answers it. Blocking.
+    /// Bytes a block-layer request makes us read and hash (0 if it is not one we answer from
+    /// disk): what the seeder charges against its hashing budget before it starts.
+    pub fn disk_cost(&self, r: &HashRequest) -> u64 {
+        self.leaf_plan(r).map_or(0, |(first, count)| {
+            ((first + count) * self.piece_length).min(self.file_length) - first * self.piece_length
+        })
+    }
+
+    /// Reads and hashes the pieces a block-layer request covers, and answers it. Blocking; reads
+    /// a bounded chunk at a time, so memory does not grow with the request.
     pub fn answer_from_disk(
         &self,
         r: &HashRequest,
         content: &Content,
     ) -> Result<Option<Vec<[u8; 32]>>, StorageError> {
+        const READ: u64 = 256 * 1024;
         let Some((first, count)) = self.leaf_plan(r) else {
             return Ok(None);
         };
         let start = first * self.piece_length;
         let end = ((first + count) * self.piece_length).min(self.file_length);
-        let mut data = vec![0u8; (end - start) as usize];
-        content.read_at(self.file_offset + start, &mut data)?;
         let bpp = 1usize << self.piece_layer;
-        let mut leaves: Vec<[u8; 32]> = data
-            .chunks(BLOCK_SIZE as usize)
-            .map(|b| Sha256::digest(b).into())
-            .collect();
+        let mut leaves: Vec<[u8; 32]> = Vec::with_capacity(count as usize * bpp);
+        let mut data = vec![0u8; READ.min(end - start) as usize];
+        let mut at = start;
+        while at < end {
+            // READ is a multiple of the block size, so every chunk but the last holds whole
+            // blocks.
+            let n = (end - at).min(READ) as usize;
+            content.read_at(self.file_offset + at, &mut data[..n])?;
+            leaves.extend(
+                data[..n]
+                    .chunks(BLOCK_SIZE as usize)
+                    .map(|b| -> [u8; 32] { Sha256::digest(b).into() }),
+            );
+            at += n as u64;
+        }
         leaves.resize(count as usize * bpp, [0; 32]);
         Ok(self.answer_leaves(r, &leaves))
     }

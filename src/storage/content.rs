@@ -1,14 +1,17 @@
-//! A published torrent's files on disk: positioned reads of byte ranges of the piece space, and
-//! the size/mtime recorded when the content was hashed, checked on every read so that a file
-//! changed since then is never served under the old hashes.
+//! A published torrent's files on disk: positioned reads of byte ranges of the piece space (or of
+//! one file, for `/files`), through the shared descriptor pool, each file opened beneath the
+//! content root and checked against the identity recorded when it was hashed, on open and after
+//! every read, so that a file changed since then is never served under the old hashes.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use thiserror::Error;
 
+use super::open::{FileId, Root};
+use super::pool::{FileKey, FilePool};
 use super::Layout;
 
 #[derive(Debug, Error)]
@@ -26,50 +29,36 @@ pub enum StorageError {
         expected: u64,
         actual: u64,
     },
+    #[error("`{path}` is or passes through a symbolic link, which content may not")]
+    Link { path: PathBuf },
+    #[error("`{path}` is outside the content folder")]
+    Outside { path: PathBuf },
+    #[error("`{path}` is not a regular file")]
+    NotAFile { path: PathBuf },
 }
 
-/// What a file looked like when it was hashed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub size: u64,
-    pub mtime: Option<SystemTime>,
+/// One file of a torrent on disk: where (under the content root) and what it was when hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentFile {
+    pub path: PathBuf,
+    pub id: FileId,
 }
 
-impl Stamp {
-    pub fn of(path: &Path) -> Result<Stamp, StorageError> {
-        let meta = std::fs::metadata(path).map_err(|source| StorageError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Stamp {
-            size: meta.len(),
-            mtime: meta.modified().ok(),
-        })
-    }
-
-    /// Why `now` differs from `self`, if it does.
-    fn differs(&self, now: &Stamp) -> Option<String> {
-        if self.size != now.size {
-            return Some(format!("size {} → {}", self.size, now.size));
-        }
-        if self.mtime != now.mtime {
-            return Some("modification time changed".into());
-        }
-        None
-    }
-}
-
+#[derive(Debug)]
 struct DiskFile {
     path: PathBuf,
-    stamp: Stamp,
-    file: File,
+    id: FileId,
+    key: FileKey,
 }
 
-/// The files behind a layout. Pad files and v2 alignment gaps read as zeros.
+/// The files behind a layout, read through the shared descriptor pool. Pad files and v2
+/// alignment gaps read as zeros.
 pub struct Content {
     layout: Layout,
+    root: Arc<Root>,
     /// One per layout file; `None` for pad files and empty files.
     files: Vec<Option<DiskFile>>,
+    pool: &'static FilePool,
 }
 
 impl std::fmt::Debug for Content {
@@ -80,117 +69,250 @@ impl std::fmt::Debug for Content {
     }
 }
 
+impl Drop for Content {
+    fn drop(&mut self) {
+        for f in self.files.iter().flatten() {
+            self.pool.forget(f.key);
+        }
+    }
+}
+
 impl Content {
-    /// Opens every file. `stamps` are what the files looked like when hashed (`None`: take them
-    /// now, for content the caller vouches for, as `bitseed seed` does). Sizes must match the
-    /// layout.
-    pub fn open(
+    /// Files whose identity is known (listed and hashed by the catalog): nothing is opened
+    /// until a read, which checks each file against its identity. Sizes must match the layout.
+    pub fn new(
         layout: Layout,
+        root: Arc<Root>,
+        files: Vec<Option<ContentFile>>,
+    ) -> Result<Content, StorageError> {
+        let pool = FilePool::global();
+        let mut disk = Vec::with_capacity(files.len());
+        for (lf, file) in layout.files.iter().zip(files) {
+            let Some(file) = file.filter(|_| !lf.pad && lf.length > 0) else {
+                disk.push(None);
+                continue;
+            };
+            if file.id.size != lf.length {
+                return Err(StorageError::WrongSize {
+                    path: file.path,
+                    expected: lf.length,
+                    actual: file.id.size,
+                });
+            }
+            disk.push(Some(DiskFile {
+                path: file.path,
+                id: file.id,
+                key: pool.key(),
+            }));
+        }
+        disk.resize_with(layout.files.len(), || None);
+        Ok(Content {
+            layout,
+            root,
+            files: disk,
+            pool,
+        })
+    }
+
+    /// Content the caller vouches for (as `bitseed seed` does): each file is opened once now
+    /// and its identity taken. Blocking.
+    pub fn vouched(
+        layout: Layout,
+        root: Arc<Root>,
         paths: &[Option<PathBuf>],
-        stamps: Option<&[Stamp]>,
     ) -> Result<Content, StorageError> {
         let mut files = Vec::with_capacity(paths.len());
-        for (i, (lf, path)) in layout.files.iter().zip(paths).enumerate() {
+        for (lf, path) in layout.files.iter().zip(paths) {
             let Some(path) = path.as_ref().filter(|_| !lf.pad && lf.length > 0) else {
                 files.push(None);
                 continue;
             };
-            let stamp = match stamps.and_then(|s| s.get(i)) {
-                Some(s) => *s,
-                None => Stamp::of(path)?,
-            };
-            if stamp.size != lf.length {
-                return Err(StorageError::WrongSize {
-                    path: path.clone(),
-                    expected: lf.length,
-                    actual: stamp.size,
-                });
-            }
-            let file = File::open(path).map_err(|source| StorageError::Io {
+            let file = root.open(path)?;
+            let id = FileId::of(&file).map_err(|source| StorageError::Io {
                 path: path.clone(),
                 source,
             })?;
-            files.push(Some(DiskFile {
+            files.push(Some(ContentFile {
                 path: path.clone(),
-                stamp,
-                file,
+                id,
             }));
         }
-        let content = Content { layout, files };
-        content.check_all()?;
-        Ok(content)
+        Content::new(layout, root, files)
     }
 
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
 
-    /// Checks every file against its stamp.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The file at layout index `i`, if it is a real one: its path and identity.
+    pub fn file(&self, i: usize) -> Option<(&Path, &FileId)> {
+        let f = self.files.get(i)?.as_ref()?;
+        Some((&f.path, &f.id))
+    }
+
+    /// The path of layout file `i` as the operator knows it (under the content folder).
+    pub fn display_path(&self, i: usize) -> Option<PathBuf> {
+        let f = self.files.get(i)?.as_ref()?;
+        Some(if f.path.is_absolute() {
+            f.path.clone()
+        } else {
+            self.root.path().join(&f.path)
+        })
+    }
+
+    /// Opens (or finds open) every file, checking each against its identity. Blocking.
     pub fn check_all(&self) -> Result<(), StorageError> {
-        for f in self.files.iter().flatten() {
-            check(f)?;
+        for i in 0..self.files.len() {
+            if let Some(f) = &self.files[i] {
+                let file = self.handle(f)?;
+                self.check(f, &file)?;
+            }
         }
         Ok(())
     }
 
+    /// Opens (or finds open) layout file `i` and checks it against its identity. Blocking.
+    pub fn check_file(&self, i: usize) -> Result<(), StorageError> {
+        match self.files.get(i) {
+            Some(Some(f)) => {
+                let file = self.handle(f)?;
+                self.check(f, &file)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Fills `buf` with the piece-space bytes from `start`. Blocking: call it off the async
-    /// runtime's core threads. Each file touched is checked against its stamp before and after.
+    /// runtime's core threads. Each file touched is checked against its identity after the
+    /// read, so bytes written during the read are never handed out.
     pub fn read_at(&self, start: u64, buf: &mut [u8]) -> Result<(), StorageError> {
         buf.fill(0);
         for span in self.layout.spans(start, buf.len() as u64) {
             if span.pad {
                 continue;
             }
-            let Some(Some(f)) = self.files.get(span.file) else {
-                continue;
-            };
-            check(f)?;
             let lf = &self.layout.files[span.file];
             let at = (lf.offset + span.offset - start) as usize;
-            let dst = &mut buf[at..at + span.length as usize];
-            f.file
-                .read_exact_at(dst, span.offset)
-                .map_err(|source| match source.kind() {
-                    // A file cut short under us is a change, not an I/O fault.
-                    std::io::ErrorKind::UnexpectedEof => StorageError::Changed {
-                        path: f.path.clone(),
-                        why: "shorter than when hashed".into(),
-                    },
-                    _ => StorageError::Io {
-                        path: f.path.clone(),
-                        source,
-                    },
-                })?;
-            // And after: a rewrite that began between the first check and the read would
-            // otherwise hand out new bytes under the old piece hash.
-            check(f)?;
+            self.read_span(
+                span.file,
+                span.offset,
+                &mut buf[at..at + span.length as usize],
+            )?;
         }
         Ok(())
     }
-}
 
-fn check(f: &DiskFile) -> Result<(), StorageError> {
-    let now = Stamp::of(&f.path).map_err(|e| match e {
-        StorageError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
-            StorageError::Changed {
-                path,
-                why: "removed".into(),
-            }
+    /// Fills `buf` from offset `offset` of layout file `index` (a pad file reads as zeros).
+    /// Blocking, and checked, as `read_at`.
+    pub fn read_file_at(
+        &self,
+        index: usize,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), StorageError> {
+        let Some(lf) = self.layout.files.get(index) else {
+            return Err(StorageError::Outside {
+                path: PathBuf::from(format!("file #{index}")),
+            });
+        };
+        if offset + buf.len() as u64 > lf.length {
+            return Err(StorageError::Io {
+                path: self.display_path(index).unwrap_or_default(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "read past the end of the file",
+                ),
+            });
         }
-        other => other,
-    })?;
-    match f.stamp.differs(&now) {
-        Some(why) => Err(StorageError::Changed {
-            path: f.path.clone(),
-            why,
-        }),
-        None => Ok(()),
+        if lf.pad || lf.length == 0 {
+            buf.fill(0);
+            return Ok(());
+        }
+        self.read_span(index, offset, buf)
+    }
+
+    fn read_span(&self, index: usize, offset: u64, dst: &mut [u8]) -> Result<(), StorageError> {
+        let Some(Some(f)) = self.files.get(index) else {
+            dst.fill(0);
+            return Ok(());
+        };
+        let file = self.handle(f)?;
+        file.read_exact_at(dst, offset)
+            .map_err(|source| match source.kind() {
+                // A file cut short under us is a change, not an I/O fault.
+                std::io::ErrorKind::UnexpectedEof => StorageError::Changed {
+                    path: self.root.path().join(&f.path),
+                    why: "shorter than when hashed".into(),
+                },
+                _ => StorageError::Io {
+                    path: self.root.path().join(&f.path),
+                    source,
+                },
+            })?;
+        // After the read: a rewrite that began before or during it would otherwise hand out
+        // new bytes under the old piece hash.
+        self.check(f, &file)
+    }
+
+    fn handle(&self, f: &DiskFile) -> Result<Arc<File>, StorageError> {
+        self.pool
+            .get(f.key, || self.root.open_checked(&f.path, &f.id))
+            .map_err(|e| self.name_error(e))
+    }
+
+    fn check(&self, f: &DiskFile, file: &File) -> Result<(), StorageError> {
+        let now = FileId::of(file).map_err(|source| StorageError::Io {
+            path: self.root.path().join(&f.path),
+            source,
+        })?;
+        match f.id.content_differs(&now) {
+            Some(why) => {
+                self.pool.forget(f.key);
+                Err(StorageError::Changed {
+                    path: self.root.path().join(&f.path),
+                    why,
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Errors name files under the content folder as the operator knows them.
+    fn name_error(&self, e: StorageError) -> StorageError {
+        let full = |p: PathBuf| {
+            if p.is_absolute() {
+                p
+            } else {
+                self.root.path().join(p)
+            }
+        };
+        match e {
+            StorageError::Io { path, source } => StorageError::Io {
+                path: full(path),
+                source,
+            },
+            StorageError::Changed { path, why } => StorageError::Changed {
+                path: full(path),
+                why,
+            },
+            StorageError::Link { path } => StorageError::Link { path: full(path) },
+            StorageError::NotAFile { path } => StorageError::NotAFile { path: full(path) },
+            other => other,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vouched(layout: Layout, paths: &[Option<PathBuf>]) -> Result<Content, StorageError> {
+        Content::vouched(layout, Arc::new(Root::anywhere()), paths)
+    }
 
     #[test]
     fn reads_across_files_pads_and_detects_changes() {
@@ -201,11 +323,16 @@ mod tests {
         std::fs::write(&b, b"abcdefghij").unwrap();
         // a (10), a pad of 6, b (10): pieces of 16.
         let layout = Layout::contiguous(16, [(10, false), (6, true), (10, false)]);
-        let content =
-            Content::open(layout, &[Some(a.clone()), None, Some(b.clone())], None).unwrap();
+        let content = vouched(layout, &[Some(a.clone()), None, Some(b.clone())]).unwrap();
         let mut buf = [0xFFu8; 20];
         content.read_at(6, &mut buf).unwrap();
         assert_eq!(&buf, b"6789\0\0\0\0\0\0abcdefghij");
+        let mut one = [0u8; 3];
+        content.read_file_at(2, 7, &mut one).unwrap();
+        assert_eq!(&one, b"hij");
+        content.read_file_at(1, 0, &mut one).unwrap();
+        assert_eq!(&one, b"\0\0\0");
+        assert!(content.read_file_at(2, 8, &mut one).is_err());
 
         std::fs::write(&b, b"abcdefghijk").unwrap();
         let err = content.read_at(16, &mut buf[..4]).unwrap_err();
@@ -215,7 +342,14 @@ mod tests {
         );
         // A read that touches only the unchanged file still works.
         content.read_at(0, &mut buf[..4]).unwrap();
-        std::fs::remove_file(&a).unwrap();
+        // A file replaced by another (a new inode) is refused when it is next opened.
+        drop(content);
+        let layout = Layout::contiguous(16, [(10, false)]);
+        let content = vouched(layout, &[Some(a.clone())]).unwrap();
+        let replacement = dir.path().join("a2");
+        std::fs::write(&replacement, b"9876543210").unwrap();
+        std::fs::rename(&replacement, &a).unwrap();
+        FilePool::global().forget(content.files[0].as_ref().unwrap().key);
         assert!(matches!(
             content.read_at(0, &mut buf[..4]),
             Err(StorageError::Changed { .. })
@@ -229,7 +363,7 @@ mod tests {
         std::fs::write(&a, b"short").unwrap();
         let layout = Layout::contiguous(16, [(10, false)]);
         assert!(matches!(
-            Content::open(layout, &[Some(a)], None),
+            vouched(layout, &[Some(a)]),
             Err(StorageError::WrongSize { .. })
         ));
     }

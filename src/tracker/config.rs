@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use crate::proxy::{Proxies, ProxyHeader};
+
 /// Which info hashes the tracker accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -34,13 +36,24 @@ pub struct TrackerConfig {
     pub numwant_max: u32,
     /// Most peers stored per torrent; more announces are answered but not stored.
     pub max_peers_per_torrent: u32,
+    /// Most peers stored per torrent from one address (an IPv6 client: one /64), whatever ports
+    /// it announces; more are answered but not stored. 0 = no limit.
+    pub max_peers_per_ip: u32,
     /// Most torrents tracked at once in open mode; announces for new ones beyond that are refused.
+    /// Torrents bitseed publishes are always tracked.
     pub max_torrents: u32,
+    /// Open mode: most live torrents first announced from one address (an IPv6 client: one /64),
+    /// so one host cannot fill `max_torrents`. 0 = no limit.
+    pub max_torrents_per_ip: u32,
     /// Whether a scrape without `info_hash` lists every torrent.
     pub full_scrape: bool,
-    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client; from anyone else
-    /// those headers are ignored and the socket's address is the client's.
+    /// Proxies whose `proxy_header` names the client (and whose forwarded host and scheme make
+    /// the links of the page and served torrents when `public_url` is unset); from anyone else
+    /// every forwarding header is ignored and the socket's address is the client's.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The one header a trusted proxy names the client in: `x-forwarded-for` (with
+    /// `X-Forwarded-Host` / `X-Forwarded-Proto`), `forwarded` (RFC 7239) or `x-real-ip`.
+    pub proxy_header: ProxyHeader,
     /// Whether the `ip` announce parameter is believed (it lets a client announce someone else's
     /// address, so it is off by default).
     pub accept_ip_param: bool,
@@ -55,9 +68,13 @@ impl Default for TrackerConfig {
             numwant_default: 50,
             numwant_max: 200,
             max_peers_per_torrent: 50_000,
+            // Room for a household or an office behind one NAT address.
+            max_peers_per_ip: 16,
             max_torrents: 1_000_000,
+            max_torrents_per_ip: 10_000,
             full_scrape: false,
             trusted_proxies: Vec::new(),
+            proxy_header: ProxyHeader::XForwardedFor,
             accept_ip_param: false,
         }
     }
@@ -79,6 +96,11 @@ pub enum ConfigError {
 }
 
 impl TrackerConfig {
+    /// Who is believed about the client, and through which header.
+    pub fn proxies(&self) -> Proxies {
+        Proxies::new(&self.trusted_proxies, self.proxy_header)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.interval == 0 || self.interval > MAX_INTERVAL {
             return Err(ConfigError::Interval(self.interval));

@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::http_request::{parse_announce, parse_scrape, Event};
@@ -168,45 +167,15 @@ fn socket_addr(compact: &[u8]) -> SocketAddr {
 }
 
 /// The client's IP: the socket's, unless the socket peer is a trusted proxy that names the
-/// client in `Forwarded` or `X-Forwarded-For` (the last hop it added).
+/// client in the configured header (the last hop it added).
 fn client_ip(req: &HttpRequest, tracker: &Tracker) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip().to_canonical();
-    if !tracker
-        .config()
-        .trusted_proxies
-        .iter()
-        .any(|p| p.to_canonical() == peer)
-    {
-        return Some(peer);
-    }
-    Some(forwarded_for(req.headers()).unwrap_or(peer))
-}
-
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    if let Some(value) = headers.get_all("forwarded").last() {
-        let value = value.to_str().ok()?;
-        let last = value.rsplit(',').next()?;
-        for part in last.split(';') {
-            let (key, val) = part.trim().split_once('=')?;
-            if key.eq_ignore_ascii_case("for") {
-                return parse_node(val.trim_matches('"'));
-            }
-        }
-        return None;
-    }
-    let value = headers.get_all("x-forwarded-for").last()?.to_str().ok()?;
-    parse_node(value.rsplit(',').next()?.trim())
-}
-
-/// `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]`, `[2001:db8::1]:80` or a bare v6 address.
-fn parse_node(node: &str) -> Option<IpAddr> {
-    if let Ok(ip) = node.parse::<IpAddr>() {
-        return Some(ip.to_canonical());
-    }
-    if let Ok(sa) = node.parse::<SocketAddr>() {
-        return Some(sa.ip().to_canonical());
-    }
-    node.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+    let peer = req.peer_addr()?.ip();
+    let headers = req.headers();
+    Some(
+        tracker
+            .proxies()
+            .client_ip(peer, |name| headers.get_all(name).map(|v| v.as_bytes())),
+    )
 }
 
 #[cfg(test)]
@@ -294,7 +263,15 @@ mod tests {
                 "for=1.1.1.1, for=\"[2001:db8::7]:443\";proto=https",
             ))
             .to_http_request();
-        assert_eq!(client_ip(&req, &t), Some("2001:db8::7".parse().unwrap()));
+        // Not the configured header: the proxy's own address (a client's `Forwarded` passed
+        // through by a proxy that sets X-Forwarded-For must not name anyone).
+        assert_eq!(client_ip(&req, &t), Some(proxy));
+        let (t2, _d2) = tracker(TrackerConfig {
+            trusted_proxies: vec![proxy],
+            proxy_header: crate::proxy::ProxyHeader::Forwarded,
+            ..open()
+        });
+        assert_eq!(client_ip(&req, &t2), Some("2001:db8::7".parse().unwrap()));
         let req = TestRequest::default()
             .peer_addr("192.0.2.2:5000".parse().unwrap())
             .insert_header(("X-Forwarded-For", "203.0.113.9"))

@@ -47,11 +47,36 @@ impl<const N: usize> PeerList<N> {
         self.len() == 0
     }
 
+    /// Bytes of a compact address that name one client: an IPv4 address, or an IPv6 /64 (a
+    /// client can hold a whole /64, so its addresses are one).
+    const CLIENT: usize = if N == 6 { 4 } else { 8 };
+
+    /// Peers stored whose address is in the same client as `addr` (any port).
+    pub fn same_client(&self, addr: &Addr<N>) -> usize {
+        let prefix = &addr[..Self::CLIENT];
+        let count = |list: &[Peer<N>]| {
+            let lo = list.partition_point(|p| &p.addr[..Self::CLIENT] < prefix);
+            let hi = list.partition_point(|p| &p.addr[..Self::CLIENT] <= prefix);
+            hi - lo
+        };
+        count(&self.seeders) + count(&self.leechers)
+    }
+
     /// Records an announce: the peer at `addr` is now a seeder or a leecher, seen at `now`. A new
-    /// peer is stored only while the list holds fewer than `cap` peers. Returns where it was.
-    pub fn upsert(&mut self, addr: Addr<N>, seeder: bool, now: u16, cap: usize) -> Was {
+    /// peer is stored only while the list holds fewer than `cap` peers, and fewer than
+    /// `per_client` (0: no limit) from its address. Returns where it was.
+    pub fn upsert(
+        &mut self,
+        addr: Addr<N>,
+        seeder: bool,
+        now: u16,
+        cap: usize,
+        per_client: usize,
+    ) -> Was {
         let was = self.remove_or_touch(addr, seeder, now);
-        if was == Was::Absent && self.len() >= cap {
+        if was == Was::Absent
+            && (self.len() >= cap || (per_client > 0 && self.same_client(&addr) >= per_client))
+        {
             return was;
         }
         if was != if seeder { Was::Seeder } else { Was::Leecher } {
@@ -181,12 +206,12 @@ mod tests {
     #[test]
     fn upsert_moves_between_lists_and_remove() {
         let mut l = PeerList::<6>::default();
-        assert_eq!(l.upsert(a(1), false, 0, 10), Was::Absent);
-        assert_eq!(l.upsert(a(1), false, 1, 10), Was::Leecher);
+        assert_eq!(l.upsert(a(1), false, 0, 10, 0), Was::Absent);
+        assert_eq!(l.upsert(a(1), false, 1, 10, 0), Was::Leecher);
         assert_eq!((l.seeders(), l.leechers()), (0, 1));
-        assert_eq!(l.upsert(a(1), true, 2, 10), Was::Leecher);
+        assert_eq!(l.upsert(a(1), true, 2, 10, 0), Was::Leecher);
         assert_eq!((l.seeders(), l.leechers()), (1, 0));
-        assert_eq!(l.upsert(a(1), true, 3, 10), Was::Seeder);
+        assert_eq!(l.upsert(a(1), true, 3, 10, 0), Was::Seeder);
         assert_eq!(l.remove(a(1)), Was::Seeder);
         assert_eq!(l.remove(a(1)), Was::Absent);
         assert!(l.is_empty());
@@ -195,19 +220,46 @@ mod tests {
     #[test]
     fn cap_stops_new_peers_but_not_known_ones() {
         let mut l = PeerList::<6>::default();
-        l.upsert(a(1), false, 0, 2);
-        l.upsert(a(2), false, 0, 2);
-        assert_eq!(l.upsert(a(3), false, 0, 2), Was::Absent);
+        l.upsert(a(1), false, 0, 2, 0);
+        l.upsert(a(2), false, 0, 2, 0);
+        assert_eq!(l.upsert(a(3), false, 0, 2, 0), Was::Absent);
         assert_eq!(l.len(), 2);
-        assert_eq!(l.upsert(a(2), true, 0, 2), Was::Leecher);
+        assert_eq!(l.upsert(a(2), true, 0, 2, 0), Was::Leecher);
         assert_eq!((l.seeders(), l.leechers()), (1, 1));
+    }
+
+    #[test]
+    fn one_client_stores_at_most_per_client_peers_whatever_its_ports() {
+        let mut l = PeerList::<6>::default();
+        for port in 1..=10u16 {
+            let mut addr = a(7);
+            addr[4..].copy_from_slice(&port.to_be_bytes());
+            l.upsert(addr, port % 2 == 0, 0, 100, 3);
+        }
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.same_client(&a(7)), 3);
+        // Others are not held back, and a known peer still moves between lists.
+        assert_eq!(l.upsert(a(8), false, 0, 100, 3), Was::Absent);
+        assert_eq!(l.len(), 4);
+        let mut first = a(7);
+        first[4..].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(l.upsert(first, true, 1, 100, 3), Was::Leecher);
+        // IPv6: one /64 is one client.
+        let mut l6 = PeerList::<18>::default();
+        for i in 0..10u8 {
+            let mut addr = [0u8; 18];
+            addr[..8].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1]);
+            addr[15] = i;
+            l6.upsert(addr, false, 0, 100, 2);
+        }
+        assert_eq!(l6.len(), 2);
     }
 
     #[test]
     fn pick_skips_requester_and_seeders_get_leechers() {
         let mut l = PeerList::<6>::default();
         for n in 1..=5 {
-            l.upsert(a(n), n <= 2, 0, 100);
+            l.upsert(a(n), n <= 2, 0, 100, 0);
         }
         for random in 0..10 {
             let mut out = Vec::new();
@@ -231,8 +283,8 @@ mod tests {
     #[test]
     fn expire_uses_wrapping_ticks() {
         let mut l = PeerList::<6>::default();
-        l.upsert(a(1), false, 65530, 10);
-        l.upsert(a(2), true, 3, 10);
+        l.upsert(a(1), false, 65530, 10, 0);
+        l.upsert(a(2), true, 3, 10, 0);
         assert_eq!(l.expire(4, 10), 0);
         assert_eq!(l.expire(13, 10), 1);
         assert_eq!((l.seeders(), l.leechers()), (1, 0));

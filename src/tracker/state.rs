@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +19,7 @@ use super::http_request::InfoHash;
 use super::http_response::Counts;
 use super::swarm::{Announce, Limits, Refusal, Shard, SwarmChange};
 use super::twins::Twins;
+use crate::proxy::Proxies;
 
 /// Shards by the info hash's first byte: an announce locks 1/256th of the store.
 const SHARDS: usize = 256;
@@ -47,6 +49,7 @@ pub struct TrackerStats {
 
 pub struct Tracker {
     config: TrackerConfig,
+    proxies: Proxies,
     // Std mutexes: held for microseconds, never across an `.await`.
     shards: Box<[Mutex<Shard>]>,
     /// Live swarms, for the `max_torrents` cap.
@@ -59,6 +62,10 @@ pub struct Tracker {
     rate_bits: AtomicU64,
     /// The two hashes of each hybrid torrent, and which one each client got our seed under.
     twins: Twins,
+    /// Open mode: live swarms per creating client (`swarm::client_key`), for
+    /// `max_torrents_per_ip`. Touched only when a swarm is created or removed; its lock is
+    /// taken inside a shard's, never the other way round.
+    creators: Mutex<HashMap<u64, u32>>,
 }
 
 impl Tracker {
@@ -84,6 +91,7 @@ impl Tracker {
         let tick_secs = max_age_secs.div_ceil(16_384).max(1);
         let max_age_ticks = max_age_secs.div_ceil(tick_secs) as u16;
         Ok(Tracker {
+            proxies: config.proxies(),
             config,
             shards,
             torrents: AtomicUsize::new(0),
@@ -94,11 +102,17 @@ impl Tracker {
             max_age_ticks,
             rate_bits: AtomicU64::new(0),
             twins: Twins::default(),
+            creators: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn config(&self) -> &TrackerConfig {
         &self.config
+    }
+
+    /// Who is believed about the client's address.
+    pub fn proxies(&self) -> &Proxies {
+        &self.proxies
     }
 
     pub(crate) fn connection_ids(&self) -> &ConnectionIds {
@@ -117,9 +131,47 @@ impl Tracker {
         shard.published.remove(&info_hash);
         shard.own_seeds.remove(&info_hash);
         self.twins.unlink(&info_hash);
-        if shard.swarms.remove(&info_hash).is_some() {
+        if let Some(swarm) = shard.swarms.remove(&info_hash) {
             self.torrents.fetch_sub(1, Ordering::Relaxed);
+            self.release(&[swarm.creator]);
         }
+    }
+
+    /// Takes one more live swarm for `client`, if it is under `max_torrents_per_ip`.
+    fn claim(&self, client: u64) -> bool {
+        let cap = self.config.max_torrents_per_ip;
+        if cap == 0 {
+            return true;
+        }
+        let mut creators = self.creators.lock().unwrap_or_else(|e| e.into_inner());
+        let n = creators.entry(client).or_default();
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives back the swarms of these creators (0: none).
+    fn release(&self, creators: &[u64]) {
+        if self.config.max_torrents_per_ip == 0 || creators.iter().all(|&c| c == 0) {
+            return;
+        }
+        let mut map = self.creators.lock().unwrap_or_else(|e| e.into_inner());
+        for c in creators.iter().filter(|&&c| c != 0) {
+            if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(*c) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Live swarms created by the client at `ip` (open mode), for tests and metrics.
+    pub fn swarms_created_by(&self, ip: std::net::IpAddr) -> u32 {
+        let map = self.creators.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&super::swarm::client_key(ip)).copied().unwrap_or(0)
     }
 
     /// Lists `addr` (bitseed's own seeder) as a seed of `info_hash` in every answer to a
@@ -181,20 +233,29 @@ impl Tracker {
             own_seed,
             open,
             max_peers: self.config.max_peers_per_torrent as usize,
+            max_peers_per_ip: self.config.max_peers_per_ip as usize,
             // Read without a lock: concurrent announces in other shards may overshoot the cap
             // by a few swarms, which is fine for a memory bound.
             may_create: !open
                 || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
         };
         let now = self.tick();
-        let (counts, change) =
-            self.shard(&a.info_hash)
-                .announce(a, limits, now, random(), peers4, peers6)?;
-        match change {
-            SwarmChange::Created => self.torrents.fetch_add(1, Ordering::Relaxed),
-            SwarmChange::Removed => self.torrents.fetch_sub(1, Ordering::Relaxed),
-            SwarmChange::None => 0,
-        };
+        let (counts, change): (Counts, SwarmChange) = self.shard(&a.info_hash).announce(
+            a,
+            limits,
+            now,
+            random(),
+            &mut |client| self.claim(client),
+            peers4,
+            peers6,
+        )?;
+        if change.created {
+            self.torrents.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(creator) = change.removed {
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
+            self.release(&[creator]);
+        }
         Ok(counts)
     }
 
@@ -224,8 +285,12 @@ impl Tracker {
     pub fn sweep(&self) -> usize {
         let now = self.tick();
         let mut removed = 0;
+        let mut creators = Vec::new();
         for shard in self.shards.iter() {
-            removed += lock(shard).sweep(now, self.max_age_ticks);
+            creators.clear();
+            lock(shard).sweep(now, self.max_age_ticks, &mut creators);
+            removed += creators.len();
+            self.release(&creators);
         }
         self.torrents.fetch_sub(removed, Ordering::Relaxed);
         let max_age = std::time::Duration::from_secs(u64::from(self.config.interval) * 2);

@@ -17,6 +17,9 @@ use super::peer_list::{Addr, PeerList, Was};
 pub struct Swarm {
     v4: PeerList<6>,
     v6: Option<Box<PeerList<18>>>,
+    /// The client that created it in open mode (see [`client_key`]), 0 for none: its count of
+    /// live swarms goes down when the swarm goes.
+    pub creator: u64,
 }
 
 impl Swarm {
@@ -76,6 +79,8 @@ pub enum Refusal {
 pub struct Limits {
     pub open: bool,
     pub max_peers: usize,
+    /// Peers stored per swarm from one client address (an IPv6 /64); 0 = no limit.
+    pub max_peers_per_ip: usize,
     /// Whether a new swarm may be created (the caller checks the global torrent count).
     pub may_create: bool,
     /// Whether bitseed's own seed may be listed in this answer (see `twins`).
@@ -95,31 +100,49 @@ pub struct Shard {
     pub announces: u64,
 }
 
-/// What an announce did to the number of live swarms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SwarmChange {
-    None,
-    Created,
-    Removed,
+/// What an announce did to the live swarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SwarmChange {
+    /// A swarm was created.
+    pub created: bool,
+    /// A swarm was removed (possibly the one just created), with its creator's key.
+    pub removed: Option<u64>,
+}
+
+/// One client, for per-address caps: an IPv4 address, or an IPv6 /64, as a nonzero key.
+pub fn client_key(ip: IpAddr) -> u64 {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => (1 << 32) | u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let prefix = (u128::from(v6) >> 64) as u64;
+            // Keep v6 keys apart from v4 ones (which all fit in 33 bits) and from 0.
+            prefix | (1 << 63)
+        }
+    }
 }
 
 impl Shard {
     /// Records `a` and appends the peers to return to `peers4` / `peers6` (compact form).
+    /// Creating a swarm that bitseed does not publish takes `claim(client)`: the caller's count
+    /// of swarms per client, which may refuse.
+    #[allow(clippy::too_many_arguments)]
     pub fn announce(
         &mut self,
         a: &Announce,
         limits: Limits,
         now: u16,
         random: u64,
+        claim: &mut dyn FnMut(u64) -> bool,
         peers4: &mut Vec<u8>,
         peers6: &mut Vec<u8>,
     ) -> Result<(Counts, SwarmChange), Refusal> {
         let own_seed = limits.own_seed;
         self.announces += 1;
-        if !limits.open && !self.published.contains(&a.info_hash) {
+        let published = self.published.contains(&a.info_hash);
+        if !limits.open && !published {
             return Err(Refusal::Unregistered);
         }
-        let mut change = SwarmChange::None;
+        let mut change = SwarmChange::default();
         if !self.swarms.contains_key(&a.info_hash) {
             // Nothing to store: answer without creating a swarm (the own seed may be listed).
             if a.event == Event::Stopped || a.peer.port() == 0 {
@@ -128,14 +151,30 @@ impl Shard {
                 }
                 return Ok((self.counts(&a.info_hash), change));
             }
-            if !limits.may_create {
-                return Err(Refusal::TooManyTorrents);
-            }
-            change = SwarmChange::Created;
+            // What bitseed publishes is always tracked; other swarms count against the caps.
+            let creator = if published {
+                0
+            } else {
+                let key = client_key(a.peer.ip());
+                if !limits.may_create || !claim(key) {
+                    return Err(Refusal::TooManyTorrents);
+                }
+                key
+            };
+            self.swarms.insert(
+                a.info_hash,
+                Swarm {
+                    creator,
+                    ..Swarm::default()
+                },
+            );
+            change.created = true;
         }
-        let swarm = self.swarms.entry(a.info_hash).or_default();
+        let Some(swarm) = self.swarms.get_mut(&a.info_hash) else {
+            return Ok((self.counts(&a.info_hash), change));
+        };
         let seeder = a.left == 0;
-        let was = update(swarm, a, seeder, now, limits.max_peers);
+        let was = update(swarm, a, seeder, now, limits);
         if a.event == Event::Completed && seeder && was != Was::Seeder {
             *self.completed.entry(a.info_hash).or_default() += 1;
             *self.unsaved.entry(a.info_hash).or_default() += 1;
@@ -145,12 +184,7 @@ impl Shard {
             self.pick(a, seeder, random, own_seed, peers4, peers6);
         }
         if self.swarms.get(&a.info_hash).is_some_and(Swarm::is_empty) {
-            self.swarms.remove(&a.info_hash);
-            change = if change == SwarmChange::Created {
-                SwarmChange::None
-            } else {
-                SwarmChange::Removed
-            };
+            change.removed = self.swarms.remove(&a.info_hash).map(|s| s.creator);
         }
         Ok((counts, change))
     }
@@ -236,22 +270,24 @@ impl Shard {
         }
     }
 
-    /// Drops peers silent for more than `max_age` ticks and swarms left empty; returns the number
-    /// of swarms removed.
-    pub fn sweep(&mut self, now: u16, max_age: u16) -> usize {
-        let before = self.swarms.len();
+    /// Drops peers silent for more than `max_age` ticks and swarms left empty; appends the
+    /// creators of the swarms removed (0 for none) to `removed`.
+    pub fn sweep(&mut self, now: u16, max_age: u16, removed: &mut Vec<u64>) {
         self.swarms.retain(|_, s| {
             s.expire(now, max_age);
+            if s.is_empty() {
+                removed.push(s.creator);
+            }
             !s.is_empty()
         });
         if self.swarms.capacity() > 64 && self.swarms.len() < self.swarms.capacity() / 4 {
             self.swarms.shrink_to(self.swarms.len() * 2);
         }
-        before - self.swarms.len()
     }
 }
 
-fn update(swarm: &mut Swarm, a: &Announce, seeder: bool, now: u16, max_peers: usize) -> Was {
+fn update(swarm: &mut Swarm, a: &Announce, seeder: bool, now: u16, limits: Limits) -> Was {
+    let (max_peers, per_client) = (limits.max_peers, limits.max_peers_per_ip);
     let stopped = a.event == Event::Stopped;
     if a.peer.port() == 0 {
         return Was::Absent;
@@ -262,7 +298,7 @@ fn update(swarm: &mut Swarm, a: &Announce, seeder: bool, now: u16, max_peers: us
             if stopped {
                 swarm.v4.remove(c)
             } else {
-                swarm.v4.upsert(c, seeder, now, room)
+                swarm.v4.upsert(c, seeder, now, room, per_client)
             }
         }
         Compact::V6(c) => {
@@ -273,7 +309,7 @@ fn update(swarm: &mut Swarm, a: &Announce, seeder: bool, now: u16, max_peers: us
                 swarm
                     .v6
                     .get_or_insert_with(Default::default)
-                    .upsert(c, seeder, now, room)
+                    .upsert(c, seeder, now, room, per_client)
             }
         }
     }
@@ -311,6 +347,7 @@ mod tests {
     const OPEN: Limits = Limits {
         open: true,
         max_peers: 100,
+        max_peers_per_ip: 0,
         may_create: true,
         own_seed: true,
     };
@@ -329,7 +366,9 @@ mod tests {
 
     fn run(shard: &mut Shard, a: Announce) -> (Counts, Vec<u8>, Vec<u8>) {
         let (mut p4, mut p6) = (Vec::new(), Vec::new());
-        let (counts, _) = shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
+        let (counts, _) = shard
+            .announce(&a, OPEN, 0, 0, &mut |_| true, &mut p4, &mut p6)
+            .unwrap();
         (counts, p4, p6)
     }
 
@@ -342,12 +381,12 @@ mod tests {
         };
         let a = ann("10.0.0.1:1", Event::Started, 5);
         assert_eq!(
-            shard.announce(&a, limits, 0, 0, &mut vec![], &mut vec![]),
+            shard.announce(&a, limits, 0, 0, &mut |_| true, &mut vec![], &mut vec![]),
             Err(Refusal::Unregistered)
         );
         shard.published.insert(H);
         assert!(shard
-            .announce(&a, limits, 0, 0, &mut vec![], &mut vec![])
+            .announce(&a, limits, 0, 0, &mut |_| true, &mut vec![], &mut vec![])
             .is_ok());
     }
 
@@ -392,7 +431,9 @@ mod tests {
             ..ann("10.0.0.1:1", Event::None, 5)
         };
         let (mut p4, mut p6) = (vec![], vec![]);
-        shard.announce(&a, OPEN, 0, 0, &mut p4, &mut p6).unwrap();
+        shard
+            .announce(&a, OPEN, 0, 0, &mut |_| true, &mut p4, &mut p6)
+            .unwrap();
         assert_eq!((p4.len(), p6.len()), (6, 0));
     }
 
@@ -420,11 +461,16 @@ mod tests {
                 OPEN,
                 0,
                 0,
+                &mut |_| true,
                 &mut p4,
                 &mut p6,
             )
             .unwrap();
-        assert_eq!((c.incomplete, change), (0, SwarmChange::Removed));
+        assert_eq!(c.incomplete, 0);
+        assert_eq!(
+            change.removed,
+            Some(client_key("10.0.0.1".parse().unwrap()))
+        );
         assert!(shard.swarms.is_empty());
     }
 
@@ -438,6 +484,7 @@ mod tests {
                 OPEN,
                 10,
                 0,
+                &mut |_| true,
                 &mut p4,
                 &mut p6,
             )
@@ -448,13 +495,73 @@ mod tests {
                 OPEN,
                 20,
                 0,
+                &mut |_| true,
                 &mut p4,
                 &mut p6,
             )
             .unwrap();
-        assert_eq!(shard.sweep(25, 10), 0);
+        let mut removed = Vec::new();
+        shard.sweep(25, 10, &mut removed);
+        assert!(removed.is_empty());
         assert_eq!(shard.counts(&H).incomplete, 1);
-        assert_eq!(shard.sweep(40, 10), 1);
+        shard.sweep(40, 10, &mut removed);
+        assert_eq!(removed, vec![client_key("10.0.0.1".parse().unwrap())]);
         assert!(shard.swarms.is_empty());
+    }
+
+    #[test]
+    fn swarms_are_claimed_per_client_and_published_ones_always_created() {
+        let mut shard = Shard::default();
+        let mut claimed = Vec::new();
+        let mut claim = |k: u64| {
+            claimed.push(k);
+            claimed.len() <= 1
+        };
+        let mut a = ann("10.0.0.1:1", Event::Started, 5);
+        let (mut p4, mut p6) = (vec![], vec![]);
+        let (_, change) = shard
+            .announce(&a, OPEN, 0, 0, &mut claim, &mut p4, &mut p6)
+            .unwrap();
+        assert!(change.created);
+        // A second new swarm from the same client: refused by the claim.
+        a.info_hash = [2; 20];
+        assert_eq!(
+            shard.announce(&a, OPEN, 0, 0, &mut claim, &mut p4, &mut p6),
+            Err(Refusal::TooManyTorrents)
+        );
+        // A published hash is tracked even when the tracker is full, and claims nothing.
+        shard.published.insert([2; 20]);
+        let full = Limits {
+            may_create: false,
+            ..OPEN
+        };
+        let (_, change) = shard
+            .announce(&a, full, 0, 0, &mut claim, &mut p4, &mut p6)
+            .unwrap();
+        assert!(change.created);
+        assert_eq!(shard.swarms[&[2; 20]].creator, 0);
+        assert_eq!(claimed.len(), 2);
+    }
+
+    #[test]
+    fn peers_per_client_are_capped_in_a_swarm() {
+        let mut shard = Shard::default();
+        let capped = Limits {
+            max_peers_per_ip: 2,
+            ..OPEN
+        };
+        for port in 1..50u16 {
+            let a = ann(&format!("10.0.0.66:{port}"), Event::Started, 5);
+            shard
+                .announce(&a, capped, 0, 0, &mut |_| true, &mut vec![], &mut vec![])
+                .unwrap();
+        }
+        let honest = ann("10.0.0.1:1", Event::Started, 5);
+        let (mut p4, mut p6) = (vec![], vec![]);
+        let (c, _) = shard
+            .announce(&honest, capped, 0, 0, &mut |_| true, &mut p4, &mut p6)
+            .unwrap();
+        assert_eq!(c.incomplete, 3);
+        assert_eq!(p4.len(), 2 * 6);
     }
 }

@@ -152,6 +152,14 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// An error answer no larger than the request it answers (its message cut short if need be),
+/// so a spoofed source address gains nothing by sending us junk.
+fn error_reply(transaction_id: u32, message: &str, request_len: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    udp_protocol::write_error(transaction_id, message, out);
+    out.truncate(start + request_len.max(8));
+}
+
 /// Answers one datagram from `from` into `out` (left empty when it is dropped).
 pub fn answer(
     tracker: &Tracker,
@@ -168,7 +176,7 @@ pub fn answer(
         Err(e) => {
             tracing::debug!(%from, error = %e, "bad udp datagram");
             if let Some(tx) = e.transaction_id {
-                udp_protocol::write_error(tx, e.message, out);
+                error_reply(tx, e.message, packet.len(), out);
             }
             return;
         }
@@ -180,7 +188,7 @@ pub fn answer(
         Request::Announce(a) => {
             if !ids.check(a.connection_id, from, now_unix) {
                 tracing::debug!(%from, "udp announce with a bad connection id");
-                udp_protocol::write_error(a.transaction_id, "bad connection id", out);
+                error_reply(a.transaction_id, "bad connection id", packet.len(), out);
                 return;
             }
             let config = tracker.config();
@@ -233,7 +241,7 @@ pub fn answer(
                 ),
                 Err(refusal) => {
                     tracing::debug!(%from, %refusal, "refused udp announce");
-                    udp_protocol::write_error(a.transaction_id, &refusal.to_string(), out);
+                    error_reply(a.transaction_id, &refusal.to_string(), packet.len(), out);
                 }
             }
         }
@@ -243,7 +251,7 @@ pub fn answer(
             info_hashes,
         } => {
             if !ids.check(connection_id, from, now_unix) {
-                udp_protocol::write_error(transaction_id, "bad connection id", out);
+                error_reply(transaction_id, "bad connection id", packet.len(), out);
                 return;
             }
             let mut entries = [(0u32, 0u32, 0u32); udp_protocol::MAX_SCRAPE_HASHES];
@@ -379,5 +387,22 @@ mod tests {
             &mut out,
         );
         assert_eq!(&out[8..], b"unregistered torrent");
+
+        // Every error answer is at most as long as what it answers, whatever the packet.
+        for len in 16..120 {
+            for action in [0u32, 1, 2, 3, 7] {
+                let mut p = vec![0x41u8; len];
+                p[8..12].copy_from_slice(&action.to_be_bytes());
+                out.clear();
+                answer(&t, &p, from, NOW, &mut Vec::new(), &mut out);
+                if out.get(..4) == Some(&[0, 0, 0, 3]) {
+                    assert!(
+                        out.len() <= len,
+                        "{len}-byte action {action}: {} back",
+                        out.len()
+                    );
+                }
+            }
+        }
     }
 }

@@ -90,7 +90,9 @@ pub async fn list(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse 
         .iter()
         .map(|(name, status)| entry_json(&state, &req, name, status))
         .collect();
-    HttpResponse::Ok().json(list)
+    let mut builder = HttpResponse::Ok();
+    state.link_headers(&mut builder);
+    builder.json(list)
 }
 
 pub async fn one(
@@ -102,12 +104,16 @@ pub async fn one(
         .registry
         .by_hex(&path.into_inner().to_ascii_lowercase())
     {
-        Some(p) => HttpResponse::Ok().json(entry_json(
-            &state,
-            &req,
-            &p.name,
-            &Status::Published(p.clone()),
-        )),
+        Some(p) => {
+            let mut builder = HttpResponse::Ok();
+            state.link_headers(&mut builder);
+            builder.json(entry_json(
+                &state,
+                &req,
+                &p.name,
+                &Status::Published(p.clone()),
+            ))
+        }
         None => HttpResponse::NotFound().json(serde_json::json!({"error": "unknown info hash"})),
     }
 }

@@ -1,26 +1,48 @@
 //! `GET /files/{path}`: the published files themselves, the BEP 19 web seed of every v1, v2 and
-//! hybrid torrent. Only files listed in a published torrent are served, from the disk path the
-//! catalog recorded, so no request path can reach outside the content folder (`..`, encoded
-//! dots, absolute paths, hidden files and symlinks never match a listed file).
+//! hybrid torrent. Only files listed in a published torrent are served, through the torrent's
+//! `Content`: opened beneath the content folder with no link followed, checked against the
+//! identity each file had when hashed, and checked again after every chunk read, so a file
+//! swapped for a link, replaced or rewritten is never streamed (a download in progress is cut
+//! off instead). No request path reaches the file system: it only selects a listed file.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use actix_web::http::{header, Method};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::body::SizedStream;
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::range::{if_range_holds, none_match, parse_range, Ranged};
 use super::{torrent_file, WebState};
-use crate::catalog::{Published, PublishedFile};
+use crate::catalog::Published;
+use crate::storage::{Content, StorageError};
+
+/// One read from disk and one piece of a response body: small, so a download that stalls holds
+/// little memory.
+const CHUNK: usize = 64 * 1024;
+/// File bytes read for HTTP clients and not yet taken by their sockets, over all downloads:
+/// past it, downloads wait for others to drain instead of reading more.
+const BUFFERED_MAX: usize = 64 << 20;
 
 pub async fn get(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
-    let rel = req.match_info().query("path").to_owned();
     let wants_torrent = req
         .query_string()
         .split('&')
         .any(|kv| kv == "torrent" || kv.starts_with("torrent="));
-    let (entry, rest) = match rel.split_once('/') {
-        Some((e, r)) => (e, Some(r)),
-        None => (rel.as_str(), None),
+    // Segments from the raw path, each percent-decoded once, so a name with `%` (or any byte
+    // that needs escaping) matches at the URL the API gives.
+    let raw = req.uri().path().strip_prefix("/files/").unwrap_or("");
+    let mut segments = Vec::new();
+    for s in raw.split('/') {
+        match percent_encoding::percent_decode_str(s).decode_utf8() {
+            Ok(s) => segments.push(s.into_owned()),
+            Err(_) => return not_found(),
+        }
+    }
+    let Some(entry) = segments.first() else {
+        return not_found();
     };
     let Some(p) = state.registry.published(entry) else {
         return not_found();
@@ -28,225 +50,226 @@ pub async fn get(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
     if wants_torrent {
         return torrent_file::respond(&state, &req, &p);
     }
+    let rest = &segments[1..];
+    if p.meta.single_file {
+        return match rest {
+            [] => serve_file(state, &req, p, 0).await,
+            _ => not_found(),
+        };
+    }
     match rest {
-        None if p.meta.single_file => serve_file(&state, &req, &p, 0).await,
-        None | Some("") if !p.meta.single_file => listing(&state, &req, &p),
-        Some(rest) if !p.meta.single_file => {
-            let wanted: Vec<&str> = rest.split('/').collect();
+        [] | [_] if rest.first().is_none_or(|s| s.is_empty()) => listing(&state, &req, &p),
+        wanted => {
             let Some(i) = p.meta.files.iter().position(|f| f.path == wanted) else {
                 return not_found();
             };
-            if p.meta.files[i].pad {
-                // BEP 47 pad files: aria2 and Transmission fetch them from web seeds as if real.
-                zeros(&req, p.meta.files[i].length)
-            } else {
-                serve_file(&state, &req, &p, i).await
-            }
+            serve_file(state, &req, p, i).await
         }
-        _ => not_found(),
     }
 }
 
 fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().body("not found\n")
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .body("not found\n")
 }
 
+/// The whole file, a range of it, or a 304/416, with validators that name the torrent's version
+/// of the file (not its inode).
 async fn serve_file(
-    state: &WebState,
+    state: web::Data<WebState>,
     req: &HttpRequest,
-    p: &Published,
+    p: Arc<Published>,
     index: usize,
 ) -> HttpResponse {
-    let Some(Some(file)) = p.files.get(index) else {
+    let Some(lf) = p.content.layout().files.get(index) else {
         return not_found();
     };
-    let file: PublishedFile = file.clone();
-    let root = p.disk.clone();
-    let single = p.meta.single_file;
-    let disk = file.disk.clone();
-    let checked = web::block(move || -> Option<std::fs::Metadata> {
-        // The bytes must still be the ones the torrent was made from, and still inside the entry.
-        let meta = std::fs::symlink_metadata(&file.disk).ok()?;
-        if !meta.file_type().is_file()
-            || meta.len() != file.length
-            || meta.modified().ok() != file.mtime
-        {
-            return None;
-        }
-        if !single {
-            let canon_root = std::fs::canonicalize(&root).ok()?;
-            let canon = std::fs::canonicalize(&file.disk).ok()?;
-            if !canon.starts_with(&canon_root) {
-                return None;
+    let len = lf.length;
+    let pad = lf.pad || len == 0;
+    // The file must still be the one hashed: checked on the descriptor that will be read.
+    if !pad {
+        let content = p.content.clone();
+        match web::block(move || content.check_file(index)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::info!("not serving `{}` over HTTP: {e}", p.name);
+                return not_found();
             }
+            Err(_) => return HttpResponse::InternalServerError().finish(),
         }
-        Some(meta)
-    })
-    .await
-    .ok()
-    .flatten();
-    let Some(meta) = checked else {
-        return not_found();
-    };
-    let len = meta.len();
-    let modified = meta.modified().ok();
-    let etag = {
-        use std::os::unix::fs::MetadataExt;
-        format!(
-            "\"{:x}-{:x}-{:x}\"",
-            meta.ino(),
-            len,
-            meta.mtime_nsec() ^ meta.mtime()
-        )
-    };
+    }
+    let modified = p.content.file(index).and_then(|(_, id)| id.mtime);
+    let etag = format!("\"{}-{index}\"", hex::encode(&p.wire_hash()[..8]));
     let last_modified = modified.map(|m| header::HttpDate::from(m).to_string());
 
-    // Validators: If-None-Match first, then If-Modified-Since (RFC 9110 section 13.2.2).
     let h = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    // If-None-Match first, then If-Modified-Since (RFC 9110 section 13.2.2).
     let not_modified = match h(header::IF_NONE_MATCH) {
-        Some(v) => v.split(',').any(|t| t.trim() == etag || t.trim() == "*"),
+        Some(v) => none_match(v, &etag),
         None => h(header::IF_MODIFIED_SINCE).is_some_and(|v| Some(v) == last_modified.as_deref()),
     };
-    let mut builder = if not_modified {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
+    let mut builder = HttpResponse::Ok();
     builder
         .insert_header((header::ETAG, etag.clone()))
-        .insert_header((header::ACCEPT_RANGES, "bytes"));
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"));
     if let Some(lm) = &last_modified {
         builder.insert_header((header::LAST_MODIFIED, lm.clone()));
     }
     if not_modified {
-        return builder.finish();
+        return builder.status(StatusCode::NOT_MODIFIED).finish();
     }
     // A Range counts only if If-Range (when sent) still names this version of the file.
-    let if_range_ok =
-        h(header::IF_RANGE).is_none_or(|v| v == etag || Some(v) == last_modified.as_deref());
-    let range = h(header::RANGE)
-        .filter(|_| if_range_ok)
-        .and_then(|v| parse_range(v, len));
-    let (start, end) = match range {
-        Some((s, e)) => {
+    let ranged = match h(header::RANGE) {
+        Some(r)
+            if h(header::IF_RANGE)
+                .is_none_or(|v| if_range_holds(v, &etag, last_modified.as_deref())) =>
+        {
+            parse_range(r, len)
+        }
+        _ => Ranged::Whole,
+    };
+    let (start, end) = match ranged {
+        Ranged::Whole => (0, len),
+        Ranged::Part(s, e) => {
             builder
-                .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
+                .status(StatusCode::PARTIAL_CONTENT)
                 .insert_header((header::CONTENT_RANGE, format!("bytes {s}-{}/{len}", e - 1)));
             (s, e)
         }
-        None => (0, len),
+        Ranged::Unsatisfiable => {
+            return builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
+                .content_type("text/plain; charset=utf-8")
+                .body("range not satisfiable\n");
+        }
     };
-    builder
-        .content_type("application/octet-stream")
-        .no_chunking(end - start);
+    builder.content_type("application/octet-stream");
     if req.method() == Method::HEAD {
-        return builder.finish();
+        // A sized empty stream: actix sends the length GET would, and no body.
+        return sized(&mut builder, end - start, futures_util::stream::empty());
     }
-    let mut f = match tokio::fs::File::open(&disk).await {
-        Ok(f) => f,
-        Err(_) => return not_found(),
-    };
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    if f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
-        return not_found();
-    }
-    state.file_bytes.fetch_add(end - start, Ordering::Relaxed);
-    let body = tokio_util::io::ReaderStream::with_capacity(f.take(end - start), 256 * 1024);
-    builder.streaming(body)
+    let body = file_stream(state.clone(), p.content.clone(), index, start, end);
+    sized(&mut builder, end - start, body)
 }
 
-/// `len` zero bytes, honouring one `Range`.
-fn zeros(req: &HttpRequest, len: u64) -> HttpResponse {
-    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_range(v, len));
-    let (start, end, mut builder) = match range {
-        Some((s, e)) => {
-            let mut b = HttpResponse::PartialContent();
-            b.insert_header((header::CONTENT_RANGE, format!("bytes {s}-{}/{len}", e - 1)));
-            (s, e, b)
-        }
-        None => (0, len, HttpResponse::Ok()),
-    };
-    builder
-        .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .content_type("application/octet-stream")
-        .no_chunking(end - start);
-    if req.method() == Method::HEAD {
-        return builder.finish();
+fn sized<S>(builder: &mut HttpResponseBuilder, len: u64, body: S) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<Bytes, StorageError>> + 'static,
+{
+    builder.body(SizedStream::new(len, body))
+}
+
+/// Budget of buffered file bytes (in KiB permits) shared by every download.
+fn buffered() -> Arc<Semaphore> {
+    static BUDGET: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
+    BUDGET
+        .get_or_init(|| Arc::new(Semaphore::new(BUFFERED_MAX / 1024)))
+        .clone()
+}
+
+/// A chunk of file data that gives its share of the budget back once the socket has taken it.
+struct Chunk {
+    data: Vec<u8>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
     }
-    let mut left = end - start;
-    let chunks = std::iter::from_fn(move || {
-        if left == 0 {
+}
+
+struct Reader {
+    state: web::Data<WebState>,
+    content: Arc<Content>,
+    index: usize,
+    pos: u64,
+    end: u64,
+    /// Bytes of the last chunk handed out: counted as sent when the next one is asked for (the
+    /// socket took it), so an aborted download counts what left, not what was asked.
+    handed: u64,
+}
+
+/// `start..end` of file `index`, read a chunk at a time on the blocking pool, each chunk checked
+/// against the file's identity after it is read.
+fn file_stream(
+    state: web::Data<WebState>,
+    content: Arc<Content>,
+    index: usize,
+    start: u64,
+    end: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, StorageError>> {
+    let reader = Reader {
+        state,
+        content,
+        index,
+        pos: start,
+        end,
+        handed: 0,
+    };
+    futures_util::stream::unfold(reader, |mut r| async move {
+        r.state.file_bytes.fetch_add(r.handed, Ordering::Relaxed);
+        r.handed = 0;
+        if r.pos >= r.end {
             return None;
         }
-        let n = left.min(ZEROS.len() as u64) as usize;
-        left -= n as u64;
-        Some(Ok::<_, std::convert::Infallible>(Bytes::from_static(
-            &ZEROS[..n],
-        )))
-    });
-    builder.streaming(futures_util::stream::iter(chunks))
-}
-
-/// One `bytes=a-b`, `bytes=a-` or `bytes=-n` range within `len`, as a half-open range.
-fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
-    let spec = value.strip_prefix("bytes=")?;
-    if spec.contains(',') || len == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (len.saturating_sub(n), len)
+        let n = (r.end - r.pos).min(CHUNK as u64) as usize;
+        let permit = buffered()
+            .acquire_many_owned(n.div_ceil(1024) as u32)
+            .await
+            .ok()?;
+        let (content, index, pos) = (r.content.clone(), r.index, r.pos);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut data = vec![0u8; n];
+            content.read_file_at(index, pos, &mut data).map(|()| data)
+        })
+        .await;
+        match read {
+            Ok(Ok(data)) => {
+                r.pos += n as u64;
+                r.handed = n as u64;
+                let chunk = Chunk {
+                    data,
+                    _permit: permit,
+                };
+                Some((Ok(Bytes::from_owner(chunk)), r))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("download cut off: {e}");
+                r.pos = r.end;
+                Some((Err(e), r))
+            }
+            Err(_) => None,
         }
-        (a, "") => (a.parse().ok()?, len),
-        (a, b) => (
-            a.parse().ok()?,
-            b.parse::<u64>().ok()?.saturating_add(1).min(len),
-        ),
-    };
-    (start < end && start < len).then_some((start, end))
+    })
 }
 
 fn listing(state: &WebState, req: &HttpRequest, p: &Published) -> HttpResponse {
+    use super::page::escape;
     let base = state.base_url(req);
     let mut html = format!(
         "<!doctype html><meta charset=utf-8><title>{0}</title><h1>{0}</h1><ul>",
-        super::page::escape(&p.meta.name)
+        escape(&p.meta.name)
     );
     for f in p.meta.files.iter().filter(|f| !f.pad) {
         let rel = f.display_path();
-        html.push_str(&format!(
-            "<li><a href=\"{base}/files/{}/{}\">{}</a> ({} bytes)</li>",
+        let href = format!(
+            "{base}/files/{}/{}",
             super::encode_path(&p.name),
-            super::encode_path(&rel),
-            super::page::escape(&rel),
+            super::encode_path(&rel)
+        );
+        html.push_str(&format!(
+            "<li><a href=\"{}\">{}</a> ({} bytes)</li>",
+            escape(&href),
+            escape(&rel),
             f.length
         ));
     }
     html.push_str("</ul>");
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 100)));
-        assert_eq!(parse_range("bytes=-10", 100), Some((90, 100)));
-        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 100)));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-    }
+    let mut builder = HttpResponse::Ok();
+    state.link_headers(&mut builder);
+    builder.content_type("text/html; charset=utf-8").body(html)
 }

@@ -103,8 +103,9 @@ where
 {
     let per_ip = IpLimit::new(http.max_connections_per_ip);
     let exempt = trusted_proxies.to_vec();
+    let send_timeout = Duration::from_secs_f64(http.send_timeout);
     let server = server
-        .on_connect(move |conn, data| on_connect(&per_ip, &exempt, conn, data))
+        .on_connect(move |conn, data| on_connect(&per_ip, &exempt, send_timeout, conn, data))
         .client_request_timeout(Duration::from_secs_f64(http.request_timeout))
         .keep_alive(Duration::from_secs_f64(http.keep_alive))
         .max_connections(http.max_connections);
@@ -118,10 +119,21 @@ where
 /// under the address the client reached) and takes its per-address slot, held in the
 /// connection's data until it closes. A connection past the limit is shut down at once: actix
 /// then reads end-of-stream and drops it before any request is read.
-fn on_connect(per_ip: &Arc<IpLimit>, exempt: &[IpAddr], conn: &dyn Any, data: &mut Extensions) {
+fn on_connect(
+    per_ip: &Arc<IpLimit>,
+    exempt: &[IpAddr],
+    send_timeout: Duration,
+    conn: &dyn Any,
+    data: &mut Extensions,
+) {
     let Some(sock) = conn.downcast_ref::<TcpStream>() else {
         return;
     };
+    // A client that stops reading a download (or vanishes) holds its connection only this long:
+    // the kernel closes it once data has waited unacknowledged, or unsent for a zero window.
+    if let Err(e) = socket2::SockRef::from(sock).set_tcp_user_timeout(Some(send_timeout)) {
+        tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
+    }
     if let Ok(addr) = sock.local_addr() {
         data.insert(LocalAddr(addr));
     }

@@ -7,14 +7,18 @@ mod files;
 pub mod limits;
 mod metrics;
 mod page;
+pub mod range;
 mod torrent_file;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponseBuilder};
 
 use crate::catalog::{Published, Registry};
+use crate::proxy::{valid_host, Proxies};
+use crate::tracker::LocalAddr;
 
 pub use limits::HeadLimits;
 
@@ -48,19 +52,54 @@ pub struct WebState {
     pub swarm: Arc<dyn SwarmView>,
     /// `public_url` without a trailing slash, when configured.
     pub public_url: Option<String>,
+    /// Proxies believed about the host and scheme a client used (when `public_url` is unset).
+    pub proxies: Proxies,
     /// Bytes sent from /files (the web seed).
     pub file_bytes: AtomicU64,
 }
 
 impl WebState {
-    /// The base URL for links: `public_url`, or what the client used to reach us.
+    /// The base URL for links: `public_url`, or what the client used to reach us: the host and
+    /// scheme a trusted proxy forwarded, else the `Host` header, else our own address. Only
+    /// host characters pass and only `http`/`https`, so a link can neither leave its quotes in
+    /// HTML nor become a `javascript:` URL.
     pub fn base_url(&self, req: &HttpRequest) -> String {
-        match &self.public_url {
-            Some(u) => u.trim_end_matches('/').to_owned(),
-            None => {
-                let info = req.connection_info();
-                format!("{}://{}", info.scheme(), info.host())
-            }
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_owned();
+        }
+        let headers = req.headers();
+        let forwarded = req
+            .peer_addr()
+            .map(|peer| {
+                self.proxies
+                    .forwarded(peer.ip(), |n| headers.get_all(n).map(|v| v.as_bytes()))
+            })
+            .unwrap_or_default();
+        let host = forwarded
+            .host
+            .or_else(|| {
+                headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(valid_host)
+            })
+            .or_else(|| req.conn_data::<LocalAddr>().map(|l| l.0.to_string()))
+            .unwrap_or_else(|| "localhost".into());
+        format!("{}://{host}", forwarded.proto.unwrap_or("http"))
+    }
+
+    /// Headers for a response whose links depend on the request (no `public_url`): no shared
+    /// cache may hand one client's links to another.
+    pub fn link_headers(&self, builder: &mut HttpResponseBuilder) {
+        if self.public_url.is_none() {
+            builder
+                .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+                .insert_header((
+                    header::VARY,
+                    "Host, X-Forwarded-Host, X-Forwarded-Proto, Forwarded",
+                ));
+        } else {
+            builder.insert_header((header::CACHE_CONTROL, "no-cache"));
         }
     }
 

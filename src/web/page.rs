@@ -94,7 +94,7 @@ pub async fn index(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse
          <th>Leechers</th><th>Completed</th><th>Get it</th></tr></thead><tbody>\n{rows}</tbody>\
          </table><script>{SCRIPT}</script></html>"
     );
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html)
+    let mut builder = HttpResponse::Ok();
+    state.link_headers(&mut builder);
+    builder.content_type("text/html; charset=utf-8").body(html)
 }

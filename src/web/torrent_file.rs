@@ -36,12 +36,14 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
     {
-        return HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
-            .finish();
+        let mut builder = HttpResponse::NotModified();
+        state.link_headers(&mut builder);
+        return builder.insert_header((header::ETAG, etag)).finish();
     }
     let filename = format!("{}.torrent", p.meta.name).replace(['"', '\\', '\r', '\n'], "_");
-    HttpResponse::Ok()
+    let mut builder = HttpResponse::Ok();
+    state.link_headers(&mut builder);
+    builder
         .content_type("application/x-bittorrent")
         .insert_header((
             header::CONTENT_DISPOSITION,
