@@ -23,6 +23,16 @@ impl From<IpAddr> for Client {
     }
 }
 
+/// One client (an IPv4 address, or an IPv6 /64) as a nonzero key, for per-client counts kept
+/// elsewhere (the tracker's swarms per creator, the seeder's pending connections).
+pub fn client_key(ip: IpAddr) -> u64 {
+    match Client::from(ip) {
+        Client::V4(v4) => (1 << 32) | u64::from(v4),
+        // Keep v6 keys apart from v4 ones (which all fit in 33 bits) and from 0.
+        Client::V6Prefix(prefix) => prefix | (1 << 63),
+    }
+}
+
 /// At most `max` open connections per client; `max == 0` means no limit.
 #[derive(Debug)]
 pub struct IpLimit {

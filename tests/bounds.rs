@@ -277,3 +277,68 @@ fn more_published_files_than_descriptors_are_all_served() {
     let log = server.log.lock().unwrap();
     assert!(!log.contains("Too many open files"), "{log}");
 }
+
+/// Connections that only handshake and send keep-alives hold no slot for good: with the
+/// per-torrent cap (and the seeder's total) full of them, a real aria2c download (web seed taken
+/// out, so only the peer wire can serve it) still gets in, and the evictions are counted.
+#[test]
+fn idle_connections_make_way_for_a_real_downloader() {
+    if !crate::common::have_aria2() {
+        return;
+    }
+    let d = dirs();
+    std::fs::write(d.content.join("wanted.bin"), data(2_000_000, 31)).unwrap();
+    let server = start_with(
+        &d,
+        "[peer]\nmax_connections = 40\nmax_connections_per_torrent = 20\nmax_connections_per_ip = 8\n",
+    );
+    let ih = server.published_hash("wanted.bin");
+    let peer = server.logged_addr("peer listening on ");
+    // 48 idle connections from 6 addresses: the torrent's 20 slots and the seeder's 40 fill up.
+    let mut idle = Vec::new();
+    for a in 0..6u8 {
+        for _ in 0..8 {
+            let mut s = connect_from([127, 0, 0, 40 + a], peer);
+            if crate::hostile::handshake_answered(&mut s, ih) {
+                idle.push(s);
+            }
+        }
+    }
+    assert!(
+        idle.len() >= 20,
+        "only {} idle connections got in",
+        idle.len()
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Keep-alives every second: no reason to close them but that they want nothing.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for s in &mut idle {
+                    let _ = s.write_all(&[0, 0, 0, 0]);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    // Past their grace period, the idle ones may be evicted.
+    std::thread::sleep(Duration::from_secs(11));
+    let out = tempfile::tempdir().unwrap();
+    let t = crate::serve::torrent_without_web_seed(&server, "wanted.bin", out.path());
+    let o = crate::common::aria2c(out.path(), &t);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    keeper.join().unwrap();
+    assert!(o.status.success(), "{}", crate::common::stdout(&o));
+    assert_eq!(
+        std::fs::read(out.path().join("wanted.bin")).unwrap(),
+        data(2_000_000, 31)
+    );
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    let evicted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bitseed_peer_connections_evicted_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no eviction metric in:\n{metrics}"));
+    assert!(evicted >= 1, "{metrics}");
+}

@@ -276,11 +276,22 @@ fn sigkill_during_churn_keeps_the_catalog_true_to_the_folder() {
     }
 }
 
-/// Connects and handshakes for `ih`; true when the seeder answers with its own handshake, false
-/// when it closes the connection instead.
+/// Connects, handshakes for `ih` and says it is interested; true when the seeder gives it a slot
+/// (an unchoke follows), false when it is left choked and closed once its wait for room ends.
 fn admitted(peer: SocketAddr, ih: [u8; 20]) -> (TcpStream, bool) {
     let mut s = TcpStream::connect(peer).unwrap();
-    let ok = handshake_answered(&mut s, ih);
+    if !handshake_answered(&mut s, ih) {
+        return (s, false);
+    }
+    let _ = s.write_all(&bitseed::peer::Message::Interested.to_bytes());
+    let mut buf = Vec::new();
+    let ok = loop {
+        match crate::seeder::read_message(&mut s, &mut buf) {
+            Some(bitseed::peer::Message::Unchoke) => break true,
+            Some(_) => continue,
+            None => break false,
+        }
+    };
     (s, ok)
 }
 
@@ -293,7 +304,8 @@ pub fn handshake_answered(s: &mut TcpStream, ih: [u8; 20]) -> bool {
 }
 
 /// peer.max_connections_per_torrent and peer.max_connections hold against the real binary: the
-/// connection past either is closed, and a slot freed is taken again.
+/// connection past either gets no slot (its wait ends and it is closed: the sessions holding
+/// the slots are new and interested, so none gives way), and a slot freed is taken again.
 #[test]
 fn peer_connection_caps_hold() {
     let d = dirs();

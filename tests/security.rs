@@ -776,3 +776,79 @@ fn files_details_etag_percent_names_ranges_head_and_failed_paths() {
     let page = String::from_utf8_lossy(&server.get("/").body).into_owned();
     assert!(!page.contains(d.content.to_str().unwrap()), "{page}");
 }
+
+// ---- issue 14: pages that stay small -------------------------------------------------------
+
+/// The API and the page send one page at a time (a cursor in `next` links, filters by name and
+/// status), and a poll of an unchanged page is a 304.
+#[test]
+fn the_api_and_page_come_in_pages() {
+    let d = dirs();
+    for i in 0..30 {
+        std::fs::write(d.content.join(format!("item{i:02}.bin")), data(100, i)).unwrap();
+    }
+    std::fs::write(d.content.join("other.bin"), data(100, 99)).unwrap();
+    let server = Server::start(&d.content, &d.state, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server
+        .torrents()
+        .iter()
+        .filter(|t| t["status"] == "published")
+        .count()
+        < 31
+    {
+        assert!(Instant::now() < deadline, "not all published");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = server.get("/api/torrents?limit=10&prefix=item");
+    let page: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    let names: Vec<&str> = page.iter().map(|t| t["path"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"item00.bin"));
+    assert_eq!(names.len(), 10);
+    assert_eq!(r.header("x-total-count"), Some("30"));
+    let next = r.header("link").unwrap();
+    assert!(
+        next.contains("after=item09.bin") && next.contains("prefix=item"),
+        "{next}"
+    );
+    // Following the links gives every item once, and the last page has no link.
+    let mut seen = names.len();
+    let mut link = Some(next.to_owned());
+    while let Some(l) = link {
+        let url = l
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .trim_matches(['<', '>'])
+            .to_owned();
+        let r = server.get(&url);
+        let page: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+        assert!(page
+            .iter()
+            .all(|t| t["path"].as_str().unwrap().starts_with("item")));
+        seen += page.len();
+        link = r.header("link").map(str::to_owned);
+    }
+    assert_eq!(seen, 30);
+    // Search, case-insensitive, and the ETag of an unchanged page.
+    let r = server.get("/api/torrents?q=OTHER");
+    let page: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(page.len(), 1);
+    let etag = r.header("etag").unwrap().to_owned();
+    let again = http_get(
+        server.http,
+        "/api/torrents?q=OTHER",
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!((again.status, again.body.len()), (304, 0));
+    // The page: its first rows, a search box, and a link to more.
+    let html = String::from_utf8(server.get("/?limit=5").body).unwrap();
+    assert_eq!(html.matches("<tr data-path=").count(), 5);
+    assert!(
+        html.contains("name=q") && html.contains("?after=item04.bin"),
+        "{html}"
+    );
+    let html = String::from_utf8(server.get("/?q=other").body).unwrap();
+    assert_eq!(html.matches("<tr data-path=").count(), 1);
+}

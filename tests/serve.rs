@@ -146,14 +146,25 @@ impl Server {
         http_get(self.http, path, &[])
     }
 
+    /// Every entry of the API, following its `next` links page by page.
     pub fn torrents(&self) -> Vec<Value> {
-        let r = self.get("/api/torrents");
-        assert_eq!(r.status, 200);
-        serde_json::from_slice::<Value>(&r.body)
-            .expect("JSON")
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let mut all = Vec::new();
+        let mut path = "/api/torrents?limit=1000".to_owned();
+        loop {
+            let r = self.get(&path);
+            assert_eq!(r.status, 200);
+            let page = serde_json::from_slice::<Value>(&r.body).expect("JSON");
+            all.extend(page.as_array().cloned().unwrap_or_default());
+            let next = r.header("link").and_then(|l| {
+                let (url, rel) = l.split_once(';')?;
+                rel.contains("next")
+                    .then(|| url.trim().trim_matches(['<', '>']).to_owned())
+            });
+            match next {
+                Some(n) => path = n,
+                None => return all,
+            }
+        }
     }
 
     /// Waits until the entry `path` is published (optionally with a different info hash than
@@ -663,7 +674,7 @@ fn kill_9_then_restart_keeps_the_catalog() {
 }
 
 /// The torrent as served, without its web seed: what is downloaded must come over the peer wire.
-fn torrent_without_web_seed(server: &Server, name: &str, dir: &Path) -> PathBuf {
+pub fn torrent_without_web_seed(server: &Server, name: &str, dir: &Path) -> PathBuf {
     let r = server.get(&format!("/torrents/{}.torrent", name.replace(' ', "%20")));
     assert_eq!(r.status, 200);
     let mut meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();

@@ -2,6 +2,7 @@
 //! fingerprints mean nothing to hash again.
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::hash::walk::Content;
 
@@ -34,8 +35,14 @@ impl Fingerprint {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// A digest of the fingerprint: what the catalog keeps in memory per entry (a folder of
+    /// 100,000 files has a fingerprint of megabytes).
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.encode().as_bytes()).into()
+    }
+
     /// The fingerprint without the entry's own name (a single file's path is its name), so that a
-    /// renamed entry with the same bytes is recognised.
+    /// renamed entry with the same bytes is recognised: the hex SHA-256 of its encoding.
     pub fn content_key(&self) -> String {
         let mut unnamed = self.clone();
         if unnamed.single_file {
@@ -43,6 +50,16 @@ impl Fingerprint {
                 f.0.clear();
             }
         }
-        unnamed.encode()
+        content_key_of(&unnamed.encode())
+    }
+}
+
+/// The content key for a stored one: stores written before keys were digests hold the unnamed
+/// encoding itself, whose digest is the key.
+pub fn content_key_of(stored: &str) -> String {
+    if stored.len() == 64 && stored.bytes().all(|b| b.is_ascii_hexdigit()) {
+        stored.to_owned()
+    } else {
+        hex::encode(Sha256::digest(stored.as_bytes()))
     }
 }

@@ -15,22 +15,26 @@ impl Catalog {
     /// Looks at one entry and hashes it if it changed (runs on a blocking thread).
     pub(super) fn job(&self, name: &str) -> JobResult {
         let path = self.content.join(name);
+        let gone = || {
+            self.keep_for_rename(name);
+            JobResult::Gone
+        };
         if !publishable_name(name) {
-            return JobResult::Gone;
+            return gone();
         }
         match std::fs::symlink_metadata(&path) {
-            Err(_) => return JobResult::Gone,
+            Err(_) => return gone(),
             // Never follow a link out of the content folder.
-            Ok(m) if m.file_type().is_symlink() => return JobResult::Gone,
+            Ok(m) if m.file_type().is_symlink() => return gone(),
             Ok(_) => {}
         }
         let content = match walk::collect(&path, WALK) {
             Ok(c) => c,
-            Err(walk::WalkError::NotFound(_)) => return JobResult::Gone,
+            Err(walk::WalkError::NotFound(_)) => return gone(),
             Err(e) => return JobResult::Failed(e.to_string()),
         };
         let fp = Fingerprint::of(&content);
-        if self.state().published.get(name) == Some(&fp) {
+        if self.state().published.get(name) == Some(&fp.digest()) {
             return JobResult::Unchanged;
         }
         if content.total() == 0 {
@@ -172,7 +176,7 @@ impl Catalog {
         Ok(Published {
             name: name.to_owned(),
             disk: self.content.join(name),
-            meta,
+            meta: Arc::new(meta),
             content: Arc::new(files),
             merkle_pieces: merkle_pieces.map(Arc::new),
         })

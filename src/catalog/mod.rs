@@ -5,6 +5,7 @@
 
 mod fingerprint;
 mod job;
+pub mod planner;
 pub mod registry;
 pub mod store;
 
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use fingerprint::Fingerprint;
+use planner::{PlannedJob, Planner};
 pub use registry::{Event, Published, Registry, Status};
 use store::{Store, StoreError, StoredEntry};
 
@@ -65,28 +67,56 @@ const WALK: WalkOptions = WalkOptions {
 
 /// Watcher events waiting to be handled; past this the catalog rescans everything instead.
 const EVENT_QUEUE: usize = 4096;
+/// Entries handed to one job at most: small entries are looked at, hashed and stored together
+/// (one store transaction per job).
+const BATCH: usize = 64;
+/// Bytes one job hashes before it hands the rest of its batch back, so a big entry does not
+/// hold small ones behind it for long.
+const BATCH_BYTES: u64 = 64 << 20;
+/// Torrents of entries that went away, kept for a rename: at most this many, for at most
+/// `RETIRED_FOR`.
+const RETIRED_MAX: usize = 1000;
+const RETIRED_FOR: Duration = Duration::from_secs(3600);
 
 pub struct Catalog {
     content: PathBuf,
     /// The content folder's descriptor: every file is hashed and served beneath it.
     root: Arc<Root>,
-    settle: Duration,
     options: TorrentOptions,
     registry: Arc<Registry>,
     store: Mutex<Store>,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
-    /// Entries with a change not yet handled, and when it was last seen.
-    dirty: HashMap<String, Instant>,
-    /// Entries with a job running, and when it started.
-    running: HashMap<String, Instant>,
-    /// Fingerprints of what is published.
-    published: HashMap<String, Fingerprint>,
+    /// Which entries to look at, and when.
+    planner: Planner,
+    /// Fingerprint digests of what is published.
+    published: HashMap<String, [u8; 32]>,
     /// Torrents of entries that went away, by content key: a rename reuses their hashes.
     retired: HashMap<String, Retired>,
+}
+
+impl State {
+    fn retire(&mut self, key: String, retired: Retired) {
+        self.retired.insert(key, retired);
+        if self.retired.len() > RETIRED_MAX {
+            let now = Instant::now();
+            self.retired
+                .retain(|_, r| now.saturating_duration_since(r.at) < RETIRED_FOR);
+            while self.retired.len() > RETIRED_MAX {
+                let Some(oldest) = self
+                    .retired
+                    .iter()
+                    .min_by_key(|(_, r)| r.at)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                self.retired.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// A torrent that went away, kept for a rename.
@@ -95,6 +125,14 @@ struct Retired {
     torrent: Vec<u8>,
     /// A Merkle torrent's piece hashes (the torrent holds only their root).
     merkle_pieces: Option<Vec<[u8; 20]>>,
+    at: Instant,
+}
+
+/// A job's results, and the entries it handed back unlooked-at.
+struct Done {
+    job: PlannedJob,
+    results: Vec<(String, JobResult)>,
+    deferred: Vec<String>,
 }
 
 /// What a background job found.
@@ -119,14 +157,18 @@ impl Catalog {
             source,
         })?;
         let root = Arc::new(Root::beneath(&content)?);
+        let hash_jobs = options.hash_jobs;
         Ok(Arc::new(Catalog {
             root,
             content,
-            settle,
             options,
             registry,
             store: Mutex::new(store),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                planner: Planner::new(settle, hash_jobs, BATCH),
+                published: HashMap::new(),
+                retired: HashMap::new(),
+            }),
         }))
     }
 
@@ -175,20 +217,27 @@ impl Catalog {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.startup()).await??;
 
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Instant, JobResult)>();
-        let tick = (self.settle / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
-        let mut ticker = tokio::time::interval(tick);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        // Watch overflows are checked this often; settled entries start when they settle.
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        self.start_ready_jobs(&done_tx);
         loop {
+            let due = self.state().planner.next_due();
+            let until = due.map_or_else(
+                || tokio::time::Instant::now() + Duration::from_secs(3600),
+                tokio::time::Instant::from_std,
+            );
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(name) = rx.recv() => {
-                    self.state().dirty.insert(name, Instant::now());
+                    self.state().planner.changed(&name, Instant::now());
                 }
-                Some((name, started, result)) = done_rx.recv() => {
-                    self.finish(name, started, result);
+                Some(done) = done_rx.recv() => {
+                    self.finish(done);
                     // The next job starts when one ends, not at the next tick.
                     self.start_ready_jobs(&done_tx);
                 }
+                _ = tokio::time::sleep_until(until) => self.start_ready_jobs(&done_tx),
                 _ = ticker.tick() => {
                     if overflow.swap(false, Ordering::Relaxed) {
                         tracing::warn!("watch events overflowed; rescanning the content folder");
@@ -219,7 +268,7 @@ impl Catalog {
                 Err(e) => {
                     // Its job will say why it cannot be published, in the API and the page.
                     tracing::warn!("cannot read `{}`: {e}", path.display());
-                    self.state().dirty.insert(name.clone(), Instant::now());
+                    self.state().planner.due_now(name, Instant::now());
                     queued += 1;
                     continue;
                 }
@@ -235,7 +284,7 @@ impl Catalog {
                     reused += 1;
                 }
                 None => {
-                    self.state().dirty.insert(name.clone(), Instant::now());
+                    self.state().planner.changed(name, Instant::now());
                     queued += 1;
                 }
             }
@@ -249,13 +298,16 @@ impl Catalog {
                 let retired = Retired {
                     torrent: s.torrent,
                     merkle_pieces,
+                    at: Instant::now(),
                 };
-                self.state().retired.insert(s.content_key, retired);
+                let key = fingerprint::content_key_of(&s.content_key);
+                self.state().retire(key, retired);
             }
         }
         tracing::info!(
             "catalog: {reused} entries unchanged since last run (nothing to hash), {queued} to hash"
         );
+        give_back_freed_memory();
         Ok(())
     }
 
@@ -285,44 +337,41 @@ impl Catalog {
         let now = Instant::now();
         let mut st = self.state();
         let known: Vec<String> = st.published.keys().cloned().collect();
-        for name in names.into_iter().chain(known) {
-            st.dirty.insert(name, now);
+        for name in names.iter().chain(&known) {
+            st.planner.changed(name, now);
         }
     }
 
-    fn start_ready_jobs(
-        self: &Arc<Self>,
-        done: &mpsc::UnboundedSender<(String, Instant, JobResult)>,
-    ) {
-        let now = Instant::now();
-        let ready: Vec<String> = {
-            let st = self.state();
-            let free = self.options.hash_jobs.saturating_sub(st.running.len());
-            let mut ready: Vec<(&String, &Instant)> = st
-                .dirty
-                .iter()
-                .filter(|(name, last)| {
-                    now.duration_since(**last) >= self.settle && !st.running.contains_key(*name)
-                })
-                .collect();
-            ready.sort_by_key(|(_, last)| **last);
-            ready
-                .into_iter()
-                .take(free)
-                .map(|(n, _)| n.clone())
-                .collect()
-        };
-        for name in ready {
-            {
-                let mut st = self.state();
-                st.dirty.remove(&name);
-                st.running.insert(name.clone(), now);
-            }
+    /// Starts the jobs the planner says are due, each on a blocking thread.
+    fn start_ready_jobs(self: &Arc<Self>, done: &mpsc::UnboundedSender<Done>) {
+        let jobs = self.state().planner.start(Instant::now());
+        for job in jobs {
             let this = self.clone();
             let done = done.clone();
             tokio::task::spawn_blocking(move || {
-                let result = this.job(&name);
-                let _ = done.send((name, now, result));
+                // Entries gone from the folder first: an entry renamed within the batch then
+                // finds the old name's torrent kept, and reuses its hashes.
+                let mut names = job.names.clone();
+                names.sort_by_key(|n| std::fs::symlink_metadata(this.content.join(n)).is_ok());
+                let mut results = Vec::with_capacity(job.names.len());
+                let mut hashed = 0u64;
+                let mut deferred = Vec::new();
+                for name in &names {
+                    if hashed >= BATCH_BYTES {
+                        deferred.push(name.clone());
+                        continue;
+                    }
+                    let result = this.job(name);
+                    if let JobResult::Publish(p, _, true) = &result {
+                        hashed += p.meta.total_size();
+                    }
+                    results.push((name.clone(), result));
+                }
+                let _ = done.send(Done {
+                    job,
+                    results,
+                    deferred,
+                });
             });
         }
     }
@@ -337,58 +386,81 @@ impl Catalog {
     ) {
         match self.published(name, content, meta, merkle_pieces) {
             Ok(p) => {
-                self.state().published.insert(name.to_owned(), fp);
+                self.state().published.insert(name.to_owned(), fp.digest());
                 self.registry.publish(Arc::new(p));
             }
             Err(e) => {
                 tracing::warn!("cannot publish `{name}`: {e}");
-                self.state().dirty.insert(name.to_owned(), Instant::now());
+                self.state().planner.due_now(name, Instant::now());
             }
         }
     }
 
-    /// Handles a finished job, unless the entry changed again meanwhile (it is then redone).
-    fn finish(&self, name: String, started: Instant, result: JobResult) {
-        let changed_since = {
+    /// Takes in a finished job: the results that still stand (their entry did not change
+    /// again meanwhile; those are looked at once more) are stored in one transaction, then
+    /// published, retired or marked failed.
+    fn finish(&self, done: Done) {
+        let stands: HashMap<String, bool> = {
             let mut st = self.state();
-            st.running.remove(&name);
-            st.dirty.get(&name).is_some_and(|t| *t > started)
+            let stands = st.planner.finished(&done.job).into_iter().collect();
+            let now = Instant::now();
+            for name in &done.deferred {
+                st.planner.due_now(name, now);
+            }
+            stands
         };
-        if changed_since {
-            return;
-        }
-        match result {
-            JobResult::Unchanged => {}
-            JobResult::Gone => self.unpublish(&name),
-            JobResult::Failed(why) => {
-                tracing::warn!("cannot publish `{name}`: {why}");
-                let why = self.without_content_path(&why);
-                self.state().published.remove(&name);
-                tokio::task::block_in_place(|| self.registry.set_failed(&name, why));
+        let mut puts = Vec::new();
+        let mut removes = Vec::new();
+        let mut publish = Vec::new();
+        for (name, result) in done.results {
+            if !stands.get(&name).copied().unwrap_or(false) {
+                continue;
             }
-            JobResult::Publish(p, fp, hashed) => {
-                let entry = StoredEntry {
-                    name: name.clone(),
-                    fingerprint: fp.encode(),
-                    content_key: fp.content_key(),
-                    options: self.options.key(),
-                    torrent: p.meta.to_bytes(),
-                    pieces: p.merkle_pieces.as_ref().map(|h| h.concat()),
-                };
-                if let Err(e) = self.store().put(&entry) {
-                    tracing::error!("cannot store `{name}`: {e}");
+            match result {
+                JobResult::Unchanged => {}
+                JobResult::Gone => {
+                    self.unpublish(&name);
+                    removes.push(name);
                 }
-                tracing::info!(
-                    "published `{name}`: {} torrent, {} bytes, info hash {}{}",
-                    p.meta.format,
-                    p.meta.total_size(),
-                    hex::encode(p.wire_hash()),
-                    if hashed { "" } else { " (hashes reused)" }
-                );
-                self.state().published.insert(name, fp);
-                // Listeners (seeder, tracker) may block while they take the torrent on.
-                tokio::task::block_in_place(|| self.registry.publish(Arc::new(*p)));
+                JobResult::Failed(why) => {
+                    tracing::warn!("cannot publish `{name}`: {why}");
+                    let why = self.without_content_path(&why);
+                    self.state().published.remove(&name);
+                    tokio::task::block_in_place(|| self.registry.set_failed(&name, why));
+                }
+                JobResult::Publish(p, fp, hashed) => {
+                    puts.push(StoredEntry {
+                        name: name.clone(),
+                        fingerprint: fp.encode(),
+                        content_key: fp.content_key(),
+                        options: self.options.key(),
+                        torrent: p.meta.to_bytes(),
+                        pieces: p.merkle_pieces.as_ref().map(|h| h.concat()),
+                    });
+                    tracing::info!(
+                        "published `{name}`: {} torrent, {} bytes, info hash {}{}",
+                        p.meta.format,
+                        p.meta.total_size(),
+                        hex::encode(p.wire_hash()),
+                        if hashed { "" } else { " (hashes reused)" }
+                    );
+                    self.state().published.insert(name, fp.digest());
+                    publish.push(p);
+                }
             }
+        }
+        // Stored before they are published: what the page shows survives a crash.
+        if let Err(e) = self.store().apply(&puts, &removes) {
+            tracing::error!("cannot store {} catalog entries: {e}", puts.len());
+        }
+        drop(puts);
+        let files: usize = publish.iter().map(|p| p.meta.files.len()).sum();
+        for p in publish {
+            // Listeners (seeder, tracker) may block while they take the torrent on.
+            tokio::task::block_in_place(|| self.registry.publish(Arc::new(*p)));
+        }
+        if files >= TRIM_AFTER_FILES {
+            give_back_freed_memory();
         }
     }
 
@@ -407,22 +479,49 @@ impl Catalog {
         out
     }
 
+    /// Keeps the torrent of an entry found gone, by its content key, so that the entry it was
+    /// renamed to (looked at in the same job or a later one) reuses its hashes. Blocking.
+    pub(super) fn keep_for_rename(&self, name: &str) {
+        if !self.state().published.contains_key(name) {
+            return;
+        }
+        let Some(Status::Published(p)) = self.registry.status(name) else {
+            return;
+        };
+        if let Ok(Some(stored)) = self.store().get(name) {
+            let retired = Retired {
+                torrent: p.meta.to_bytes(),
+                merkle_pieces: p.merkle_pieces.as_ref().map(|h| h.to_vec()),
+                at: Instant::now(),
+            };
+            let key = fingerprint::content_key_of(&stored.content_key);
+            self.state().retire(key, retired);
+        }
+    }
+
+    /// Takes an entry gone from the folder off the registry (its store row is removed by the
+    /// caller; its torrent was kept for a rename when the job found it gone).
     fn unpublish(&self, name: &str) {
-        let known = self.state().published.remove(name);
-        if let Some(Status::Published(p)) = self.registry.status(name) {
-            if let Some(fp) = &known {
-                let retired = Retired {
-                    torrent: p.meta.to_bytes(),
-                    merkle_pieces: p.merkle_pieces.as_ref().map(|h| h.to_vec()),
-                };
-                self.state().retired.insert(fp.content_key(), retired);
-            }
+        self.state().published.remove(name);
+        if let Some(Status::Published(_)) = self.registry.status(name) {
             tracing::info!("unpublished `{name}` (gone from the content folder)");
         }
         tokio::task::block_in_place(|| self.registry.remove(name));
-        if let Err(e) = self.store().remove(name) {
-            tracing::error!("cannot remove `{name}` from the store: {e}");
-        }
+    }
+}
+
+/// Files published in one job past which the memory freed after building them (file lists,
+/// fingerprints, bencode trees: hundreds of bytes per file) is handed back to the system.
+const TRIM_AFTER_FILES: usize = 10_000;
+
+/// Returns memory the allocator holds free to the system: after a big torrent is built, its
+/// transient lists are gone, but glibc keeps their pages, and RSS would stay at the peak.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory held by the allocator; it has no
+    // preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -17,7 +17,7 @@ pub struct Published {
     pub name: String,
     /// `content/name`.
     pub disk: PathBuf,
-    pub meta: Metainfo,
+    pub meta: Arc<Metainfo>,
     /// The torrent's files under the content folder with the identity each had when hashed, in
     /// `meta.files` order: what the seeder and the web seed read, through the descriptor pool.
     pub content: Arc<Content>,
@@ -91,6 +91,45 @@ impl Registry {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// Up to `limit` entries after `after` (exclusive) in name order that `keep` accepts, and
+    /// how many entries `keep` accepts in all: one page of a long catalog, without copying the
+    /// rest of it.
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&str, &Status) -> bool,
+    ) -> (Vec<(String, Status)>, usize) {
+        use std::ops::Bound;
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let total = entries.iter().filter(|(k, v)| keep(k, v)).count();
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_owned()),
+            None => Bound::Unbounded,
+        };
+        let page = entries
+            .range((start, Bound::Unbounded))
+            .filter(|(k, v)| keep(k, v))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (page, total)
+    }
+
+    /// Entries by status: (published, hashing, failed).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let mut c = (0, 0, 0);
+        for s in entries.values() {
+            match s {
+                Status::Published(_) => c.0 += 1,
+                Status::Hashing { .. } => c.1 += 1,
+                Status::Failed(_) => c.2 += 1,
+            }
+        }
+        c
     }
 
     pub fn status(&self, name: &str) -> Option<Status> {

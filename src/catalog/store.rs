@@ -133,33 +133,57 @@ impl Store {
 
     /// Inserts or replaces an entry (one transaction).
     pub fn put(&mut self, e: &StoredEntry) -> Result<(), StoreError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO entries
-                 (name, fingerprint, content_key, options, torrent, updated_at, pieces)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    e.name,
-                    e.fingerprint,
-                    e.content_key,
-                    e.options,
-                    e.torrent,
-                    now,
-                    e.pieces
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.apply(std::slice::from_ref(e), &[])
     }
 
     pub fn remove(&mut self, name: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM entries WHERE name = ?1", params![name])
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.apply(&[], &[name.to_owned()])
+    }
+
+    /// Inserts or replaces `puts` and deletes `removes`, all in one transaction: a batch of
+    /// small entries costs one commit.
+    pub fn apply(&mut self, puts: &[StoredEntry], removes: &[String]) -> Result<(), StoreError> {
+        if puts.is_empty() && removes.is_empty() {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO entries
+                     (name, fingerprint, content_key, options, torrent, updated_at, pieces)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err)?;
+            for e in puts {
+                insert
+                    .execute(params![
+                        e.name,
+                        e.fingerprint,
+                        e.content_key,
+                        e.options,
+                        e.torrent,
+                        now,
+                        e.pieces
+                    ])
+                    .map_err(err)?;
+            }
+            let mut delete = tx
+                .prepare_cached("DELETE FROM entries WHERE name = ?1")
+                .map_err(err)?;
+            for name in removes {
+                delete.execute(params![name]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 }
 

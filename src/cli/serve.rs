@@ -309,6 +309,6 @@ impl SwarmView for TrackerView {
         ) + &format!(
             "# HELP bitseed_peer_uploaded_bytes_total Bytes of pieces sent over the peer wire.\n# TYPE bitseed_peer_uploaded_bytes_total counter\nbitseed_peer_uploaded_bytes_total {}\n",
             self.1.uploaded()
-        )
+        ) + &self.1.metrics()
     }
 }

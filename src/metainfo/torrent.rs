@@ -115,14 +115,19 @@ impl Metainfo {
 
     /// The torrent file: the exact info bytes with the keys outside `info` around them.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_bytes_with(&self.trackers, &self.web_seeds)
+    }
+
+    /// The torrent file with other trackers and web seeds (outside the info dict, so the info
+    /// hashes are the same): what `serve` hands out per request, without copying the metainfo.
+    pub fn to_bytes_with(&self, trackers: &[Vec<String>], web_seeds: &[String]) -> Vec<u8> {
         let mut top = Value::dict();
-        let all: Vec<&String> = self.trackers.iter().flatten().collect();
+        let all: Vec<&String> = trackers.iter().flatten().collect();
         if let Some(first) = all.first() {
             top.insert("announce", Value::str(first));
         }
         if all.len() > 1 {
-            let tiers = self
-                .trackers
+            let tiers = trackers
                 .iter()
                 .filter(|t| !t.is_empty())
                 .map(|tier| Value::List(tier.iter().map(|u| Value::str(u)).collect()))
@@ -148,7 +153,7 @@ impl Metainfo {
             }
             top.insert("piece layers", layers);
         }
-        match self.web_seeds.as_slice() {
+        match web_seeds {
             [] => {}
             [one] => top.insert("url-list", Value::str(one)),
             many => top.insert(

@@ -24,6 +24,9 @@ struct Peer {
     uploaded: u64,
     /// Consecutive rounds interested and choked.
     waited: u32,
+    /// Its last round unchoked went by without a request: it ranks behind every peer that has
+    /// not shown that, until it asks for something (the optimistic slot gives it the chance).
+    idle: bool,
 }
 
 #[derive(Debug)]
@@ -109,23 +112,35 @@ impl Choker {
         } else {
             self.slots
         };
+        // A slot held a whole round without a request was wasted: interest alone does not hold
+        // one, and such a peer does not count as waiting until it asks for something.
+        for p in self.peers.values_mut() {
+            if p.unchoked && p.rounds >= 1 {
+                p.idle = p.uploaded == 0;
+            }
+        }
         let waiting = self
             .peers
             .values()
-            .filter(|p| p.interested && !p.unchoked)
+            .filter(|p| p.interested && !p.unchoked && !p.idle)
             .count();
-        let mut ranked: Vec<(PeerKey, bool, u64, u32)> = self
+        let mut ranked: Vec<(PeerKey, bool, bool, u64, u32)> = self
             .peers
             .iter()
             .filter(|(_, p)| p.interested)
             .map(|(k, p)| {
-                // With peers waiting, a long-held slot ranks behind everyone else; among the
-                // rest, the fastest first, then whoever waited longest.
+                // Idle peers last. With peers waiting, a long-held slot ranks behind the rest;
+                // among those, the fastest first, then whoever waited longest.
                 let tired = waiting > 0 && p.unchoked && p.rounds >= TENURE;
-                (*k, tired, p.uploaded, p.waited)
+                (*k, p.idle, tired, p.uploaded, p.waited)
             })
             .collect();
-        ranked.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)).then(b.3.cmp(&a.3)));
+        ranked.sort_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(a.2.cmp(&b.2))
+                .then(b.3.cmp(&a.3))
+                .then(b.4.cmp(&a.4))
+        });
         let mut keep: Vec<PeerKey> = ranked.iter().take(regular).map(|r| r.0).collect();
 
         let rotate = self.round % OPTIMISTIC_ROUNDS == 0
@@ -212,6 +227,29 @@ mod tests {
             served.extend(on);
         }
         assert_eq!(served.len(), 8, "every peer got a slot: {served:?}");
+    }
+
+    #[test]
+    fn a_slot_held_without_requests_goes_to_a_waiting_peer() {
+        // 2 slots (1 regular + 1 optimistic); peer 1 downloads, peers 2..=5 only say interested.
+        let mut c = Choker::new(2);
+        for k in 1..=5 {
+            c.add(k);
+            c.set_interested(k, true);
+        }
+        let mut rounds_served = 0;
+        for round in 0..30u64 {
+            if unchoked(&c).contains(&1) {
+                c.uploaded(1, 100_000);
+                rounds_served += 1;
+            }
+            c.rechoke(round * 7919);
+        }
+        // Idle peers lose their slot after one round; the downloader keeps coming back.
+        assert!(
+            rounds_served >= 27,
+            "the downloader was served {rounds_served} of 30 rounds"
+        );
     }
 
     #[test]

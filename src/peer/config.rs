@@ -17,9 +17,11 @@ pub struct PeerConfig {
     pub upload_slots: usize,
     /// Upload limit over all connections, in bytes per second; 0 = unlimited.
     pub max_upload_rate: u64,
-    /// Open peer connections over all torrents; more are closed on accept.
+    /// Peer connections holding a slot over all torrents. A newcomer that finds this (or the
+    /// torrent's cap) full waits up to 5 s, choked, and takes the slot of the least useful
+    /// connection if it says it is interested (`eviction`).
     pub max_connections: usize,
-    /// Open peer connections for one torrent.
+    /// Peer connections holding a slot for one torrent.
     pub max_connections_per_torrent: usize,
     /// Open peer connections from one client address (an IPv6 client: one /64); 0 = no limit.
     pub max_connections_per_ip: usize,

@@ -90,6 +90,8 @@ pub struct Connection {
     /// End of the requestable piece space. A v2-only torrent's last piece counts as whole: its
     /// tail, like the gaps between files, is zeros, and libtorrent requests it as such.
     total: u64,
+    /// The peer said it has every piece (HaveAll, or a full bitfield): it wants nothing of us.
+    peer_seed: bool,
 }
 
 impl Connection {
@@ -120,6 +122,7 @@ impl Connection {
                 new_haves: Vec::new(),
             }),
             piece_length: layout.piece_length,
+            peer_seed: false,
             total: if torrent.metainfo.format == crate::metainfo::Format::V2 {
                 layout.piece_count() * layout.piece_length
             } else {
@@ -139,6 +142,11 @@ impl Connection {
 
     pub fn choking(&self) -> bool {
         self.choking
+    }
+
+    /// The peer has every piece: a seed like us, which needs nothing from us.
+    pub fn peer_is_seed(&self) -> bool {
+        self.peer_seed
     }
 
     pub fn queued(&self) -> usize {
@@ -255,6 +263,7 @@ impl Connection {
             }
             Message::Have(i) => self.peer_has(&[i]),
             Message::HaveAll => {
+                self.peer_seed = true;
                 let all: Vec<u32> = (0..self.piece_count).collect();
                 self.peer_has(&all);
             }
@@ -265,6 +274,7 @@ impl Connection {
                             .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
                     })
                     .collect();
+                self.peer_seed = set.len() as u32 == self.piece_count;
                 self.peer_has(&set);
             }
             Message::HashRequest(r) => {

@@ -9,6 +9,7 @@
 mod choker;
 mod config;
 pub mod connection;
+mod eviction;
 pub mod extended;
 pub mod handshake;
 pub mod message;

@@ -28,7 +28,8 @@ pub enum PublishError {
 
 #[derive(Debug)]
 pub struct Published {
-    pub metainfo: Metainfo,
+    /// Shared with the catalog's entry: one copy however many views hold it.
+    pub metainfo: Arc<Metainfo>,
     pub content: Arc<Content>,
     pub(crate) bep30: Option<Bep30Tree>,
     pub(crate) v2_trees: BTreeMap<[u8; 32], FileHashTree>,
@@ -41,14 +42,14 @@ impl Published {
     pub fn open(metainfo: Metainfo, path: &Path) -> Result<Published, PublishError> {
         let paths = file_paths(&metainfo, path);
         let content = Content::vouched(metainfo.layout(), Arc::new(Root::anywhere()), &paths)?;
-        Published::with_content(metainfo, Arc::new(content), None)
+        Published::with_content(Arc::new(metainfo), Arc::new(content), None)
     }
 
     /// `content` holds the torrent's files as the catalog hashed them. `merkle_pieces`, a Merkle
     /// torrent's piece hashes when known, spare reading its content (they are checked against
     /// the root). Blocking, as `open`.
     pub fn with_content(
-        metainfo: Metainfo,
+        metainfo: Arc<Metainfo>,
         content: Arc<Content>,
         merkle_pieces: Option<&[[u8; 20]]>,
     ) -> Result<Published, PublishError> {

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::choker::{Changes, Choker, PeerKey};
+use super::eviction;
 use super::rate::TokenBucket;
 use super::super_seed::SuperSeed;
 use super::{PeerConfig, Published};
@@ -22,6 +23,10 @@ use crate::ip_limit::IpLimit;
 
 /// Round length of the choker (BEP 3's ten seconds).
 const ROUND: Duration = Duration::from_secs(10);
+/// Connections not yet holding a slot (in their handshake, or waiting for room): past this, the
+/// oldest of them is closed for each newcomer, so connections that never show what they want
+/// cannot keep a new peer out.
+const PENDING_MAX: usize = 256;
 /// Bytes queued for peers (and being read for them) over all connections, past which no
 /// connection starts a disk read or takes more requests until some drains.
 pub(super) const QUEUED_MAX: usize = 128 << 20;
@@ -45,6 +50,50 @@ pub(super) struct Entry {
     pub retired: CancellationToken,
     /// The torrent-wide piece picker when super-seeding (std lock: never held across `.await`).
     pub super_seed: Option<Mutex<SuperSeed>>,
+}
+
+/// What the seeder sees of one open session, for caps and eviction. The session keeps it up to
+/// date with atomics; the seeder reads it only when a cap is full.
+pub(super) struct SessionView {
+    /// The torrent's entry (by address: one entry per torrent, whatever hash it was reached by).
+    pub entry: usize,
+    pub connected: Instant,
+    pub interested: AtomicBool,
+    pub seed: AtomicBool,
+    /// Milliseconds after `connected` of the last useful message (interest, a request).
+    pub last_useful_ms: AtomicU64,
+    /// Cancelled to close the session for a newcomer.
+    pub evict: CancellationToken,
+}
+
+impl SessionView {
+    pub fn touch(&self) {
+        let ms = self.connected.elapsed().as_millis() as u64;
+        self.last_useful_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn candidate(&self, key: PeerKey, now: Instant) -> eviction::Candidate {
+        let connected_for = now.saturating_duration_since(self.connected);
+        let last = Duration::from_millis(self.last_useful_ms.load(Ordering::Relaxed));
+        eviction::Candidate {
+            key,
+            connected_for,
+            idle_for: connected_for.saturating_sub(last),
+            interested: self.interested.load(Ordering::Relaxed),
+            seed: self.seed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Connections refused and closed, by reason, for `/metrics`.
+#[derive(Default)]
+pub(super) struct Refusals {
+    pub max_connections: AtomicU64,
+    pub per_ip: AtomicU64,
+    pub per_torrent: AtomicU64,
+    pub evicted: AtomicU64,
+    pub pushed_out: AtomicU64,
+    pub accept_errors: AtomicU64,
 }
 
 /// A peer's choke state as the choker set it; the session applies it when notified.
@@ -82,6 +131,13 @@ pub(super) struct Inner {
     pub queued: AtomicUsize,
     next_key: AtomicU64,
     pub uploaded: AtomicU64,
+    /// Every session holding a slot (std lock: map updates only).
+    sessions: Mutex<HashMap<PeerKey, Arc<SessionView>>>,
+    /// Sessions holding a slot, against `max_connections`.
+    established: AtomicUsize,
+    /// Connections without a slot yet, oldest first, each with its token to close it.
+    pending: Mutex<std::collections::VecDeque<(u64, u64, CancellationToken)>>,
+    pub refusals: Refusals,
     announcer: Mutex<Option<(Arc<dyn SeedAnnouncer>, SocketAddr)>>,
 }
 
@@ -126,6 +182,10 @@ impl Seeder {
                 queued: AtomicUsize::new(0),
                 next_key: AtomicU64::new(1),
                 uploaded: AtomicU64::new(0),
+                sessions: Mutex::new(HashMap::new()),
+                established: AtomicUsize::new(0),
+                pending: Mutex::new(std::collections::VecDeque::new()),
+                refusals: Refusals::default(),
                 announcer: Mutex::new(None),
             }),
         }
@@ -211,22 +271,19 @@ impl Seeder {
     /// Accepts peers on `listener` until `shutdown` is cancelled, then closes every connection
     /// and returns once they are gone.
     pub async fn run(&self, listener: TcpListener, shutdown: CancellationToken) {
-        let connections = Arc::new(Semaphore::new(self.inner.config.max_connections.max(1)));
         let per_ip = IpLimit::new(self.inner.config.max_connections_per_ip);
         let mut tasks = JoinSet::new();
         let mut rounds = tokio::time::interval(ROUND);
         rounds.tick().await;
+        let mut last_accept_warning: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = rounds.tick() => self.inner.rechoke(),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
-                        let Ok(permit) = connections.clone().try_acquire_owned() else {
-                            debug!(%addr, "connection refused: max_connections reached");
-                            continue;
-                        };
                         let Some(ip_slot) = per_ip.admit(addr.ip()) else {
+                            self.inner.refusals.per_ip.fetch_add(1, Ordering::Relaxed);
                             debug!(%addr, "connection refused: max_connections_per_ip reached");
                             continue;
                         };
@@ -238,12 +295,17 @@ impl Seeder {
                             let _ = stream.set_nodelay(true);
                             let (rd, wr) = stream.into_split();
                             super::session::run(inner, rd, wr, addr, stop).await;
-                            drop((permit, ip_slot));
+                            drop(ip_slot);
                         });
                     }
                     Err(e) => {
-                        // Out of descriptors and the like: back off instead of spinning.
-                        warn!("accept failed: {e}");
+                        // Out of descriptors and the like: count it, say so once a minute, and
+                        // back off instead of spinning; the loop goes on.
+                        self.inner.refusals.accept_errors.fetch_add(1, Ordering::Relaxed);
+                        if last_accept_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                            warn!("peer connections cannot be accepted: {e} (retrying)");
+                            last_accept_warning = Some(Instant::now());
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -251,6 +313,40 @@ impl Seeder {
             }
         }
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// Prometheus lines for the seeder's connection caps.
+    pub fn metrics(&self) -> String {
+        let r = &self.inner.refusals;
+        let open = lock(&self.inner.sessions).len();
+        let mut out = format!(
+            "# HELP bitseed_peer_connections Peer connections past their handshake.\n\
+             # TYPE bitseed_peer_connections gauge\nbitseed_peer_connections {open}\n\
+             # HELP bitseed_peer_connections_refused_total Peer connections refused, by the cap that refused them.\n\
+             # TYPE bitseed_peer_connections_refused_total counter\n"
+        );
+        for (reason, n) in [
+            ("max_connections", &r.max_connections),
+            ("max_connections_per_ip", &r.per_ip),
+            ("max_connections_per_torrent", &r.per_torrent),
+        ] {
+            out.push_str(&format!(
+                "bitseed_peer_connections_refused_total{{reason=\"{reason}\"}} {}\n",
+                n.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP bitseed_peer_connections_evicted_total Idle or useless peer connections closed to make room for a new one.\n\
+             # TYPE bitseed_peer_connections_evicted_total counter\nbitseed_peer_connections_evicted_total {}\n\
+             # HELP bitseed_peer_connections_pushed_out_total Connections that never got a slot, closed to make room for newer ones.\n\
+             # TYPE bitseed_peer_connections_pushed_out_total counter\nbitseed_peer_connections_pushed_out_total {}\n\
+             # HELP bitseed_peer_accept_errors_total Failed accepts on the peer port (out of descriptors and the like).\n\
+             # TYPE bitseed_peer_accept_errors_total counter\nbitseed_peer_accept_errors_total {}\n",
+            r.evicted.load(Ordering::Relaxed),
+            r.pushed_out.load(Ordering::Relaxed),
+            r.accept_errors.load(Ordering::Relaxed)
+        ));
+        out
     }
 }
 
@@ -306,8 +402,104 @@ impl Inner {
         true
     }
 
-    pub fn register(&self) -> (PeerKey, Arc<Slot>) {
+    /// A new connection from `ip` without a slot yet: its id, and a token cancelled when it is
+    /// pushed out. When the pending list is full, the oldest connection of the address with
+    /// the most pending goes: a client that opens one connection is not crowded out by one
+    /// that opens hundreds.
+    pub fn pend(&self, ip: std::net::IpAddr) -> (u64, CancellationToken) {
+        let id = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        let client = crate::ip_limit::client_key(ip);
+        let mut pending = lock(&self.pending);
+        pending.push_back((id, client, token.clone()));
+        if pending.len() > PENDING_MAX {
+            let mut counts: HashMap<u64, usize> = HashMap::new();
+            for (_, c, _) in pending.iter() {
+                *counts.entry(*c).or_default() += 1;
+            }
+            let busiest = counts.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
+            let at = pending
+                .iter()
+                .position(|(_, c, _)| Some(*c) == busiest)
+                .unwrap_or(0);
+            if let Some((_, _, oldest)) = pending.remove(at) {
+                oldest.cancel();
+                self.refusals.pushed_out.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (id, token)
+    }
+
+    /// The connection `id` has a slot, or is gone: it leaves the pending list.
+    pub fn unpend(&self, id: u64) {
+        let mut pending = lock(&self.pending);
+        if let Some(at) = pending.iter().position(|(i, _, _)| *i == id) {
+            pending.remove(at);
+        }
+    }
+
+    /// Takes a slot for a session of `entry`: under both caps (total and the torrent's), or,
+    /// for a peer that has shown it wants something, the slot of the least useful session
+    /// (told to close). False when there is no room for it yet.
+    pub fn establish(&self, entry: &Arc<Entry>, wants: bool) -> bool {
+        let global_full = self.established.load(Ordering::Acquire) >= self.config.max_connections;
+        let torrent_full =
+            entry.connections.load(Ordering::Acquire) >= self.config.max_connections_per_torrent;
+        if global_full || torrent_full {
+            if !wants {
+                return false;
+            }
+            // One session of this torrent frees both caps; otherwise any session frees the
+            // total.
+            let freed = if torrent_full {
+                self.evict_one(Some(Arc::as_ptr(entry) as usize))
+            } else {
+                self.evict_one(None)
+            };
+            if !freed {
+                let counter = if torrent_full {
+                    &self.refusals.per_torrent
+                } else {
+                    &self.refusals.max_connections
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+        // The evicted session gives its slot back as it ends, a moment later.
+        self.established.fetch_add(1, Ordering::AcqRel);
+        entry.connections.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Gives back the slot `establish` took.
+    pub fn release(&self, entry: &Entry) {
+        self.established.fetch_sub(1, Ordering::AcqRel);
+        entry.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Tells the least useful session (of one torrent's entry, or of all) to close; false when
+    /// none may be evicted.
+    pub fn evict_one(&self, entry: Option<usize>) -> bool {
+        let sessions = lock(&self.sessions);
+        let now = Instant::now();
+        let candidates = sessions
+            .iter()
+            .filter(|(_, v)| entry.is_none_or(|e| v.entry == e) && !v.evict.is_cancelled())
+            .map(|(k, v)| v.candidate(*k, now));
+        match eviction::victim(candidates).and_then(|k| sessions.get(&k)) {
+            Some(v) => {
+                v.evict.cancel();
+                self.refusals.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn register(&self, view: Arc<SessionView>) -> (PeerKey, Arc<Slot>) {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        lock(&self.sessions).insert(key, view);
         let slot = Arc::new(Slot {
             unchoked: AtomicBool::new(false),
             notify: Notify::new(),
@@ -319,6 +511,7 @@ impl Inner {
     }
 
     pub fn unregister(&self, key: PeerKey) {
+        lock(&self.sessions).remove(&key);
         let mut st = lock(&self.choke);
         st.slots.remove(&key);
         let changes = st.choker.remove(key);

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use tracing::debug;
 
 use super::handshake::HANDSHAKE_LEN;
 use super::published::Published;
-use super::seeder::{Entry, Inner};
+use super::seeder::{Entry, Inner, SessionView};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::metainfo::Format;
 use crate::storage::StorageError;
@@ -46,6 +46,8 @@ const READ_MAX_LIMITED: usize = 64 * 1024;
 /// that keep few requests outstanding (aria2c).
 const READS_IN_FLIGHT: usize = 4;
 const KEEPALIVE: Duration = Duration::from_secs(90);
+/// How long a connection that found the caps full may wait for room, answered but choked.
+const PROBATION: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(500);
 
 /// A batch of blocks being read and framed on the blocking pool.
@@ -65,8 +67,12 @@ enum SessionError {
     HandshakeEof,
     #[error("unknown info hash {0}")]
     UnknownTorrent(String),
-    #[error("max_connections_per_torrent reached")]
-    TorrentFull,
+    #[error("no room under max_connections or max_connections_per_torrent")]
+    NoRoom,
+    #[error("closed while waiting for room, for newer connections")]
+    PushedOut,
+    #[error("closed to make room for a new peer (idle, uninterested or a seed)")]
+    Evicted,
     #[error("no whole message received for the idle timeout")]
     Idle,
     #[error("a message took longer than the frame timeout to arrive")]
@@ -181,20 +187,44 @@ impl Drop for InFlight<'_> {
     }
 }
 
-struct Registration<'a> {
+/// A slot under the connection caps, with the session registered with the choker; both are
+/// given back when dropped.
+struct Held<'a> {
     inner: &'a Inner,
+    entry: &'a Entry,
     key: u64,
+    slot: Arc<super::seeder::Slot>,
 }
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.inner.unregister(self.key);
+
+impl<'a> Held<'a> {
+    /// Registers a session whose slot `Inner::establish` just took.
+    fn new(inner: &'a Inner, entry: &'a Entry, view: &Arc<SessionView>) -> Held<'a> {
+        let (key, slot) = inner.register(view.clone());
+        Held {
+            inner,
+            entry,
+            key,
+            slot,
+        }
     }
 }
 
-struct TorrentSlot<'a>(&'a std::sync::atomic::AtomicUsize);
-impl Drop for TorrentSlot<'_> {
+impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.inner.unregister(self.key);
+        self.inner.release(self.entry);
+    }
+}
+
+/// A connection on the pending list until it holds a slot or ends.
+struct Pending<'a> {
+    inner: &'a Inner,
+    id: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.inner.unpend(self.id);
     }
 }
 
@@ -245,6 +275,7 @@ fn consume(
     out: &mut Out<'_>,
     inner: &Inner,
     key: u64,
+    view: &SessionView,
 ) -> Result<usize, SessionError> {
     let mut at = 0;
     let mut taken = 0;
@@ -254,14 +285,27 @@ fn consume(
         };
         at += used;
         taken += 1;
+        // What keeps a connection from being evicted: wanting something (keep-alives, haves
+        // and the like do not count).
+        if matches!(
+            msg,
+            Message::Interested
+                | Message::Request(_)
+                | Message::HashRequest(_)
+                | Message::Extended { .. }
+        ) {
+            view.touch();
+        }
         let was = conn.interested();
         let sent = out.push_msgs(conn.on_message(msg, torrent)?);
         // Metadata and hash answers are upload too: later blocks wait for them.
         inner.charge_upload(sent as u64);
         if conn.interested() != was {
             inner.set_interested(key, conn.interested());
+            view.interested.store(conn.interested(), Ordering::Relaxed);
         }
     }
+    view.seed.store(conn.peer_is_seed(), Ordering::Relaxed);
     inbuf.drain(..at);
     Ok(taken)
 }
@@ -279,9 +323,13 @@ where
 {
     let cfg: &PeerConfig = &inner.config;
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // No slot yet: on the pending list, from which the oldest are pushed out by newcomers.
+    let (pend_id, pushed_out) = inner.pend(addr.ip());
+    let _pending = Pending { inner, id: pend_id };
 
     let theirs = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
+        _ = pushed_out.cancelled() => return Err(SessionError::PushedOut),
         r = tokio::time::timeout(PeerConfig::secs(cfg.handshake_timeout), read_handshake(&mut rd, &mut inbuf)) => {
             r.map_err(|_| SessionError::HandshakeTimeout)??
         }
@@ -289,11 +337,14 @@ where
     let entry = inner
         .lookup(&theirs.info_hash)
         .ok_or_else(|| SessionError::UnknownTorrent(hex::encode(theirs.info_hash)))?;
-    if entry.connections.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections_per_torrent {
-        entry.connections.fetch_sub(1, Ordering::AcqRel);
-        return Err(SessionError::TorrentFull);
-    }
-    let _torrent_slot = TorrentSlot(&entry.connections);
+    let view = Arc::new(SessionView {
+        entry: Arc::as_ptr(&entry) as usize,
+        connected: Instant::now(),
+        interested: AtomicBool::new(false),
+        seed: AtomicBool::new(false),
+        last_useful_ms: AtomicU64::new(0),
+        evict: CancellationToken::new(),
+    });
     let torrent = entry.torrent.clone();
     let mut conn = Connection::new(
         &theirs,
@@ -320,8 +371,15 @@ where
     out.push_msgs(conn.greeting(&torrent, Some(your_ip)));
     offer_next(&entry, &mut conn, &mut out);
 
-    let (key, slot) = inner.register();
-    let _registration = Registration { inner, key };
+    // A slot now if both caps have room. Otherwise the peer is answered but waits, choked,
+    // until it shows it wants something and a less useful session makes room for it, or its
+    // probation ends (or newer connections push it out).
+    let mut held: Option<Held> = None;
+    if inner.establish(&entry, false) {
+        held = Some(Held::new(inner, &entry, &view));
+        inner.unpend(pend_id);
+    }
+    let probation_ends = Instant::now() + PROBATION;
 
     let idle = PeerConfig::secs(cfg.idle_timeout);
     let send_timeout = PeerConfig::secs(cfg.send_timeout);
@@ -358,7 +416,8 @@ where
         // room, so it does not wait for the peer's next bytes.
         if input_waiting && out.bytes < OUT_CONTROL && inner.has_room() {
             let now = Instant::now();
-            if consume(&mut inbuf, &mut conn, &torrent, &mut out, inner, key)? > 0 {
+            let key = held.as_ref().map_or(0, |h| h.key);
+            if consume(&mut inbuf, &mut conn, &torrent, &mut out, inner, key, &view)? > 0 {
                 last_recv = now;
                 partial_since = None;
             }
@@ -371,6 +430,12 @@ where
                 }
             }
             offer_next(&entry, &mut conn, &mut out);
+            if held.is_none() && conn.interested() && inner.establish(&entry, true) {
+                let h = Held::new(inner, &entry, &view);
+                inner.set_interested(h.key, true);
+                held = Some(h);
+                inner.unpend(pend_id);
+            }
         }
         // Start the next disk read when the socket has room for it.
         let mut in_flight: usize = reading.iter().map(|r| r.1).sum();
@@ -453,6 +518,7 @@ where
                 }
             }
             _ = entry.retired.cancelled() => return Ok(()),
+            _ = view.evict.cancelled() => return Err(SessionError::Evicted),
             // Nothing is read from a peer whose answers are waiting for room: its requests stay
             // in its socket (and TCP slows it down) rather than in our memory.
             r = rd.read_buf(&mut inbuf), if !input_waiting && inbuf.len() < conn.max_frame() as usize + 4 => {
@@ -472,7 +538,9 @@ where
                 in_flight_bytes.done(len);
                 match done {
                     Ok(Ok(frames)) => {
-                        inner.sent(key, len as u64);
+                        if let Some(h) = &held {
+                            inner.sent(h.key, len as u64);
+                        }
                         out.push(frames);
                     }
                     Ok(Err(e @ StorageError::Changed { .. })) => {
@@ -486,8 +554,9 @@ where
             _ = async { rate_sleep.as_mut().expect("guarded").await }, if rate_sleep.is_some() => {
                 rate_sleep = None;
             }
-            _ = slot.notify.notified() => {
-                let unchoke = slot.unchoked.load(Ordering::Acquire);
+            _ = pushed_out.cancelled(), if held.is_none() => return Err(SessionError::PushedOut),
+            _ = async { held.as_ref().expect("guarded").slot.notify.notified().await }, if held.is_some() => {
+                let unchoke = held.as_ref().is_some_and(|h| h.slot.unchoked.load(Ordering::Acquire));
                 // Rejects of a dropped queue: small and bounded by the request queue.
                 out.push_msgs(conn.set_choking(!unchoke));
                 if !unchoke {
@@ -496,6 +565,17 @@ where
             }
             _ = tick.tick() => {
                 let now = Instant::now();
+                if held.is_none() {
+                    // Room may have been freed meanwhile.
+                    if inner.establish(&entry, conn.interested()) {
+                        let h = Held::new(inner, &entry, &view);
+                        inner.set_interested(h.key, conn.interested());
+                        held = Some(h);
+                        inner.unpend(pend_id);
+                    } else if now > probation_ends {
+                        return Err(SessionError::NoRoom);
+                    }
+                }
                 if now.duration_since(last_recv) > idle {
                     return Err(SessionError::Idle);
                 }

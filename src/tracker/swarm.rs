@@ -109,17 +109,7 @@ pub struct SwarmChange {
     pub removed: Option<u64>,
 }
 
-/// One client, for per-address caps: an IPv4 address, or an IPv6 /64, as a nonzero key.
-pub fn client_key(ip: IpAddr) -> u64 {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => (1 << 32) | u64::from(u32::from(v4)),
-        IpAddr::V6(v6) => {
-            let prefix = (u128::from(v6) >> 64) as u64;
-            // Keep v6 keys apart from v4 ones (which all fit in 33 bits) and from 0.
-            prefix | (1 << 63)
-        }
-    }
-}
+pub use crate::ip_limit::client_key;
 
 impl Shard {
     /// Records `a` and appends the peers to return to `peers4` / `peers6` (compact form).

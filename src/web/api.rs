@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
@@ -83,16 +84,109 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
     j
 }
 
-pub async fn list(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
-    let list: Vec<TorrentJson> = state
+/// `GET /api/torrents` query: a page of the catalog in name order.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ListQuery {
+    /// Entries in the page: default 100, at most 1,000.
+    pub limit: Option<usize>,
+    /// The last name of the previous page (the `next` link carries it).
+    pub after: Option<String>,
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Only names containing this, in any case.
+    pub q: Option<String>,
+    /// Only entries with this status: `published`, `hashing` or `failed`.
+    pub status: Option<String>,
+}
+
+pub const PAGE_DEFAULT: usize = 100;
+pub const PAGE_MAX: usize = 1000;
+
+impl ListQuery {
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX)
+    }
+
+    /// Whether an entry passes the filters.
+    pub fn keeps(&self, name: &str, status: &Status) -> bool {
+        let q = self.q.as_deref().map(str::to_lowercase);
+        self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
+            && q.as_deref()
+                .is_none_or(|q| q.is_empty() || name.to_lowercase().contains(q))
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|want| status_name(status) == want)
+    }
+
+    /// This query's filters as URL parameters (for the next page's link), `&`-prefixed.
+    pub fn filter_params(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in [
+            ("prefix", &self.prefix),
+            ("q", &self.q),
+            ("status", &self.status),
+        ] {
+            if let Some(v) = v {
+                out.push_str(&format!("&{k}={}", query_encode(v)));
+            }
+        }
+        out
+    }
+}
+
+pub fn status_name(status: &Status) -> &'static str {
+    match status {
+        Status::Published(_) => "published",
+        Status::Hashing { .. } => "hashing",
+        Status::Failed(_) => "failed",
+    }
+}
+
+/// A query parameter value, percent-encoded but for RFC 3986's unreserved characters.
+pub fn query_encode(v: &str) -> String {
+    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(v, VALUE).to_string()
+}
+
+/// One page of the catalog as JSON (an array, in name order), with `X-Total-Count` (entries
+/// matching the filters), a `Link: <…>; rel="next"` while there are more, and an ETag, so a page
+/// polling for changes gets a 304 when nothing changed.
+pub async fn list(
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> HttpResponse {
+    let limit = query.limit();
+    let (page, total) = state
         .registry
-        .entries()
+        .page(query.after.as_deref(), limit, |n, s| query.keeps(n, s));
+    let last = (page.len() == limit)
+        .then(|| page.last().map(|(n, _)| n.clone()))
+        .flatten();
+    let list: Vec<TorrentJson> = page
         .iter()
         .map(|(name, status)| entry_json(&state, &req, name, status))
         .collect();
+    let body = serde_json::to_vec(&list).unwrap_or_default();
     let mut builder = HttpResponse::Ok();
     state.link_headers(&mut builder);
-    builder.json(list)
+    builder.insert_header(("X-Total-Count", total.to_string()));
+    if let Some(last) = last {
+        builder.insert_header((
+            header::LINK,
+            format!(
+                "</api/torrents?limit={limit}&after={}{}>; rel=\"next\"",
+                query_encode(&last),
+                query.filter_params()
+            ),
+        ));
+    }
+    super::respond_with_etag(&req, builder, "application/json", body)
 }
 
 pub async fn one(

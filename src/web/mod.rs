@@ -125,6 +125,30 @@ impl WebState {
     }
 }
 
+/// Sends `body` with an ETag of its bytes, or a 304 when the client's `If-None-Match` has it:
+/// a page polling the API every few seconds costs a few hundred bytes while nothing changes.
+pub fn respond_with_etag(
+    req: &HttpRequest,
+    mut builder: HttpResponseBuilder,
+    content_type: &str,
+    body: Vec<u8>,
+) -> actix_web::HttpResponse {
+    use sha1::Digest;
+    let etag = format!("\"{}\"", hex::encode(&sha1::Sha1::digest(&body)[..12]));
+    builder.insert_header((header::ETAG, etag.clone()));
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| range::none_match(v, &etag));
+    if fresh {
+        return builder
+            .status(actix_web::http::StatusCode::NOT_MODIFIED)
+            .finish();
+    }
+    builder.content_type(content_type).body(body)
+}
+
 pub struct Links {
     pub torrent_url: String,
     pub magnet: String,
@@ -146,16 +170,24 @@ pub fn encode_path(path: &str) -> String {
         .join("/")
 }
 
+/// GET, and HEAD with the same headers (actix sends no body for HEAD).
+pub fn get_or_head() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 /// Mounts the page, API, torrents, files and metrics routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(page::index))
-        .route("/api/torrents", web::get().to(api::list))
-        .route("/api/torrents/{info_hash}", web::get().to(api::one))
-        .route("/torrents/{name}.torrent", web::get().to(torrent_file::get))
-        .route("/files/{path:.*}", web::get().to(files::get))
-        .route("/files/{path:.*}", web::head().to(files::get))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/healthz", web::get().to(metrics::healthz));
+    cfg.route("/", get_or_head().to(page::index))
+        .route("/api/torrents", get_or_head().to(api::list))
+        .route("/api/torrents/{info_hash}", get_or_head().to(api::one))
+        .route(
+            "/torrents/{name}.torrent",
+            get_or_head().to(torrent_file::get),
+        )
+        .route("/files/{path:.*}", get_or_head().to(files::get))
+        .route("/metrics", get_or_head().to(metrics::metrics))
+        .route("/healthz", get_or_head().to(metrics::healthz));
 }
 
 /// CORS for browser clients of the web seed: any origin may read, send `Range`, and see
@@ -165,6 +197,13 @@ pub fn cors() -> actix_cors::Cors {
         .allow_any_origin()
         .allowed_methods(["GET", "HEAD", "OPTIONS"])
         .allowed_headers(["Range", "If-Range", "If-None-Match", "If-Modified-Since"])
-        .expose_headers(["Content-Range", "Content-Length", "Accept-Ranges", "ETag"])
+        .expose_headers([
+            "Content-Range",
+            "Content-Length",
+            "Accept-Ranges",
+            "ETag",
+            "Link",
+            "X-Total-Count",
+        ])
         .max_age(86400)
 }

@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::api::entry_json;
+use super::api::{entry_json, query_encode, ListQuery};
 use super::WebState;
 use crate::units::human_size;
 
@@ -20,31 +20,51 @@ table{border-collapse:collapse;width:100%}th,td{padding:.4em .6em;border-bottom:
 text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}a{margin-right:.6em}\
 .muted{color:#888}";
 
+/// Refreshes the numbers of the rows shown, by polling the same page of the API with its ETag:
+/// while nothing changes, each poll is a 304 of a few hundred bytes.
 const SCRIPT: &str = r#"
+let etag = null;
 setInterval(async () => {
   try {
-    const list = await (await fetch('api/torrents')).json();
+    const r = await fetch('api/torrents' + location.search, etag ? {headers: {'If-None-Match': etag}} : {});
+    if (r.status === 304 || !r.ok) return;
+    etag = r.headers.get('ETag');
+    const list = await r.json();
     const byName = new Map(list.map(t => [t.path, t]));
-    for (const row of document.querySelectorAll('tr[data-path]')) {
+    const rows = document.querySelectorAll('tr[data-path]');
+    for (const row of rows) {
       const t = byName.get(row.dataset.path);
-      if (!t) continue;
+      if (!t) { location.reload(); return; }
       for (const k of ['seeders', 'leechers', 'completed']) {
         const cell = row.querySelector('.' + k);
         if (cell) cell.textContent = t[k];
       }
       const p = row.querySelector('.progress');
       if (p && t.status === 'hashing') p.textContent = 'hashing ' + Math.floor(t.progress * 100) + '%';
-      if (t.status !== (row.dataset.status)) location.reload();
+      if (t.status !== row.dataset.status) { location.reload(); return; }
     }
-    if (list.length !== document.querySelectorAll('tr[data-path]').length) location.reload();
+    if (list.length !== rows.length) location.reload();
   } catch (e) {}
 }, 5000);
 "#;
 
-pub async fn index(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
+/// The page: one page of the catalog (`?after=`, `?q=` as the API takes them) with a search
+/// box and a link to the next page.
+pub async fn index(
+    state: web::Data<WebState>,
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> HttpResponse {
+    let limit = query.limit();
+    let (page, total) = state
+        .registry
+        .page(query.after.as_deref(), limit, |n, s| query.keeps(n, s));
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|(n, _)| n.clone()))
+        .flatten();
     let mut rows = String::new();
-    for (name, status) in state.registry.entries() {
-        let t = entry_json(&state, &req, &name, &status);
+    for (name, status) in &page {
+        let t = entry_json(&state, &req, name, status);
         let links = match (&t.torrent_url, &t.magnet, &t.download_url) {
             (Some(tu), Some(m), Some(d)) => format!(
                 "<a href=\"{}\">.torrent</a><a href=\"{}\">magnet</a><a href=\"{}\">direct</a>",
@@ -80,19 +100,39 @@ pub async fn index(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse
         ));
     }
     if rows.is_empty() {
-        rows = "<tr><td colspan=8 class=muted>Nothing published yet: drop files into the content \
-                folder.</td></tr>"
-            .into();
+        rows = if query.q.is_some() || query.after.is_some() {
+            "<tr><td colspan=8 class=muted>Nothing matches.</td></tr>".into()
+        } else {
+            "<tr><td colspan=8 class=muted>Nothing published yet: drop files into the content \
+             folder.</td></tr>"
+                .into()
+        };
     }
+    let q = query.q.as_deref().unwrap_or("");
+    let search = format!(
+        "<form method=get><input type=search name=q value=\"{}\" placeholder=\"Search names\" \
+         aria-label=\"Search names\"> <button>Search</button> <span class=muted>{total} \
+         {}</span></form>",
+        escape(q),
+        if total == 1 { "entry" } else { "entries" }
+    );
+    let more = match next {
+        Some(last) => format!(
+            "<p><a href=\"?after={}{}\">More…</a></p>",
+            escape(&query_encode(&last)),
+            escape(&query.filter_params())
+        ),
+        None => String::new(),
+    };
     let html = format!(
         "<!doctype html><html lang=en><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width,initial-scale=1\">\
          <title>bitseed</title><style>{STYLE}</style>\
          <h1>Downloads</h1><p class=muted>Download with BitTorrent (.torrent or magnet) to help \
-         share the load, or directly over HTTP.</p>\
+         share the load, or directly over HTTP.</p>{search}\
          <table><thead><tr><th>Name</th><th>Size</th><th>Files</th><th>Format</th><th>Seeders</th>\
          <th>Leechers</th><th>Completed</th><th>Get it</th></tr></thead><tbody>\n{rows}</tbody>\
-         </table><script>{SCRIPT}</script></html>"
+         </table>{more}<script>{SCRIPT}</script></html>"
     );
     let mut builder = HttpResponse::Ok();
     state.link_headers(&mut builder);

@@ -23,12 +23,12 @@ pub async fn get(
 /// The torrent file for `p` as this request should see it.
 pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpResponse {
     let links = state.links(req, p);
-    let mut meta = p.meta.clone();
-    meta.trackers = vec![vec![links.announce]];
-    if meta.format != Format::Merkle {
-        meta.web_seeds = vec![links.web_seed];
-    }
-    let bytes = meta.to_bytes();
+    let web_seeds = if p.meta.format == Format::Merkle {
+        Vec::new()
+    } else {
+        vec![links.web_seed]
+    };
+    let bytes = p.meta.to_bytes_with(&[vec![links.announce]], &web_seeds);
     let etag = format!("\"{}\"", hex::encode(&Sha1::digest(&bytes)[..12]));
     if req
         .headers()
