@@ -1,8 +1,12 @@
-"""A libtorrent seeder for the benchmark: seeds TORRENT from SAVE_PATH on 127.0.0.1, no trackers.
+"""A libtorrent seeder for the benchmarks: seeds TORRENT from SAVE_PATH on 127.0.0.1.
 
-Usage: lt_seed.py TORRENT SAVE_PATH
-Prints "listening on 127.0.0.1:PORT" once ready, then seeds until killed.
+Usage: lt_seed.py TORRENT SAVE_PATH [--up BPS] [--announce] [--stats FILE]
+Prints "listening on 127.0.0.1:PORT" once ready, then seeds until killed. By default it has no
+trackers (bench/seed.sh hands it to the downloader directly); with --announce it announces to
+the torrent's trackers (bench/swarm.sh), with --up its upload is capped (on loopback too), and
+with --stats it writes the bytes it has uploaded to FILE every 100 ms.
 """
+import argparse
 import os
 import sys
 import time
@@ -14,23 +18,37 @@ import lt_session  # noqa: E402
 
 
 def main():
-    torrent, save = sys.argv[1], sys.argv[2]
-    ses = lt_session.session()
+    p = argparse.ArgumentParser()
+    p.add_argument("torrent")
+    p.add_argument("save")
+    p.add_argument("--up", type=int, default=0)
+    p.add_argument("--announce", action="store_true")
+    p.add_argument("--stats")
+    a = p.parse_args()
+    extra = {}
+    if a.up:
+        extra = {"upload_rate_limit": a.up, "ignore_limits_on_local_network": False}
+    ses = lt_session.session(out_enc_policy=int(lt.enc_policy.disabled), **extra)
     params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(torrent)
-    params.save_path = save
-    # The content is known good: no hash check, and no trackers (a seed told its own address
-    # by a tracker connects to itself).
+    params.ti = lt.torrent_info(a.torrent)
+    params.save_path = a.save
+    # The content is known good: no hash check.
     params.flags |= lt.torrent_flags.seed_mode
     params.flags &= ~lt.torrent_flags.auto_managed
     params.flags &= ~lt.torrent_flags.paused
     h = ses.add_torrent(params)
-    h.replace_trackers([])
+    if not a.announce:
+        # A seed told its own address by a tracker connects to itself.
+        h.replace_trackers([])
     while not ses.is_listening():
         time.sleep(0.01)
     print(f"listening on 127.0.0.1:{ses.listen_port()}", flush=True)
     while True:
-        time.sleep(3600)
+        if a.stats:
+            with open(a.stats + ".tmp", "w") as f:
+                f.write(str(h.status().all_time_upload))
+            os.replace(a.stats + ".tmp", a.stats)
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

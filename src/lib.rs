@@ -14,6 +14,7 @@
 //!   registry the tracker, seeder and web face learn torrents from.
 //! - [`web`]: the HTTP face: page, JSON API, .torrent downloads, `/files` web seed, metrics.
 //! - [`config`]: the settings of `bitseed serve`.
+//! - [`egress`]: the publisher's one upload budget and what it sent, by channel.
 //! - [`ip_limit`]: open connections per client address (peer listener and HTTP).
 //! - [`proxy`]: which reverse proxies are believed about the client, through which header.
 //! - [`units`]: byte counts for people (CLI and web page).
@@ -22,6 +23,7 @@ pub mod announce;
 pub mod bencode;
 pub mod catalog;
 pub mod config;
+pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;

@@ -6,6 +6,7 @@ mod common;
 mod create;
 mod deploy;
 mod hostile;
+mod offload;
 mod security;
 mod seeder;
 mod serve;

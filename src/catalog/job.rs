@@ -178,6 +178,7 @@ impl Catalog {
             disk: self.content.join(name),
             meta: Arc::new(meta),
             content: Arc::new(files),
+            offload: Default::default(),
             merkle_pieces: merkle_pieces.map(Arc::new),
         })
     }

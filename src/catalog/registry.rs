@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
+use crate::egress::Offload;
 use crate::metainfo::Metainfo;
 use crate::storage::Content;
 
@@ -21,6 +22,8 @@ pub struct Published {
     /// The torrent's files under the content folder with the identity each had when hashed, in
     /// `meta.files` order: what the seeder and the web seed read, through the descriptor pool.
     pub content: Arc<Content>,
+    /// What the publisher sent of this torrent, by channel.
+    pub offload: Arc<Offload>,
     /// A Merkle torrent's piece hashes (it holds only their root), when known: kept with the
     /// entry so the seeder builds its hash tree without reading the content again.
     pub merkle_pieces: Option<Arc<Vec<[u8; 20]>>>,

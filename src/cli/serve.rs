@@ -9,6 +9,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
 use bitseed::config::{Overrides, Settings};
+use bitseed::egress::Egress;
 use bitseed::peer::{self, SeedAnnouncer, Seeder};
 use bitseed::tracker::{self, Tracker};
 use bitseed::web::{self as face, SwarmCounts, SwarmView, WebState};
@@ -137,7 +138,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Tracker::new(settings.tracker.clone(), &settings.state)
             .context("cannot start the tracker")?,
     );
-    let seeder = Arc::new(Seeder::new(settings.peer.clone()));
+    let egress = Arc::new(Egress::new(&settings.egress));
+    let seeder = Arc::new(Seeder::with_egress(settings.peer.clone(), egress.clone()));
     let peer_listener = tokio::net::TcpListener::bind(settings.peer.listen)
         .await
         .with_context(|| format!("cannot listen on peer.listen {}", settings.peer.listen))?;
@@ -202,6 +204,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         swarm: Arc::new(TrackerView(tracker.clone(), seeder.clone())),
         public_url: settings.public_url.clone(),
         proxies: settings.tracker.proxies(),
+        egress: egress.clone(),
         file_bytes: Default::default(),
     });
     let listener = std::net::TcpListener::bind(settings.http.listen)
@@ -269,6 +272,7 @@ fn seedable(p: &Published) -> Result<peer::Published, peer::PublishError> {
     peer::Published::with_content(
         p.meta.clone(),
         p.content.clone(),
+        p.offload.clone(),
         p.merkle_pieces.as_deref().map(Vec::as_slice),
     )
 }
@@ -310,5 +314,6 @@ impl SwarmView for TrackerView {
             "# HELP bitseed_peer_uploaded_bytes_total Bytes of pieces sent over the peer wire.\n# TYPE bitseed_peer_uploaded_bytes_total counter\nbitseed_peer_uploaded_bytes_total {}\n",
             self.1.uploaded()
         ) + &self.1.metrics()
+            + &self.1.egress().metrics()
     }
 }

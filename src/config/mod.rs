@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::egress::EgressConfig;
 use crate::metainfo::{piece_size, Format};
 use crate::peer::PeerConfig;
 use crate::tracker::TrackerConfig;
@@ -41,6 +42,9 @@ pub struct Settings {
     pub tracker: TrackerConfig,
     /// The seeder (peer wire protocol on `peer.listen`).
     pub peer: PeerConfig,
+    /// The publisher's one upload budget, over the peer wire, the web seed and direct
+    /// downloads.
+    pub egress: EgressConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,6 +114,7 @@ impl Default for Settings {
             catalog: CatalogSettings::default(),
             tracker: TrackerConfig::default(),
             peer: PeerConfig::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -189,6 +194,9 @@ impl Settings {
         let invalid = |key, why: String| Err(ConfigError::Invalid { key, why });
         if let Err(e) = self.tracker.validate() {
             return invalid("tracker", e.to_string());
+        }
+        if let Err(why) = self.egress.validate() {
+            return invalid("egress", why);
         }
         if self.torrent.piece_size != 0 {
             if let Err(why) = piece_size::check(self.torrent.piece_size) {

@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use super::extended::hashpiece::Bep30Tree;
 use super::v2_hashes::FileHashTree;
+use crate::egress::Offload;
 use crate::hash::{self, HashError, Job, Mode};
 use crate::metainfo::{Format, Metainfo};
 use crate::storage::{Content, FileId, Root, StorageError};
@@ -31,6 +32,8 @@ pub struct Published {
     /// Shared with the catalog's entry: one copy however many views hold it.
     pub metainfo: Arc<Metainfo>,
     pub content: Arc<Content>,
+    /// What the publisher sent of this torrent, by channel (shared with the catalog's entry).
+    pub offload: Arc<Offload>,
     pub(crate) bep30: Option<Bep30Tree>,
     pub(crate) v2_trees: BTreeMap<[u8; 32], FileHashTree>,
 }
@@ -42,7 +45,12 @@ impl Published {
     pub fn open(metainfo: Metainfo, path: &Path) -> Result<Published, PublishError> {
         let paths = file_paths(&metainfo, path);
         let content = Content::vouched(metainfo.layout(), Arc::new(Root::anywhere()), &paths)?;
-        Published::with_content(Arc::new(metainfo), Arc::new(content), None)
+        Published::with_content(
+            Arc::new(metainfo),
+            Arc::new(content),
+            Arc::new(Offload::default()),
+            None,
+        )
     }
 
     /// `content` holds the torrent's files as the catalog hashed them. `merkle_pieces`, a Merkle
@@ -51,6 +59,7 @@ impl Published {
     pub fn with_content(
         metainfo: Arc<Metainfo>,
         content: Arc<Content>,
+        offload: Arc<Offload>,
         merkle_pieces: Option<&[[u8; 20]]>,
     ) -> Result<Published, PublishError> {
         let layout = content.layout().clone();
@@ -112,6 +121,7 @@ impl Published {
         Ok(Published {
             metainfo,
             content,
+            offload,
             bep30,
             v2_trees,
         })

@@ -39,6 +39,11 @@ impl TokenBucket {
         }
     }
 
+    /// Gives back `n` bytes taken for a send that did not happen.
+    pub fn refund(&mut self, n: u64) {
+        self.tokens = (self.tokens + n as f64).min(self.burst);
+    }
+
     /// Takes `n` bytes whether or not there are tokens: bytes already committed (control
     /// answers), paid for by the next grants waiting longer.
     pub fn charge(&mut self, n: u64, now: Instant) {

@@ -19,6 +19,7 @@ use super::eviction;
 use super::rate::TokenBucket;
 use super::super_seed::SuperSeed;
 use super::{PeerConfig, Published};
+use crate::egress::{Channel, Egress};
 use crate::ip_limit::IpLimit;
 
 /// Round length of the choker (BEP 3's ten seconds).
@@ -125,6 +126,8 @@ pub(super) struct Inner {
     torrents: RwLock<HashMap<[u8; 20], Arc<Entry>>>,
     choke: Mutex<ChokeState>,
     limiter: Option<Mutex<TokenBucket>>,
+    /// The publisher's budget over every channel, and its byte counts.
+    pub egress: Arc<Egress>,
     /// The budget of block-layer hashing (HASH_WORK_RATE).
     hash_work: Mutex<TokenBucket>,
     /// Bytes queued for peers and being read for them, over all connections.
@@ -156,6 +159,12 @@ fn random_u64() -> u64 {
 
 impl Seeder {
     pub fn new(config: PeerConfig) -> Self {
+        Seeder::with_egress(config, Arc::new(Egress::unlimited()))
+    }
+
+    /// A seeder whose sends draw from `egress` (shared with the web seed) besides its own
+    /// `peer.max_upload_rate`.
+    pub fn with_egress(config: PeerConfig, egress: Arc<Egress>) -> Self {
         let mut peer_id = *b"-BS0100-000000000000";
         let r = random_u64().to_be_bytes();
         for (i, b) in r
@@ -178,6 +187,7 @@ impl Seeder {
                 peer_id,
                 torrents: RwLock::new(HashMap::new()),
                 limiter,
+                egress,
                 hash_work: Mutex::new(TokenBucket::new(HASH_WORK_RATE, Instant::now())),
                 queued: AtomicUsize::new(0),
                 next_key: AtomicU64::new(1),
@@ -261,6 +271,11 @@ impl Seeder {
             .into_iter()
             .map(|e| e.torrent.clone())
             .collect()
+    }
+
+    /// The publisher's budget and byte counts this seeder draws from.
+    pub fn egress(&self) -> &Arc<Egress> {
+        &self.inner.egress
     }
 
     /// Bytes of block data sent so far.
@@ -535,20 +550,29 @@ impl Inner {
         st.apply(changes);
     }
 
-    /// Asks the global rate limit for `bytes`: `Err(wait)` when over it.
+    /// Asks the peer-wire limit, then the publisher's budget, for `bytes`: `Err(wait)` when
+    /// either says to wait (the first is refunded when only the second refuses).
     pub fn take_upload(&self, bytes: u64) -> Result<(), Duration> {
-        match &self.limiter {
-            Some(l) => lock(l).take(bytes, Instant::now()),
-            None => Ok(()),
+        if let Some(l) = &self.limiter {
+            lock(l).take(bytes, Instant::now())?;
         }
+        self.egress.take(Channel::Peer, bytes).inspect_err(|_| {
+            if let Some(l) = &self.limiter {
+                lock(l).refund(bytes);
+            }
+        })
     }
 
     /// Counts `bytes` already committed to a peer (metadata and hash answers) against the
     /// global rate limit: later block reads wait for them.
     pub fn charge_upload(&self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
         if let Some(l) = &self.limiter {
             lock(l).charge(bytes, Instant::now());
         }
+        self.egress.charge(Channel::Peer, bytes);
     }
 
     /// Asks the hashing budget for `bytes` of block-layer work: `Err(wait)` when over it.
@@ -562,7 +586,7 @@ impl Inner {
     }
 
     pub fn limited(&self) -> bool {
-        self.limiter.is_some()
+        self.limiter.is_some() || self.egress.limited()
     }
 }
 

@@ -27,6 +27,7 @@ use super::handshake::HANDSHAKE_LEN;
 use super::published::Published;
 use super::seeder::{Entry, Inner, SessionView};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
+use crate::egress::Channel;
 use crate::metainfo::Format;
 use crate::storage::StorageError;
 
@@ -531,6 +532,9 @@ where
             w = wr.write(out.front()), if !out.is_empty() => {
                 let n = w?;
                 out.advance(n);
+                // What left for the socket, counted as the publisher's egress.
+                inner.egress.sent(Channel::Peer, n as u64);
+                torrent.offload.sent(Channel::Peer, n as u64);
                 last_sent = Instant::now();
             }
             done = async { reading.front_mut().map(|r| &mut r.0).expect("guarded").await }, if !reading.is_empty() => {

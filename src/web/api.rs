@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::WebState;
 use crate::catalog::Status;
+use crate::egress::Channel;
 
 #[derive(Serialize)]
 pub struct TorrentJson {
@@ -30,6 +31,17 @@ pub struct TorrentJson {
     /// Hashing progress, 0 to 1.
     pub progress: f64,
     pub error: Option<String>,
+    /// Bytes the publisher sent of this torrent since start, by channel.
+    pub sent_peer: u64,
+    pub sent_web_seed: u64,
+    pub sent_direct: u64,
+    /// Whole-file direct downloads completed since start.
+    pub direct_completed: u64,
+    /// The publisher's egress in copies of the torrent.
+    pub copies_sent: f64,
+    /// Copies delivered (completed downloads, BitTorrent and direct) per copy the publisher
+    /// sent: above 1, the swarm carried the rest. `null` until something was sent.
+    pub offload: Option<f64>,
 }
 
 pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Status) -> TorrentJson {
@@ -51,6 +63,12 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
         completed: 0,
         progress: 0.0,
         error: None,
+        sent_peer: 0,
+        sent_web_seed: 0,
+        sent_direct: 0,
+        direct_completed: 0,
+        copies_sent: 0.0,
+        offload: None,
     };
     match status {
         Status::Hashing { total, done } => {
@@ -79,6 +97,14 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
             j.leechers = counts.leechers;
             j.completed = counts.completed;
             j.progress = 1.0;
+            let o = &p.offload;
+            j.sent_peer = o.sent_on(Channel::Peer);
+            j.sent_web_seed = o.sent_on(Channel::WebSeed);
+            j.sent_direct = o.sent_on(Channel::Direct);
+            j.direct_completed = o.direct_completed.load(Ordering::Relaxed);
+            j.copies_sent = o.total() as f64 / j.size.max(1) as f64;
+            j.offload =
+                (o.total() > 0).then(|| (j.completed + j.direct_completed) as f64 / j.copies_sent);
         }
     }
     j

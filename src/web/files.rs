@@ -17,7 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::range::{if_range_holds, none_match, parse_range, Ranged};
 use super::{torrent_file, WebState};
 use crate::catalog::Published;
-use crate::storage::{Content, StorageError};
+use crate::egress::{is_bittorrent_client, Channel};
+use crate::storage::StorageError;
 
 /// One read from disk and one piece of a response body: small, so a download that stalls holds
 /// little memory.
@@ -151,8 +152,58 @@ async fn serve_file(
         // A sized empty stream: actix sends the length GET would, and no body.
         return sized(&mut builder, end - start, futures_util::stream::empty());
     }
-    let body = file_stream(state.clone(), p.content.clone(), index, start, end);
+    // BitTorrent clients fetching the web seed come after the peer wire in the budget; people
+    // downloading directly have a share of their own (see `egress`).
+    let channel = channel_of(req);
+    tracing::debug!(
+        file = %p.name,
+        start,
+        end,
+        channel = channel.name(),
+        user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        "file download"
+    );
+    let whole = start == 0 && end == len;
+    let body = file_stream(state.clone(), p, index, start, end, channel, whole);
     sized(&mut builder, end - start, body)
+}
+
+/// Whether a request is a BitTorrent client's (the web seed) or anyone else's (a direct
+/// download): by its User-Agent, or by what the connection's first request said (clients may
+/// send it only once per connection).
+fn channel_of(req: &HttpRequest) -> Channel {
+    use super::limits::ConnClient;
+    use std::sync::atomic::Ordering::Relaxed;
+    let remembered = req.conn_data::<ConnClient>();
+    let said = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| {
+            if is_bittorrent_client(ua) {
+                ConnClient::BITTORRENT
+            } else {
+                ConnClient::OTHER
+            }
+        });
+    let class = match (said, remembered) {
+        (Some(c), Some(r)) => {
+            r.0.store(c, Relaxed);
+            c
+        }
+        (Some(c), None) => c,
+        (None, Some(r)) => r.0.load(Relaxed),
+        (None, None) => ConnClient::UNKNOWN,
+    };
+    if class == ConnClient::BITTORRENT {
+        Channel::WebSeed
+    } else {
+        Channel::Direct
+    }
 }
 
 fn sized<S>(builder: &mut HttpResponseBuilder, len: u64, body: S) -> HttpResponse
@@ -184,44 +235,69 @@ impl AsRef<[u8]> for Chunk {
 
 struct Reader {
     state: web::Data<WebState>,
-    content: Arc<Content>,
+    published: Arc<Published>,
     index: usize,
     pos: u64,
     end: u64,
+    channel: Channel,
+    /// The whole file was asked for: its end is a completed direct download.
+    whole: bool,
     /// Bytes of the last chunk handed out: counted as sent when the next one is asked for (the
     /// socket took it), so an aborted download counts what left, not what was asked.
     handed: u64,
 }
 
+impl Reader {
+    fn count_handed(&mut self) {
+        let n = std::mem::take(&mut self.handed);
+        if n > 0 {
+            self.state.file_bytes.fetch_add(n, Ordering::Relaxed);
+            self.state.egress.sent(self.channel, n);
+            self.published.offload.sent(self.channel, n);
+        }
+    }
+}
+
 /// `start..end` of file `index`, read a chunk at a time on the blocking pool, each chunk checked
-/// against the file's identity after it is read.
+/// against the file's identity after it is read and granted by the publisher's budget on
+/// `channel` before it is read.
 fn file_stream(
     state: web::Data<WebState>,
-    content: Arc<Content>,
+    published: Arc<Published>,
     index: usize,
     start: u64,
     end: u64,
+    channel: Channel,
+    whole: bool,
 ) -> impl futures_util::Stream<Item = Result<Bytes, StorageError>> {
     let reader = Reader {
         state,
-        content,
+        published,
         index,
         pos: start,
         end,
+        channel,
+        whole,
         handed: 0,
     };
     futures_util::stream::unfold(reader, |mut r| async move {
-        r.state.file_bytes.fetch_add(r.handed, Ordering::Relaxed);
-        r.handed = 0;
+        r.count_handed();
         if r.pos >= r.end {
+            if r.whole && r.channel == Channel::Direct {
+                r.published
+                    .offload
+                    .direct_completed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             return None;
         }
         let n = (r.end - r.pos).min(CHUNK as u64) as usize;
+        r.state.egress.wait_for(r.channel, n as u64).await;
         let permit = buffered()
             .acquire_many_owned(n.div_ceil(1024) as u32)
             .await
             .ok()?;
-        let (content, index, pos) = (r.content.clone(), r.index, r.pos);
+        let (content, index, pos) = (r.published.content.clone(), r.index, r.pos);
         let read = tokio::task::spawn_blocking(move || {
             let mut data = vec![0u8; n];
             content.read_file_at(index, pos, &mut data).map(|()| data)
@@ -240,6 +316,7 @@ fn file_stream(
             Ok(Err(e)) => {
                 tracing::warn!("download cut off: {e}");
                 r.pos = r.end;
+                r.whole = false;
                 Some((Err(e), r))
             }
             Err(_) => None,

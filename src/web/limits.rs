@@ -25,6 +25,17 @@ use crate::config::HttpSettings;
 use crate::ip_limit::IpLimit;
 use crate::tracker::LocalAddr;
 
+/// What the connection's client said it was, remembered for its later requests: libtorrent
+/// sends its User-Agent only on the first request of a keep-alive connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnClient(pub Arc<std::sync::atomic::AtomicU8>);
+
+impl ConnClient {
+    pub const UNKNOWN: u8 = 0;
+    pub const BITTORRENT: u8 = 1;
+    pub const OTHER: u8 = 2;
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
     /// Longest request target (path and query), in bytes: longer is answered 414.
@@ -137,6 +148,7 @@ fn on_connect(
     if let Ok(addr) = sock.local_addr() {
         data.insert(LocalAddr(addr));
     }
+    data.insert(ConnClient::default());
     let Ok(peer) = sock.peer_addr() else {
         return;
     };

@@ -49,6 +49,28 @@ pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
         "Bytes sent over HTTP from /files (web seed and direct downloads).",
         state.file_bytes.load(Ordering::Relaxed),
     );
+    // Descriptors in use against the limit: the seeder's accept errors are counted, but the HTTP
+    // listener's are handled inside actix (a logged error and a half-second pause), so this is
+    // how an operator sees the process nearing its limit.
+    let open_files = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    metric(
+        "bitseed_open_files",
+        "gauge",
+        "File descriptors open (sockets, content files, stores).",
+        open_files,
+    );
+    metric(
+        "bitseed_open_files_limit",
+        "gauge",
+        "The process's limit on open file descriptors.",
+        crate::storage::open_files_limit(),
+    );
+    metric(
+        "bitseed_content_files_open",
+        "gauge",
+        "Content files held open by the descriptor pool.",
+        crate::storage::FilePool::global().len() as u64,
+    );
     out.push_str(&state.swarm.metrics());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

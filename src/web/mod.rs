@@ -54,6 +54,8 @@ pub struct WebState {
     pub public_url: Option<String>,
     /// Proxies believed about the host and scheme a client used (when `public_url` is unset).
     pub proxies: Proxies,
+    /// The publisher's budget (shared with the seeder) and its byte counts by channel.
+    pub egress: Arc<crate::egress::Egress>,
     /// Bytes sent from /files (the web seed).
     pub file_bytes: AtomicU64,
 }

@@ -20,6 +20,21 @@ table{border-collapse:collapse;width:100%}th,td{padding:.4em .6em;border-bottom:
 text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}a{margin-right:.6em}\
 .muted{color:#888}";
 
+/// Copies delivered per copy the publisher sent, as "3.4x".
+fn offload_cell(t: &super::api::TorrentJson) -> String {
+    t.offload.map_or("-".into(), |o| format!("{o:.1}x"))
+}
+
+fn offload_title(t: &super::api::TorrentJson) -> String {
+    format!(
+        "publisher sent {:.2} copies: {} over the peer wire, {} as web seed, {} direct",
+        t.copies_sent,
+        human_size(t.sent_peer),
+        human_size(t.sent_web_seed),
+        human_size(t.sent_direct)
+    )
+}
+
 /// Refreshes the numbers of the rows shown, by polling the same page of the API with its ETag:
 /// while nothing changes, each poll is a 304 of a few hundred bytes.
 const SCRIPT: &str = r#"
@@ -35,10 +50,14 @@ setInterval(async () => {
     for (const row of rows) {
       const t = byName.get(row.dataset.path);
       if (!t) { location.reload(); return; }
-      for (const k of ['seeders', 'leechers', 'completed']) {
+      for (const k of ['seeders', 'leechers']) {
         const cell = row.querySelector('.' + k);
         if (cell) cell.textContent = t[k];
       }
+      const c = row.querySelector('.completed');
+      if (c) c.textContent = t.completed + t.direct_completed;
+      const o = row.querySelector('.offload');
+      if (o && t.offload !== null) o.textContent = t.offload.toFixed(1) + 'x';
       const p = row.querySelector('.progress');
       if (p && t.status === 'hashing') p.textContent = 'hashing ' + Math.floor(t.progress * 100) + '%';
       if (t.status !== row.dataset.status) { location.reload(); return; }
@@ -86,7 +105,8 @@ pub async fn index(
         rows.push_str(&format!(
             "<tr data-path=\"{}\" data-status=\"{}\"><td>{}</td><td class=n>{}</td><td class=n>{}</td>\
              <td>{}</td><td class=\"n seeders\">{}</td><td class=\"n leechers\">{}</td>\
-             <td class=\"n completed\">{}</td><td>{}</td></tr>\n",
+             <td class=\"n completed\">{}</td><td class=\"n offload\" title=\"{}\">{}</td>\
+             <td>{}</td></tr>\n",
             escape(&t.path),
             t.status,
             escape(&t.name),
@@ -95,15 +115,17 @@ pub async fn index(
             t.format.as_deref().unwrap_or("-"),
             t.seeders,
             t.leechers,
-            t.completed,
+            t.completed + t.direct_completed,
+            offload_title(&t),
+            offload_cell(&t),
             links
         ));
     }
     if rows.is_empty() {
         rows = if query.q.is_some() || query.after.is_some() {
-            "<tr><td colspan=8 class=muted>Nothing matches.</td></tr>".into()
+            "<tr><td colspan=9 class=muted>Nothing matches.</td></tr>".into()
         } else {
-            "<tr><td colspan=8 class=muted>Nothing published yet: drop files into the content \
+            "<tr><td colspan=9 class=muted>Nothing published yet: drop files into the content \
              folder.</td></tr>"
                 .into()
         };
@@ -131,7 +153,8 @@ pub async fn index(
          <h1>Downloads</h1><p class=muted>Download with BitTorrent (.torrent or magnet) to help \
          share the load, or directly over HTTP.</p>{search}\
          <table><thead><tr><th>Name</th><th>Size</th><th>Files</th><th>Format</th><th>Seeders</th>\
-         <th>Leechers</th><th>Completed</th><th>Get it</th></tr></thead><tbody>\n{rows}</tbody>\
+         <th>Leechers</th><th>Completed</th><th>Offload</th><th>Get it</th></tr></thead>\
+         <tbody>\n{rows}</tbody>\
          </table>{more}<script>{SCRIPT}</script></html>"
     );
     let mut builder = HttpResponse::Ok();

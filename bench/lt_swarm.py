@@ -1,0 +1,74 @@
+"""N libtorrent leechers in one process, for bench/swarm.sh: leecher i has a session of its own on
+127.0.0.(FIRST+i) (libtorrent refuses a second peer from one address), TCP only, with upload and
+download limits that hold on loopback (ignore_limits_on_local_network off). Each adds TORRENT
+(its trackers and web seeds as they are in the file) and downloads into SAVE/i.
+
+Usage: lt_swarm.py TORRENT SAVE N UP_BPS DOWN_BPS [--first 10] [--timeout 600]
+Prints one JSON line: {"ok", "all_seconds", "seconds": [per leecher], "uploaded": [per leecher]}.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import libtorrent as lt
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "interop"))
+import lt_session  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("torrent")
+    p.add_argument("save")
+    p.add_argument("n", type=int)
+    p.add_argument("up", type=int)
+    p.add_argument("down", type=int)
+    p.add_argument("--first", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=600)
+    a = p.parse_args()
+
+    sessions, handles = [], []
+    for i in range(a.n):
+        ip = f"127.0.0.{a.first + i}"
+        ses = lt_session.session(
+            listen_interfaces=f"{ip}:0",
+            outgoing_interfaces=ip,
+            upload_rate_limit=a.up,
+            download_rate_limit=a.down,
+            ignore_limits_on_local_network=False,
+            out_enc_policy=int(lt.enc_policy.disabled),
+            # Tracker announces come from each leecher's own address, so the tracker lists it
+            # there; re-announce often enough that late joiners meet early ones.
+            announce_to_all_tiers=True,
+            min_announce_interval=5,
+        )
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(a.torrent)
+        params.save_path = os.path.join(a.save, str(i))
+        params.flags &= ~lt.torrent_flags.auto_managed
+        params.flags &= ~lt.torrent_flags.paused
+        sessions.append(ses)
+        handles.append(ses.add_torrent(params))
+
+    start = time.time()
+    done = [None] * a.n
+    while time.time() - start < a.timeout and any(d is None for d in done):
+        for i, h in enumerate(handles):
+            if done[i] is None and h.status().is_seeding:
+                done[i] = time.time() - start
+        time.sleep(0.05)
+    uploaded = [h.status().all_time_upload for h in handles]
+    ok = all(d is not None for d in done)
+    print(json.dumps({
+        "ok": ok,
+        "all_seconds": max(d for d in done if d is not None) if ok else None,
+        "seconds": done,
+        "uploaded": uploaded,
+    }), flush=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

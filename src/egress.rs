@@ -1,0 +1,404 @@
+//! The publisher's one upload budget (`egress.max_rate`) and what it sent, by channel.
+//!
+//! Everything the publisher sends draws from one token bucket: the peer wire (where every
+//! piece sent is shared onward by the swarm), the web seed (BitTorrent clients fetching
+//! `/files`), and direct downloads (browsers, curl, wget). When the budget is contended, the
+//! peer wire goes first; direct downloads are guaranteed `direct_share` of the rate and the web
+//! seed `web_seed_share`, and each takes more only while the channels before it want nothing.
+//! When the budget is not contended (tokens to spare), anyone takes what it needs. With no
+//! budget (`max_rate = 0`), nothing waits and the channels are only counted.
+//!
+//! The rules (`Budget`) are pure: the caller hands in the time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the publisher's bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Peer = 0,
+    WebSeed = 1,
+    Direct = 2,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Peer, Channel::WebSeed, Channel::Direct];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Peer => "peer",
+            Channel::WebSeed => "web_seed",
+            Channel::Direct => "direct",
+        }
+    }
+}
+
+/// `[egress]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Bytes per second the publisher sends in all (peer wire, web seed, direct downloads);
+    /// 0 = unlimited. `peer.max_upload_rate`, when set, caps the peer wire alone within it.
+    pub max_rate: u64,
+    /// Share of `max_rate` direct downloads are sure of when they want it (0 to 1).
+    pub direct_share: f64,
+    /// Share of `max_rate` the web seed is sure of, so a client that cannot reach the peer port
+    /// still finishes (0 to 1).
+    pub web_seed_share: f64,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            max_rate: 0,
+            // People without a BitTorrent client are served at half the budget at least.
+            direct_share: 0.5,
+            web_seed_share: 0.05,
+        }
+    }
+}
+
+impl EgressConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("egress.direct_share", self.direct_share),
+            ("egress.web_seed_share", self.web_seed_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{key} must be between 0 and 1, not {v}"));
+            }
+        }
+        if self.direct_share + self.web_seed_share > 1.0 {
+            return Err("egress.direct_share + egress.web_seed_share must not exceed 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// How long a channel counts as wanting bytes after it last asked.
+const DEMAND: Duration = Duration::from_millis(100);
+/// How soon a channel held back by the share rules asks again.
+const RETRY: Duration = Duration::from_millis(10);
+/// The time over which each channel's recent rate is averaged.
+const WINDOW: f64 = 1.0;
+
+/// The budget's rules over time handed in.
+#[derive(Debug)]
+pub struct Budget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+    direct_share: f64,
+    web_seed_share: f64,
+    /// Per channel: bytes granted, decaying with time constant `WINDOW` (divided by it, the
+    /// recent rate), and until when it counts as wanting more.
+    recent: [f64; 3],
+    wants_until: [Option<Instant>; 3],
+}
+
+impl Budget {
+    pub fn new(config: &EgressConfig, now: Instant) -> Budget {
+        let rate = config.max_rate as f64;
+        // A quarter second's worth, and at least one read of blocks.
+        let burst = (rate / 4.0).max(256.0 * 1024.0);
+        Budget {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+            direct_share: config.direct_share,
+            web_seed_share: config.web_seed_share,
+            recent: [0.0; 3],
+            wants_until: [None; 3],
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        let keep = (-dt / WINDOW).exp();
+        for r in &mut self.recent {
+            *r *= keep;
+        }
+    }
+
+    fn wants(&self, ch: Channel, now: Instant) -> bool {
+        self.wants_until[ch as usize].is_some_and(|t| now < t)
+    }
+
+    /// The channel's recent rate, bytes per second.
+    pub fn recent_rate(&self, ch: Channel) -> f64 {
+        self.recent[ch as usize] / WINDOW
+    }
+
+    /// `n` bytes for `ch` at `now`, or how long to wait before asking again. A grant may take
+    /// the bucket into debt by its own size, so a read is never split.
+    pub fn take(&mut self, ch: Channel, n: u64, now: Instant) -> Result<(), Duration> {
+        self.advance(now);
+        self.wants_until[ch as usize] = Some(now + DEMAND);
+        // Tokens to spare: nobody is held back. Otherwise a channel under its guaranteed share
+        // that wants bytes goes first, then the peer wire, then direct downloads, then the web
+        // seed.
+        let contended = self.tokens < self.burst / 2.0;
+        let share = |c: Channel| match c {
+            Channel::Peer => 0.0,
+            Channel::Direct => self.direct_share,
+            Channel::WebSeed => self.web_seed_share,
+        };
+        let under = |c: Channel| self.recent_rate(c) < share(c) * self.rate;
+        let starving = |c: Channel| c != ch && self.wants(c, now) && under(c);
+        let allowed = !contended
+            || match ch {
+                Channel::Peer => !starving(Channel::Direct) && !starving(Channel::WebSeed),
+                Channel::Direct => {
+                    under(ch) || (!self.wants(Channel::Peer, now) && !starving(Channel::WebSeed))
+                }
+                Channel::WebSeed => {
+                    under(ch)
+                        || !(self.wants(Channel::Peer, now) || self.wants(Channel::Direct, now))
+                }
+            };
+        if !allowed {
+            return Err(RETRY);
+        }
+        if self.tokens <= 0.0 {
+            return Err(Duration::from_secs_f64((-self.tokens + 1.0) / self.rate).max(RETRY));
+        }
+        self.tokens -= n as f64;
+        self.recent[ch as usize] += n as f64;
+        Ok(())
+    }
+}
+
+impl Budget {
+    /// Takes `n` bytes already committed on `ch` (small answers sent at once), paid for by the
+    /// next grants.
+    pub fn charge(&mut self, ch: Channel, n: u64, now: Instant) {
+        self.advance(now);
+        self.tokens -= n as f64;
+        self.recent[ch as usize] += n as f64;
+    }
+}
+
+/// The budget and the bytes sent, shared by the seeder and the web face.
+#[derive(Debug)]
+pub struct Egress {
+    budget: Option<Mutex<Budget>>,
+    sent: [AtomicU64; 3],
+}
+
+impl Egress {
+    pub fn new(config: &EgressConfig) -> Egress {
+        Egress {
+            budget: (config.max_rate > 0).then(|| Mutex::new(Budget::new(config, Instant::now()))),
+            sent: Default::default(),
+        }
+    }
+
+    /// No budget: nothing waits.
+    pub fn unlimited() -> Egress {
+        Egress::new(&EgressConfig::default())
+    }
+
+    pub fn limited(&self) -> bool {
+        self.budget.is_some()
+    }
+
+    /// Asks for `n` bytes on `ch`: `Err(wait)` when the budget says to wait.
+    pub fn take(&self, ch: Channel, n: u64) -> Result<(), Duration> {
+        match &self.budget {
+            Some(b) => b
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(ch, n, Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `n` bytes already committed on `ch`, without waiting.
+    pub fn charge(&self, ch: Channel, n: u64) {
+        if let Some(b) = &self.budget {
+            b.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .charge(ch, n, Instant::now());
+        }
+    }
+
+    /// Waits until `n` bytes on `ch` are granted.
+    pub async fn wait_for(&self, ch: Channel, n: u64) {
+        while let Err(wait) = self.take(ch, n) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Records `n` bytes written to a socket on `ch`.
+    pub fn sent(&self, ch: Channel, n: u64) {
+        self.sent[ch as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn sent_on(&self, ch: Channel) -> u64 {
+        self.sent[ch as usize].load(Ordering::Relaxed)
+    }
+
+    /// Prometheus lines: bytes sent by channel.
+    pub fn metrics(&self) -> String {
+        let mut out = String::from(
+            "# HELP bitseed_egress_bytes_total Bytes the publisher wrote to sockets, by channel \
+             (peer wire, web seed, direct downloads).\n# TYPE bitseed_egress_bytes_total counter\n",
+        );
+        for ch in Channel::ALL {
+            out.push_str(&format!(
+                "bitseed_egress_bytes_total{{channel=\"{}\"}} {}\n",
+                ch.name(),
+                self.sent_on(ch)
+            ));
+        }
+        out
+    }
+}
+
+/// What one torrent's publisher sent, by channel, and the direct downloads completed.
+#[derive(Debug, Default)]
+pub struct Offload {
+    sent: [AtomicU64; 3],
+    pub direct_completed: AtomicU64,
+}
+
+impl Offload {
+    pub fn sent(&self, ch: Channel, n: u64) {
+        self.sent[ch as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn sent_on(&self, ch: Channel) -> u64 {
+        self.sent[ch as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn total(&self) -> u64 {
+        Channel::ALL.iter().map(|c| self.sent_on(*c)).sum()
+    }
+}
+
+/// Whether a `User-Agent` is a BitTorrent client's (fetching `/files` as a web seed) rather than
+/// a browser's or a download tool's: by the names the clients send.
+pub fn is_bittorrent_client(user_agent: &str) -> bool {
+    const NAMES: [&str; 16] = [
+        "libtorrent",
+        "qbittorrent",
+        "transmission",
+        "aria2",
+        "rtorrent",
+        "deluge",
+        "utorrent",
+        "\u{3bc}torrent",
+        "bittorrent",
+        "webtorrent",
+        "vuze",
+        "azureus",
+        "biglybt",
+        "tixati",
+        "rqbit",
+        "ktorrent",
+    ];
+    let ua = user_agent.to_lowercase();
+    NAMES.iter().any(|n| ua.contains(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(rate: u64) -> (Budget, Instant) {
+        let t0 = Instant::now();
+        let config = EgressConfig {
+            max_rate: rate,
+            ..EgressConfig::default()
+        };
+        (Budget::new(&config, t0), t0)
+    }
+
+    /// Runs the channels for `secs`, each asking for `chunk` bytes as often as it may, and
+    /// returns the bytes each got.
+    fn run(b: &mut Budget, t0: Instant, chans: &[Channel], secs: f64) -> [u64; 3] {
+        let mut got = [0u64; 3];
+        let mut next = vec![t0; chans.len()];
+        let end = t0 + Duration::from_secs_f64(secs);
+        loop {
+            let (i, at) = next
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, t)| **t)
+                .map(|(i, t)| (i, *t))
+                .unwrap();
+            if at >= end {
+                break;
+            }
+            match b.take(chans[i], 65536, at) {
+                Ok(()) => got[chans[i] as usize] += 65536,
+                Err(w) => next[i] = at + w,
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn the_total_holds_across_channels() {
+        let (mut b, t0) = budget(4_000_000);
+        let got = run(&mut b, t0, &Channel::ALL, 10.0);
+        let total: u64 = got.iter().sum();
+        // 10 s at 4 MB/s, plus the burst and one grant of debt.
+        assert!(
+            total <= 40_000_000 + 1_000_000 + 65536 * 3,
+            "{total} bytes in 10 s: {got:?}"
+        );
+        assert!(total >= 39_000_000, "{got:?}");
+    }
+
+    #[test]
+    fn the_peer_wire_goes_first_and_the_others_keep_their_shares() {
+        let (mut b, t0) = budget(4_000_000);
+        let got = run(&mut b, t0, &[Channel::Peer, Channel::WebSeed], 20.0);
+        let (peer, web) = (got[0] as f64, got[1] as f64);
+        // The web seed gets about its 5%, the peer wire the rest.
+        assert!(web / (peer + web) < 0.10 && web > 0.0, "{got:?}");
+        let (mut b, t0) = budget(4_000_000);
+        let got = run(&mut b, t0, &Channel::ALL, 20.0);
+        let direct = got[2] as f64 / got.iter().sum::<u64>() as f64;
+        assert!(
+            (0.45..0.60).contains(&direct),
+            "direct share {direct}: {got:?}"
+        );
+    }
+
+    #[test]
+    fn a_channel_alone_gets_everything() {
+        let (mut b, t0) = budget(4_000_000);
+        let got = run(&mut b, t0, &[Channel::WebSeed], 10.0);
+        assert!(got[1] >= 39_000_000, "{got:?}");
+    }
+
+    #[test]
+    fn clients_by_user_agent() {
+        for ua in [
+            "libtorrent/2.0.8.0",
+            "qBittorrent/4.6.2",
+            "Transmission/3.00",
+            "aria2/1.36.0",
+            "WebTorrent/2.1.0 (https://webtorrent.io)",
+        ] {
+            assert!(is_bittorrent_client(ua), "{ua}");
+        }
+        for ua in [
+            "curl/8.5.0",
+            "Wget/1.21.3",
+            "Mozilla/5.0 (X11; Linux x86_64) Chrome/120",
+            "",
+        ] {
+            assert!(!is_bittorrent_client(ua), "{ua}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The publisher's one upload budget (`egress.max_rate`) and its counters, against the real
+//! binary: the budget holds over the peer wire and `/files` together, a client that only has
+//! the web seed still finishes under it, and the counters match the bytes clients received.
+
+use std::time::{Duration, Instant};
+
+use crate::common::data;
+use crate::serve::{dirs, http_get, Server};
+
+/// Bytes sent per channel, from `/metrics`: (peer, web seed, direct).
+fn egress(server: &Server) -> (u64, u64, u64) {
+    let m = String::from_utf8(server.get("/metrics").body).unwrap();
+    let get = |ch: &str| {
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("bitseed_egress_bytes_total{{channel=\"{ch}\"}} "))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {ch} egress in:\n{m}"))
+    };
+    (get("peer"), get("web_seed"), get("direct"))
+}
+
+fn start_capped(d: &crate::serve::Dirs, rate: u64) -> Server {
+    let config = d.state.with_extension("toml");
+    std::fs::write(&config, format!("[egress]\nmax_rate = {rate}\n")).unwrap();
+    Server::start(
+        &d.content,
+        &d.state,
+        &["--config", config.to_str().unwrap()],
+    )
+}
+
+/// A peer-wire download, a web-seed fetch and a direct download at once, for 6 seconds: what
+/// the publisher sent over all three stays within the budget (1 MB/s) plus its burst.
+#[test]
+fn the_budget_holds_over_the_peer_wire_and_files_together() {
+    let d = dirs();
+    std::fs::write(d.content.join("big.bin"), data(24_000_000, 41)).unwrap();
+    let server = start_capped(&d, 1_000_000);
+    let t = server.wait_published("big.bin", None);
+    let peer = server.logged_addr("peer listening on ");
+    let bytes = server.get("/torrents/big.bin.torrent").body;
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+    assert!(t["size"].as_u64().unwrap() > 20_000_000);
+    let http = server.http;
+    let mut clients = Vec::new();
+    clients.push(std::thread::spawn(move || {
+        let _ = std::panic::catch_unwind(|| crate::seeder::download(peer, &meta));
+    }));
+    for ua in ["libtorrent/2.0.8.0", "curl/8.5.0"] {
+        clients.push(std::thread::spawn(move || {
+            let _ = std::panic::catch_unwind(|| {
+                http_get(http, "/files/big.bin", &[("User-Agent", ua)])
+            });
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (p0, w0, d0) = egress(&server);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    let (p1, w1, d1) = egress(&server);
+    let secs = t0.elapsed().as_secs_f64();
+    let sent = (p1 - p0) + (w1 - w0) + (d1 - d0);
+    eprintln!(
+        "{secs:.1} s: peer {} web seed {} direct {} ({:.0} B/s in all)",
+        p1 - p0,
+        w1 - w0,
+        d1 - d0,
+        sent as f64 / secs
+    );
+    // The budget, plus a burst and the bytes already in flight at each end of the window.
+    assert!(
+        sent as f64 <= 1_000_000.0 * secs + 600_000.0,
+        "{sent} bytes in {secs:.1} s under a budget of 1 MB/s"
+    );
+    // Each channel got some: direct its share, the peer wire the rest, the web seed its floor.
+    assert!(
+        p1 > p0 && d1 > d0 && w1 > w0,
+        "{p0}->{p1} {w0}->{w1} {d0}->{d1}"
+    );
+    drop(server);
+    for c in clients {
+        let _ = c.join();
+    }
+}
+
+/// A client that cannot reach the peer port (the tracker lists the seed at an address where
+/// nothing listens) still downloads everything from the web seed under the budget, and the
+/// counters say it went over the web seed.
+#[test]
+fn a_web_seed_only_client_finishes_under_the_budget() {
+    if !crate::common::have_aria2() {
+        return;
+    }
+    let d = dirs();
+    let body = data(3_000_000, 42);
+    std::fs::write(d.content.join("ws.bin"), &body).unwrap();
+    let config = d.state.with_extension("toml");
+    std::fs::write(
+        &config,
+        "[egress]\nmax_rate = 2000000\n[peer]\npublic_ip = \"127.0.0.254\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &d.content,
+        &d.state,
+        &["--config", config.to_str().unwrap()],
+    );
+    server.wait_published("ws.bin", None);
+    let out = tempfile::tempdir().unwrap();
+    let torrent = out.path().join("ws.torrent");
+    std::fs::write(&torrent, server.get("/torrents/ws.bin.torrent").body).unwrap();
+    let o = crate::common::aria2c(out.path(), &torrent);
+    assert!(o.status.success(), "{}", crate::common::stdout(&o));
+    assert_eq!(std::fs::read(out.path().join("ws.bin")).unwrap(), body);
+    let (peer, web, direct) = egress(&server);
+    assert_eq!(peer, 0, "nothing could go over the peer wire");
+    assert_eq!(
+        direct, 0,
+        "aria2 is a BitTorrent client: its fetches are the web seed"
+    );
+    assert!(web >= 3_000_000, "web seed {web}");
+}
+
+/// What the counters say is what the clients got: a direct download counts its bytes (and one
+/// completed download), a peer-wire download its pieces plus a little protocol, per channel in
+/// `/metrics` and per torrent in the API.
+#[test]
+fn counters_match_the_bytes_clients_received() {
+    let d = dirs();
+    let body = data(2_000_000, 43);
+    std::fs::write(d.content.join("c.bin"), &body).unwrap();
+    let server = Server::start(&d.content, &d.state, &[]);
+    server.wait_published("c.bin", None);
+    let r = http_get(server.http, "/files/c.bin", &[("User-Agent", "Wget/1.21")]);
+    assert_eq!(r.body, body);
+    let r = http_get(
+        server.http,
+        "/files/c.bin",
+        &[
+            ("User-Agent", "qBittorrent/4.6"),
+            ("Range", "bytes=0-99999"),
+        ],
+    );
+    assert_eq!(r.body.len(), 100_000);
+    let peer = server.logged_addr("peer listening on ");
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&server.get("/torrents/c.bin.torrent").body)
+        .unwrap();
+    assert_eq!(crate::seeder::download(peer, &meta), body);
+    // Counted as the next chunk is asked for or the stream ends: give the server a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (p, w, dir) = egress(&server);
+        if dir == 2_000_000 && w == 100_000 && p >= 2_000_000 {
+            // The peer wire: pieces plus message framing and the greeting (well under 1%).
+            assert!(p < 2_000_000 + 20_000, "peer wire {p}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters: peer {p} web seed {w} direct {dir}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = server.wait_published("c.bin", None);
+    assert_eq!(t["sent_direct"], 2_000_000);
+    assert_eq!(t["sent_web_seed"], 100_000);
+    assert_eq!(t["direct_completed"], 1);
+    assert!(t["sent_peer"].as_u64().unwrap() >= 2_000_000);
+    assert!(t["copies_sent"].as_f64().unwrap() > 2.0);
+}
