@@ -165,7 +165,8 @@ pub fn peer_connection(data: &[u8]) {
         return;
     };
     let torrent = &torrents()[usize::from(setup & 3)];
-    let super_seed = setup & 4 != 0;
+    // Super-seeding off, or on with one or several pieces shown at a time.
+    let super_seed = usize::from(setup & 4 != 0) * (1 + usize::from(setup >> 6));
     let Ok(Some(theirs)) = Handshake::parse(stream) else {
         return;
     };

@@ -30,6 +30,9 @@ pub struct PeerConfig {
     pub max_request_queue: usize,
     /// BEP 16 super-seeding: offer each peer only pieces nobody else has been given yet.
     pub super_seed: bool,
+    /// Super-seeding: pieces shown to a peer at a time (each shown rarest first), so its
+    /// requests keep flowing while it passes them on.
+    pub super_seed_window: usize,
     /// Seconds a new connection has to complete its handshake.
     pub handshake_timeout: f64,
     /// Seconds without a whole message from a peer before it is dropped (bytes that do not
@@ -55,6 +58,7 @@ impl Default for PeerConfig {
             max_connections_per_ip: 32,
             max_request_queue: 500,
             super_seed: false,
+            super_seed_window: 1,
             handshake_timeout: 10.0,
             idle_timeout: 180.0,
             frame_timeout: 30.0,

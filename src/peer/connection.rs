@@ -62,8 +62,10 @@ impl ReadJob {
 #[derive(Debug, Clone)]
 struct SuperPeer {
     has: Vec<bool>,
-    shown: Option<u32>,
-    wants_offer: bool,
+    /// Pieces shown and not yet reported had, at most `window`: a few at a time keep the
+    /// peer's requests flowing while each piece is still handed out rarest first.
+    shown: Vec<u32>,
+    window: usize,
     /// Pieces the peer reported since the shell last collected them.
     new_haves: Vec<u32>,
 }
@@ -95,12 +97,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// After the peer's handshake `theirs` for `torrent`; `super_seed` hides our pieces (BEP 16).
+    /// After the peer's handshake `theirs` for `torrent`; `super_seed` > 0 hides our pieces
+    /// (BEP 16), showing that many at a time.
     pub fn new(
         theirs: &Handshake,
         torrent: &Published,
         max_queue: usize,
-        super_seed: bool,
+        super_seed: usize,
     ) -> Self {
         let layout = torrent.content.layout();
         let piece_count = torrent.piece_count();
@@ -115,10 +118,10 @@ impl Connection {
             refused: 0,
             piece_count,
             hash_jobs: VecDeque::new(),
-            super_peer: super_seed.then(|| SuperPeer {
+            super_peer: (super_seed > 0).then(|| SuperPeer {
                 has: vec![false; piece_count as usize],
-                shown: None,
-                wants_offer: true,
+                shown: Vec::new(),
+                window: super_seed,
                 new_haves: Vec::new(),
             }),
             piece_length: layout.piece_length,
@@ -233,7 +236,7 @@ impl Connection {
                 let hidden = self
                     .super_peer
                     .as_ref()
-                    .is_some_and(|sp| sp.shown != Some(r.index) && !sp.has[r.index as usize]);
+                    .is_some_and(|sp| !sp.shown.contains(&r.index) && !sp.has[r.index as usize]);
                 if self.choking || hidden || self.queue.len() >= self.max_queue {
                     self.refused += 1;
                     if self.fast {
@@ -336,10 +339,7 @@ impl Connection {
                 *slot = true;
                 sp.new_haves.push(p);
             }
-            if sp.shown == Some(p) {
-                sp.shown = None;
-                sp.wants_offer = true;
-            }
+            sp.shown.retain(|s| *s != p);
         }
     }
 
@@ -353,15 +353,21 @@ impl Connection {
         self.hash_jobs.push_front(r);
     }
 
-    /// Super-seeding: when the peer is ready for its next piece, returns what it has (for the
-    /// torrent-wide picker) and the pieces it reported since the last call.
-    pub fn offer_wanted(&mut self) -> Option<(&[bool], Vec<u32>)> {
+    /// Super-seeding: when the peer is ready for another piece (fewer than its window shown
+    /// and not yet had), returns what it has and is shown (for the torrent-wide picker) and
+    /// the pieces it reported since the last call.
+    pub fn offer_wanted(&mut self) -> Option<(Vec<bool>, Vec<u32>)> {
         let sp = self.super_peer.as_mut()?;
-        if !sp.wants_offer {
+        if sp.shown.len() >= sp.window {
             return None;
         }
-        sp.wants_offer = false;
-        Some((&sp.has, std::mem::take(&mut sp.new_haves)))
+        let mut known = sp.has.clone();
+        for &p in &sp.shown {
+            if let Some(k) = known.get_mut(p as usize) {
+                *k = true;
+            }
+        }
+        Some((known, std::mem::take(&mut sp.new_haves)))
     }
 
     /// Shows the peer `piece` (super-seeding).
@@ -370,12 +376,12 @@ impl Connection {
         let Some(sp) = self.super_peer.as_mut() else {
             return Vec::new();
         };
-        sp.shown = Some(piece);
+        sp.shown.push(piece);
         let last = sp
             .has
             .iter()
             .enumerate()
-            .all(|(i, &h)| h || i as u32 == piece);
+            .all(|(i, &h)| h || sp.shown.contains(&(i as u32)));
         if last && fast {
             // The peer lacks only this piece, so we now look like a seed. libtorrent drops a peer
             // that turns into a seed through a `have` before it recomputes its interest, but
@@ -472,11 +478,11 @@ mod tests {
     fn greets_fast_peers_with_have_all_and_others_with_a_bitfield() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let fast = Connection::new(&peer(true), &t, 10, false);
+        let fast = Connection::new(&peer(true), &t, 10, 0);
         let g = fast.greeting(&t, None);
         assert_eq!(g[0], Message::HaveAll);
         assert!(matches!(&g[1], Message::Extended { id: 0, .. }));
-        let slow = Connection::new(&peer(false), &t, 10, false);
+        let slow = Connection::new(&peer(false), &t, 10, 0);
         assert_eq!(
             slow.greeting(&t, None)[0],
             Message::Bitfield(vec![0b1110_0000])
@@ -489,7 +495,7 @@ mod tests {
     fn requests_are_queued_only_when_unchoked_and_served_in_batches() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(true), &t, 10, false);
+        let mut c = Connection::new(&peer(true), &t, 10, 0);
         c.on_message(Message::Interested, &t).unwrap();
         assert!(c.interested());
         // Choked: a fast peer's request is rejected.
@@ -520,7 +526,7 @@ mod tests {
         let on_disk = std::fs::read(dir.path().join("data.bin")).unwrap();
         assert_eq!(from_disk[13..], on_disk[32768..]);
         // A batch of several blocks: the same bytes as framing around one plain read.
-        let mut c = Connection::new(&peer(true), &t, 10, false);
+        let mut c = Connection::new(&peer(true), &t, 10, 0);
         c.set_choking(false);
         for (i, begin) in [(0, 0), (0, 100), (0, 16000), (1, 0)] {
             let len = if i == 1 { 16384 } else { 100 };
@@ -547,7 +553,7 @@ mod tests {
     fn bad_requests_and_floods_are_protocol_errors() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(false), &t, 4, false);
+        let mut c = Connection::new(&peer(false), &t, 4, 0);
         c.set_choking(false);
         assert!(
             c.on_message(req(3, 0, 16384), &t).is_err(),
@@ -580,7 +586,7 @@ mod tests {
             Err(WireError::RequestFlood(8))
         ));
         // Twice the advertised queue is a flood... of a queue that is kept full.
-        let mut f = Connection::new(&peer(false), &t, 1, false);
+        let mut f = Connection::new(&peer(false), &t, 1, 0);
         f.set_choking(false);
         f.queue.extend(
             [BlockRef {
@@ -599,7 +605,7 @@ mod tests {
     fn choke_rejects_queued_requests_of_fast_peers_and_cancel_answers() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(true), &t, 10, false);
+        let mut c = Connection::new(&peer(true), &t, 10, 0);
         c.set_choking(false);
         c.on_message(req(0, 0, 100), &t).unwrap();
         c.on_message(req(0, 100, 100), &t).unwrap();
@@ -623,12 +629,12 @@ mod tests {
     fn super_seeding_shows_one_piece_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(true), &t, 10, true);
+        let mut c = Connection::new(&peer(true), &t, 10, 1);
         assert_eq!(c.greeting(&t, None)[0], Message::HaveNone);
         let (has, new) = c.offer_wanted().unwrap();
         assert_eq!((has.to_vec(), new), (vec![false; 3], vec![]));
-        assert!(c.offer_wanted().is_none(), "asked once");
         assert_eq!(c.offer(1), vec![Message::Have(1)]);
+        assert!(c.offer_wanted().is_none(), "one shown at a time");
         c.set_choking(false);
         // A piece not shown is refused; the shown one is served.
         assert_eq!(c.on_message(req(0, 0, 100), &t).unwrap().len(), 1);
@@ -646,6 +652,34 @@ mod tests {
     }
 
     #[test]
+    fn super_seeding_shows_up_to_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(true), &t, 10, 2);
+        c.greeting(&t, None);
+        let (has, _) = c.offer_wanted().unwrap();
+        assert_eq!(has, vec![false; 3]);
+        assert_eq!(c.offer(0), vec![Message::Have(0)]);
+        // The picker is told what is shown, so it picks another piece.
+        let (has, _) = c.offer_wanted().unwrap();
+        assert_eq!(has, vec![true, false, false]);
+        assert_eq!(c.offer(1), vec![Message::Have(1)]);
+        assert!(c.offer_wanted().is_none(), "two shown, the window is full");
+        c.set_choking(false);
+        assert!(c.on_message(req(1, 0, 100), &t).unwrap().is_empty());
+        assert_eq!(
+            c.on_message(req(2, 0, 100), &t).unwrap().len(),
+            1,
+            "not shown"
+        );
+        c.on_message(Message::Have(0), &t).unwrap();
+        let (has, new) = c.offer_wanted().unwrap();
+        assert_eq!((has, new), (vec![true, true, false], vec![0]));
+        // The last piece it lacks makes it see a seed.
+        assert_eq!(c.offer(2), vec![Message::HaveAll]);
+    }
+
+    #[test]
     fn v2_hash_requests_are_answered_from_the_piece_layer() {
         use crate::metainfo::{merkle, Format};
         use crate::peer::message::HashRequest;
@@ -655,7 +689,7 @@ mod tests {
         let file = &t.metainfo.files[0];
         let root = file.pieces_root.unwrap();
         let layer = t.metainfo.piece_layers[&root].clone();
-        let mut c = Connection::new(&peer(true), &t, 10, false);
+        let mut c = Connection::new(&peer(true), &t, 10, 0);
         let r = HashRequest {
             pieces_root: root,
             base_layer: 0,
@@ -692,7 +726,7 @@ mod tests {
         };
         let t2 = &t32.1;
         let root2 = t2.metainfo.files[0].pieces_root.unwrap();
-        let mut c2 = Connection::new(&peer(true), t2, 10, false);
+        let mut c2 = Connection::new(&peer(true), t2, 10, 0);
         let leaf = HashRequest {
             pieces_root: root2,
             base_layer: 0,
@@ -730,7 +764,7 @@ mod tests {
     fn metadata_is_served_to_peers_that_ask() {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
-        let mut c = Connection::new(&peer(true), &t, 10, false);
+        let mut c = Connection::new(&peer(true), &t, 10, 0);
         c.on_message(
             Message::Extended {
                 id: 0,

@@ -250,19 +250,22 @@ fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out<'_>) {
     let Some(picker) = &entry.super_seed else {
         return;
     };
-    let Some((has, new_haves)) = conn.offer_wanted() else {
-        return;
-    };
-    let piece = {
-        let mut picker = picker.lock().unwrap_or_else(|e| e.into_inner());
-        for p in new_haves {
-            picker.seen(p);
+    // Fill the peer's window of shown pieces, one rarest piece at a time.
+    while let Some((has, new_haves)) = conn.offer_wanted() {
+        let piece = {
+            let mut picker = picker.lock().unwrap_or_else(|e| e.into_inner());
+            for p in new_haves {
+                picker.seen(p);
+            }
+            picker.pick(&has)
+        };
+        match piece {
+            Some(p) => {
+                debug!(piece = p, "super-seeding: showing a piece");
+                out.push_msgs(conn.offer(p));
+            }
+            None => break,
         }
-        picker.pick(has)
-    };
-    if let Some(p) = piece {
-        debug!(piece = p, "super-seeding: showing a piece");
-        out.push_msgs(conn.offer(p));
     }
 }
 
@@ -351,7 +354,11 @@ where
         &theirs,
         &torrent,
         cfg.max_request_queue,
-        entry.super_seed.is_some(),
+        if entry.super_seed.is_some() {
+            cfg.super_seed_window.max(1)
+        } else {
+            0
+        },
     );
 
     let mut out = Out::new(&inner.queued);
