@@ -152,22 +152,9 @@ for i in $(seq 0 997 $((MANY - 1))); do
 done
 row "  files served over HTTP, right bytes (of $(( (MANY + 996) / 997 )))" "$ok"
 mkdir -p "$WORK/dl"
-python3 - "$HTTP" "$WORK/dl" <<'EOF'
-import sys, urllib.request
-sys.path.insert(0, "src")
-http, out = sys.argv[1], sys.argv[2]
-def strip(name):
-    # The torrent as served, minus its url-list: only the peer wire can serve it.
-    t = urllib.request.urlopen(f"http://{http}/torrents/{name}.torrent").read()
-    at = t.find(b"8:url-list")
-    if at >= 0:
-        rest = t[at + 10:]
-        n, _, _ = rest.partition(b":")
-        t = t[:at] + rest[len(n) + 1 + int(n):]
-    open(f"{out}/{name}.torrent", "wb").write(t)
-for name in ["big", "f000123.bin", "f049999.bin"]:
-    strip(name)
-EOF
+for name in big f000123.bin f049999.bin; do
+  curl -sf "http://$HTTP/torrents/$name.torrent" | python3 bench/strip_web_seed.py - "$WORK/dl/$name.torrent"
+done
 t0=$(now)
 ok=0
 for name in big f000123.bin f049999.bin; do
@@ -189,13 +176,7 @@ head -c $((64 << 20)) /dev/urandom > "$WORK/one/wanted.bin"
 start "$WORK/one" "$WORK/state-one"
 until [ "$(published)" = 1 ]; do sleep 0.1; done
 HASH=$(curl -s "http://$HTTP/api/torrents" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["info_hash"])')
-curl -s "http://$HTTP/torrents/wanted.bin.torrent" | python3 -c '
-import sys
-t = sys.stdin.buffer.read()
-at = t.find(b"8:url-list")
-rest = t[at + 10:]
-n = rest.partition(b":")[0]
-sys.stdout.buffer.write(t[:at] + rest[len(n) + 1 + int(n):])' > "$WORK/wanted.torrent"
+curl -s "http://$HTTP/torrents/wanted.bin.torrent" | python3 bench/strip_web_seed.py - "$WORK/wanted.torrent"
 download() {
   rm -rf "$WORK/dl1"; local t0; t0=$(now)
   aria2c --seed-time=0 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \

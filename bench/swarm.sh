@@ -45,24 +45,6 @@ print(f'{max(F / us, F / d, n * F / (us + n * u)):.2f}')")
 echo "N=$N, $SIZE_MIB MiB, publisher $SEED_UP B/s, leechers $UP up / $DOWN down; T_min = $TMIN s"
 printf '%-11s %4s %10s %8s %8s %8s %8s %8s   %s\n' case run "all done" "x T_min" copies "peer" "web seed" direct "per leecher (s)"
 
-# A torrent file without its url-list.
-strip_web_seed() {
-  $PY - "$1" "$2" <<'EOF'
-import sys
-t = open(sys.argv[1], "rb").read()
-at = t.find(b"8:url-list")
-if at >= 0:
-    rest = t[at + 10:]
-    if rest[:1] == b"l":
-        end = rest.index(b"e") + 1  # a list of one or more strings: ours has no "e" inside
-        t = t[:at] + rest[end:]
-    else:
-        n = rest.partition(b":")[0]
-        t = t[:at] + rest[len(n) + 1 + int(n):]
-open(sys.argv[2], "wb").write(t)
-EOF
-}
-
 check_files() {
   local ok=0
   for i in $(seq 0 $((N - 1))); do
@@ -120,7 +102,7 @@ serve_case() { # case run
   until curl -sf -o "$WORK/served.torrent" "http://$http/torrents/file.bin.torrent"; do sleep 0.1; done
   local torrent=$WORK/served.torrent
   if [ "$1" = no-ws ]; then
-    strip_web_seed "$WORK/served.torrent" "$WORK/no-ws.torrent"
+    $PY bench/strip_web_seed.py "$WORK/served.torrent" "$WORK/no-ws.torrent"
     torrent=$WORK/no-ws.torrent
   fi
   rm -rf "$WORK/dl"

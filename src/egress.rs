@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::rate::TokenBucket;
+
 /// Where the publisher's bytes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -88,39 +90,34 @@ const WINDOW: f64 = 1.0;
 /// The budget's rules over time handed in.
 #[derive(Debug)]
 pub struct Budget {
+    bucket: TokenBucket,
     rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
     direct_share: f64,
     web_seed_share: f64,
     /// Per channel: bytes granted, decaying with time constant `WINDOW` (divided by it, the
-    /// recent rate), and until when it counts as wanting more.
+    /// recent rate), as of `recent_at`; and until when it counts as wanting more.
     recent: [f64; 3],
+    recent_at: Instant,
     wants_until: [Option<Instant>; 3],
 }
 
 impl Budget {
     pub fn new(config: &EgressConfig, now: Instant) -> Budget {
-        let rate = config.max_rate as f64;
-        // A quarter second's worth, and at least one read of blocks.
-        let burst = (rate / 4.0).max(256.0 * 1024.0);
         Budget {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
+            // At least one read of blocks in the bucket.
+            bucket: TokenBucket::with_burst(config.max_rate, 256 * 1024, now),
+            rate: config.max_rate as f64,
             direct_share: config.direct_share,
             web_seed_share: config.web_seed_share,
             recent: [0.0; 3],
+            recent_at: now,
             wants_until: [None; 3],
         }
     }
 
-    fn advance(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+    fn decay(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.recent_at).as_secs_f64();
+        self.recent_at = now;
         let keep = (-dt / WINDOW).exp();
         for r in &mut self.recent {
             *r *= keep;
@@ -139,12 +136,12 @@ impl Budget {
     /// `n` bytes for `ch` at `now`, or how long to wait before asking again. A grant may take
     /// the bucket into debt by its own size, so a read is never split.
     pub fn take(&mut self, ch: Channel, n: u64, now: Instant) -> Result<(), Duration> {
-        self.advance(now);
+        self.decay(now);
         self.wants_until[ch as usize] = Some(now + DEMAND);
         // Tokens to spare: nobody is held back. Otherwise a channel under its guaranteed share
         // that wants bytes goes first, then the peer wire, then direct downloads, then the web
         // seed.
-        let contended = self.tokens < self.burst / 2.0;
+        let contended = self.bucket.contended(now);
         let share = |c: Channel| match c {
             Channel::Peer => 0.0,
             Channel::Direct => self.direct_share,
@@ -166,21 +163,16 @@ impl Budget {
         if !allowed {
             return Err(RETRY);
         }
-        if self.tokens <= 0.0 {
-            return Err(Duration::from_secs_f64((-self.tokens + 1.0) / self.rate).max(RETRY));
-        }
-        self.tokens -= n as f64;
+        self.bucket.take(n, now).map_err(|wait| wait.max(RETRY))?;
         self.recent[ch as usize] += n as f64;
         Ok(())
     }
-}
 
-impl Budget {
     /// Takes `n` bytes already committed on `ch` (small answers sent at once), paid for by the
     /// next grants.
     pub fn charge(&mut self, ch: Channel, n: u64, now: Instant) {
-        self.advance(now);
-        self.tokens -= n as f64;
+        self.decay(now);
+        self.bucket.charge(n, now);
         self.recent[ch as usize] += n as f64;
     }
 }

@@ -16,6 +16,7 @@
 //! - [`config`]: the settings of `bitseed serve`.
 //! - [`egress`]: the publisher's one upload budget and what it sent, by channel.
 //! - [`ip_limit`]: open connections per client address (peer listener and HTTP).
+//! - [`rate`]: the token bucket every rate limit and budget is made of.
 //! - [`proxy`]: which reverse proxies are believed about the client, through which header.
 //! - [`units`]: byte counts for people (CLI and web page).
 //! - [`fuzzing`]: the fuzz targets' bodies (`fuzz/`), shared with their regression tests.
@@ -31,6 +32,7 @@ pub mod ip_limit;
 pub mod metainfo;
 pub mod peer;
 pub mod proxy;
+pub mod rate;
 #[cfg(test)]
 mod roundtrip_tests;
 pub mod storage;

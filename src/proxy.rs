@@ -86,44 +86,67 @@ impl Proxies {
         if !self.trusts(peer) {
             return Forwarded::default();
         }
-        let last = |name: &str| {
-            header(name)
-                .last()
-                .and_then(|v| std::str::from_utf8(v).ok())
-        };
         match self.header {
-            ProxyHeader::Forwarded => last("forwarded").map(parse_forwarded).unwrap_or_default(),
-            ProxyHeader::XForwardedFor | ProxyHeader::XRealIp => {
-                let name = if self.header == ProxyHeader::XRealIp {
-                    "x-real-ip"
-                } else {
-                    "x-forwarded-for"
-                };
-                Forwarded {
-                    client: last(name)
-                        .and_then(|v| v.rsplit(',').next())
-                        .and_then(|n| parse_node(n.trim())),
-                    host: last("x-forwarded-host")
-                        .and_then(|v| v.rsplit(',').next())
-                        .and_then(|h| valid_host(h.trim())),
-                    proto: last("x-forwarded-proto")
-                        .and_then(|v| v.rsplit(',').next())
-                        .and_then(|p| valid_proto(p.trim())),
-                }
-            }
+            ProxyHeader::Forwarded => last_value(&header, "forwarded")
+                .map(parse_forwarded)
+                .unwrap_or_default(),
+            ProxyHeader::XForwardedFor | ProxyHeader::XRealIp => Forwarded {
+                client: self.named_client(&header),
+                host: last_value(&header, "x-forwarded-host")
+                    .and_then(last_hop)
+                    .and_then(valid_host),
+                proto: last_value(&header, "x-forwarded-proto")
+                    .and_then(last_hop)
+                    .and_then(valid_proto),
+            },
         }
     }
 
-    /// The client's address: the socket's, or what a trusted proxy names.
+    /// The client's address: the socket's, or what a trusted proxy names. Only the client
+    /// header is read: this runs on every announce through a proxy.
     pub fn client_ip<'a, I>(&self, peer: IpAddr, header: impl Fn(&str) -> I) -> IpAddr
     where
         I: Iterator<Item = &'a [u8]>,
     {
-        self.forwarded(peer, header)
-            .client
-            .unwrap_or(peer)
-            .to_canonical()
+        let named = if !self.trusts(peer) {
+            None
+        } else if self.header == ProxyHeader::Forwarded {
+            last_value(&header, "forwarded").and_then(|v| parse_forwarded(v).client)
+        } else {
+            self.named_client(&header)
+        };
+        named.unwrap_or(peer).to_canonical()
     }
+
+    /// The client named in `X-Forwarded-For` or `X-Real-IP`, whichever is configured.
+    fn named_client<'a, I>(&self, header: &impl Fn(&str) -> I) -> Option<IpAddr>
+    where
+        I: Iterator<Item = &'a [u8]>,
+    {
+        let name = if self.header == ProxyHeader::XRealIp {
+            "x-real-ip"
+        } else {
+            "x-forwarded-for"
+        };
+        last_value(header, name)
+            .and_then(last_hop)
+            .and_then(parse_node)
+    }
+}
+
+/// The last value of header `name`, as text.
+fn last_value<'a, I>(header: &impl Fn(&str) -> I, name: &str) -> Option<&'a str>
+where
+    I: Iterator<Item = &'a [u8]>,
+{
+    header(name)
+        .last()
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The last comma-separated element of a value: the hop our proxy added.
+fn last_hop(value: &str) -> Option<&str> {
+    value.rsplit(',').next().map(str::trim)
 }
 
 /// The last element of a `Forwarded` value (the hop our proxy added).
@@ -137,11 +160,13 @@ pub fn parse_forwarded(value: &str) -> Forwarded {
             continue;
         };
         let val = val.trim().trim_matches('"');
-        match key.trim().to_ascii_lowercase().as_str() {
-            "for" => out.client = parse_node(val),
-            "host" => out.host = valid_host(val),
-            "proto" => out.proto = valid_proto(val),
-            _ => {}
+        let key = key.trim();
+        if key.eq_ignore_ascii_case("for") {
+            out.client = parse_node(val);
+        } else if key.eq_ignore_ascii_case("host") {
+            out.host = valid_host(val);
+        } else if key.eq_ignore_ascii_case("proto") {
+            out.proto = valid_proto(val);
         }
     }
     out

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use crate::common::data;
-use crate::serve::{dirs, Dirs, Server};
+use crate::serve::{dirs, Server};
 
 /// A TCP connection to `to` from the loopback address `from`.
 pub fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
@@ -53,16 +53,6 @@ pub fn ask(s: &mut TcpStream, wait: Duration) -> Option<u16> {
     Some(status)
 }
 
-fn start_with(d: &Dirs, toml: &str) -> Server {
-    let config = d.state.with_extension("toml");
-    std::fs::write(&config, toml).unwrap();
-    Server::start(
-        &d.content,
-        &d.state,
-        &["--config", config.to_str().unwrap()],
-    )
-}
-
 /// Retries `f` until it is true, for at most 10 s: a closed connection is noticed by the server
 /// asynchronously.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -79,7 +69,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 fn peer_connections_per_ip_are_capped() {
     let d = dirs();
     std::fs::write(d.content.join("a.bin"), data(50_000, 1)).unwrap();
-    let server = start_with(&d, "[peer]\nmax_connections_per_ip = 2\n");
+    let server = Server::with_config(&d, "[peer]\nmax_connections_per_ip = 2\n");
     let ih = server.published_hash("a.bin");
     let peer = server.logged_addr("peer listening on ");
     let admitted = |from: [u8; 4]| {
@@ -107,7 +97,7 @@ fn peer_connections_per_ip_are_capped() {
 #[test]
 fn http_connections_per_ip_are_capped_except_trusted_proxies() {
     let d = dirs();
-    let server = start_with(
+    let server = Server::with_config(
         &d,
         "[http]\nmax_connections_per_ip = 2\nkeep_alive = 60.0\n\
          [tracker]\ntrusted_proxies = [\"127.0.0.3\"]\n",
@@ -146,7 +136,7 @@ fn http_connections_per_ip_are_capped_except_trusted_proxies() {
 #[test]
 fn http_max_connections_holds_until_one_closes() {
     let d = dirs();
-    let server = start_with(
+    let server = Server::with_config(
         &d,
         "[http]\nworkers = 1\nmax_connections = 2\nmax_connections_per_ip = 0\nkeep_alive = 60.0\n",
     );
@@ -177,7 +167,7 @@ fn http_max_connections_holds_until_one_closes() {
 #[test]
 fn http_idle_keep_alive_connections_are_closed() {
     let d = dirs();
-    let server = start_with(&d, "[http]\nkeep_alive = 2.0\n");
+    let server = Server::with_config(&d, "[http]\nkeep_alive = 2.0\n");
     let mut s = connect_from([127, 0, 0, 1], server.http);
     assert_eq!(ask(&mut s, Duration::from_secs(5)), Some(200));
     let idle = Instant::now();
@@ -288,7 +278,7 @@ fn idle_connections_make_way_for_a_real_downloader() {
     }
     let d = dirs();
     std::fs::write(d.content.join("wanted.bin"), data(2_000_000, 31)).unwrap();
-    let server = start_with(
+    let server = Server::with_config(
         &d,
         "[peer]\nmax_connections = 40\nmax_connections_per_torrent = 20\nmax_connections_per_ip = 8\n",
     );
@@ -334,11 +324,8 @@ fn idle_connections_make_way_for_a_real_downloader() {
         std::fs::read(out.path().join("wanted.bin")).unwrap(),
         data(2_000_000, 31)
     );
-    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
-    let evicted: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("bitseed_peer_connections_evicted_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no eviction metric in:\n{metrics}"));
-    assert!(evicted >= 1, "{metrics}");
+    let evicted = server
+        .metric("bitseed_peer_connections_evicted_total")
+        .expect("an eviction metric");
+    assert!(evicted >= 1, "{evicted} evictions");
 }

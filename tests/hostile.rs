@@ -54,17 +54,10 @@ fn fuzz_regressions_and_seed_corpus_replay() {
 /// published file; returns it with the file's v1 info hash and the peer address.
 fn short_timeouts(d: &crate::serve::Dirs) -> (Server, [u8; 20], SocketAddr) {
     std::fs::write(d.content.join("one.bin"), data(100_000, 3)).unwrap();
-    let config = d.state.with_extension("toml");
-    std::fs::write(
-        &config,
+    let server = Server::with_config(
+        d,
         "[http]\nrequest_timeout = 1.0\nkeep_alive = 1.0\n\
          [peer]\nhandshake_timeout = 1.0\nidle_timeout = 60.0\nframe_timeout = 1.0\n",
-    )
-    .unwrap();
-    let server = Server::start(
-        &d.content,
-        &d.state,
-        &["--config", config.to_str().unwrap()],
     );
     let ih = server.published_hash("one.bin");
     let peer = server.logged_addr("peer listening on ");
@@ -311,16 +304,9 @@ fn peer_connection_caps_hold() {
     let d = dirs();
     std::fs::write(d.content.join("a.bin"), data(50_000, 1)).unwrap();
     std::fs::write(d.content.join("b.bin"), data(50_000, 2)).unwrap();
-    let config = d.state.with_extension("toml");
-    std::fs::write(
-        &config,
+    let server = Server::with_config(
+        &d,
         "[peer]\nmax_connections = 3\nmax_connections_per_torrent = 2\n",
-    )
-    .unwrap();
-    let server = Server::start(
-        &d.content,
-        &d.state,
-        &["--config", config.to_str().unwrap()],
     );
     let hash = |name: &str| server.published_hash(name);
     let (a, b) = (hash("a.bin"), hash("b.bin"));
@@ -360,16 +346,9 @@ fn peer_connection_caps_hold() {
 #[test]
 fn tracker_caps_hold_in_open_mode() {
     let d = dirs();
-    let config = d.state.with_extension("toml");
-    std::fs::write(
-        &config,
+    let server = Server::with_config(
+        &d,
         "[tracker]\nmode = \"open\"\nmax_peers_per_torrent = 3\nmax_torrents = 2\n",
-    )
-    .unwrap();
-    let server = Server::start(
-        &d.content,
-        &d.state,
-        &["--config", config.to_str().unwrap()],
     );
     let announce = |hash: u8, port: u16| {
         let path = format!(
@@ -411,7 +390,7 @@ fn tracker_caps_hold_in_open_mode() {
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
@@ -429,17 +408,10 @@ fn rss_stays_flat_under_a_flood_while_a_download_completes() {
     let d = dirs();
     let bytes = data(4_000_000, 11);
     std::fs::write(d.content.join("good.bin"), &bytes).unwrap();
-    let config = d.state.with_extension("toml");
-    std::fs::write(
-        &config,
+    let server = Server::with_config(
+        &d,
         "[tracker]\nmode = \"open\"\nmax_torrents = 2000\nmax_peers_per_torrent = 50\n\
          [peer]\nhandshake_timeout = 1.0\nframe_timeout = 1.0\n",
-    )
-    .unwrap();
-    let server = Server::start(
-        &d.content,
-        &d.state,
-        &["--config", config.to_str().unwrap()],
     );
     server.wait_published("good.bin", None);
     let r = server.get("/torrents/good.bin.torrent");

@@ -9,26 +9,12 @@ use crate::serve::{dirs, http_get, Server};
 
 /// Bytes sent per channel, from `/metrics`: (peer, web seed, direct).
 fn egress(server: &Server) -> (u64, u64, u64) {
-    let m = String::from_utf8(server.get("/metrics").body).unwrap();
     let get = |ch: &str| {
-        m.lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!("bitseed_egress_bytes_total{{channel=\"{ch}\"}} "))
-            })
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {ch} egress in:\n{m}"))
+        server
+            .metric(&format!("bitseed_egress_bytes_total{{channel=\"{ch}\"}}"))
+            .unwrap_or_else(|| panic!("no {ch} egress in /metrics"))
     };
     (get("peer"), get("web_seed"), get("direct"))
-}
-
-fn start_capped(d: &crate::serve::Dirs, rate: u64) -> Server {
-    let config = d.state.with_extension("toml");
-    std::fs::write(&config, format!("[egress]\nmax_rate = {rate}\n")).unwrap();
-    Server::start(
-        &d.content,
-        &d.state,
-        &["--config", config.to_str().unwrap()],
-    )
 }
 
 /// A peer-wire download, a web-seed fetch and a direct download at once, for 6 seconds: what
@@ -37,7 +23,7 @@ fn start_capped(d: &crate::serve::Dirs, rate: u64) -> Server {
 fn the_budget_holds_over_the_peer_wire_and_files_together() {
     let d = dirs();
     std::fs::write(d.content.join("big.bin"), data(24_000_000, 41)).unwrap();
-    let server = start_capped(&d, 1_000_000);
+    let server = Server::with_config(&d, "[egress]\nmax_rate = 1000000\n");
     let t = server.wait_published("big.bin", None);
     let peer = server.logged_addr("peer listening on ");
     let bytes = server.get("/torrents/big.bin.torrent").body;
@@ -96,16 +82,9 @@ fn a_web_seed_only_client_finishes_under_the_budget() {
     let d = dirs();
     let body = data(3_000_000, 42);
     std::fs::write(d.content.join("ws.bin"), &body).unwrap();
-    let config = d.state.with_extension("toml");
-    std::fs::write(
-        &config,
+    let server = Server::with_config(
+        &d,
         "[egress]\nmax_rate = 2000000\n[peer]\npublic_ip = \"127.0.0.254\"\n",
-    )
-    .unwrap();
-    let server = Server::start(
-        &d.content,
-        &d.state,
-        &["--config", config.to_str().unwrap()],
     );
     server.wait_published("ws.bin", None);
     let out = tempfile::tempdir().unwrap();

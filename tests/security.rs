@@ -14,12 +14,6 @@ use crate::bounds::connect_from;
 use crate::common::data;
 use crate::serve::{dirs, http_get, http_request, request_on, Dirs, Response, Server};
 
-fn config(d: &Dirs, text: &str) -> String {
-    let path = d.state.with_extension("toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
@@ -35,13 +29,7 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kib / 1024.0
+    crate::hostile::rss_kib(pid) as f64 / 1024.0
 }
 
 /// A GET from the loopback address `from`.
@@ -50,10 +38,7 @@ fn get_from(from: [u8; 4], to: SocketAddr, path: &str) -> Response {
 }
 
 fn announce(hash: &[u8; 20], port: u16, left: u64, extra: &str) -> String {
-    let enc: String = hash.iter().map(|b| format!("%{b:02X}")).collect();
-    format!(
-        "/announce?info_hash={enc}&peer_id=-XX0001-{port:012}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1{extra}"
-    )
+    crate::tracker::announce_path(hash, port, left, &format!("&compact=1{extra}"))
 }
 
 fn failure(body: &[u8]) -> Option<String> {
@@ -291,8 +276,7 @@ fn stalled_downloads_are_closed_after_the_send_timeout() {
     let file = std::fs::File::create(d.content.join("big.bin")).unwrap();
     file.set_len(32 << 20).unwrap();
     drop(file);
-    let cfg = config(&d, "[http]\nsend_timeout = 2.0\n");
-    let server = Server::start(&d.content, &d.state, &["--config", &cfg]);
+    let server = Server::with_config(&d, "[http]\nsend_timeout = 2.0\n");
     server.wait_published("big.bin", None);
     let pid = server.pid();
     let idle = open_fds(pid);
@@ -429,8 +413,7 @@ fn request_headers_cannot_inject_links() {
 fn block_hash_requests_cannot_keep_the_seeder_busy() {
     let d = dirs();
     std::fs::write(d.content.join("v2.bin"), data(64 << 20, 5)).unwrap();
-    let cfg = config(&d, "[torrent]\nformat = \"v2\"\npiece_size = 4194304\n");
-    let server = Server::start(&d.content, &d.state, &["--config", &cfg]);
+    let server = Server::with_config(&d, "[torrent]\nformat = \"v2\"\npiece_size = 4194304\n");
     let t = server.wait_published("v2.bin", None);
     // A v2 torrent's handshake carries its SHA-256 info hash cut to 20 bytes.
     let ih: [u8; 20] = hex::decode(&t["info_hash_v2"].as_str().unwrap()[..40])
@@ -519,11 +502,10 @@ fn block_hash_requests_cannot_keep_the_seeder_busy() {
 fn one_host_cannot_fill_the_open_tracker_and_published_torrents_stay_tracked() {
     let d = dirs();
     std::fs::write(d.content.join("ours.bin"), data(50_000, 4)).unwrap();
-    let cfg = config(
+    let server = Server::with_config(
         &d,
         "[tracker]\nmode = \"open\"\nmax_torrents = 30\nmax_torrents_per_ip = 12\n",
     );
-    let server = Server::start(&d.content, &d.state, &["--config", &cfg]);
     let ours = server.wait_published("ours.bin", None);
     let mut created = [0usize; 4];
     for (k, host) in [2u8, 3, 4, 5].into_iter().enumerate() {
@@ -632,8 +614,7 @@ fn a_download_stops_when_its_file_is_rewritten() {
 fn messages_sent_with_the_handshake_are_read_at_once() {
     let d = dirs();
     std::fs::write(d.content.join("one.bin"), data(100_000, 3)).unwrap();
-    let cfg = config(&d, "[peer]\nframe_timeout = 1.0\nidle_timeout = 60.0\n");
-    let server = Server::start(&d.content, &d.state, &["--config", &cfg]);
+    let server = Server::with_config(&d, "[peer]\nframe_timeout = 1.0\nidle_timeout = 60.0\n");
     let ih = server.published_hash("one.bin");
     let peer = server.logged_addr("peer listening on ");
 

@@ -25,6 +25,28 @@ impl Server {
         Server::spawn(cmd)
     }
 
+    /// `start` with `toml` as its configuration file (written beside the state folder), as an
+    /// operator would set it.
+    pub fn with_config(d: &Dirs, toml: &str) -> Server {
+        let config = d.state.with_extension("toml");
+        std::fs::write(&config, toml).unwrap();
+        Server::start(
+            &d.content,
+            &d.state,
+            &["--config", config.to_str().unwrap()],
+        )
+    }
+
+    /// The value of a `/metrics` line that starts with `series` (a name, with its labels if it
+    /// has any) followed by a space.
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        let m = String::from_utf8(self.get("/metrics").body).unwrap();
+        let value = m
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{series} ")));
+        value.and_then(|v| v.trim().parse().ok())
+    }
+
     /// `start` from a shell whose soft limit on open files is `soft`.
     pub fn start_with_soft_fd_limit(content: &Path, state: &Path, soft: u32) -> Server {
         Server::start_with_fd_limit(content, state, &format!("ulimit -Sn {soft}"))
@@ -685,11 +707,9 @@ pub fn torrent_without_web_seed(server: &Server, name: &str, dir: &Path) -> Path
 }
 
 fn uploaded_over_peer_wire(server: &Server) -> u64 {
-    let m = String::from_utf8(server.get("/metrics").body).unwrap();
-    m.lines()
-        .find_map(|l| l.strip_prefix("bitseed_peer_uploaded_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peer upload metric in:\n{m}"))
+    server
+        .metric("bitseed_peer_uploaded_bytes_total")
+        .expect("a peer upload metric")
 }
 
 /// A file dropped in is found by aria2c through bitseed's tracker and downloaded from its

@@ -114,7 +114,7 @@ fn enc(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("%{b:02X}")).collect()
 }
 
-fn announce_path(hash: &[u8; 20], port: u16, left: u64, extra: &str) -> String {
+pub fn announce_path(hash: &[u8; 20], port: u16, left: u64, extra: &str) -> String {
     let mut peer_id = *b"-BS0001-000000000000";
     peer_id[14..].copy_from_slice(format!("{port:06}").as_bytes());
     format!(

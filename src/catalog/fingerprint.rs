@@ -35,10 +35,12 @@ impl Fingerprint {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// A digest of the fingerprint: what the catalog keeps in memory per entry (a folder of
-    /// 100,000 files has a fingerprint of megabytes).
-    pub fn digest(&self) -> [u8; 32] {
-        Sha256::digest(self.encode().as_bytes()).into()
+    /// The fingerprint encoded once, with its digest: a folder of 100,000 files has a
+    /// fingerprint of megabytes, so it is encoded once per look at the entry.
+    pub fn encoded(&self) -> Encoded {
+        let text = self.encode();
+        let digest = Sha256::digest(text.as_bytes()).into();
+        Encoded { text, digest }
     }
 
     /// The fingerprint without the entry's own name (a single file's path is its name), so that a
@@ -52,6 +54,13 @@ impl Fingerprint {
         }
         content_key_of(&unnamed.encode())
     }
+}
+
+/// A fingerprint's text (what the store keeps) and digest (what the catalog keeps in memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub text: String,
+    pub digest: [u8; 32],
 }
 
 /// The content key for a stored one: stores written before keys were digests hold the unnamed

@@ -34,17 +34,25 @@ impl Catalog {
             Err(e) => return JobResult::Failed(e.to_string()),
         };
         let fp = Fingerprint::of(&content);
-        if self.state().published.get(name) == Some(&fp.digest()) {
+        let encoded = fp.encoded();
+        if self.state().published.get(name) == Some(&encoded.digest) {
             return JobResult::Unchanged;
         }
         if content.total() == 0 {
             return JobResult::Failed("no content yet (zero bytes)".into());
         }
         // A renamed entry: same files, same options — rebuild under the new name from its hashes.
-        let retired = self.state().retired.get(&fp.content_key()).cloned();
+        let content_key = fp.content_key();
+        let retired = self.state().retired.get(&content_key).cloned();
+        let publish = |p, hashed| JobResult::Publish {
+            published: Box::new(p),
+            fingerprint: encoded,
+            content_key,
+            hashed,
+        };
         if let Some((meta, pieces)) = retired.and_then(|r| self.rebuild(&content, &r)) {
             return match self.published(name, &content, meta, pieces) {
-                Ok(p) => JobResult::Publish(Box::new(p), fp, false),
+                Ok(p) => publish(p, false),
                 Err(e) => JobResult::Failed(e.to_string()),
             };
         }
@@ -66,7 +74,7 @@ impl Catalog {
                 );
                 let merkle = (meta.format == Format::Merkle).then_some(pieces);
                 match self.published(name, &content, meta, merkle) {
-                    Ok(p) => JobResult::Publish(Box::new(p), fp, true),
+                    Ok(p) => publish(p, true),
                     Err(e) => JobResult::Failed(e.to_string()),
                 }
             }

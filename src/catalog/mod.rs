@@ -139,7 +139,14 @@ struct Done {
 enum JobResult {
     Unchanged,
     Gone,
-    Publish(Box<Published>, Fingerprint, bool),
+    Publish {
+        published: Box<Published>,
+        fingerprint: fingerprint::Encoded,
+        /// The fingerprint's content key (see `Fingerprint::content_key`).
+        content_key: String,
+        /// Hashed now, rather than rebuilt from a renamed entry's hashes.
+        hashed: bool,
+    },
     Failed(String),
 }
 
@@ -273,10 +280,10 @@ impl Catalog {
                     continue;
                 }
             };
-            let fp = Fingerprint::of(&content);
+            let fp = Fingerprint::of(&content).encoded();
             let reuse = stored
                 .get(name)
-                .filter(|s| s.fingerprint == fp.encode() && s.options == self.options.key());
+                .filter(|s| s.fingerprint == fp.text && s.options == self.options.key());
             match reuse.and_then(|s| Metainfo::from_bytes(&s.torrent).ok().map(|m| (m, s))) {
                 Some((meta, s)) => {
                     let pieces = s.merkle_pieces();
@@ -362,8 +369,13 @@ impl Catalog {
                         continue;
                     }
                     let result = this.job(name);
-                    if let JobResult::Publish(p, _, true) = &result {
-                        hashed += p.meta.total_size();
+                    if let JobResult::Publish {
+                        published,
+                        hashed: true,
+                        ..
+                    } = &result
+                    {
+                        hashed += published.meta.total_size();
                     }
                     results.push((name.clone(), result));
                 }
@@ -382,11 +394,11 @@ impl Catalog {
         content: &Content,
         meta: Metainfo,
         merkle_pieces: Option<Vec<[u8; 20]>>,
-        fp: Fingerprint,
+        fp: fingerprint::Encoded,
     ) {
         match self.published(name, content, meta, merkle_pieces) {
             Ok(p) => {
-                self.state().published.insert(name.to_owned(), fp.digest());
+                self.state().published.insert(name.to_owned(), fp.digest);
                 self.registry.publish(Arc::new(p));
             }
             Err(e) => {
@@ -428,11 +440,16 @@ impl Catalog {
                     self.state().published.remove(&name);
                     tokio::task::block_in_place(|| self.registry.set_failed(&name, why));
                 }
-                JobResult::Publish(p, fp, hashed) => {
+                JobResult::Publish {
+                    published: p,
+                    fingerprint,
+                    content_key,
+                    hashed,
+                } => {
                     puts.push(StoredEntry {
                         name: name.clone(),
-                        fingerprint: fp.encode(),
-                        content_key: fp.content_key(),
+                        fingerprint: fingerprint.text,
+                        content_key,
                         options: self.options.key(),
                         torrent: p.meta.to_bytes(),
                         pieces: p.merkle_pieces.as_ref().map(|h| h.concat()),
@@ -444,7 +461,7 @@ impl Catalog {
                         hex::encode(p.wire_hash()),
                         if hashed { "" } else { " (hashes reused)" }
                     );
-                    self.state().published.insert(name, fp.digest());
+                    self.state().published.insert(name, fingerprint.digest);
                     publish.push(p);
                 }
             }

@@ -205,7 +205,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         public_url: settings.public_url.clone(),
         proxies: settings.tracker.proxies(),
         egress: egress.clone(),
-        file_bytes: Default::default(),
     });
     let listener = std::net::TcpListener::bind(settings.http.listen)
         .with_context(|| format!("cannot listen on http.listen {}", settings.http.listen))?;

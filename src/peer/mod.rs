@@ -2,7 +2,7 @@
 //!
 //! Pure cores: `handshake` and `message` (the codec: bytes in, `Ok(None)` for "need more"),
 //! `connection` (one peer's state machine), `extended/*` (one module per extension),
-//! `v2_hashes` (BEP 52 answers), `choker` and `rate` (policy, time passed in).
+//! `v2_hashes` (BEP 52 answers), `choker` (policy, time passed in).
 //! I/O shells: `session` (one TCP connection) and `seeder` (the registry and accept loop);
 //! `utp_refuse` answers uTP connects on the same port so clients fall back to TCP at once.
 
@@ -14,7 +14,6 @@ pub mod extended;
 pub mod handshake;
 pub mod message;
 mod published;
-mod rate;
 mod seeder;
 mod session;
 mod super_seed;

@@ -16,11 +16,11 @@ use tracing::{debug, info, warn};
 
 use super::choker::{Changes, Choker, PeerKey};
 use super::eviction;
-use super::rate::TokenBucket;
 use super::super_seed::SuperSeed;
 use super::{PeerConfig, Published};
 use crate::egress::{Channel, Egress};
 use crate::ip_limit::IpLimit;
+use crate::rate::TokenBucket;
 
 /// Round length of the choker (BEP 3's ten seconds).
 const ROUND: Duration = Duration::from_secs(10);
@@ -136,8 +136,6 @@ pub(super) struct Inner {
     pub uploaded: AtomicU64,
     /// Every session holding a slot (std lock: map updates only).
     sessions: Mutex<HashMap<PeerKey, Arc<SessionView>>>,
-    /// Sessions holding a slot, against `max_connections`.
-    established: AtomicUsize,
     /// Connections without a slot yet, oldest first, each with its token to close it.
     pending: Mutex<std::collections::VecDeque<(u64, u64, CancellationToken)>>,
     pub refusals: Refusals,
@@ -193,7 +191,6 @@ impl Seeder {
                 next_key: AtomicU64::new(1),
                 uploaded: AtomicU64::new(0),
                 sessions: Mutex::new(HashMap::new()),
-                established: AtomicUsize::new(0),
                 pending: Mutex::new(std::collections::VecDeque::new()),
                 refusals: Refusals::default(),
                 announcer: Mutex::new(None),
@@ -457,7 +454,8 @@ impl Inner {
     /// for a peer that has shown it wants something, the slot of the least useful session
     /// (told to close). False when there is no room for it yet.
     pub fn establish(&self, entry: &Arc<Entry>, wants: bool) -> bool {
-        let global_full = self.established.load(Ordering::Acquire) >= self.config.max_connections;
+        // Sessions holding a slot are the ones registered (`register` follows at once).
+        let global_full = lock(&self.sessions).len() >= self.config.max_connections;
         let torrent_full =
             entry.connections.load(Ordering::Acquire) >= self.config.max_connections_per_torrent;
         if global_full || torrent_full {
@@ -482,14 +480,12 @@ impl Inner {
             }
         }
         // The evicted session gives its slot back as it ends, a moment later.
-        self.established.fetch_add(1, Ordering::AcqRel);
         entry.connections.fetch_add(1, Ordering::AcqRel);
         true
     }
 
     /// Gives back the slot `establish` took.
     pub fn release(&self, entry: &Entry) {
-        self.established.fetch_sub(1, Ordering::AcqRel);
         entry.connections.fetch_sub(1, Ordering::AcqRel);
     }
 

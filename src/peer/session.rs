@@ -198,15 +198,30 @@ struct Held<'a> {
 }
 
 impl<'a> Held<'a> {
-    /// Registers a session whose slot `Inner::establish` just took.
-    fn new(inner: &'a Inner, entry: &'a Entry, view: &Arc<SessionView>) -> Held<'a> {
+    /// A slot for the session if `Inner::establish` gives one (making room for a peer that
+    /// is `interested`): registered with the choker, told the peer's interest, and off the
+    /// pending list.
+    fn take(
+        inner: &'a Inner,
+        entry: &'a Arc<Entry>,
+        view: &Arc<SessionView>,
+        pending: &Pending<'_>,
+        interested: bool,
+    ) -> Option<Held<'a>> {
+        if !inner.establish(entry, interested) {
+            return None;
+        }
         let (key, slot) = inner.register(view.clone());
-        Held {
+        if interested {
+            inner.set_interested(key, true);
+        }
+        inner.unpend(pending.id);
+        Some(Held {
             inner,
             entry,
             key,
             slot,
-        }
+        })
     }
 }
 
@@ -271,7 +286,8 @@ fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out<'_>) {
 
 /// Takes whole messages from `inbuf` into the connection while the peer's answers have room
 /// (checked before each message, so at most one message's answers pass the bound); returns how
-/// many it took. What it leaves is a partial frame, or messages waiting for room.
+/// many it took and whether it stopped for room. What it leaves is a partial frame, or messages
+/// waiting for room.
 fn consume(
     inbuf: &mut Vec<u8>,
     conn: &mut Connection,
@@ -280,15 +296,19 @@ fn consume(
     inner: &Inner,
     key: u64,
     view: &SessionView,
-) -> Result<usize, SessionError> {
+) -> Result<Taken, SessionError> {
     let mut at = 0;
-    let mut taken = 0;
-    while out.bytes < OUT_CONTROL && inner.has_room() {
+    let mut taken = Taken::default();
+    loop {
+        if out.bytes >= OUT_CONTROL || !inner.has_room() {
+            taken.stopped_for_room = true;
+            break;
+        }
         let Some((msg, used)) = Message::parse(&inbuf[at..], conn.max_frame())? else {
             break;
         };
         at += used;
-        taken += 1;
+        taken.messages += 1;
         // What keeps a connection from being evicted: wanting something (keep-alives, haves
         // and the like do not count).
         if matches!(
@@ -314,6 +334,13 @@ fn consume(
     Ok(taken)
 }
 
+/// What `consume` did.
+#[derive(Default)]
+struct Taken {
+    messages: usize,
+    stopped_for_room: bool,
+}
+
 async fn serve<R, W>(
     inner: &Inner,
     mut rd: R,
@@ -329,7 +356,7 @@ where
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // No slot yet: on the pending list, from which the oldest are pushed out by newcomers.
     let (pend_id, pushed_out) = inner.pend(addr.ip());
-    let _pending = Pending { inner, id: pend_id };
+    let pending = Pending { inner, id: pend_id };
 
     let theirs = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
@@ -382,11 +409,7 @@ where
     // A slot now if both caps have room. Otherwise the peer is answered but waits, choked,
     // until it shows it wants something and a less useful session makes room for it, or its
     // probation ends (or newer connections push it out).
-    let mut held: Option<Held> = None;
-    if inner.establish(&entry, false) {
-        held = Some(Held::new(inner, &entry, &view));
-        inner.unpend(pend_id);
-    }
+    let mut held = Held::take(inner, &entry, &view, &pending, false);
     let probation_ends = Instant::now() + PROBATION;
 
     let idle = PeerConfig::secs(cfg.idle_timeout);
@@ -425,24 +448,24 @@ where
         if input_waiting && out.bytes < OUT_CONTROL && inner.has_room() {
             let now = Instant::now();
             let key = held.as_ref().map_or(0, |h| h.key);
-            if consume(&mut inbuf, &mut conn, &torrent, &mut out, inner, key, &view)? > 0 {
+            let taken = consume(&mut inbuf, &mut conn, &torrent, &mut out, inner, key, &view)?;
+            if taken.messages > 0 {
                 last_recv = now;
                 partial_since = None;
             }
             input_waiting = false;
             if !inbuf.is_empty() {
-                if Message::parse(&inbuf, conn.max_frame())?.is_some() {
+                // What is left is a partial frame, unless taking stopped for room: only then
+                // can a whole message be waiting (looked at again only in that case).
+                if taken.stopped_for_room && Message::parse(&inbuf, conn.max_frame())?.is_some() {
                     input_waiting = true;
                 } else {
                     partial_since.get_or_insert(now);
                 }
             }
             offer_next(&entry, &mut conn, &mut out);
-            if held.is_none() && conn.interested() && inner.establish(&entry, true) {
-                let h = Held::new(inner, &entry, &view);
-                inner.set_interested(h.key, true);
-                held = Some(h);
-                inner.unpend(pend_id);
+            if held.is_none() && conn.interested() {
+                held = Held::take(inner, &entry, &view, &pending, true);
             }
         }
         // Start the next disk read when the socket has room for it.
@@ -578,12 +601,8 @@ where
                 let now = Instant::now();
                 if held.is_none() {
                     // Room may have been freed meanwhile.
-                    if inner.establish(&entry, conn.interested()) {
-                        let h = Held::new(inner, &entry, &view);
-                        inner.set_interested(h.key, conn.interested());
-                        held = Some(h);
-                        inner.unpend(pend_id);
-                    } else if now > probation_ends {
+                    held = Held::take(inner, &entry, &view, &pending, conn.interested());
+                    if held.is_none() && now > probation_ends {
                         return Err(SessionError::NoRoom);
                     }
                 }

@@ -154,25 +154,10 @@ impl Content {
         Some((&f.path, &f.id))
     }
 
-    /// The path of layout file `i` as the operator knows it (under the content folder).
-    pub fn display_path(&self, i: usize) -> Option<PathBuf> {
-        let f = self.files.get(i)?.as_ref()?;
-        Some(if f.path.is_absolute() {
-            f.path.clone()
-        } else {
-            self.root.path().join(&f.path)
-        })
-    }
-
-    /// Opens (or finds open) every file, checking each against its identity. Blocking.
-    pub fn check_all(&self) -> Result<(), StorageError> {
-        for i in 0..self.files.len() {
-            if let Some(f) = &self.files[i] {
-                let file = self.handle(f)?;
-                self.check(f, &file)?;
-            }
-        }
-        Ok(())
+    /// A path as the operator knows it: under the content folder (an absolute path, for
+    /// content named on the command line, stays as it is).
+    fn full_path(&self, path: &Path) -> PathBuf {
+        self.root.path().join(path)
     }
 
     /// Opens (or finds open) layout file `i` and checks it against its identity. Blocking.
@@ -221,7 +206,10 @@ impl Content {
         };
         if offset + buf.len() as u64 > lf.length {
             return Err(StorageError::Io {
-                path: self.display_path(index).unwrap_or_default(),
+                path: self.files[index]
+                    .as_ref()
+                    .map(|f| self.full_path(&f.path))
+                    .unwrap_or_default(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     "read past the end of the file",
@@ -245,11 +233,11 @@ impl Content {
             .map_err(|source| match source.kind() {
                 // A file cut short under us is a change, not an I/O fault.
                 std::io::ErrorKind::UnexpectedEof => StorageError::Changed {
-                    path: self.root.path().join(&f.path),
+                    path: self.full_path(&f.path),
                     why: "shorter than when hashed".into(),
                 },
                 _ => StorageError::Io {
-                    path: self.root.path().join(&f.path),
+                    path: self.full_path(&f.path),
                     source,
                 },
             })?;
@@ -266,14 +254,14 @@ impl Content {
 
     fn check(&self, f: &DiskFile, file: &File) -> Result<(), StorageError> {
         let now = FileId::of(file).map_err(|source| StorageError::Io {
-            path: self.root.path().join(&f.path),
+            path: self.full_path(&f.path),
             source,
         })?;
         match f.id.content_differs(&now) {
             Some(why) => {
                 self.pool.forget(f.key);
                 Err(StorageError::Changed {
-                    path: self.root.path().join(&f.path),
+                    path: self.full_path(&f.path),
                     why,
                 })
             }
@@ -283,24 +271,21 @@ impl Content {
 
     /// Errors name files under the content folder as the operator knows them.
     fn name_error(&self, e: StorageError) -> StorageError {
-        let full = |p: PathBuf| {
-            if p.is_absolute() {
-                p
-            } else {
-                self.root.path().join(p)
-            }
-        };
         match e {
             StorageError::Io { path, source } => StorageError::Io {
-                path: full(path),
+                path: self.full_path(&path),
                 source,
             },
             StorageError::Changed { path, why } => StorageError::Changed {
-                path: full(path),
+                path: self.full_path(&path),
                 why,
             },
-            StorageError::Link { path } => StorageError::Link { path: full(path) },
-            StorageError::NotAFile { path } => StorageError::NotAFile { path: full(path) },
+            StorageError::Link { path } => StorageError::Link {
+                path: self.full_path(&path),
+            },
+            StorageError::NotAFile { path } => StorageError::NotAFile {
+                path: self.full_path(&path),
+            },
             other => other,
         }
     }

@@ -132,18 +132,21 @@ impl Root {
     /// `path` relative to the root: a path under `self.path()` loses that prefix, a relative one
     /// is taken as it is. Anything else (absolute elsewhere, `..`) is refused.
     fn relative<'a>(&self, path: &'a Path) -> Option<&'a Path> {
-        let rel = if self.path.as_os_str().is_empty() {
-            path
-        } else {
-            path.strip_prefix(&self.path).ok().or_else(|| {
-                // A relative path not under the root's own spelling is relative to the root.
-                (!path.is_absolute() && !path.starts_with(&self.path)).then_some(path)
-            })?
+        // Not under the root's own spelling: a relative path is relative to the root.
+        let rel = match path.strip_prefix(&self.path) {
+            Ok(rel) => rel,
+            Err(_) if path.is_relative() => path,
+            Err(_) => return None,
         };
-        let plain = rel
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-        (plain && rel.components().any(|c| matches!(c, Component::Normal(_)))).then_some(rel)
+        let mut names = 0;
+        for c in rel.components() {
+            match c {
+                Component::Normal(_) => names += 1,
+                Component::CurDir => {}
+                _ => return None,
+            }
+        }
+        (names > 0).then_some(rel)
     }
 
     /// Opens the regular file at `path` (under the root) for reading.

@@ -57,10 +57,6 @@ impl FilePool {
         (limit / 4).clamp(16, 4096) as usize
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Files open in the pool now.
     pub fn len(&self) -> usize {
         self.lock().len()

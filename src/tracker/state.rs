@@ -168,12 +168,6 @@ impl Tracker {
         }
     }
 
-    /// Live swarms created by the client at `ip` (open mode), for tests and metrics.
-    pub fn swarms_created_by(&self, ip: std::net::IpAddr) -> u32 {
-        let map = self.creators.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&super::swarm::client_key(ip)).copied().unwrap_or(0)
-    }
-
     /// Lists `addr` (bitseed's own seeder) as a seed of `info_hash` in every answer to a
     /// leecher, even one at the same IP; it never expires. In published mode the hash must also
     /// be [`register`](Self::register)ed to be answered at all.

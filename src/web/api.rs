@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::WebState;
-use crate::catalog::Status;
+use crate::catalog::{Registry, Status};
 use crate::egress::Channel;
 
 #[derive(Serialize)]
@@ -125,6 +125,15 @@ pub struct ListQuery {
     pub status: Option<String>,
 }
 
+/// One page of the catalog, as `ListQuery::page` found it.
+pub struct Page {
+    pub entries: Vec<(String, Status)>,
+    /// Entries matching the filters, in all.
+    pub total: usize,
+    /// The last name of this page, when a next page may follow.
+    pub next: Option<String>,
+}
+
 pub const PAGE_DEFAULT: usize = 100;
 pub const PAGE_MAX: usize = 1000;
 
@@ -133,16 +142,33 @@ impl ListQuery {
         self.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX)
     }
 
-    /// Whether an entry passes the filters.
-    pub fn keeps(&self, name: &str, status: &Status) -> bool {
-        let q = self.q.as_deref().map(str::to_lowercase);
-        self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
-            && q.as_deref()
-                .is_none_or(|q| q.is_empty() || name.to_lowercase().contains(q))
-            && self
-                .status
-                .as_deref()
-                .is_none_or(|want| status_name(status) == want)
+    /// This query's page of `registry`: its entries, how many match in all, and the cursor of
+    /// the next page when there may be one.
+    pub fn page(&self, registry: &Registry) -> Page {
+        let limit = self.limit();
+        // Lowered once, not once per entry scanned.
+        let q = self
+            .q
+            .as_deref()
+            .filter(|q| !q.is_empty())
+            .map(str::to_lowercase);
+        let keeps = |name: &str, status: &Status| {
+            self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
+                && q.as_deref().is_none_or(|q| name.to_lowercase().contains(q))
+                && self
+                    .status
+                    .as_deref()
+                    .is_none_or(|want| status_name(status) == want)
+        };
+        let (entries, total) = registry.page(self.after.as_deref(), limit, keeps);
+        let next = (entries.len() == limit)
+            .then(|| entries.last().map(|(n, _)| n.clone()))
+            .flatten();
+        Page {
+            entries,
+            total,
+            next,
+        }
     }
 
     /// This query's filters as URL parameters (for the next page's link), `&`-prefixed.
@@ -171,12 +197,7 @@ pub fn status_name(status: &Status) -> &'static str {
 
 /// A query parameter value, percent-encoded but for RFC 3986's unreserved characters.
 pub fn query_encode(v: &str) -> String {
-    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(v, VALUE).to_string()
+    percent_encoding::utf8_percent_encode(v, super::UNRESERVED_KEPT).to_string()
 }
 
 /// One page of the catalog as JSON (an array, in name order), with `X-Total-Count` (entries
@@ -187,26 +208,22 @@ pub async fn list(
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> HttpResponse {
-    let limit = query.limit();
-    let (page, total) = state
-        .registry
-        .page(query.after.as_deref(), limit, |n, s| query.keeps(n, s));
-    let last = (page.len() == limit)
-        .then(|| page.last().map(|(n, _)| n.clone()))
-        .flatten();
+    let page = query.page(&state.registry);
     let list: Vec<TorrentJson> = page
+        .entries
         .iter()
         .map(|(name, status)| entry_json(&state, &req, name, status))
         .collect();
     let body = serde_json::to_vec(&list).unwrap_or_default();
     let mut builder = HttpResponse::Ok();
     state.link_headers(&mut builder);
-    builder.insert_header(("X-Total-Count", total.to_string()));
-    if let Some(last) = last {
+    builder.insert_header(("X-Total-Count", page.total.to_string()));
+    if let Some(last) = page.next {
         builder.insert_header((
             header::LINK,
             format!(
-                "</api/torrents?limit={limit}&after={}{}>; rel=\"next\"",
+                "</api/torrents?limit={}&after={}{}>; rel=\"next\"",
+                query.limit(),
                 query_encode(&last),
                 query.filter_params()
             ),

@@ -251,7 +251,6 @@ impl Reader {
     fn count_handed(&mut self) {
         let n = std::mem::take(&mut self.handed);
         if n > 0 {
-            self.state.file_bytes.fetch_add(n, Ordering::Relaxed);
             self.state.egress.sent(self.channel, n);
             self.published.offload.sent(self.channel, n);
         }

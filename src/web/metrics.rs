@@ -6,18 +6,11 @@ use std::sync::atomic::Ordering;
 use actix_web::{web, HttpResponse};
 
 use super::WebState;
-use crate::catalog::Status;
+use crate::egress::Channel;
 
 pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
-    let entries = state.registry.entries();
-    let published = entries
-        .iter()
-        .filter(|(_, s)| matches!(s, Status::Published(_)))
-        .count();
-    let hashing = entries
-        .iter()
-        .filter(|(_, s)| matches!(s, Status::Hashing { .. }))
-        .count();
+    // Counted under the registry's lock, not by copying every entry out of it.
+    let (published, hashing, _failed) = state.registry.counts();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(
@@ -47,7 +40,7 @@ pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
         "bitseed_http_file_bytes_total",
         "counter",
         "Bytes sent over HTTP from /files (web seed and direct downloads).",
-        state.file_bytes.load(Ordering::Relaxed),
+        state.egress.sent_on(Channel::WebSeed) + state.egress.sent_on(Channel::Direct),
     );
     // Descriptors in use against the limit: the seeder's accept errors are counted, but the HTTP
     // listener's are handled inside actix (a logged error and a half-second pause), so this is

@@ -10,7 +10,6 @@ mod page;
 pub mod range;
 mod torrent_file;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use actix_web::http::header;
@@ -56,8 +55,6 @@ pub struct WebState {
     pub proxies: Proxies,
     /// The publisher's budget (shared with the seeder) and its byte counts by channel.
     pub egress: Arc<crate::egress::Egress>,
-    /// Bytes sent from /files (the web seed).
-    pub file_bytes: AtomicU64,
 }
 
 impl WebState {
@@ -159,15 +156,18 @@ pub struct Links {
     pub web_seed: String,
 }
 
+/// Everything percent-encoded but RFC 3986's unreserved characters: for path segments and query
+/// values alike.
+pub const UNRESERVED_KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes each path segment, keeping the slashes.
 pub fn encode_path(path: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
     path.split('/')
-        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .map(|s| percent_encoding::utf8_percent_encode(s, UNRESERVED_KEPT).to_string())
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -74,15 +74,10 @@ pub async fn index(
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> HttpResponse {
-    let limit = query.limit();
-    let (page, total) = state
-        .registry
-        .page(query.after.as_deref(), limit, |n, s| query.keeps(n, s));
-    let next = (page.len() == limit)
-        .then(|| page.last().map(|(n, _)| n.clone()))
-        .flatten();
+    let page = query.page(&state.registry);
+    let total = page.total;
     let mut rows = String::new();
-    for (name, status) in &page {
+    for (name, status) in &page.entries {
         let t = entry_json(&state, &req, name, status);
         let links = match (&t.torrent_url, &t.magnet, &t.download_url) {
             (Some(tu), Some(m), Some(d)) => format!(
@@ -138,7 +133,7 @@ pub async fn index(
         escape(q),
         if total == 1 { "entry" } else { "entries" }
     );
-    let more = match next {
+    let more = match page.next {
         Some(last) => format!(
             "<p><a href=\"?after={}{}\">More…</a></p>",
             escape(&query_encode(&last)),

@@ -3,7 +3,6 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use sha1::{Digest, Sha1};
 
 use super::WebState;
 use crate::catalog::Published;
@@ -29,30 +28,16 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
         vec![links.web_seed]
     };
     let bytes = p.meta.to_bytes_with(&[vec![links.announce]], &web_seeds);
-    let etag = format!("\"{}\"", hex::encode(&Sha1::digest(&bytes)[..12]));
-    if req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
-    {
-        let mut builder = HttpResponse::NotModified();
-        state.link_headers(&mut builder);
-        return builder.insert_header((header::ETAG, etag)).finish();
-    }
     let filename = format!("{}.torrent", p.meta.name).replace(['"', '\\', '\r', '\n'], "_");
     let mut builder = HttpResponse::Ok();
     state.link_headers(&mut builder);
-    builder
-        .content_type("application/x-bittorrent")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!(
-                "attachment; filename=\"{}\"; filename*=UTF-8''{}",
-                filename.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "_"),
-                super::encode_path(&filename)
-            ),
-        ))
-        .insert_header((header::ETAG, etag))
-        .body(bytes)
+    builder.insert_header((
+        header::CONTENT_DISPOSITION,
+        format!(
+            "attachment; filename=\"{}\"; filename*=UTF-8''{}",
+            filename.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "_"),
+            super::encode_path(&filename)
+        ),
+    ));
+    super::respond_with_etag(req, builder, "application/x-bittorrent", bytes)
 }

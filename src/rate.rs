@@ -1,5 +1,5 @@
-//! The global upload rate limit: a token bucket shared by every connection. Pure: the caller
-//! passes the time.
+//! A token bucket: the seeder's upload limit, its hashing budget and the publisher's egress
+//! budget. Pure: the caller passes the time.
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,13 @@ impl TokenBucket {
     /// `rate` bytes per second; the bucket holds at most a quarter second's worth, so an idle
     /// spell does not turn into a burst.
     pub fn new(rate: u64, now: Instant) -> Self {
+        TokenBucket::with_burst(rate, 64 * 1024, now)
+    }
+
+    /// `rate` bytes per second holding a quarter second's worth, and at least `min_burst`.
+    pub fn with_burst(rate: u64, min_burst: u64, now: Instant) -> Self {
         let rate = rate as f64;
-        let burst = (rate / 4.0).max(64.0 * 1024.0);
+        let burst = (rate / 4.0).max(min_burst as f64);
         TokenBucket {
             rate,
             burst,
@@ -25,12 +30,22 @@ impl TokenBucket {
         }
     }
 
-    /// Takes `n` bytes if any tokens are left (the bucket may go into debt by one grant, so a
-    /// block is never split); otherwise says how long to wait before asking again.
-    pub fn take(&mut self, n: u64, now: Instant) -> Result<(), Duration> {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+    }
+
+    /// Whether less than half the burst is left at `now`: someone is using the rate.
+    pub fn contended(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens < self.burst / 2.0
+    }
+
+    /// Takes `n` bytes if any tokens are left (the bucket may go into debt by one grant, so a
+    /// block is never split); otherwise says how long to wait before asking again.
+    pub fn take(&mut self, n: u64, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
         if self.tokens > 0.0 {
             self.tokens -= n as f64;
             Ok(())
@@ -47,9 +62,8 @@ impl TokenBucket {
     /// Takes `n` bytes whether or not there are tokens: bytes already committed (control
     /// answers), paid for by the next grants waiting longer.
     pub fn charge(&mut self, n: u64, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - n as f64;
+        self.refill(now);
+        self.tokens -= n as f64;
     }
 }
 
