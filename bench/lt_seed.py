@@ -1,10 +1,11 @@
 """A libtorrent seeder for the benchmarks: seeds TORRENT from SAVE_PATH on 127.0.0.1.
 
-Usage: lt_seed.py TORRENT SAVE_PATH [--up BPS] [--announce] [--stats FILE]
+Usage: lt_seed.py TORRENT SAVE_PATH [--up BPS] [--announce] [--stats FILE] [--mode tcp|utp|rc4]
 Prints "listening on 127.0.0.1:PORT" once ready, then seeds until killed. By default it has no
 trackers (bench/seed.sh hands it to the downloader directly); with --announce it announces to
 the torrent's trackers (bench/swarm.sh), with --up its upload is capped (on loopback too), and
-with --stats it writes the bytes it has uploaded to FILE every 100 ms.
+with --stats it writes the bytes it has uploaded to FILE every 100 ms. --mode utp takes uTP
+connections as well as TCP; --mode rc4 takes encrypted (MSE, RC4) connections only.
 """
 import argparse
 import os
@@ -24,11 +25,22 @@ def main():
     p.add_argument("--up", type=int, default=0)
     p.add_argument("--announce", action="store_true")
     p.add_argument("--stats")
+    p.add_argument("--mode", choices=["tcp", "utp", "rc4"], default="tcp")
     a = p.parse_args()
-    extra = {}
+    extra = {"out_enc_policy": int(lt.enc_policy.disabled)}
     if a.up:
-        extra = {"upload_rate_limit": a.up, "ignore_limits_on_local_network": False}
-    ses = lt_session.session(out_enc_policy=int(lt.enc_policy.disabled), **extra)
+        extra.update({"upload_rate_limit": a.up, "ignore_limits_on_local_network": False})
+    if a.mode == "utp":
+        extra.update({"enable_incoming_utp": True, "enable_outgoing_utp": True})
+    if a.mode == "rc4":
+        extra.update(
+            {
+                "in_enc_policy": int(lt.enc_policy.forced),
+                "out_enc_policy": int(lt.enc_policy.forced),
+                "allowed_enc_level": int(lt.enc_level.rc4),
+            }
+        )
+    ses = lt_session.session(**extra)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(a.torrent)
     params.save_path = a.save

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Seeder benchmark on loopback: a 1 GiB file downloaded by aria2c and by libtorrent, seeded in
-# turn by bitseed and by a libtorrent seeder, RUNS times each. Prints MB/s, the seeder's CPU
-# seconds and peak RSS per run, then medians and the bitseed/libtorrent ratios.
+# turn by bitseed and by a libtorrent seeder, RUNS times each, in each mode: plain TCP, uTP
+# (libtorrent only: aria2c has no uTP) and RC4 encryption over TCP (MSE, both sides forced).
+# Prints MB/s, the seeder's CPU seconds and peak RSS per run, then medians and the
+# bitseed/libtorrent ratios, and each mode against bitseed's own plain TCP.
 #
 # Usage: bench/seed.sh            (RUNS=3 SIZE_MIB=1024 by default)
+#        CASES="libtorrent/utp aria2c/rc4" bench/seed.sh     (a subset; the default is all:
+#        aria2c/tcp aria2c/rc4 libtorrent/tcp libtorrent/utp libtorrent/rc4)
 # Needs: aria2c, /usr/bin/python3 with libtorrent. Everything lives in /dev/shm and loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,13 +35,17 @@ TRACKER="http://127.0.0.1:$(cat "$WORK/tracker.port")/announce"
 "$BIN" create "$WORK/content.bin" -o "$WORK/bench.torrent" -a "$TRACKER" --no-date --force > /dev/null
 BYTES=$((SIZE_MIB << 20))
 
-start_seeder() { # kind → sets SEED_PID, SEED_PORT
+CASES=${CASES:-aria2c/tcp aria2c/rc4 libtorrent/tcp libtorrent/utp libtorrent/rc4}
+
+start_seeder() { # kind mode → sets SEED_PID, SEED_PORT
   rm -f "$WORK/seed.out"
   if [ "$1" = bitseed ]; then
+    local enc=()
+    [ "$2" = rc4 ] && enc=(--encryption require)
     "$BIN" seed "$WORK/bench.torrent" "$WORK/content.bin" --listen 127.0.0.1:0 --no-announce \
-      > "$WORK/seed.out" 2> /dev/null &
+      "${enc[@]}" > "$WORK/seed.out" 2> /dev/null &
   else
-    $PY bench/lt_seed.py "$WORK/bench.torrent" "$WORK" > "$WORK/seed.out" 2> /dev/null &
+    $PY bench/lt_seed.py "$WORK/bench.torrent" "$WORK" --mode "$2" > "$WORK/seed.out" 2> /dev/null &
   fi
   SEED_PID=$!
   PIDS+=("$SEED_PID")
@@ -49,43 +57,49 @@ start_seeder() { # kind → sets SEED_PID, SEED_PORT
 cpu_seconds() { awk -v clk="$CLK" '{ printf "%.2f", ($14 + $15) / clk }' "/proc/$1/stat"; }
 rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-download() { # downloader → prints seconds
+download() { # downloader mode → prints seconds
   rm -rf "$WORK/dl"
   mkdir "$WORK/dl"
   if [ "$1" = aria2c ]; then
-    local t0 t1
+    local t0 t1 crypto=()
+    [ "$2" = rc4 ] && crypto=(--bt-require-crypto=true --bt-min-crypto-level=arc4)
     t0=$(date +%s.%N)
     aria2c --dir="$WORK/dl" --seed-time=0 --enable-dht=false --enable-dht6=false \
       --bt-enable-lpd=false --enable-peer-exchange=false --summary-interval=0 \
       --console-log-level=error --file-allocation=none --listen-port=40000-49999 \
-      "$WORK/bench.torrent" > /dev/null
+      "${crypto[@]}" "$WORK/bench.torrent" > /dev/null
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
   else
+    local mode=(--transport tcp)
+    [ "$2" = utp ] && mode=(--transport utp)
+    [ "$2" = rc4 ] && mode=(--encryption forced)
     $PY tests/interop/lt_download.py --torrent "$WORK/bench.torrent" --save "$WORK/dl" \
-      --peer "127.0.0.1:$SEED_PORT" --timeout 600 |
+      --peer "127.0.0.1:$SEED_PORT" --timeout 600 "${mode[@]}" |
       $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"], r; print(r["seconds"])'
   fi
   cmp -s "$WORK/dl/content.bin" "$WORK/content.bin" || { echo "download differs" >&2; exit 1; }
 }
 
-printf "%-10s %-10s %4s %9s %8s %8s\n" downloader seeder run "MB/s" "cpu s" "rss MiB"
+printf "%-10s %-5s %-10s %4s %9s %8s %8s\n" downloader mode seeder run "MB/s" "cpu s" "rss MiB"
 RESULTS="$WORK/results"
 : > "$RESULTS"
-for downloader in aria2c libtorrent; do
+for case in $CASES; do
+  downloader=${case%/*}
+  mode=${case#*/}
   for run in $(seq "$RUNS"); do
     for seeder in bitseed libtorrent; do
-      start_seeder "$seeder"
+      start_seeder "$seeder" "$mode"
       cpu0=$(cpu_seconds "$SEED_PID")
-      secs=$(download "$downloader")
+      secs=$(download "$downloader" "$mode")
       cpu1=$(cpu_seconds "$SEED_PID")
       rss=$(rss_mib "$SEED_PID")
       kill "$SEED_PID"
       wait "$SEED_PID" 2> /dev/null || true
       mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)
       cpu=$(echo "$cpu1 - $cpu0" | bc -l)
-      printf "%-10s %-10s %4s %9.1f %8.2f %8s\n" "$downloader" "$seeder" "$run" "$mbs" "$cpu" "$rss"
-      echo "$downloader $seeder $mbs $cpu $rss" >> "$RESULTS"
+      printf "%-10s %-5s %-10s %4s %9.1f %8.2f %8s\n" "$downloader" "$mode" "$seeder" "$run" "$mbs" "$cpu" "$rss"
+      echo "$downloader $mode $seeder $mbs $cpu $rss" >> "$RESULTS"
     done
   done
 done
@@ -97,15 +111,23 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 gib = int(sys.argv[2]) / 1024
 med = {}
-for d in ("aria2c", "libtorrent"):
+cases = []
+for r in rows:
+    if (r[0], r[1]) not in cases:
+        cases.append((r[0], r[1]))
+for d, m in cases:
     for s in ("bitseed", "libtorrent"):
-        r = [x for x in rows if x[0] == d and x[1] == s]
-        med[d, s] = (
-            statistics.median(float(x[2]) for x in r),
-            statistics.median(float(x[3]) for x in r) / gib,
-            statistics.median(float(x[4]) for x in r),
+        r = [x for x in rows if x[0] == d and x[1] == m and x[2] == s]
+        med[d, m, s] = (
+            statistics.median(float(x[3]) for x in r),
+            statistics.median(float(x[4]) for x in r) / gib,
+            statistics.median(float(x[5]) for x in r),
         )
-        print(f"  into {d:<10} from {s:<10} {med[d, s][0]:8.1f} MB/s {med[d, s][1]:6.2f} cpu s/GiB {med[d, s][2]:6.0f} MiB")
-    b, l = med[d, "bitseed"], med[d, "libtorrent"]
-    print(f"  into {d:<10} ratio bitseed/libtorrent: throughput {b[0] / l[0]:.2f}x, cpu per byte {b[1] / l[1]:.2f}x")
+        v = med[d, m, s]
+        print(f"  into {d:<10} {m:<4} from {s:<10} {v[0]:8.1f} MB/s {v[1]:6.2f} cpu s/GiB {v[2]:6.0f} MiB")
+    b, l = med[d, m, "bitseed"], med[d, m, "libtorrent"]
+    line = f"  into {d:<10} {m:<4} ratio bitseed/libtorrent: throughput {b[0] / l[0]:.2f}x, cpu per byte {b[1] / l[1]:.2f}x"
+    if m != "tcp" and (d, "tcp", "bitseed") in med:
+        line += f"; bitseed {m}/tcp throughput {b[0] / med[d, 'tcp', 'bitseed'][0]:.2f}x"
+    print(line)
 PYEOF

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bitseed::metainfo::Metainfo;
 use bitseed::peer::extended::hashpiece;
-use bitseed::peer::{BlockRef, Handshake, Message, PeerConfig, Published, Seeder};
+use bitseed::peer::{BlockRef, Handshake, Message, PeerConfig, PeerListener, Published, Seeder};
 use sha1::{Digest, Sha1};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bitseed");
@@ -154,8 +154,9 @@ fn seed(torrent: &Path, content: &Path, announce: bool, extra: &[&str]) -> (Proc
     (proc, addr)
 }
 
-/// Starts the libtorrent downloader (torrent file or magnet link) towards `peer`.
-fn lt_download(source: &str, save: &Path, peer: SocketAddr) -> Proc {
+/// Starts the libtorrent downloader (torrent file or magnet link) towards `peer`, with
+/// `client` options of lt_download.py (`--transport utp`, `--encryption forced`).
+fn lt_download(source: &str, save: &Path, peer: SocketAddr, client: &[&str]) -> Proc {
     let kind = if source.starts_with("magnet:") {
         "--magnet"
     } else {
@@ -167,6 +168,7 @@ fn lt_download(source: &str, save: &Path, peer: SocketAddr) -> Proc {
         .arg("--save")
         .arg(save)
         .args(["--peer", &peer.to_string(), "--timeout", "100"])
+        .args(client)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -192,6 +194,19 @@ fn magnet(torrent: &Path) -> String {
 }
 
 fn libtorrent_case(format: &str, lengths: &[usize], piece: &str, by_magnet: bool, extra: &[&str]) {
+    libtorrent_case_with(format, lengths, piece, by_magnet, extra, &[]);
+}
+
+/// libtorrent downloads a `format` torrent of files of `lengths` from `bitseed seed` (started
+/// with `extra`), run with `client` options of lt_download.py.
+fn libtorrent_case_with(
+    format: &str,
+    lengths: &[usize],
+    piece: &str,
+    by_magnet: bool,
+    extra: &[&str],
+    client: &[&str],
+) {
     if !have_libtorrent() {
         return;
     }
@@ -210,10 +225,10 @@ fn libtorrent_case(format: &str, lengths: &[usize], piece: &str, by_magnet: bool
     } else {
         torrent.display().to_string()
     };
-    let mut client = lt_download(&source, &save, addr);
+    let mut downloader = lt_download(&source, &save, addr, client);
     assert!(
-        client.wait_bounded(CLIENT_DEADLINE),
-        "libtorrent did not complete {format}"
+        downloader.wait_bounded(CLIENT_DEADLINE),
+        "libtorrent ({client:?}) did not complete {format}"
     );
     assert_same_tree(&src, &save.join("payload"));
 }
@@ -237,6 +252,39 @@ fn libtorrent_downloads_hybrid() {
         false,
         &[],
     );
+}
+
+/// libtorrent with TCP off: everything over uTP (BEP 29) on the peer port's UDP side.
+#[test]
+fn libtorrent_downloads_v1_over_utp() {
+    let utp = ["--transport", "utp"];
+    libtorrent_case_with(
+        "v1",
+        &[3_000_000, 1, 70_000, 0, 500_000],
+        "32K",
+        false,
+        &[],
+        &utp,
+    );
+}
+
+#[test]
+fn libtorrent_downloads_v2_over_utp() {
+    let utp = ["--transport", "utp"];
+    libtorrent_case_with(
+        "v2",
+        &[3_000_000, 1, 70_000, 500_000],
+        "64K",
+        false,
+        &[],
+        &utp,
+    );
+}
+
+#[test]
+fn libtorrent_downloads_hybrid_over_utp() {
+    let utp = ["--transport", "utp"];
+    libtorrent_case_with("hybrid", &[3_000_000, 70_000], "32K", false, &[], &utp);
 }
 
 #[test]
@@ -269,7 +317,7 @@ fn five_concurrent_libtorrent_downloaders_complete() {
         let save = dir.path().join(format!("dl{i}"));
         std::fs::create_dir(&save).unwrap();
         clients.push((
-            lt_download(&torrent.display().to_string(), &save, addr),
+            lt_download(&torrent.display().to_string(), &save, addr, &[]),
             save,
         ));
     }
@@ -422,12 +470,14 @@ fn in_process(config: PeerConfig, torrent: Published) -> InProcess {
         .build()
         .unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
+    let config = PeerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    let listener = runtime.block_on(PeerListener::bind(&config)).unwrap();
+    let addr = listener.local_addr();
     let seeder = Seeder::new(config);
     seeder.add(Arc::new(torrent));
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
     let token = stop.clone();
     runtime.spawn(async move { seeder.run(listener, token).await });
     InProcess {

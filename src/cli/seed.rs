@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bitseed::announce::{self, Announce, Event};
 use bitseed::metainfo::Metainfo;
-use bitseed::peer::{PeerConfig, Published, Seeder};
+use bitseed::peer::{PeerConfig, PeerListener, Published, Seeder};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -72,16 +72,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = PeerListener::bind(&config)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local = listener.local_addr()?;
+    let local = listener.local_addr();
     println!("listening on {local}");
     let seeder = Seeder::new(config.clone());
     seeder.add(torrent.clone());
 
     let shutdown = CancellationToken::new();
-    let utp = bitseed::peer::utp_refuse::spawn(local, shutdown.child_token()).await;
     let server = tokio::spawn({
         let seeder = seeder.clone();
         let shutdown = shutdown.clone();
@@ -104,9 +103,6 @@ async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> an
         let _ = a.await;
     }
     let _ = server.await;
-    if let Some(u) = utp {
-        let _ = u.await;
-    }
     Ok(())
 }
 

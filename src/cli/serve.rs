@@ -140,12 +140,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     let egress = Arc::new(Egress::new(&settings.egress));
     let seeder = Arc::new(Seeder::with_egress(settings.peer.clone(), egress.clone()));
-    let peer_listener = tokio::net::TcpListener::bind(settings.peer.listen)
+    let peer_listener = peer::PeerListener::bind(&settings.peer)
         .await
         .with_context(|| format!("cannot listen on peer.listen {}", settings.peer.listen))?;
-    let peer_addr = peer_listener.local_addr()?;
-    tracing::info!("peer listening on {peer_addr}");
-    let utp_task = peer::utp_refuse::spawn(peer_addr, shutdown.child_token()).await;
+    let peer_addr = peer_listener.local_addr();
+    tracing::info!(
+        "peer listening on {peer_addr} (TCP{})",
+        if settings.peer.utp { " and uTP" } else { "" }
+    );
     // The address the tracker lists for our seeder: peer.public_ip, else the listen address
     // (an unspecified one is replaced by the address each client reached the tracker on).
     let own = SocketAddr::new(
@@ -248,9 +250,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     http.stop(true).await;
     let _ = http_task.await;
     let _ = seeder_task.await;
-    if let Some(t) = utp_task {
-        let _ = t.await;
-    }
     let _ = udp_task.await;
     let _ = maintenance_task.await;
     if let Err(e) = tracker.flush() {

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PeerConfig {
-    /// Address the peer-wire listener binds (TCP).
+    /// Address the peer-wire listener binds: TCP, and UDP for uTP on the same port.
     pub listen: SocketAddr,
+    /// Accept uTP (BEP 29) connections on the UDP side of the peer port. Most clients try it
+    /// first (Transmission 3.00 and 4.0.0 never fall back to TCP after a failed uTP attempt).
+    pub utp: bool,
     /// Address announced for this seed; unset: the address on which the announcing client
     /// reached us.
     pub public_ip: Option<IpAddr>,
@@ -50,6 +53,7 @@ impl Default for PeerConfig {
         PeerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 6881)),
             public_ip: None,
+            utp: true,
             upload_slots: 50,
             max_upload_rate: 0,
             max_connections: 1000,

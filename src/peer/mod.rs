@@ -3,31 +3,36 @@
 //! Pure cores: `handshake` and `message` (the codec: bytes in, `Ok(None)` for "need more"),
 //! `connection` (one peer's state machine), `extended/*` (one module per extension),
 //! `v2_hashes` (BEP 52 answers), `choker` (policy, time passed in).
-//! I/O shells: `session` (one TCP connection) and `seeder` (the registry and accept loop);
-//! `utp_refuse` answers uTP connects on the same port so clients fall back to TCP at once.
+//! I/O shells: `listener` (the peer port: TCP and uTP on one port number), `session` (one
+//! connection, over any byte stream), `shared` (the torrent table, caps and choker every session
+//! uses) and `seeder` (owns them and runs the accept loop).
 
 mod choker;
 mod config;
 pub mod connection;
+mod counts;
 mod eviction;
 pub mod extended;
 pub mod handshake;
+pub mod listener;
 pub mod message;
 mod published;
 mod seeder;
 mod session;
+mod shared;
 mod super_seed;
 #[cfg(test)]
 mod test_support;
-pub mod utp_refuse;
 pub mod v2_hashes;
 
 pub use config::PeerConfig;
 pub use connection::{Connection, ReadJob};
 pub use handshake::Handshake;
+pub use listener::PeerListener;
 pub use message::{BlockRef, HashRequest, Message};
 pub use published::{file_paths, PublishError, Published};
-pub use seeder::{SeedAnnouncer, Seeder};
+pub use seeder::Seeder;
+pub use shared::SeedAnnouncer;
 
 use thiserror::Error;
 

@@ -23,9 +23,11 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::counts::Refusal;
 use super::handshake::HANDSHAKE_LEN;
+use super::listener::Incoming;
 use super::published::Published;
-use super::seeder::{Entry, Inner, SessionView};
+use super::shared::{Entry, Inner, SessionView, Slot};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::egress::Channel;
 use crate::metainfo::Format;
@@ -88,20 +90,30 @@ enum SessionError {
     Join,
 }
 
-/// Serves one peer over the halves of its stream until it leaves, misbehaves or `shutdown`.
-pub(super) async fn run<R, W>(
-    inner: Arc<Inner>,
-    rd: R,
-    wr: W,
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+/// Serves one peer until it leaves, misbehaves or `shutdown`.
+pub(super) async fn run(inner: Arc<Inner>, incoming: Incoming, shutdown: CancellationToken) {
+    let Incoming { rd, wr, addr, via } = incoming;
     match serve(&inner, rd, wr, addr, shutdown).await {
-        Ok(()) => debug!(%addr, "peer disconnected"),
-        Err(e) => debug!(%addr, "peer dropped: {e}"),
+        Ok(()) => debug!(%addr, via = via.name(), "peer disconnected"),
+        Err(e) => {
+            if let Some(why) = e.refused() {
+                inner.refusals.handshake(why);
+            }
+            debug!(%addr, via = via.name(), "peer dropped: {e}");
+        }
+    }
+}
+
+impl SessionError {
+    /// The reason to count when the connection ended at its handshake.
+    fn refused(&self) -> Option<Refusal> {
+        Some(match self {
+            SessionError::HandshakeTimeout => Refusal::Timeout,
+            SessionError::HandshakeEof => Refusal::Closed,
+            SessionError::UnknownTorrent(_) => Refusal::UnknownInfoHash,
+            SessionError::Wire(WireError::BadHandshake) => Refusal::NotBitTorrent,
+            _ => return None,
+        })
     }
 }
 
@@ -194,7 +206,7 @@ struct Held<'a> {
     inner: &'a Inner,
     entry: &'a Entry,
     key: u64,
-    slot: Arc<super::seeder::Slot>,
+    slot: Arc<Slot>,
 }
 
 impl<'a> Held<'a> {

@@ -1,10 +1,10 @@
 """Download one torrent (or magnet link) with libtorrent from peers given on the command line.
 
 Usage: lt_download.py (--torrent FILE | --magnet URI) --save DIR --peer HOST:PORT [--peer ...]
-                      [--timeout SECONDS]
+                      [--timeout SECONDS] [--transport tcp|utp|both] [--encryption disabled|forced]
 Prints one JSON line {"ok": bool, "state", "progress", "seconds", "bytes"}; exits 0 only when the
 download completed (libtorrent checked every piece), 1 otherwise. Only loopback peers are given,
-DHT, LSD, UPnP, NAT-PMP and uTP are off, so nothing leaves the machine.
+DHT, LSD, UPnP and NAT-PMP are off, so nothing leaves the machine; uTP only when asked.
 """
 import argparse
 import collections
@@ -26,6 +26,10 @@ def main():
     # As qBittorrent and Deluge run it: uTP first and encryption preferred, instead of the
     # plain TCP the tests otherwise ask for.
     p.add_argument("--client-defaults", action="store_true")
+    # How to reach the peers: TCP only (the default), uTP only, or both (uTP first).
+    p.add_argument("--transport", choices=["tcp", "utp", "both"], default="tcp")
+    # Encryption: off (the default), or forced RC4 (MSE) in both directions, refusing plain.
+    p.add_argument("--encryption", choices=["disabled", "forced"], default="disabled")
     a = p.parse_args()
 
     extra = {}
@@ -52,6 +56,23 @@ def main():
         ),
     }
     settings.update(extra)
+    if a.transport != "tcp":
+        settings.update(
+            {
+                "enable_outgoing_utp": True,
+                "enable_incoming_utp": True,
+                "enable_outgoing_tcp": a.transport == "both",
+                "enable_incoming_tcp": a.transport == "both",
+            }
+        )
+    if a.encryption == "forced":
+        settings.update(
+            {
+                "out_enc_policy": int(lt.enc_policy.forced),
+                "in_enc_policy": int(lt.enc_policy.forced),
+                "allowed_enc_level": int(lt.enc_level.rc4),
+            }
+        )
     ses = lt_session.session(**settings)
     events = collections.deque(maxlen=400)
     # Why each connection ended, in order (also on success: tests read how libtorrent got in).
