@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: the real binary, real clients, test data.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -64,15 +65,24 @@ pub const ARIA2C_LOOPBACK: [&str; 7] = [
     "--summary-interval=0",
 ];
 
-/// aria2c downloading `torrent` into `dir` with `ARIA2C_LOOPBACK`.
-pub fn aria2c(dir: &Path, torrent: &Path) -> Output {
+/// aria2c downloading `source` (a .torrent file or a magnet link) into `dir` with
+/// `ARIA2C_LOOPBACK`.
+pub fn aria2c(dir: &Path, source: impl AsRef<OsStr>) -> Output {
     Command::new("aria2c")
         .args(ARIA2C_LOOPBACK)
         .args(["--bt-stop-timeout=60", "-d"])
         .arg(dir)
-        .arg(torrent)
+        .arg(source)
         .output()
         .expect("run aria2c")
+}
+
+/// `magnet` without its web seeds (`ws=`): what is downloaded from it must come over the peer
+/// wire, from peers found through its trackers.
+pub fn magnet_without_web_seed(magnet: &str) -> String {
+    let mut m = bitseed::metainfo::Magnet::parse(magnet).expect("a magnet link");
+    m.web_seeds.clear();
+    m.to_uri()
 }
 
 pub fn interop_script(name: &str) -> PathBuf {

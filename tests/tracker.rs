@@ -163,8 +163,13 @@ fn http_many_peers_on_one_torrent() {
     let server = Server::start(state.path(), &["--max-peers-per-ip", "0"]);
     let h = hash(1);
     for port in 1000..1060 {
-        let left = if port < 1010 { 0 } else { 100 };
-        let body = server.get(&announce_path(&h, port, left, "&event=started"));
+        // Seeders say they have the data: `left=0` alone is not enough (issue 15).
+        let (left, event) = if port < 1010 {
+            (0, "&event=completed")
+        } else {
+            (100, "&event=started")
+        };
+        let body = server.get(&announce_path(&h, port, left, event));
         decode(&body).expect("bencoded answer");
     }
     let body = server.get(&announce_path(&h, 2000, 100, "&numwant=200"));
@@ -341,11 +346,12 @@ fn http_edge_cases_port_zero_numwant_zero_paused_dictionary_v2() {
         compact_ports(bytes(&decode(&body).unwrap(), "peers")),
         [7000]
     );
-    // numwant=0 is valid: counts, no peers.
+    // numwant=0 is valid: counts, no peers. (The paused peer has only said `left=0`: it is
+    // counted as incomplete.)
     let body = server.get(&announce_path(&h, 7002, 100, "&numwant=0"));
     let node = decode(&body).unwrap();
     assert_eq!(bytes(&node, "peers"), b"");
-    assert_eq!(int(&node, "incomplete"), 2);
+    assert_eq!((int(&node, "complete"), int(&node, "incomplete")), (0, 3));
     // compact=0: the dictionary model, no peer id when asked not to.
     let body = server.get(&announce_path(
         &h,
@@ -459,11 +465,12 @@ fn http_newtrackon_style_check() {
     let node = decode(&body).expect("well-formed bencode");
     assert!(node.get("peers").and_then(Node::as_bytes).is_some());
     assert!(node.get("interval").and_then(Node::as_int).is_some());
+    // Its `left=0` alone does not make it a seeder (issue 15).
     let stats = String::from_utf8(server.get("/stats")).unwrap();
     for line in [
         "torrents: 1",
-        "seeders: 1",
-        "leechers: 0",
+        "seeders: 0",
+        "leechers: 1",
         "announces per second: ",
     ] {
         assert!(stats.contains(line), "{stats}");
@@ -586,8 +593,9 @@ fn udp_connect_announce_scrape_many_peers() {
     let conn = udp.connect();
     let h = hash(7);
     for port in 3000..3100 {
-        let left = if port < 3020 { 0 } else { 1 };
-        let r = udp.exchange(&udp_announce(conn, &h, port, left, 2, 0));
+        // Seeders announce `completed`: `left=0` alone is not a seeder (issue 15).
+        let (left, event) = if port < 3020 { (0, 1) } else { (1, 2) };
+        let r = udp.exchange(&udp_announce(conn, &h, port, left, event, 0));
         assert_eq!((be32(&r, 0), be32(&r, 4)), (1, u32::from(port)));
     }
     // num_want = -1: the default, 50.
@@ -609,7 +617,7 @@ fn udp_connect_announce_scrape_many_peers() {
     let r = udp.exchange(&p);
     assert_eq!(r.len(), 8 + 24);
     assert_eq!((be32(&r, 0), be32(&r, 4)), (2, 99));
-    assert_eq!((be32(&r, 8), be32(&r, 12), be32(&r, 16)), (21, 1, 79));
+    assert_eq!((be32(&r, 8), be32(&r, 12), be32(&r, 16)), (21, 21, 79));
     assert_eq!((be32(&r, 20), be32(&r, 24), be32(&r, 28)), (0, 0, 0));
     // The same swarm over HTTP.
     let body = server.get(&format!("/scrape?info_hash={}", enc(&h)));
@@ -621,7 +629,7 @@ fn udp_connect_announce_scrape_many_peers() {
             int(entry, "incomplete"),
             int(entry, "downloaded")
         ),
-        (21, 79, 1)
+        (21, 79, 21)
     );
 }
 
@@ -672,7 +680,8 @@ fn udp_malformed_datagrams_never_stop_the_loop() {
         2, 9, b'/', b'a', b'n', b'n', b'o', b'u', b'n', b'c', b'e', 1, 1, 0, 0xff,
     ]);
     let r = udp.exchange(&with_options);
-    assert_eq!((be32(&r, 0), be32(&r, 4), be32(&r, 16)), (1, 5001, 1));
+    // Counted (as a leecher: it has only said `left=0`).
+    assert_eq!((be32(&r, 0), be32(&r, 4), be32(&r, 12)), (1, 5001, 1));
     let mut truncated = udp_announce(conn, &h, 5002, 0, 0, 5);
     truncated.extend_from_slice(&[2, 200, b'/']);
     assert_eq!(
@@ -870,4 +879,181 @@ fn libtorrent_announces_over_http_and_udp_and_gets_peers() {
             "{url}: both in the swarm"
         );
     }
+}
+
+// ---- The tracker built into `serve`: its own seed, hybrid torrents (issue 15) ----
+
+/// `bitseed serve` with `file` (of `len` bytes) published; its addresses.
+struct Published {
+    server: crate::serve::Server,
+    _dirs: crate::serve::Dirs,
+    udp: SocketAddr,
+    /// Our seed in compact form, as the tracker lists it.
+    own: [u8; 6],
+    entry: serde_json::Value,
+}
+
+fn publish(file: &str, len: usize, extra: &[&str]) -> Published {
+    let d = crate::serve::dirs();
+    let server = crate::serve::Server::start(&d.content, &d.state, extra);
+    std::fs::write(d.content.join(file), crate::common::data(len, 15)).unwrap();
+    let entry = server.wait_published(file, None);
+    let udp = server.logged_addr("udp tracker listening on ");
+    let peer = server.logged_addr("peer listening on ");
+    let mut own = [127, 0, 0, 1, 0, 0];
+    own[4..].copy_from_slice(&peer.port().to_be_bytes());
+    Published {
+        server,
+        _dirs: d,
+        udp,
+        own,
+        entry,
+    }
+}
+
+fn hex20(hex: &str) -> [u8; 20] {
+    hex::decode(&hex[..40]).unwrap().try_into().unwrap()
+}
+
+/// complete, incomplete, downloaded of `h` in an HTTP scrape.
+fn scraped(http: SocketAddr, h: &[u8; 20]) -> (i64, i64, i64) {
+    let body = http_get(http, &format!("/scrape?info_hash={}", enc(h)));
+    let node = decode(&body).unwrap();
+    let entry = &node.get("files").unwrap().as_dict().unwrap()[0].1;
+    (
+        int(entry, "complete"),
+        int(entry, "incomplete"),
+        int(entry, "downloaded"),
+    )
+}
+
+/// The compact peers of an HTTP announce answer, and its complete / incomplete counts.
+fn http_peers(http: SocketAddr, path: &str) -> (Vec<[u8; 6]>, (i64, i64)) {
+    let body = http_get(http, path);
+    let node = decode(&body).unwrap();
+    let peers = bytes(&node, "peers")
+        .chunks(6)
+        .map(|c| c.try_into().unwrap())
+        .collect();
+    (peers, (int(&node, "complete"), int(&node, "incomplete")))
+}
+
+/// The compact peers of a UDP announce answer, and its seeders / leechers counts.
+fn udp_peers(r: &[u8]) -> (Vec<[u8; 6]>, (u32, u32)) {
+    assert_eq!(be32(r, 0), 1, "an announce answer: {r:?}");
+    let peers = r[20..].chunks(6).map(|c| c.try_into().unwrap()).collect();
+    (peers, (be32(r, 16), be32(r, 12)))
+}
+
+fn compact_local(port: u16) -> [u8; 6] {
+    let mut c = [127, 0, 0, 1, 0, 0];
+    c[4..].copy_from_slice(&port.to_be_bytes());
+    c
+}
+
+/// Issue 15: aria2 fetching a magnet link's metadata announces `left=0`, and was treated as a
+/// seeder: given no peer, not even bitseed's own seed, and counted in `complete`. Over HTTP
+/// and UDP, a `left=0` announce without `completed` gets the own seed and counts as incomplete.
+#[test]
+fn serve_lists_its_seed_to_a_left_zero_announce_and_does_not_count_it_as_a_seed() {
+    let p = publish("f.bin", 40_000, &[]);
+    let h = hex20(p.entry["info_hash"].as_str().unwrap());
+    let http = p.server.http;
+    let (peers, counts) = http_peers(http, &announce_path(&h, 7101, 0, "&event=started"));
+    assert_eq!(peers, [p.own]);
+    assert_eq!(counts, (1, 1), "our seed complete, the newcomer incomplete");
+    let udp = Udp::new(p.udp);
+    let conn = udp.connect();
+    let (peers, counts) = udp_peers(&udp.exchange(&udp_announce(conn, &h, 7102, 0, 2, -1)));
+    assert_eq!(peers, [p.own, compact_local(7101)]);
+    assert_eq!(counts, (1, 2));
+    // Said again, still not a seed; the page counts as the scrape does.
+    http_get(http, &announce_path(&h, 7101, 0, ""));
+    assert_eq!(scraped(http, &h), (1, 2, 0));
+    let api = p.server.wait_published("f.bin", None);
+    assert_eq!(
+        (api["seeders"].as_u64(), api["leechers"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // Once it shows it has the data (`left` from above zero to zero), it is a seed.
+    http_get(http, &announce_path(&h, 7101, 40_000, ""));
+    http_get(http, &announce_path(&h, 7101, 0, ""));
+    // And `completed` is shown at once.
+    udp.exchange(&udp_announce(conn, &h, 7102, 0, 1, -1));
+    assert_eq!(scraped(http, &h), (3, 0, 1));
+}
+
+/// Issue 15: a hybrid torrent's two hashes (v1, truncated v2) were two swarms. Now peers under
+/// either are listed to announcers of either, over HTTP and UDP; both scrape alike; `stopped`
+/// under either removes the peer; a client back under the other hash after `stopped` is given
+/// our seed again.
+#[test]
+fn serve_tracks_a_hybrid_torrent_as_one_swarm_over_http_and_udp() {
+    let p = publish("h.bin", 60_000, &["--format", "hybrid"]);
+    let v1 = hex20(p.entry["info_hash"].as_str().unwrap());
+    let v2 = hex20(p.entry["info_hash_v2"].as_str().unwrap());
+    let http = p.server.http;
+    let udp = Udp::new(p.udp);
+    let conn = udp.connect();
+    // A leecher under v1 over HTTP; another under v2 over UDP gets it, and our seed.
+    let (peers, _) = http_peers(http, &announce_path(&v1, 7201, 100, "&event=started"));
+    assert_eq!(peers, [p.own]);
+    let (peers, counts) = udp_peers(&udp.exchange(&udp_announce(conn, &v2, 7202, 100, 2, -1)));
+    assert_eq!(peers, [p.own, compact_local(7201)]);
+    assert_eq!(counts, (1, 2));
+    // The v1 one gets the v2 one back.
+    let (peers, _) = http_peers(http, &announce_path(&v1, 7201, 100, ""));
+    assert_eq!(peers, [p.own, compact_local(7202)]);
+    // One count for both hashes, over HTTP and UDP scrapes.
+    assert_eq!(scraped(http, &v1), (1, 2, 0));
+    assert_eq!(scraped(http, &v2), (1, 2, 0));
+    udp.exchange(&udp_announce(conn, &v2, 7202, 0, 1, -1));
+    assert_eq!(scraped(http, &v1), (2, 1, 1));
+    let mut scrape = conn.to_be_bytes().to_vec();
+    scrape.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 5]);
+    scrape.extend_from_slice(&v1);
+    scrape.extend_from_slice(&v2);
+    let r = udp.exchange(&scrape);
+    assert_eq!((be32(&r, 0), r.len()), (2, 8 + 24));
+    assert_eq!(r[8..20], r[20..32], "v1 and v2 scraped alike");
+    assert_eq!((be32(&r, 8), be32(&r, 12), be32(&r, 16)), (2, 1, 1));
+    // `stopped` under the v2 hash removes the peer that announced under v1; back under v2
+    // only, from the same address and port, it is given our seed and the other peer.
+    http_get(http, &announce_path(&v2, 7201, 100, "&event=stopped"));
+    assert_eq!(scraped(http, &v1), (2, 0, 1));
+    let (peers, counts) = http_peers(http, &announce_path(&v2, 7201, 100, "&event=started"));
+    assert_eq!(peers, [p.own, compact_local(7202)]);
+    assert_eq!(counts, (2, 1));
+}
+
+/// Issue 15: aria2 given only the magnet link (no web seed) found no peer: it announces
+/// `left=0` while it fetches the metadata, and a "seeder" was given no peers, not even
+/// bitseed's own seed. It must fetch the metadata and the data from bitseed's seeder, found
+/// through the built-in tracker.
+#[test]
+fn aria2_downloads_from_the_magnet_link_through_the_tracker() {
+    if !crate::common::have_aria2() {
+        return;
+    }
+    let len = 1_500_000;
+    let p = publish("m.bin", len, &[]);
+    let magnet = crate::common::magnet_without_web_seed(p.entry["magnet"].as_str().unwrap());
+    assert!(
+        magnet.contains("&tr=") && !magnet.contains("ws="),
+        "{magnet}"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let o = crate::common::aria2c(out.path(), &magnet);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        crate::common::stdout(&o),
+        p.server.log.lock().unwrap()
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("m.bin")).unwrap(),
+        crate::common::data(len, 15)
+    );
+    let sent = p.server.metric("bitseed_peer_uploaded_bytes_total");
+    assert!(sent.is_some_and(|n| n >= len as u64), "{sent:?}");
 }

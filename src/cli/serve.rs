@@ -168,11 +168,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 Err(e) => tracing::error!("cannot seed `{}`: {e}", p.name),
             }
             let hashes = p.meta.info_hash.wire_hashes();
-            for h in &hashes {
-                t.register(*h);
-            }
+            // Linked first: no announce under the v2 hash makes a swarm of its own meanwhile.
             if let [v1, v2] = hashes[..] {
                 t.link_hybrid(v1, v2);
+            }
+            for h in &hashes {
+                t.register(*h);
             }
         }
         Event::Retired(p) => {

@@ -208,10 +208,11 @@ mod tests {
     fn announce_answers_compact_and_dictionary() {
         let (t, _d) = tracker(open());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        // `left=0` alone is not counted as a seeder (issue 15).
         let first = answer_announce(&t, q('a', 6881, 0, "").as_bytes(), ip, None);
         assert_eq!(
             first,
-            b"d8:completei1e10:downloadedi0e11:external ip4:\x0a\x00\x00\x0110:incompletei0e\
+            b"d8:completei0e10:downloadedi0e11:external ip4:\x0a\x00\x00\x0110:incompletei1e\
               8:intervali1800e12:min intervali900e5:peers0:e"
         );
         let second = answer_announce(

@@ -11,7 +11,7 @@
 //! ```ignore
 //! let tracker = Arc::new(Tracker::new(config.tracker, &state_dir)?);
 //! tracker.register(info_hash);                  // published mode
-//! tracker.set_own_seed(info_hash, seeder_addr); // always listed to leechers
+//! tracker.set_own_seed(info_hash, seeder_addr); // listed to every client
 //! App::new().configure(tracker::configure(tracker.clone()));
 //! tokio::spawn(tracker::run_udp(udp_socket, tracker.clone(), shutdown.clone()));
 //! tokio::spawn(tracker::run_maintenance(tracker.clone(), shutdown));

@@ -15,8 +15,9 @@ use std::time::Instant;
 use super::completed_store::{CompletedStore, StoreError};
 use super::config::{ConfigError, Mode, TrackerConfig};
 use super::connection_id::ConnectionIds;
-use super::http_request::InfoHash;
+use super::http_request::{Event, InfoHash};
 use super::http_response::Counts;
+use super::peer_list::TICK_MASK;
 use super::swarm::{Announce, Limits, Refusal, Shard, SwarmChange};
 use super::twins::Twins;
 use crate::proxy::Proxies;
@@ -60,7 +61,8 @@ pub struct Tracker {
     tick_secs: u64,
     max_age_ticks: u16,
     rate_bits: AtomicU64,
-    /// The two hashes of each hybrid torrent, and which one each client got our seed under.
+    /// The two hashes of each hybrid torrent (one swarm, under the v1 hash), and which one each
+    /// client got our seed under.
     twins: Twins,
     /// Open mode: live swarms per creating client (`swarm::client_key`), for
     /// `max_torrents_per_ip`. Touched only when a swarm is created or removed; its lock is
@@ -85,10 +87,10 @@ impl Tracker {
             let mut shard = lock(&shards[usize::from(hash[0])]);
             shard.completed.insert(hash, count);
         }
-        // Peer timestamps are 16-bit ticks: ticks grow with the interval so that twice the
-        // interval stays below a quarter of the wrap-around.
+        // Peer timestamps are 15-bit ticks (`peer_list`): ticks grow with the interval so that
+        // twice the interval stays below a quarter of the wrap-around.
         let max_age_secs = u64::from(config.interval) * 2;
-        let tick_secs = max_age_secs.div_ceil(16_384).max(1);
+        let tick_secs = max_age_secs.div_ceil(8_192).max(1);
         let max_age_ticks = max_age_secs.div_ceil(tick_secs) as u16;
         Ok(Tracker {
             proxies: config.proxies(),
@@ -180,15 +182,51 @@ impl Tracker {
         self.shard(&info_hash).own_seeds.remove(&info_hash);
     }
 
-    /// `v1` and `v2_truncated` are one hybrid torrent: a client is then given the own seed
-    /// under one of them only (see `twins`). Undone by [`unregister`](Self::unregister).
+    /// `v1` and `v2_truncated` are one hybrid torrent: one swarm (kept under `v1`) with one
+    /// count, whichever hash is announced or scraped, and a client is given the own seed under
+    /// one of them only (see `twins`). Undone by [`unregister`](Self::unregister). Only `serve`
+    /// knows which hashes are twins: the standalone tracker never links any.
     pub fn link_hybrid(&self, v1: InfoHash, v2_truncated: InfoHash) {
+        if v1 == v2_truncated {
+            return;
+        }
         self.twins.link(v1, v2_truncated);
+        // What was kept under the v2 hash before (announces in open mode, the completed count
+        // loaded from the store) joins the v1 swarm. Only in memory: the store keeps a row per
+        // hash, and adding the v2 row in again here after each start gives the same total.
+        let (swarm, completed) = {
+            let mut shard = self.shard(&v2_truncated);
+            let completed = shard.completed.remove(&v2_truncated);
+            (shard.swarms.remove(&v2_truncated), completed)
+        };
+        if swarm.is_none() && completed.is_none() {
+            return;
+        }
+        let mut shard = self.shard(&v1);
+        if let Some(n) = completed {
+            *shard.completed.entry(v1).or_default() += n;
+        }
+        let Some(swarm) = swarm else {
+            return;
+        };
+        match shard.swarms.get_mut(&v1) {
+            Some(ours) => {
+                let creator = swarm.creator;
+                ours.absorb(swarm, self.config.max_peers_per_torrent as usize);
+                drop(shard);
+                self.torrents.fetch_sub(1, Ordering::Relaxed);
+                self.release(&[creator]);
+            }
+            None => {
+                shard.swarms.insert(v1, swarm);
+            }
+        }
     }
 
     /// Seeders (own seed included), leechers and completed count of one torrent.
     pub fn torrent(&self, info_hash: &InfoHash) -> Counts {
-        self.shard(info_hash).counts(info_hash)
+        let key = self.twins.swarm_key(info_hash);
+        self.shard(&key).counts(&key)
     }
 
     /// Totals over every swarm.
@@ -216,13 +254,30 @@ impl Tracker {
         peers6: &mut Vec<u8>,
     ) -> Result<Counts, Refusal> {
         let open = self.config.mode == Mode::Open;
-        // Only leechers are given the own seed; asking the twins ledger for seeds too would
-        // fill it for nothing, and with no hybrid torrent linked it is not asked at all.
-        let own_seed = a.left == 0
-            || !self.twins.any()
-            || self
+        // With no hybrid torrent linked, one atomic load and nothing else.
+        let pair = self.twins.pair(&a.info_hash);
+        let own_seed = match &pair {
+            None => true,
+            Some(pair) if a.event == Event::Stopped => {
+                self.twins.forget(pair, a.peer);
+                true
+            }
+            Some(pair) => self
                 .twins
-                .may_list_own_seed(&a.info_hash, a.peer, Instant::now());
+                .may_list_own_seed(pair, &a.info_hash, a.peer, Instant::now()),
+        };
+        // Both hashes of a hybrid torrent are one swarm, kept under the v1 hash.
+        let under_v1;
+        let a = match pair {
+            Some(pair) if pair.v1 != a.info_hash => {
+                under_v1 = Announce {
+                    info_hash: pair.v1,
+                    ..*a
+                };
+                &under_v1
+            }
+            _ => a,
+        };
         let limits = Limits {
             own_seed,
             open,
@@ -265,6 +320,13 @@ impl Tracker {
                 let shard = lock(shard);
                 let hashes = shard.swarms.keys().chain(shard.published.iter());
                 all.extend(hashes.map(|h| (*h, shard.counts(h))));
+            }
+            // A hybrid torrent's v2 hash is counted in its v1 hash's swarm, which may be in
+            // another shard: counted again, outside the shard locks.
+            for (hash, counts) in &mut all {
+                if self.twins.swarm_key(hash) != *hash {
+                    *counts = self.torrent(hash);
+                }
             }
             all
         } else {
@@ -325,7 +387,7 @@ impl Tracker {
     }
 
     fn tick(&self) -> u16 {
-        (self.start.elapsed().as_secs() / self.tick_secs) as u16
+        (self.start.elapsed().as_secs() / self.tick_secs) as u16 & TICK_MASK
     }
 
     fn shard(&self, info_hash: &InfoHash) -> MutexGuard<'_, Shard> {
@@ -447,7 +509,7 @@ mod tests {
         )
         .unwrap();
         t.announce(
-            &ann(2, "10.0.0.1:1", Event::Started, 0),
+            &ann(2, "10.0.0.1:1", Event::Completed, 0),
             &mut vec![],
             &mut vec![],
         )
@@ -481,5 +543,153 @@ mod tests {
             Err(Refusal::Unregistered)
         );
         assert_eq!(t.stats().torrents, 0);
+    }
+
+    /// A published hybrid torrent as `serve` sets it up: both hashes linked, registered, and
+    /// the own seed set under both.
+    fn hybrid(v1: u8, v2: u8) -> (Tracker, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::new(TrackerConfig::default(), dir.path()).unwrap();
+        t.link_hybrid([v1; 20], [v2; 20]);
+        for h in [v1, v2] {
+            t.register([h; 20]);
+            t.set_own_seed([h; 20], "10.0.0.99:7000".parse().unwrap());
+        }
+        (t, dir)
+    }
+
+    const OWN: [u8; 6] = [10, 0, 0, 99, 0x1b, 0x58];
+
+    fn peers(t: &Tracker, a: &Announce) -> (Counts, Vec<[u8; 6]>) {
+        let mut p4 = vec![];
+        let c = t.announce(a, &mut p4, &mut vec![]).unwrap();
+        let list = p4.chunks(6).map(|c| c.try_into().unwrap()).collect();
+        (c, list)
+    }
+
+    fn compact(peer: &str) -> [u8; 6] {
+        let a: SocketAddr = peer.parse().unwrap();
+        let SocketAddr::V4(a) = a else { panic!() };
+        let mut c = [0; 6];
+        c[..4].copy_from_slice(&a.ip().octets());
+        c[4..].copy_from_slice(&a.port().to_be_bytes());
+        c
+    }
+
+    /// Issue 15: the two hashes of a hybrid torrent were two swarms.
+    #[test]
+    fn a_hybrid_torrent_is_one_swarm_under_both_hashes() {
+        // v2 in another shard than v1, to cross shards.
+        let (t, _d) = hybrid(1, 2);
+        let (c, list) = peers(&t, &ann(1, "10.0.0.1:1", Event::Started, 5));
+        assert_eq!((c.complete, c.incomplete), (1, 1));
+        assert_eq!(list, [OWN]);
+        // A v2 announcer is given the v1 leecher, and the own seed.
+        let (c, list) = peers(&t, &ann(2, "10.0.0.2:1", Event::Started, 5));
+        assert_eq!((c.complete, c.incomplete), (1, 2));
+        assert_eq!(list, [OWN, compact("10.0.0.1:1")]);
+        // And the other way round.
+        let (_, list) = peers(&t, &ann(1, "10.0.0.1:1", Event::None, 5));
+        assert_eq!(list, [OWN, compact("10.0.0.2:1")]);
+        // One completed count, whichever hash it came under; one scrape answer for both.
+        peers(&t, &ann(2, "10.0.0.1:1", Event::Completed, 0));
+        let s = t.scrape(&[[1; 20], [2; 20]]);
+        assert_eq!(s[0].1, s[1].1);
+        assert_eq!(
+            (s[0].1.complete, s[0].1.incomplete, s[0].1.downloaded),
+            (2, 1, 1)
+        );
+        assert_eq!(t.torrent(&[2; 20]), t.torrent(&[1; 20]));
+        assert_eq!(t.stats().torrents, 1);
+        assert_eq!((t.stats().seeders, t.stats().leechers), (1, 1));
+        // `stopped` under the other hash removes the peer.
+        peers(&t, &ann(2, "10.0.0.1:1", Event::Stopped, 0));
+        peers(&t, &ann(1, "10.0.0.2:1", Event::Stopped, 5));
+        assert_eq!(
+            (t.torrent(&[2; 20]).complete, t.torrent(&[2; 20]).incomplete),
+            (1, 0)
+        );
+        assert_eq!(t.stats().torrents, 0);
+        // The same torrent scraped whole: both hashes, the same counts.
+        let dir = tempfile::tempdir().unwrap();
+        let full = Tracker::new(
+            TrackerConfig {
+                full_scrape: true,
+                ..TrackerConfig::default()
+            },
+            dir.path(),
+        )
+        .unwrap();
+        full.link_hybrid([1; 20], [2; 20]);
+        full.register([1; 20]);
+        full.register([2; 20]);
+        full.announce(
+            &ann(2, "10.0.0.1:1", Event::Started, 5),
+            &mut vec![],
+            &mut vec![],
+        )
+        .unwrap();
+        let s = full.scrape(&[]);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].1.incomplete, s[1].1.incomplete), (1, 1));
+    }
+
+    /// Issue 15: a client that announced v1, stopped, and came back from the same address
+    /// with the v2 hash only was given no peer at all, not even the own seed, for an hour.
+    #[test]
+    fn back_under_the_other_hash_after_stopping_gets_the_own_seed() {
+        let (t, _d) = hybrid(3, 4);
+        peers(&t, &ann(3, "10.0.0.5:1", Event::Started, 5));
+        // Announcing both hashes at once (libtorrent): the seed under the first one only.
+        let (_, list) = peers(&t, &ann(4, "10.0.0.5:1", Event::Started, 5));
+        assert!(list.is_empty(), "{list:?}");
+        peers(&t, &ann(3, "10.0.0.5:1", Event::Stopped, 5));
+        let (_, list) = peers(&t, &ann(4, "10.0.0.5:1", Event::Started, 5));
+        assert_eq!(list, [OWN]);
+    }
+
+    #[test]
+    fn linking_takes_in_what_was_kept_under_the_v2_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::new(open(), dir.path()).unwrap();
+        // Before the link (open mode): a swarm and a completion under each hash.
+        for (h, peer) in [(5, "10.0.0.1:1"), (6, "10.0.0.2:1")] {
+            t.announce(&ann(h, peer, Event::Completed, 0), &mut vec![], &mut vec![])
+                .unwrap();
+        }
+        t.announce(
+            &ann(6, "10.0.0.3:1", Event::Started, 5),
+            &mut vec![],
+            &mut vec![],
+        )
+        .unwrap();
+        assert_eq!(t.stats().torrents, 2);
+        t.link_hybrid([5; 20], [6; 20]);
+        assert_eq!(t.stats().torrents, 1);
+        let c = t.torrent(&[6; 20]);
+        assert_eq!((c.complete, c.incomplete, c.downloaded), (2, 1, 2));
+        let (_, list) = peers(&t, &ann(5, "10.0.0.4:1", Event::Started, 5));
+        assert_eq!(list.len(), 3);
+        // The store still has a row per hash: after a restart and the link again, the same.
+        t.flush().unwrap();
+        drop(t);
+        let t = Tracker::new(open(), dir.path()).unwrap();
+        t.link_hybrid([5; 20], [6; 20]);
+        assert_eq!(t.torrent(&[5; 20]).downloaded, 2);
+    }
+
+    /// `bitseed tracker` alone links nothing: every hash is its own swarm.
+    #[test]
+    fn unlinked_hashes_stay_separate() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tracker::new(open(), dir.path()).unwrap();
+        t.announce(
+            &ann(7, "10.0.0.1:1", Event::Started, 5),
+            &mut vec![],
+            &mut vec![],
+        )
+        .unwrap();
+        let (c, list) = peers(&t, &ann(8, "10.0.0.2:1", Event::Started, 5));
+        assert_eq!((c.incomplete, list.len()), (1, 0));
     }
 }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::http_request::{Event, InfoHash};
 use super::http_response::Counts;
-use super::peer_list::{Addr, PeerList, Was};
+use super::peer_list::{seeds, Addr, PeerList, Report, Was};
 
 /// The peers of one torrent. The v6 half is boxed: most swarms have no v6 peer, and an empty
 /// box costs 8 bytes where two empty vectors cost 48.
@@ -33,6 +33,22 @@ impl Swarm {
 
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.as_ref().is_none_or(|l| l.is_empty())
+    }
+
+    /// Takes in the peers of `other` (the swarm of a hybrid torrent's other hash, being linked),
+    /// up to `max_peers` in all.
+    pub fn absorb(&mut self, other: Swarm, max_peers: usize) {
+        let v6_len = self.v6.as_ref().map_or(0, |l| l.len());
+        self.v4.absorb(other.v4, max_peers.saturating_sub(v6_len));
+        if let Some(theirs) = other.v6 {
+            let room = max_peers.saturating_sub(self.v4.len());
+            self.v6
+                .get_or_insert_with(Default::default)
+                .absorb(*theirs, room);
+            if self.v6.as_ref().is_some_and(|l| l.is_empty()) {
+                self.v6 = None;
+            }
+        }
     }
 
     fn expire(&mut self, now: u16, max_age: u16) -> usize {
@@ -63,6 +79,16 @@ pub struct Announce {
     /// Our own address on the connection the announce came in on, when known: it stands in
     /// for an own seed registered without an IP (seeder on 0.0.0.0, no `peer.public_ip`).
     pub local_ip: Option<IpAddr>,
+}
+
+impl Announce {
+    fn report(&self) -> Report {
+        match (self.left, self.event) {
+            (1.., _) => Report::Leeching,
+            (0, Event::Completed) => Report::Completed,
+            (0, _) => Report::NothingLeft,
+        }
+    }
 }
 
 /// Why an announce is refused; the text is the client's `failure reason`.
@@ -137,7 +163,8 @@ impl Shard {
             // Nothing to store: answer without creating a swarm (the own seed may be listed).
             if a.event == Event::Stopped || a.peer.port() == 0 {
                 if a.event != Event::Stopped {
-                    self.pick(a, a.left == 0, random, own_seed, peers4, peers6);
+                    let seeder = seeds(Was::Absent, a.report());
+                    self.pick(a, seeder, random, own_seed, peers4, peers6);
                 }
                 return Ok((self.counts(&a.info_hash), change));
             }
@@ -163,9 +190,10 @@ impl Shard {
         let Some(swarm) = self.swarms.get_mut(&a.info_hash) else {
             return Ok((self.counts(&a.info_hash), change));
         };
-        let seeder = a.left == 0;
-        let was = update(swarm, a, seeder, now, limits);
-        if a.event == Event::Completed && seeder && was != Was::Seeder {
+        let report = a.report();
+        let was = update(swarm, a, report, now, limits);
+        let seeder = seeds(was, report);
+        if report == Report::Completed && was != Was::Seeder {
             *self.completed.entry(a.info_hash).or_default() += 1;
             *self.unsaved.entry(a.info_hash).or_default() += 1;
         }
@@ -190,7 +218,9 @@ impl Shard {
     ) {
         let mut want = a.numwant;
         let v4_first = a.peer.is_ipv4();
-        // bitseed's own seed first, to leechers, even when it shares the requester's IP.
+        // bitseed's own seed first, to everyone, even when it shares the requester's IP: a
+        // client saying `left=0` may be a magnet client that needs the metadata from it
+        // (issue 15), and a true seed just ignores it.
         let own = self
             .own_seeds
             .get(&a.info_hash)
@@ -203,9 +233,9 @@ impl Shard {
                     Some(*own)
                 }
             });
-        if let (Some(own), false, true) = (own.as_ref(), seeder, want > 0) {
+        if let Some(own) = own.filter(|_| want > 0) {
             if own.is_ipv4() == v4_first || a.both_families {
-                match compact(*own) {
+                match compact(own) {
                     Compact::V4(c) => peers4.extend_from_slice(&c),
                     Compact::V6(c) => peers6.extend_from_slice(&c),
                 }
@@ -276,7 +306,7 @@ impl Shard {
     }
 }
 
-fn update(swarm: &mut Swarm, a: &Announce, seeder: bool, now: u16, limits: Limits) -> Was {
+fn update(swarm: &mut Swarm, a: &Announce, report: Report, now: u16, limits: Limits) -> Was {
     let (max_peers, per_client) = (limits.max_peers, limits.max_peers_per_ip);
     let stopped = a.event == Event::Stopped;
     if a.peer.port() == 0 {
@@ -288,7 +318,7 @@ fn update(swarm: &mut Swarm, a: &Announce, seeder: bool, now: u16, limits: Limit
             if stopped {
                 swarm.v4.remove(c)
             } else {
-                swarm.v4.upsert(c, seeder, now, room, per_client)
+                swarm.v4.upsert(c, report, now, room, per_client)
             }
         }
         Compact::V6(c) => {
@@ -299,7 +329,7 @@ fn update(swarm: &mut Swarm, a: &Announce, seeder: bool, now: u16, limits: Limit
                 swarm
                     .v6
                     .get_or_insert_with(Default::default)
-                    .upsert(c, seeder, now, room, per_client)
+                    .upsert(c, report, now, room, per_client)
             }
         }
     }
@@ -394,23 +424,58 @@ mod tests {
     }
 
     #[test]
-    fn own_seed_listed_to_leechers_sharing_its_ip_and_counted() {
+    fn own_seed_listed_to_everyone_even_sharing_its_ip_and_counted() {
         let mut shard = Shard::default();
         shard.own_seeds.insert(H, "10.0.0.1:7000".parse().unwrap());
         let (c, p4, p6) = run(&mut shard, ann("10.0.0.1:6881", Event::Started, 5));
         assert_eq!((c.complete, c.incomplete), (1, 1));
         assert_eq!(p4, [10, 0, 0, 1, 0x1b, 0x58]);
         assert!(p6.is_empty());
-        // A seeder gets leechers only, so not the own seed.
-        let (_, p4, _) = run(&mut shard, ann("10.0.0.2:6881", Event::Started, 0));
-        assert_eq!(p4, [10, 0, 0, 1, 0x1a, 0xe1]);
+        // A seeder gets leechers only, and the own seed all the same.
+        let (c, p4, _) = run(&mut shard, ann("10.0.0.2:6881", Event::Completed, 0));
+        assert_eq!((c.complete, c.incomplete), (2, 1));
+        assert_eq!(p4, [10, 0, 0, 1, 0x1b, 0x58, 10, 0, 0, 1, 0x1a, 0xe1]);
+    }
+
+    /// Issue 15: aria2 given a magnet link announces `left=0` while it fetches the metadata. It
+    /// must get the own seed (it has nothing yet) and not be counted as a seeder.
+    #[test]
+    fn a_left_zero_announce_gets_the_own_seed_and_counts_as_incomplete() {
+        let mut shard = Shard::default();
+        shard.own_seeds.insert(H, "10.0.0.7:7000".parse().unwrap());
+        let own = [10, 0, 0, 7, 0x1b, 0x58];
+        let (c, p4, _) = run(&mut shard, ann("10.0.0.1:6881", Event::Started, 0));
+        assert_eq!((c.complete, c.incomplete, c.downloaded), (1, 1, 0));
+        assert_eq!(p4, own);
+        // Said again (a regular announce), still not a seeder.
+        let (c, ..) = run(&mut shard, ann("10.0.0.1:6881", Event::None, 0));
+        assert_eq!((c.complete, c.incomplete), (1, 1));
+        // Metadata in hand: the size is known, then the data is complete.
+        let (c, p4, _) = run(&mut shard, ann("10.0.0.1:6881", Event::Started, 900));
+        assert_eq!((c.complete, c.incomplete), (1, 1));
+        assert_eq!(p4, own);
+        let (c, ..) = run(&mut shard, ann("10.0.0.1:6881", Event::Completed, 0));
+        assert_eq!((c.complete, c.incomplete, c.downloaded), (2, 0, 1));
+        // An unconfirmed peer is listed to seeders (it may need the metadata from one), and
+        // is given seeders (it may need the data).
+        let (c, p4, _) = run(&mut shard, ann("10.0.0.2:6881", Event::Started, 0));
+        assert_eq!((c.complete, c.incomplete), (2, 1));
+        assert_eq!(p4.len(), 2 * 6, "the own seed and the seeder 10.0.0.1");
+        let (_, p4, _) = run(&mut shard, ann("10.0.0.1:6881", Event::None, 0));
+        assert_eq!(p4, [own, [10, 0, 0, 2, 0x1a, 0xe1]].concat());
+        // A port-0 announce with `left=0` is stored nowhere and still gets the own seed.
+        let (_, p4, _) = run(&mut shard, ann("10.0.0.3:0", Event::Started, 0));
+        assert_eq!(&p4[..6], own);
     }
 
     #[test]
     fn both_families_and_mapped_v4() {
         let mut shard = Shard::default();
-        run(&mut shard, ann("[2001:db8::1]:6881", Event::Started, 0));
-        run(&mut shard, ann("[::ffff:10.0.0.9]:6881", Event::Started, 0));
+        run(&mut shard, ann("[2001:db8::1]:6881", Event::Completed, 0));
+        run(
+            &mut shard,
+            ann("[::ffff:10.0.0.9]:6881", Event::Completed, 0),
+        );
         let (c, p4, p6) = run(&mut shard, ann("10.0.0.1:1", Event::Started, 5));
         assert_eq!((c.complete, c.incomplete), (2, 1));
         assert_eq!(p4, [10, 0, 0, 9, 0x1a, 0xe1]);

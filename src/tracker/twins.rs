@@ -1,12 +1,16 @@
-//! A hybrid torrent is tracked under two hashes (v1 and truncated v2), and libtorrent 2.0
-//! announces both at once. Given our own seed in both answers, it may connect with one hash,
-//! then, reading the second answer, expect the other hash back in the handshake: it drops the
-//! connection as "invalid info-hash" and never retries that peer. Seen in one run in four of
-//! `serve::libtorrent_downloads_from_the_magnet_link` before this module.
+//! A hybrid torrent is tracked under two hashes (v1 and truncated v2): one swarm, kept under the
+//! v1 hash, whichever hash a peer announces (issue 15: two swarms hid v1 peers from v2
+//! announcers and split the counts). `serve` links the two hashes when it publishes; the
+//! standalone `bitseed tracker` cannot know which hashes are twins, so there every hash is a
+//! swarm of its own.
 //!
+//! libtorrent 2.0 announces both hashes at once. Given our own seed in both answers, it may
+//! connect with one hash, then, reading the second answer, expect the other hash back in the
+//! handshake: it drops the connection as "invalid info-hash" and never retries that peer. Seen
+//! in one run in four of `serve::libtorrent_downloads_from_the_magnet_link` before this module.
 //! So each client is given our own seed under one of the two hashes only: the one it asked
-//! about first (remembered for twice the announce interval). A client that announces one hash
-//! only (v1-only clients, a `btmh`-only magnet) always gets it.
+//! about first (remembered for twice the announce interval, forgotten when it stops). A client
+//! that announces one hash only (v1-only clients, a `btmh`-only magnet) always gets it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,17 +24,20 @@ use super::http_request::InfoHash;
 /// every client of a hybrid torrent announces but a v2-only one.
 const MAX_CLIENTS: usize = 100_000;
 
-#[derive(Debug, Clone, Copy)]
-struct Twin {
-    other: InfoHash,
-    is_v1: bool,
+/// The two hashes of one hybrid torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    /// Also the key of the pair's one swarm.
+    pub v1: InfoHash,
+    pub v2: InfoHash,
 }
 
 #[derive(Debug, Default)]
 pub struct Twins {
-    pairs: RwLock<HashMap<InfoHash, Twin>>,
-    /// `pairs.len()`, read without the lock: most trackers link nothing, and every leecher's
-    /// announce asks.
+    /// Each hash of each pair → the pair.
+    pairs: RwLock<HashMap<InfoHash, Pair>>,
+    /// `pairs.len()`, read without the lock: most trackers link nothing, and every announce
+    /// asks.
     linked: AtomicUsize,
     /// (the pair's v1 hash, client) → the hash it was given our seed under, and when.
     given: Mutex<HashMap<(InfoHash, SocketAddr), (InfoHash, Instant)>>,
@@ -39,62 +46,72 @@ pub struct Twins {
 impl Twins {
     /// `v1` and `v2_truncated` name one hybrid torrent.
     pub fn link(&self, v1: InfoHash, v2_truncated: InfoHash) {
-        let mut pairs = self.pairs.write().unwrap_or_else(|e| e.into_inner());
-        pairs.insert(
+        let pair = Pair {
             v1,
-            Twin {
-                other: v2_truncated,
-                is_v1: true,
-            },
-        );
-        pairs.insert(
-            v2_truncated,
-            Twin {
-                other: v1,
-                is_v1: false,
-            },
-        );
+            v2: v2_truncated,
+        };
+        let mut pairs = self.pairs.write().unwrap_or_else(|e| e.into_inner());
+        pairs.insert(v1, pair);
+        pairs.insert(v2_truncated, pair);
         self.linked.store(pairs.len(), Ordering::Relaxed);
     }
 
     /// Forgets the pair `hash` belongs to (its client records expire on their own).
     pub fn unlink(&self, hash: &InfoHash) {
         let mut pairs = self.pairs.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(twin) = pairs.remove(hash) {
-            pairs.remove(&twin.other);
+        if let Some(pair) = pairs.remove(hash) {
+            pairs.remove(&pair.v1);
+            pairs.remove(&pair.v2);
         }
         self.linked.store(pairs.len(), Ordering::Relaxed);
     }
 
-    /// Whether any hybrid torrent is linked (without taking a lock).
-    pub fn any(&self) -> bool {
-        self.linked.load(Ordering::Relaxed) != 0
+    /// The pair `hash` belongs to, if any: one atomic load while nothing is linked.
+    pub fn pair(&self, hash: &InfoHash) -> Option<Pair> {
+        if self.linked.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let pairs = self.pairs.read().unwrap_or_else(|e| e.into_inner());
+        pairs.get(hash).copied()
     }
 
-    /// Whether our own seed may be listed to `client` in the answer for `hash`, at `now`.
-    pub fn may_list_own_seed(&self, hash: &InfoHash, client: SocketAddr, now: Instant) -> bool {
-        let twin = {
-            let pairs = self.pairs.read().unwrap_or_else(|e| e.into_inner());
-            match pairs.get(hash) {
-                Some(t) => *t,
-                None => return true,
-            }
-        };
-        let v1 = if twin.is_v1 { *hash } else { twin.other };
+    /// The key of the swarm `hash` is tracked in: the v1 hash of its pair, else itself.
+    pub fn swarm_key(&self, hash: &InfoHash) -> InfoHash {
+        self.pair(hash).map_or(*hash, |p| p.v1)
+    }
+
+    /// Whether our own seed may be listed to `client` in the answer for `hash` (of `pair`), at
+    /// `now`.
+    pub fn may_list_own_seed(
+        &self,
+        pair: &Pair,
+        hash: &InfoHash,
+        client: SocketAddr,
+        now: Instant,
+    ) -> bool {
+        let is_v1 = *hash == pair.v1;
+        let other = if is_v1 { pair.v2 } else { pair.v1 };
         let mut given = self.given.lock().unwrap_or_else(|e| e.into_inner());
         let full = given.len() >= MAX_CLIENTS;
-        match given.get_mut(&(v1, client)) {
-            Some((h, _)) if *h == twin.other => false,
+        match given.get_mut(&(pair.v1, client)) {
+            Some((h, _)) if *h == other => false,
             Some(entry) => {
                 entry.1 = now;
                 true
             }
-            None if full => twin.is_v1,
+            None if full => is_v1,
             None => {
-                given.insert((v1, client), (*hash, now));
+                given.insert((pair.v1, client), (*hash, now));
                 true
             }
         }
+    }
+
+    /// `client` left the torrent of `pair` (`stopped`, under either hash): when it comes back,
+    /// under whichever hash, it asks afresh.
+    pub fn forget(&self, pair: &Pair, client: SocketAddr) {
+        let mut given = self.given.lock().unwrap_or_else(|e| e.into_inner());
+        given.remove(&(pair.v1, client));
     }
 
     /// Forgets clients not seen for `max_age`.
@@ -110,32 +127,57 @@ mod tests {
 
     const V1: InfoHash = [1; 20];
     const V2: InfoHash = [2; 20];
+    const PAIR: Pair = Pair { v1: V1, v2: V2 };
 
     fn client(port: u16) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 1], port))
     }
 
     #[test]
+    fn both_hashes_name_the_v1_swarm_once_linked() {
+        let t = Twins::default();
+        assert_eq!(t.pair(&V2), None);
+        assert_eq!(t.swarm_key(&V2), V2);
+        t.link(V1, V2);
+        assert_eq!(t.pair(&V1), Some(PAIR));
+        assert_eq!(t.pair(&V2), Some(PAIR));
+        assert_eq!((t.swarm_key(&V1), t.swarm_key(&V2)), (V1, V1));
+        assert_eq!(t.swarm_key(&[3; 20]), [3; 20]);
+        t.unlink(&V2);
+        assert_eq!((t.pair(&V1), t.swarm_key(&V2)), (None, V2));
+    }
+
+    #[test]
     fn a_client_gets_the_own_seed_under_the_hash_it_asked_first() {
         let t = Twins::default();
-        assert!(!t.any());
         t.link(V1, V2);
-        assert!(t.any());
         let now = Instant::now();
+        let may = |hash: &InfoHash, port: u16| t.may_list_own_seed(&PAIR, hash, client(port), now);
         // v2 first: then v2 only, for as long as it is remembered.
-        assert!(t.may_list_own_seed(&V2, client(1), now));
-        assert!(!t.may_list_own_seed(&V1, client(1), now));
-        assert!(t.may_list_own_seed(&V2, client(1), now));
+        assert!(may(&V2, 1));
+        assert!(!may(&V1, 1));
+        assert!(may(&V2, 1));
         // v1 first, another client.
-        assert!(t.may_list_own_seed(&V1, client(2), now));
-        assert!(!t.may_list_own_seed(&V2, client(2), now));
+        assert!(may(&V1, 2));
+        assert!(!may(&V2, 2));
         // Forgotten after the sweep: asked again, the first hash asked wins again.
         t.sweep(now + Duration::from_secs(10), Duration::from_secs(5));
-        assert!(t.may_list_own_seed(&V1, client(1), now));
-        // Hashes not of a hybrid torrent are not limited.
-        assert!(t.may_list_own_seed(&[3; 20], client(1), now));
-        t.unlink(&V2);
-        assert!(t.may_list_own_seed(&V2, client(2), now));
+        assert!(may(&V1, 1));
+        assert!(!may(&V2, 1));
+    }
+
+    /// Issue 15: a client that announced v1, stopped, and came back with v2 only got no seed
+    /// for an hour.
+    #[test]
+    fn a_client_that_stopped_asks_afresh() {
+        let t = Twins::default();
+        t.link(V1, V2);
+        let now = Instant::now();
+        assert!(t.may_list_own_seed(&PAIR, &V1, client(1), now));
+        assert!(!t.may_list_own_seed(&PAIR, &V2, client(1), now));
+        t.forget(&PAIR, client(1));
+        assert!(t.may_list_own_seed(&PAIR, &V2, client(1), now));
+        assert!(!t.may_list_own_seed(&PAIR, &V1, client(1), now));
     }
 
     #[test]
@@ -150,8 +192,8 @@ mod tests {
                 given.insert((V1, other), (V2, now));
             }
         }
-        assert!(t.may_list_own_seed(&V1, client(7), now));
-        assert!(!t.may_list_own_seed(&V2, client(7), now));
+        assert!(t.may_list_own_seed(&PAIR, &V1, client(7), now));
+        assert!(!t.may_list_own_seed(&PAIR, &V2, client(7), now));
         assert_eq!(t.given.lock().unwrap().len(), MAX_CLIENTS, "bounded");
     }
 }
