@@ -315,7 +315,7 @@ fn idle_connections_make_way_for_a_real_downloader() {
     // Past their grace period, the idle ones may be evicted.
     std::thread::sleep(Duration::from_secs(11));
     let out = tempfile::tempdir().unwrap();
-    let t = crate::serve::torrent_without_web_seed(&server, "wanted.bin", out.path());
+    let t = crate::common::torrent_without_web_seed(&server, "wanted.bin", out.path());
     let o = crate::common::aria2c(out.path(), &t);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     keeper.join().unwrap();

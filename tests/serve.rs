@@ -419,7 +419,7 @@ fn dropped_file_is_published_with_links_and_web_seed() {
     .unwrap();
     assert_eq!(j["info_hash"], ih);
     assert_eq!(j["trackers"][0][0], server.url("/announce"));
-    assert_eq!(j["web_seeds"][0], server.url("/files/"));
+    assert_eq!(j["web_seeds"][0], server.url("/files/big%20file.bin"));
     // S3 style: the file's URL with ?torrent.
     let s3 = server.get("/files/big%20file.bin?torrent");
     assert_eq!(s3.body, r.body);
@@ -668,6 +668,61 @@ fn aria2_downloads_from_the_web_seed_alone() {
     }
 }
 
+/// libtorrent downloads from the web seed alone (the tracker lists the seed at an address where
+/// nothing listens): a single file, whose `url-list` is the file's own URL, and a folder, whose
+/// is the `/files/` root — v1 and hybrid.
+#[test]
+fn libtorrent_downloads_from_the_web_seed_alone() {
+    if !have_libtorrent() {
+        return;
+    }
+    for format in ["v1", "hybrid"] {
+        let d = dirs();
+        std::fs::write(d.content.join("one.bin"), data(1_000_000, 8)).unwrap();
+        write_tree(
+            &d.content.join("pack"),
+            &[("a.bin", 70_000), ("sub/b.txt", 6)],
+        );
+        let server = Server::with_config(
+            &d,
+            &format!("[torrent]\nformat = \"{format}\"\n[peer]\npublic_ip = \"127.0.0.254\"\n"),
+        );
+        let out = tempfile::tempdir().unwrap();
+        for name in ["one.bin", "pack"] {
+            server.wait_published(name, None);
+            let tp = out.path().join(format!("{name}.torrent"));
+            std::fs::write(&tp, server.get(&format!("/torrents/{name}.torrent")).body).unwrap();
+            let o = std::process::Command::new("/usr/bin/python3")
+                .arg(interop_script("lt_download.py"))
+                .arg("--torrent")
+                .arg(&tp)
+                .arg("--save")
+                .arg(out.path())
+                .args(["--timeout", "60"])
+                .output()
+                .expect("run python3");
+            assert!(
+                o.status.success(),
+                "{format} {name}: {}{}",
+                stdout(&o),
+                stderr(&o)
+            );
+        }
+        for rel in ["one.bin", "pack/a.bin", "pack/sub/b.txt"] {
+            assert_eq!(
+                std::fs::read(out.path().join(rel)).unwrap(),
+                std::fs::read(d.content.join(rel)).unwrap(),
+                "{format}: {rel}"
+            );
+        }
+        assert_eq!(
+            server.metric("bitseed_peer_uploaded_bytes_total"),
+            Some(0),
+            "{format}"
+        );
+    }
+}
+
 /// SIGKILL right after publishing, then a restart: the catalog is whole and nothing is hashed.
 #[test]
 fn kill_9_then_restart_keeps_the_catalog() {
@@ -693,17 +748,6 @@ fn kill_9_then_restart_keeps_the_catalog() {
     let a1 = other.wait_published("a.bin", None);
     assert_eq!(a1["format"], "v1");
     other.wait_log("0 entries unchanged since last run", Duration::from_secs(5));
-}
-
-/// The torrent as served, without its web seed: what is downloaded must come over the peer wire.
-pub fn torrent_without_web_seed(server: &Server, name: &str, dir: &Path) -> PathBuf {
-    let r = server.get(&format!("/torrents/{}.torrent", name.replace(' ', "%20")));
-    assert_eq!(r.status, 200);
-    let mut meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
-    meta.web_seeds.clear();
-    let path = dir.join(format!("{name}.torrent"));
-    std::fs::write(&path, meta.to_bytes()).unwrap();
-    path
 }
 
 fn uploaded_over_peer_wire(server: &Server) -> u64 {

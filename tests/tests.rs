@@ -11,3 +11,5 @@ mod security;
 mod seeder;
 mod serve;
 mod tracker;
+mod transmission;
+mod webtorrent;

@@ -104,23 +104,33 @@ impl WebState {
 
     pub fn links(&self, req: &HttpRequest, p: &Published) -> Links {
         let base = self.base_url(req);
-        let name = encode_path(&p.name);
+        let (download_url, web_seed) = file_urls(&base, &p.name, p.meta.single_file);
         let mut magnet = p.meta.magnet();
         magnet.trackers = vec![format!("{base}/announce")];
         if p.meta.format != crate::metainfo::Format::Merkle {
-            magnet.web_seeds = vec![format!("{base}/files/")];
+            magnet.web_seeds = vec![web_seed.clone()];
         }
         Links {
-            torrent_url: format!("{base}/torrents/{name}.torrent"),
+            torrent_url: format!("{base}/torrents/{}.torrent", encode_path(&p.name)),
             magnet: magnet.to_uri(),
-            download_url: if p.meta.single_file {
-                format!("{base}/files/{name}")
-            } else {
-                format!("{base}/files/{name}/")
-            },
+            download_url,
             announce: format!("{base}/announce"),
-            web_seed: format!("{base}/files/"),
+            web_seed,
         }
+    }
+}
+
+/// The direct download URL and the BEP 19 web seed (`url-list`, magnet `ws`) of the entry `name`
+/// under `base`. A folder's web seed is the `/files/` root, to which clients append the torrent's
+/// name and each file's path. A single file's is its own URL: BEP 19 also allows the root there
+/// (ending in `/`, the client appends the name), but WebTorrent requests that URL as it is.
+fn file_urls(base: &str, name: &str, single_file: bool) -> (String, String) {
+    let name = encode_path(name);
+    if single_file {
+        let file = format!("{base}/files/{name}");
+        (file.clone(), file)
+    } else {
+        (format!("{base}/files/{name}/"), format!("{base}/files/"))
     }
 }
 
@@ -208,4 +218,30 @@ pub fn cors() -> actix_cors::Cors {
             "X-Total-Count",
         ])
         .max_age(86400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (WebTorrent 3 fetched a single-file torrent's `url-list` `.../files/` as it is
+    /// and got 404): a single file's web seed is its own URL, a folder's the `/files/` root.
+    #[test]
+    fn a_single_file_web_seed_names_the_file_and_a_folder_the_root() {
+        let base = "http://10.0.0.1:8080";
+        assert_eq!(
+            file_urls(base, "big file.bin", true),
+            (
+                "http://10.0.0.1:8080/files/big%20file.bin".to_owned(),
+                "http://10.0.0.1:8080/files/big%20file.bin".to_owned()
+            )
+        );
+        assert_eq!(
+            file_urls(base, "pack", false),
+            (
+                "http://10.0.0.1:8080/files/pack/".to_owned(),
+                "http://10.0.0.1:8080/files/".to_owned()
+            )
+        );
+    }
 }
