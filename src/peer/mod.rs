@@ -13,6 +13,7 @@ mod eviction;
 pub mod extended;
 pub mod handshake;
 pub mod message;
+pub mod mse;
 mod published;
 mod seeder;
 mod session;
