@@ -198,3 +198,146 @@ pub fn peer_connection(data: &[u8]) {
         }
     }
 }
+
+/// The MSE receiver fed one connection's bytes in pieces. The first byte picks the policy (bits
+/// 0-1), the piece size (bits 2-6: 1 to 31 bytes, 0 for all at once) and whether the input is
+/// guided (bit 7). Unguided, the rest is the peer's bytes as they are: sniffing, Ya, the sync
+/// search. Guided, an honest Ya and a PadA (twice the next byte long) go first and, once Yb is
+/// back, HASH('req1', S) and the masked hash of a published torrent, then the rest encrypted in
+/// A's stream: the input lands past the sync point, on VC, crypto_provide, the pads, IA and the
+/// payload after them, which no fuzzer could reach through SHA-1 and RC4 on its own.
+pub fn mse_receiver(data: &[u8]) {
+    let _ = mse_outcome(data);
+}
+
+/// `mse_receiver`'s body: how the handshake ended (a mode, a refusal's reason, or `None` for
+/// input that ran out first), so tests can check the seeds reach what they were made for.
+fn mse_outcome(data: &[u8]) -> Option<Result<crate::peer::mse::Mode, &'static str>> {
+    use std::collections::HashMap;
+
+    use crate::peer::mse::receiver::MAX_HANDSHAKE;
+    use crate::peer::mse::{dh, initiator, keys, Encryption, Mode, Random, Receiver, KEY_LEN};
+
+    const IH: [u8; 20] = [0x42; 20];
+    const A_KEY: [u8; 20] = [0x3C; 20];
+    const B_KEY: [u8; 20] = [0x5B; 20];
+    const PAD_B: usize = 37;
+    // Both keys are fixed, so A's side of the exchange (Ya, Yb and S) is worked out once:
+    // only the receiver's own exponentiations run per input.
+    static EXCHANGE: OnceLock<([u8; KEY_LEN], [u8; KEY_LEN], [u8; KEY_LEN])> = OnceLock::new();
+    let (ya, yb, s) = EXCHANGE.get_or_init(|| {
+        let yb = dh::public_key(&B_KEY);
+        let s = dh::shared_secret(&A_KEY, &yb).expect("our Yb is a valid key");
+        (dh::public_key(&A_KEY), yb, s)
+    });
+    let (&setup, rest) = data.split_first()?;
+    let policy = match setup & 3 {
+        1 => Encryption::Require,
+        2 => Encryption::Disable,
+        _ => Encryption::Prefer,
+    };
+    let piece = match (setup >> 2) & 31 {
+        0 => usize::MAX,
+        n => usize::from(n),
+    };
+    let lookup: HashMap<_, _> = [IH, [0x17; 20]]
+        .into_iter()
+        .map(|ih| (keys::req2_key(&ih), ih))
+        .collect();
+    let mut receiver = Receiver::new(
+        policy,
+        Random {
+            private_key: B_KEY,
+            pad: vec![0xA5; PAD_B],
+        },
+    );
+    let mut out = Vec::new();
+    let mut input = rest.to_vec();
+    let mut guided_secret = None;
+    if setup & 0x80 != 0 {
+        let (&pad_a, tail) = rest.split_first()?;
+        let mut first = ya.to_vec();
+        first.extend(std::iter::repeat_n(0xEE, 2 * usize::from(pad_a)));
+        match receiver.feed(&first, &lookup, &mut out) {
+            Ok(None) => {}
+            Ok(Some(_)) => panic!("an MSE Ya finished a handshake"),
+            Err(e) => {
+                assert_eq!(policy, Encryption::Disable, "{e}");
+                return Some(Err(e.reason()));
+            }
+        }
+        assert_eq!(out.first_chunk::<KEY_LEN>(), Some(yb), "Yb answers Ya");
+        let (mut a_stream, _) = keys::streams(s, &IH);
+        input = initiator::step3(s, &IH, &mut a_stream, tail.to_vec());
+        guided_secret = Some(s);
+    }
+    let mut fed = Vec::new();
+    for p in input.chunks(piece.min(input.len().max(1))) {
+        fed.extend_from_slice(p);
+        match receiver.feed(p, &lookup, &mut out) {
+            Ok(None) => {
+                assert!(receiver.held() < MAX_HANDSHAKE, "held {}", receiver.held());
+                assert!(out.len() <= KEY_LEN + PAD_B);
+            }
+            Ok(Some(done)) => {
+                match done.mode {
+                    Mode::Plaintext => {
+                        assert_ne!(policy, Encryption::Require);
+                        assert!(guided_secret.is_none() && done.prefix == fed);
+                        assert!(out.is_empty());
+                    }
+                    Mode::Rc4 | Mode::MsePlaintext => {
+                        assert_ne!(policy, Encryption::Disable);
+                        assert!(policy == Encryption::Prefer || done.mode == Mode::Rc4);
+                        let ih = done.info_hash.expect("MSE names the torrent");
+                        assert!(lookup.values().any(|v| *v == ih));
+                        assert!(done.prefix.len() <= fed.len());
+                        // Step 4 decrypts in B's stream to VC and the mode selected.
+                        assert_eq!(out.len(), KEY_LEN + PAD_B + 14);
+                        if let Some(s) = guided_secret {
+                            let (_, mut b_stream) = keys::streams(s, &ih);
+                            let mut step4 = out[KEY_LEN + PAD_B..].to_vec();
+                            rc4::StreamCipher::apply_keystream(&mut b_stream, &mut step4);
+                            let select = if done.mode == Mode::Rc4 { 2u8 } else { 1 };
+                            assert_eq!(step4, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, select, 0, 0]);
+                        }
+                    }
+                }
+                return Some(Ok(done.mode));
+            }
+            Err(e) => {
+                assert_ne!(e.reason(), "internal", "{e}");
+                return Some(Err(e.reason()));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::peer::mse::Mode;
+
+    /// The MSE seeds reach what they were written for: a guided seed that stopped completing
+    /// its handshake would leave the fuzzer outside the encrypted fields.
+    #[test]
+    fn mse_seeds_reach_their_outcomes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/mse_receiver");
+        let expected: [(&str, Option<Result<Mode, &str>>); 7] = [
+            ("plaintext_handshake", Some(Ok(Mode::Plaintext))),
+            ("plaintext_require", Some(Err("plaintext_refused"))),
+            ("garbage_http", Some(Err("bad_mse_sync"))),
+            ("guided_rc4_ia", Some(Ok(Mode::Rc4))),
+            (
+                "guided_plaintext_byte_at_a_time",
+                Some(Ok(Mode::MsePlaintext)),
+            ),
+            ("guided_pad_c_512_require", Some(Ok(Mode::Rc4))),
+            ("guided_no_ia", Some(Ok(Mode::Rc4))),
+        ];
+        for (name, outcome) in expected {
+            let data = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(super::mse_outcome(&data), outcome, "{name}");
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod extended;
 pub mod handshake;
 pub mod listener;
 pub mod message;
+pub mod mse;
 mod published;
 mod seeder;
 mod session;
