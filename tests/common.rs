@@ -398,7 +398,7 @@ pub fn transmission_download(
                     && !l.contains("refcount")
                     && !l.contains("reconnect interval")
             })
-            .take(40)
+            .take(200)
             .collect();
         format!(
             "Transmission ({settings:?}) {why} after {:.1} s\n--- transmission-remote -i:\n{}\n\

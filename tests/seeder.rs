@@ -287,6 +287,33 @@ fn libtorrent_downloads_hybrid_over_utp() {
     libtorrent_case_with("hybrid", &[3_000_000, 70_000], "32K", false, &[], &utp);
 }
 
+/// libtorrent with encryption forced (RC4 only, plaintext refused), over TCP and over uTP.
+#[test]
+fn libtorrent_downloads_with_rc4_forced_over_tcp() {
+    let rc4 = ["--encryption", "forced"];
+    libtorrent_case_with("hybrid", &[3_000_000, 70_000], "32K", false, &[], &rc4);
+}
+
+#[test]
+fn libtorrent_downloads_with_rc4_forced_over_utp() {
+    let rc4 = ["--encryption", "forced", "--transport", "utp"];
+    libtorrent_case_with("v2", &[3_000_000, 70_000], "32K", false, &[], &rc4);
+}
+
+/// A seed with `--encryption require` serves a client that encrypts.
+#[test]
+fn a_seed_requiring_encryption_serves_libtorrent_with_rc4() {
+    let rc4 = ["--encryption", "forced"];
+    libtorrent_case_with(
+        "v1",
+        &[1_000_000],
+        "32K",
+        false,
+        &["--encryption", "require"],
+        &rc4,
+    );
+}
+
 #[test]
 fn libtorrent_downloads_a_v1_magnet_link() {
     libtorrent_case("v1", &[2_000_000], "16K", true, &[]);
@@ -1003,4 +1030,156 @@ fn v2_block_hashes_are_answered_from_disk_with_proofs() {
         pos >>= 1;
     }
     assert_eq!(node, root);
+}
+
+/// A client that says it is interested only after a pause (Transmission waits about 10 s) is
+/// unchoked, over each transport and encryption: the session keeps reading a stream whose next
+/// bytes come long after the handshake.
+#[test]
+fn interest_sent_after_a_pause_is_answered_over_tcp_and_utp_plain_and_rc4() {
+    use bitseed::peer::mse::{self, Offer, CRYPTO_PLAINTEXT, CRYPTO_RC4};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[100_000], &["-p", "32K"]);
+    let ih = meta.info_hash.wire_hashes()[0];
+    let seeder = in_process(PeerConfig::default(), Published::open(meta, &src).unwrap());
+    let addr = seeder.addr;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    async fn until_unchoke<S: AsyncRead + AsyncWrite + Unpin>(
+        mut s: S,
+        plain_handshake: bool,
+        ih: [u8; 20],
+    ) {
+        let ours = Handshake::ours(ih, *b"-TC0001-testclient00", false).serialize();
+        if plain_handshake {
+            s.write_all(&ours).await.unwrap();
+            s.flush().await.unwrap();
+        }
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Their handshake, then whatever greeting they send at once.
+        while buf.len() < 68 {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(Handshake::parse(&buf[..68]).unwrap().unwrap().info_hash, ih);
+        buf.drain(..68);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        s.write_all(&[0, 0, 0, 1, 2]).await.unwrap(); // interested
+        s.flush().await.unwrap();
+        loop {
+            while let Some((m, used)) = Message::parse(&buf, 1 << 20).unwrap() {
+                buf.drain(..used);
+                if m == Message::Unchoke {
+                    return;
+                }
+            }
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before unchoking");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    for (utp, provide) in [
+        (false, None),
+        (false, Some(CRYPTO_RC4)),
+        (true, None),
+        (true, Some(CRYPTO_RC4)),
+        (true, Some(CRYPTO_PLAINTEXT)),
+    ] {
+        let what = format!("utp {utp}, provide {provide:?}");
+        runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let offer = |p| Offer {
+                info_hash: ih,
+                provide: p,
+                pad_c: Vec::new(),
+                ia: Handshake::ours(ih, *b"-TC0001-testclient00", false)
+                    .serialize()
+                    .to_vec(),
+            };
+            let run = async {
+                if utp {
+                    let sock = librqbit_utp::UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap())
+                        .await
+                        .unwrap();
+                    // Two connections from one socket (one address and port), as Transmission
+                    // opens one per torrent.
+                    let one = || async {
+                        let s = sock.connect(addr).await.unwrap();
+                        match provide {
+                            None => until_unchoke(s, true, ih).await,
+                            Some(p) => {
+                                let s = mse::connect(s, offer(p), deadline).await.unwrap();
+                                until_unchoke(s, false, ih).await
+                            }
+                        }
+                    };
+                    tokio::join!(one(), one());
+                } else {
+                    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    match provide {
+                        None => until_unchoke(s, true, ih).await,
+                        Some(p) => {
+                            let s = mse::connect(s, offer(p), deadline).await.unwrap();
+                            until_unchoke(s, false, ih).await
+                        }
+                    }
+                }
+            };
+            tokio::time::timeout_at(deadline, run)
+                .await
+                .unwrap_or_else(|_| panic!("{what}: no unchoke"));
+        });
+    }
+}
+
+/// `peer.encryption = require` closes a plaintext handshake; `disable` closes an encrypted one.
+/// Both are counted by reason.
+#[test]
+fn encryption_policy_refuses_the_other_kind() {
+    use bitseed::peer::mse::{self, Encryption, Offer, CRYPTO_RC4};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[50_000], &["-p", "16K"]);
+    let ih = meta.info_hash.wire_hashes()[0];
+
+    let require = in_process(
+        PeerConfig {
+            encryption: Encryption::Require,
+            ..PeerConfig::default()
+        },
+        Published::open(meta.clone(), &src).unwrap(),
+    );
+    let mut s = TcpStream::connect(require.addr).unwrap();
+    s.write_all(&Handshake::ours(ih, *b"-TC0001-testclient00", false).serialize())
+        .unwrap();
+    expect_dropped(&mut s, "plaintext handshake under require");
+
+    let disable = in_process(
+        PeerConfig {
+            encryption: Encryption::Disable,
+            ..PeerConfig::default()
+        },
+        Published::open(meta, &src).unwrap(),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refused = runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(disable.addr).await.unwrap();
+        let offer = Offer {
+            info_hash: ih,
+            provide: CRYPTO_RC4,
+            pad_c: Vec::new(),
+            ia: Vec::new(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        mse::connect(tcp, offer, deadline).await
+    });
+    assert!(
+        refused.is_err(),
+        "an MSE handshake under disable is refused"
+    );
 }

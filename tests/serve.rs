@@ -1029,6 +1029,27 @@ fn the_peer_port_accepts_utp_and_counts_other_datagrams() {
     assert!(server.metric("bitseed_peer_udp_datagrams_total{kind=\"utp\"}") >= Some(1));
 }
 
+/// A handshake for a torrent not published here is closed and counted by reason.
+#[test]
+fn refused_handshakes_are_counted_by_reason() {
+    use std::io::{Read, Write};
+    let d = dirs();
+    let server = Server::start(&d.content, &d.state, &[]);
+    let peer = server.logged_addr("peer listening on ");
+    let mut s = std::net::TcpStream::connect(peer).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let hs = bitseed::peer::Handshake::ours([7; 20], *b"-TC0001-testclient00", false);
+    s.write_all(&hs.serialize()).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "closed");
+    let series = "bitseed_peer_handshakes_refused_total{reason=\"unknown_info_hash\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.metric(series) != Some(1) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.metric(series), Some(1));
+}
+
 /// libtorrent as qBittorrent runs it (uTP first, encryption preferred) downloads from the
 /// seeder over uTP on its first connection: no refused attempt, no fallback.
 #[test]

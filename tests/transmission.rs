@@ -12,7 +12,7 @@ use crate::serve::{dirs, Server};
 /// torrents, which one Transmission with `settings` downloads at once, web seed removed: every
 /// byte comes over the peer wire. (Transmission 3.00 cannot read hybrid or v2 torrents at all:
 /// "Error parsing .torrent file", the same for libtorrent's hybrid torrent of the same file.)
-fn transmission_case(settings: TransmissionSettings) {
+fn transmission_case(settings: TransmissionSettings, transport: &str) {
     if !have_transmission() {
         return;
     }
@@ -56,40 +56,63 @@ fn transmission_case(settings: TransmissionSettings) {
             "{rel}: not the published bytes"
         );
     }
+    // Over the transport expected, RC4-encrypted (Transmission offers RC4 whenever it
+    // encrypts, and encrypts when it may).
+    let accepted = |t: &str| {
+        server
+            .metric(&format!(
+                "bitseed_peer_connections_accepted_total{{transport=\"{t}\"}}"
+            ))
+            .unwrap()
+    };
+    assert!(
+        accepted(transport) >= 2,
+        "one connection per torrent over {transport}"
+    );
+    assert!(
+        server
+            .metric("bitseed_peer_handshakes_total{encryption=\"rc4\"}")
+            .unwrap()
+            >= 2
+    );
     let sent = server.metric("bitseed_peer_uploaded_bytes_total").unwrap();
     assert!(sent >= (3 << 20) + (1 << 20) + 100_001, "{sent} bytes sent");
 }
 
-/// Validates the harness: with uTP off, Transmission connects over TCP, its MSE attempt is
-/// refused, it reconnects in plaintext at once and downloads a file and a folder.
+/// With uTP off, Transmission connects over TCP, encrypted as it prefers.
 #[test]
 fn transmission_downloads_over_tcp_with_utp_off() {
-    transmission_case(TransmissionSettings {
-        utp: false,
-        encryption: Encryption::Preferred,
-    });
+    transmission_case(
+        TransmissionSettings {
+            utp: false,
+            encryption: Encryption::Preferred,
+        },
+        "tcp",
+    );
 }
 
-/// Transmission as installed (uTP on, encryption preferred). Today the seeder resets the uTP
-/// SYN, and Transmission 3.00 then drops the TCP connection it falls back to before it is made
-/// ("libevent got an error what==32, errno=115"), marks the seeder unreachable and waits 900 s.
+/// Transmission as installed: uTP first (3.00 never falls back to TCP after a failed uTP
+/// attempt), encryption preferred. It also loses the messages that share a uTP packet with
+/// the handshake in encrypted mode: the seeder sends its handshake on its own.
 #[test]
-#[ignore = "needs uTP/MSE in the seeder (issue 15)"]
 fn transmission_downloads_at_its_defaults() {
-    transmission_case(TransmissionSettings {
-        utp: true,
-        encryption: Encryption::Preferred,
-    });
+    transmission_case(
+        TransmissionSettings {
+            utp: true,
+            encryption: Encryption::Preferred,
+        },
+        "utp",
+    );
 }
 
-/// Encryption required (uTP off, so MSE over TCP alone is tried): today the seeder closes the
-/// connection at the MSE handshake ("not a BitTorrent handshake"), and Transmission marks it
-/// unreachable for 900 s.
+/// Encryption required, uTP off: MSE over TCP.
 #[test]
-#[ignore = "needs uTP/MSE in the seeder (issue 15)"]
 fn transmission_downloads_with_encryption_required() {
-    transmission_case(TransmissionSettings {
-        utp: false,
-        encryption: Encryption::Required,
-    });
+    transmission_case(
+        TransmissionSettings {
+            utp: false,
+            encryption: Encryption::Required,
+        },
+        "tcp",
+    );
 }

@@ -78,21 +78,19 @@ fn webtorrent_downloads_from_the_web_seed() {
 
 /// From the peer port (web seed removed), found through the tracker, at WebTorrent's default
 /// `secure: 1`: every outgoing connection opens with an MSE handshake and is retried the same
-/// way, never in plaintext. Today the seeder drops it ("not a BitTorrent handshake") and
-/// WebTorrent waits until its timeout.
+/// way, never in plaintext, so this needs the seeder's MSE.
 #[test]
-#[ignore = "needs MSE in the seeder (issue 15)"]
 fn webtorrent_downloads_from_the_peer_port() {
-    peer_port_case(&[]);
+    peer_port_case(&[], true);
 }
 
 /// From the peer port with encryption off (`secure: 0`): the plain BitTorrent handshake.
 #[test]
 fn webtorrent_downloads_from_the_peer_port_in_plaintext() {
-    peer_port_case(&["--secure=0"]);
+    peer_port_case(&["--secure=0"], false);
 }
 
-fn peer_port_case(flags: &[&str]) {
+fn peer_port_case(flags: &[&str], encrypted: bool) {
     if !have_webtorrent() {
         return;
     }
@@ -111,5 +109,13 @@ fn peer_port_case(flags: &[&str]) {
         assert_same(&d, out.path(), &FILES, format);
         let sent = server.metric("bitseed_peer_uploaded_bytes_total").unwrap();
         assert!(sent >= (3 << 20) + (1 << 20) + 100_001, "{format}: {sent}");
+        let plain = server
+            .metric("bitseed_peer_handshakes_total{encryption=\"plaintext\"}")
+            .unwrap();
+        assert_eq!(
+            plain == 0,
+            encrypted,
+            "{format}: {plain} plaintext handshakes"
+        );
     }
 }

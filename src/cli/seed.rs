@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bitseed::announce::{self, Announce, Event};
 use bitseed::metainfo::Metainfo;
+use bitseed::peer::mse::Encryption;
 use bitseed::peer::{PeerConfig, PeerListener, Published, Seeder};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -40,6 +41,13 @@ pub struct Args {
     /// Do not announce to the torrent's trackers.
     #[arg(long)]
     no_announce: bool,
+    /// Do not take uTP connections on the UDP side of the listen port (TCP only).
+    #[arg(long)]
+    no_utp: bool,
+    /// Encrypted handshakes (MSE/PE): prefer takes plaintext and encrypted ones (RC4 when the
+    /// peer offers it), require only RC4-encrypted ones, disable only plaintext ones.
+    #[arg(long, value_enum, default_value = "prefer")]
+    encryption: Encryption,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -64,6 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         upload_slots: args.upload_slots,
         max_upload_rate: args.max_upload_rate,
         super_seed: args.super_seed,
+        utp: !args.no_utp,
+        encryption: args.encryption,
         ..PeerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

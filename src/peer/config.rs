@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::mse::Encryption;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PeerConfig {
@@ -13,6 +15,10 @@ pub struct PeerConfig {
     /// Accept uTP (BEP 29) connections on the UDP side of the peer port. Most clients try it
     /// first (Transmission 3.00 and 4.0.0 never fall back to TCP after a failed uTP attempt).
     pub utp: bool,
+    /// Message Stream Encryption (MSE/PE): `prefer` takes plaintext and encrypted handshakes
+    /// (RC4 when the peer offers it), `require` only RC4-encrypted ones, `disable` only
+    /// plaintext ones.
+    pub encryption: Encryption,
     /// Address announced for this seed; unset: the address on which the announcing client
     /// reached us.
     pub public_ip: Option<IpAddr>,
@@ -54,6 +60,7 @@ impl Default for PeerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 6881)),
             public_ip: None,
             utp: true,
+            encryption: Encryption::Prefer,
             upload_slots: 50,
             max_upload_rate: 0,
             max_connections: 1000,

@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use super::listener::{UdpCounts, Via};
+use super::mse::Mode;
+
+const MODES: [Mode; 3] = [Mode::Plaintext, Mode::MsePlaintext, Mode::Rc4];
+
+fn mode_index(mode: Mode) -> usize {
+    match mode {
+        Mode::Plaintext => 0,
+        Mode::MsePlaintext => 1,
+        Mode::Rc4 => 2,
+    }
+}
 
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
@@ -66,6 +77,8 @@ pub(super) struct Refusals {
     pub pushed_out: AtomicU64,
     pub accept_errors: AtomicU64,
     handshakes: [AtomicU64; Refusal::ALL.len()],
+    /// Handshakes completed, by encryption: plaintext, MSE then plaintext, RC4.
+    modes: [AtomicU64; 3],
     /// When the last summary was logged, and the counts it covered.
     summary: Mutex<Option<(Instant, Vec<u64>)>>,
 }
@@ -77,6 +90,10 @@ impl Refusals {
             Via::Utp => &self.accepted_utp,
         }
         .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn opened(&self, mode: Mode) {
+        self.modes[mode_index(mode)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn handshake(&self, why: Refusal) {
@@ -159,6 +176,18 @@ impl Refusals {
                 out,
                 "bitseed_peer_connections_refused_total{{reason=\"{reason}\"}} {}",
                 n(c)
+            );
+        }
+        out.push_str(
+            "# HELP bitseed_peer_handshakes_total Handshakes completed, by encryption (mse_plaintext: an encrypted handshake, then plaintext).\n\
+             # TYPE bitseed_peer_handshakes_total counter\n",
+        );
+        for m in MODES {
+            let _ = writeln!(
+                out,
+                "bitseed_peer_handshakes_total{{encryption=\"{}\"}} {}",
+                m.name(),
+                n(&self.modes[mode_index(m)])
             );
         }
         out.push_str(

@@ -12,6 +12,9 @@ use super::WireError;
 
 pub const HANDSHAKE_LEN: usize = 68;
 const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
+/// The handshake's first 20 bytes, the same in every plaintext handshake: what tells it from
+/// an encrypted (MSE) one.
+pub const PLAIN_HEADER: &[u8; 20] = b"\x13BitTorrent protocol";
 
 /// reserved[5] & 0x10: BEP 10 extension protocol.
 const EXTENDED: (usize, u8) = (5, 0x10);

@@ -17,15 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::counts::Refusal;
-use super::handshake::HANDSHAKE_LEN;
-use super::listener::Incoming;
+use super::handshake::{HANDSHAKE_LEN, PLAIN_HEADER};
+use super::listener::{Incoming, PeerRead, PeerWrite};
+use super::mse::{self, Encryption, Mode, MseError};
 use super::published::Published;
 use super::shared::{Entry, Inner, SessionView, Slot};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
@@ -70,6 +71,10 @@ enum SessionError {
     HandshakeEof,
     #[error("unknown info hash {0}")]
     UnknownTorrent(String),
+    #[error("encryption handshake: {0}")]
+    Mse(#[from] MseError),
+    #[error("the BitTorrent handshake names another torrent than its encryption handshake")]
+    MseHashMismatch,
     #[error("no room under max_connections or max_connections_per_torrent")]
     NoRoom,
     #[error("closed while waiting for room, for newer connections")]
@@ -94,12 +99,13 @@ enum SessionError {
 pub(super) async fn run(inner: Arc<Inner>, incoming: Incoming, shutdown: CancellationToken) {
     let Incoming { rd, wr, addr, via } = incoming;
     match serve(&inner, rd, wr, addr, shutdown).await {
-        Ok(()) => debug!(%addr, via = via.name(), "peer disconnected"),
-        Err(e) => {
+        Ok(mode) => debug!(%addr, via = via.name(), mode = mode.name(), "peer disconnected"),
+        Err((e, mode)) => {
             if let Some(why) = e.refused() {
                 inner.refusals.handshake(why);
             }
-            debug!(%addr, via = via.name(), "peer dropped: {e}");
+            let mode = mode.map_or("none", Mode::name);
+            debug!(%addr, via = via.name(), mode, "peer dropped: {e}");
         }
     }
 }
@@ -112,6 +118,17 @@ impl SessionError {
             SessionError::HandshakeEof => Refusal::Closed,
             SessionError::UnknownTorrent(_) => Refusal::UnknownInfoHash,
             SessionError::Wire(WireError::BadHandshake) => Refusal::NotBitTorrent,
+            SessionError::MseHashMismatch => Refusal::BadEncryption,
+            SessionError::Mse(e) => match e {
+                MseError::PlaintextRefused => Refusal::PlaintextRefused,
+                MseError::EncryptionRefused | MseError::CryptoRefused(_) => {
+                    Refusal::EncryptionRefused
+                }
+                MseError::UnknownInfoHash => Refusal::UnknownInfoHash,
+                MseError::Timeout => Refusal::Timeout,
+                MseError::Closed | MseError::Io(_) => Refusal::Closed,
+                _ => Refusal::BadEncryption,
+            },
             _ => return None,
         })
     }
@@ -272,6 +289,15 @@ async fn read_handshake<R: AsyncRead + Unpin>(
     }
 }
 
+/// Writes the front of the output queue, or flushes when it is empty.
+async fn write_or_flush(wr: &mut PeerWrite, front: &[u8]) -> std::io::Result<usize> {
+    if front.is_empty() {
+        wr.flush().await.map(|()| 0)
+    } else {
+        wr.write(front).await
+    }
+}
+
 /// Super-seeding: shows the peer its next piece when it is ready for one.
 fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out<'_>) {
     let Some(picker) = &entry.super_seed else {
@@ -353,30 +379,94 @@ struct Taken {
     stopped_for_room: bool,
 }
 
-async fn serve<R, W>(
+async fn serve(
     inner: &Inner,
-    mut rd: R,
-    mut wr: W,
+    rd: PeerRead,
+    wr: PeerWrite,
     addr: SocketAddr,
     shutdown: CancellationToken,
-) -> Result<(), SessionError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> Result<Mode, (SessionError, Option<Mode>)> {
     let cfg: &PeerConfig = &inner.config;
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // No slot yet: on the pending list, from which the oldest are pushed out by newcomers.
     let (pend_id, pushed_out) = inner.pend(addr.ip());
     let pending = Pending { inner, id: pend_id };
 
-    let theirs = tokio::select! {
-        _ = shutdown.cancelled() => return Ok(()),
-        _ = pushed_out.cancelled() => return Err(SessionError::PushedOut),
-        r = tokio::time::timeout(PeerConfig::secs(cfg.handshake_timeout), read_handshake(&mut rd, &mut inbuf)) => {
-            r.map_err(|_| SessionError::HandshakeTimeout)??
+    let handshake_timeout = PeerConfig::secs(cfg.handshake_timeout);
+    let deadline = tokio::time::Instant::now() + handshake_timeout;
+    let (rd, wr, theirs, mode) = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(Mode::Plaintext),
+        _ = pushed_out.cancelled() => return Err((SessionError::PushedOut, None)),
+        r = tokio::time::timeout_at(deadline, open(inner, rd, wr, &mut inbuf, deadline)) => {
+            r.map_err(|_| (SessionError::HandshakeTimeout, None))?.map_err(|e| (e, None))?
         }
     };
+    inner.refusals.opened(mode);
+    serve_open(
+        inner, rd, wr, theirs, inbuf, addr, pending, pushed_out, shutdown,
+    )
+    .await
+    .map(|()| mode)
+    .map_err(|e| (e, Some(mode)))
+}
+
+/// Reads the peer's handshake: a plaintext one, or an MSE handshake (per `peer.encryption`)
+/// and the BitTorrent handshake inside it. Returns the halves to go on with (decrypting and
+/// encrypting in RC4 mode) and what was agreed.
+async fn open(
+    inner: &Inner,
+    mut rd: PeerRead,
+    wr: PeerWrite,
+    inbuf: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> Result<(PeerRead, PeerWrite, Handshake, Mode), SessionError> {
+    // Enough bytes to tell a plaintext handshake (its 20-byte header) from an MSE key, which
+    // differs from it at some byte (a key may start with the header's first bytes).
+    while inbuf.len() < PLAIN_HEADER.len() && PLAIN_HEADER.starts_with(inbuf) {
+        inbuf.reserve(4096);
+        if rd.read_buf(inbuf).await? == 0 {
+            return Err(SessionError::HandshakeEof);
+        }
+    }
+    let policy = inner.config.encryption;
+    if inbuf.starts_with(PLAIN_HEADER) {
+        if policy == Encryption::Require {
+            return Err(MseError::PlaintextRefused.into());
+        }
+        let theirs = read_handshake(&mut rd, inbuf).await?;
+        return Ok((rd, wr, theirs, Mode::Plaintext));
+    }
+    if policy == Encryption::Disable {
+        return Err(WireError::BadHandshake.into());
+    }
+    let sniffed = std::mem::take(inbuf);
+    let lookup = |req2: &[u8; 20]| inner.skey(req2);
+    let accepted =
+        mse::accept(tokio::io::join(rd, wr), &sniffed, policy, &lookup, deadline).await?;
+    let asked = accepted.info_hash;
+    let mode = accepted.mode;
+    let (rd, wr) = accepted.stream.into_split(|joined| joined.into_inner());
+    let (mut rd, wr): (PeerRead, PeerWrite) = (Box::new(rd), Box::new(wr));
+    let theirs = read_handshake(&mut rd, inbuf).await?;
+    if asked != Some(theirs.info_hash) {
+        return Err(SessionError::MseHashMismatch);
+    }
+    Ok((rd, wr, theirs, mode))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_open(
+    inner: &Inner,
+    mut rd: PeerRead,
+    mut wr: PeerWrite,
+    theirs: Handshake,
+    mut inbuf: Vec<u8>,
+    addr: SocketAddr,
+    pending: Pending<'_>,
+    pushed_out: CancellationToken,
+    shutdown: CancellationToken,
+) -> Result<(), SessionError> {
+    let cfg: &PeerConfig = &inner.config;
     let entry = inner
         .lookup(&theirs.info_hash)
         .ok_or_else(|| SessionError::UnknownTorrent(hex::encode(theirs.info_hash)))?;
@@ -410,7 +500,18 @@ where
         inner.peer_id,
         torrent.metainfo.format == Format::Hybrid,
     );
-    out.push(ours.serialize().to_vec());
+    // The handshake goes out on its own, before the greeting: Transmission 3.00 over uTP with
+    // encryption loses the messages that arrive in the same packet as the handshake.
+    let send_timeout = PeerConfig::secs(cfg.send_timeout);
+    let handshake = async {
+        wr.write_all(&ours.serialize()).await?;
+        wr.flush().await
+    };
+    tokio::time::timeout(send_timeout, handshake)
+        .await
+        .map_err(|_| SessionError::SendStall)??;
+    inner.egress.sent(Channel::Peer, HANDSHAKE_LEN as u64);
+    torrent.offload.sent(Channel::Peer, HANDSHAKE_LEN as u64);
     let your_ip = match addr.ip() {
         std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
         std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
@@ -425,7 +526,6 @@ where
     let probation_ends = Instant::now() + PROBATION;
 
     let idle = PeerConfig::secs(cfg.idle_timeout);
-    let send_timeout = PeerConfig::secs(cfg.send_timeout);
     let frame_timeout = PeerConfig::secs(cfg.frame_timeout);
     let read_max = if inner.limited() {
         READ_MAX_LIMITED
@@ -450,6 +550,9 @@ where
     let mut tick = tokio::time::interval(TICK);
     // Messages that came in the handshake's read are taken at once, not at the next read.
     let mut input_waiting = !inbuf.is_empty();
+    // Written since the last flush: a writer that buffers (RC4 encrypts ahead of the socket)
+    // sends its last bytes when flushed, once nothing else is queued.
+    let mut unflushed = false;
 
     loop {
         if out.bytes > OUT_HARD {
@@ -571,8 +674,9 @@ where
                 input_waiting = true;
                 inbuf.reserve(32 * 1024);
             }
-            w = wr.write(out.front()), if !out.is_empty() => {
+            w = write_or_flush(&mut wr, out.front()), if !out.is_empty() || unflushed => {
                 let n = w?;
+                unflushed = n > 0;
                 out.advance(n);
                 // What left for the socket, counted as the publisher's egress.
                 inner.egress.sent(Channel::Peer, n as u64);

@@ -111,6 +111,9 @@ pub(super) struct Inner {
     pub peer_id: [u8; 20],
     /// std locks: held for map lookups only, never across `.await`.
     torrents: RwLock<HashMap<[u8; 20], Arc<Entry>>>,
+    /// MSE's key for each wire hash (`mse::req2_key`) → the hash, so an encrypted handshake
+    /// finds its torrent in one probe.
+    skeys: RwLock<HashMap<[u8; 20], [u8; 20]>>,
     choke: Mutex<ChokeState>,
     limiter: Option<Mutex<TokenBucket>>,
     /// The publisher's budget over every channel, and its byte counts.
@@ -164,6 +167,7 @@ impl Inner {
             config,
             peer_id,
             torrents: RwLock::new(HashMap::new()),
+            skeys: RwLock::new(HashMap::new()),
             limiter,
             egress,
             hash_work: Mutex::new(TokenBucket::new(HASH_WORK_RATE, Instant::now())),
@@ -193,10 +197,12 @@ impl Inner {
         let hashes = torrent.wire_hashes();
         {
             let mut map = self.torrents.write().unwrap_or_else(|e| e.into_inner());
+            let mut skeys = self.skeys.write().unwrap_or_else(|e| e.into_inner());
             for h in &hashes {
                 if let Some(old) = map.insert(*h, entry.clone()) {
                     old.retired.cancel();
                 }
+                skeys.insert(super::mse::req2_key(h), *h);
             }
         }
         if let Some((a, addr)) = lock(&self.announcer).as_ref() {
@@ -237,6 +243,15 @@ impl Inner {
         out
     }
 
+    /// The published wire hash whose MSE key is `req2`.
+    pub fn skey(&self, req2: &[u8; 20]) -> Option<[u8; 20]> {
+        self.skeys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(req2)
+            .copied()
+    }
+
     pub fn lookup(&self, info_hash: &[u8; 20]) -> Option<Arc<Entry>> {
         self.torrents
             .read()
@@ -252,6 +267,10 @@ impl Inner {
             let entry = map.get(info_hash).cloned();
             if let Some(entry) = &entry {
                 map.retain(|_, e| !Arc::ptr_eq(e, entry));
+                let mut skeys = self.skeys.write().unwrap_or_else(|e| e.into_inner());
+                for h in entry.torrent.wire_hashes() {
+                    skeys.remove(&super::mse::req2_key(&h));
+                }
             }
             entry
         };

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{CRYPTO_PLAINTEXT, CRYPTO_RC4};
 
 /// What the seeder accepts from a connecting peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Encryption {
     /// Plaintext and MSE handshakes; in MSE, RC4 when the peer offers it (as libtorrent, with
