@@ -37,6 +37,11 @@ pub enum CatalogError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the content folder `{0}` is a file, not a folder: give the folder to publish (each file \
+         or folder in it becomes a torrent) with --content"
+    )]
+    NotAFolder(PathBuf),
     #[error(transparent)]
     Root(#[from] StorageError),
 }
@@ -158,11 +163,28 @@ impl Catalog {
         options: TorrentOptions,
         registry: Arc<Registry>,
     ) -> Result<Arc<Catalog>, CatalogError> {
+        match std::fs::metadata(&content) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(CatalogError::NotAFolder(content)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&content).map_err(|source| CatalogError::Content {
+                    path: content.clone(),
+                    source,
+                })?;
+                // Said, because a mistyped --content would otherwise publish nothing, silently.
+                tracing::warn!(
+                    "the content folder `{}` did not exist: created it, empty",
+                    content.display()
+                );
+            }
+            Err(source) => {
+                return Err(CatalogError::Content {
+                    path: content,
+                    source,
+                })
+            }
+        }
         let store = Store::open(state_dir)?;
-        std::fs::create_dir_all(&content).map_err(|source| CatalogError::Content {
-            path: content.clone(),
-            source,
-        })?;
         let root = Arc::new(Root::beneath(&content)?);
         let hash_jobs = options.hash_jobs;
         Ok(Arc::new(Catalog {
@@ -312,7 +334,8 @@ impl Catalog {
             }
         }
         tracing::info!(
-            "catalog: {reused} entries unchanged since last run (nothing to hash), {queued} to hash"
+            "catalog: {} unchanged since last run (nothing to hash), {queued} to hash",
+            crate::units::count(reused as u64, "entry", "entries")
         );
         give_back_freed_memory();
         Ok(())

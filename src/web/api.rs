@@ -216,7 +216,7 @@ pub async fn list(
         .collect();
     let body = serde_json::to_vec(&list).unwrap_or_default();
     let mut builder = HttpResponse::Ok();
-    state.link_headers(&mut builder);
+    state.link_headers(&mut builder, super::PAGE_MAX_AGE);
     builder.insert_header(("X-Total-Count", page.total.to_string()));
     if let Some(last) = page.next {
         builder.insert_header((
@@ -229,7 +229,7 @@ pub async fn list(
             ),
         ));
     }
-    super::respond_with_etag(&req, builder, "application/json", body)
+    super::respond_with_etag(&req, builder, "application/json", body, true)
 }
 
 pub async fn one(
@@ -243,14 +243,11 @@ pub async fn one(
     {
         Some(p) => {
             let mut builder = HttpResponse::Ok();
-            state.link_headers(&mut builder);
-            builder.json(entry_json(
-                &state,
-                &req,
-                &p.name,
-                &Status::Published(p.clone()),
-            ))
+            state.link_headers(&mut builder, super::PAGE_MAX_AGE);
+            let entry = entry_json(&state, &req, &p.name, &Status::Published(p.clone()));
+            let body = serde_json::to_vec(&entry).unwrap_or_default();
+            super::respond_with_etag(&req, builder, "application/json", body, true)
         }
-        None => HttpResponse::NotFound().json(serde_json::json!({"error": "unknown info hash"})),
+        None => super::error::not_found(&req, "no published torrent has this info hash"),
     }
 }

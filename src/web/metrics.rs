@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use super::WebState;
@@ -64,12 +65,19 @@ pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
         "Content files held open by the descriptor pool.",
         crate::storage::FilePool::global().len() as u64,
     );
+    out.push_str(&state.requests.metrics());
     out.push_str(&state.swarm.metrics());
+    // Live values: a scraper must never be handed a cached copy.
     HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::VARY, "Accept-Encoding"))
         .content_type("text/plain; version=0.0.4")
         .body(out)
 }
 
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("text/plain")
+        .body("ok\n")
 }

@@ -84,7 +84,7 @@ pub async fn index(
                 "<a href=\"{}\">.torrent</a><a href=\"{}\">magnet</a><a href=\"{}\">direct</a>",
                 escape(tu),
                 escape(m),
-                escape(d)
+                escape(&download_link(d))
             ),
             _ => match t.status {
                 "failed" => format!(
@@ -153,6 +153,16 @@ pub async fn index(
          </table>{more}<script>{SCRIPT}</script></html>"
     );
     let mut builder = HttpResponse::Ok();
-    state.link_headers(&mut builder);
-    builder.content_type("text/html; charset=utf-8").body(html)
+    state.link_headers(&mut builder, super::PAGE_MAX_AGE);
+    super::respond_with_etag(&req, builder, "text/html; charset=utf-8", html.into(), true)
+}
+
+/// The page's direct link: a file is saved (`?download`: attachment) rather than opened in the
+/// tab; a folder's link leads to its listing.
+fn download_link(download_url: &str) -> String {
+    if download_url.ends_with('/') {
+        download_url.to_owned()
+    } else {
+        format!("{download_url}?download")
+    }
 }
