@@ -2,6 +2,7 @@
 //! sockets, and the interop modules use real BitTorrent clients.
 
 mod bounds;
+mod catalog;
 mod common;
 mod create;
 mod deploy;

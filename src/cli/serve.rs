@@ -144,6 +144,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             hash_threads: settings.catalog.hash_threads,
             hash_jobs: settings.catalog.hash_jobs,
         },
+        settings.catalog.follow_symlinks,
         registry.clone(),
     )?;
 

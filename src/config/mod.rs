@@ -108,6 +108,10 @@ pub struct CatalogSettings {
     pub hash_jobs: usize,
     /// Threads per hashing job (0: the number of CPUs).
     pub hash_threads: usize,
+    /// Publish top-level symbolic links, as the entry they point to, when their target is beneath
+    /// the content folder (never outside it, never a hidden name). Links inside a published
+    /// folder are skipped either way.
+    pub follow_symlinks: bool,
 }
 
 impl Default for Settings {
@@ -169,6 +173,7 @@ impl Default for CatalogSettings {
             settle_secs: 2.0,
             hash_jobs: 1,
             hash_threads: 0,
+            follow_symlinks: false,
         }
     }
 }

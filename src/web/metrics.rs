@@ -11,7 +11,7 @@ use crate::egress::Channel;
 
 pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
     // Counted under the registry's lock, not by copying every entry out of it.
-    let (published, hashing, _failed) = state.registry.counts();
+    let (published, hashing, _failed, queued) = state.registry.counts();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(
@@ -30,6 +30,12 @@ pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
         "gauge",
         "Entries being hashed.",
         hashing as u64,
+    );
+    metric(
+        "bitseed_catalog_queued",
+        "gauge",
+        "New entries waiting for their turn to be hashed.",
+        queued as u64,
     );
     metric(
         "bitseed_hashed_bytes_total",

@@ -35,9 +35,24 @@ fn offload_title(t: &super::api::TorrentJson) -> String {
     )
 }
 
+/// What a queued row says: its place, or that its copy is still being written (the script has
+/// the same words).
+fn queued_text(t: &super::api::TorrentJson) -> String {
+    if t.being_written {
+        "waiting for the copy to finish".into()
+    } else {
+        match t.queue_position {
+            Some(n) => format!("queued #{n}"),
+            None => "queued".into(),
+        }
+    }
+}
+
 /// Refreshes the numbers of the rows shown, by polling the same page of the API with its ETag:
 /// while nothing changes, each poll is a 304 of a few hundred bytes.
 const SCRIPT: &str = r#"
+const queued = t => t.being_written ? 'waiting for the copy to finish'
+  : 'queued' + (t.queue_position ? ' #' + t.queue_position : '');
 let etag = null;
 setInterval(async () => {
   try {
@@ -58,8 +73,13 @@ setInterval(async () => {
       if (c) c.textContent = t.completed + t.direct_completed;
       const o = row.querySelector('.offload');
       if (o && t.offload !== null) o.textContent = t.offload.toFixed(1) + 'x';
-      const p = row.querySelector('.progress');
-      if (p && t.status === 'hashing') p.textContent = 'hashing ' + Math.floor(t.progress * 100) + '%';
+      const bar = row.querySelector('progress');
+      if (bar && t.status === 'hashing') {
+        bar.value = t.progress;
+        row.querySelector('.pct').textContent = Math.floor(t.progress * 100) + '%';
+      }
+      const q = row.querySelector('.queued');
+      if (q && t.status === 'queued') q.textContent = queued(t);
       if (t.status !== row.dataset.status) { location.reload(); return; }
     }
     if (list.length !== rows.length) location.reload();
@@ -91,8 +111,11 @@ pub async fn index(
                     "<span class=muted>{}</span>",
                     escape(t.error.as_deref().unwrap_or("failed"))
                 ),
+                "queued" => format!("<span class=\"queued muted\">{}</span>", queued_text(&t)),
                 _ => format!(
-                    "<span class=\"progress muted\">hashing {}%</span>",
+                    "<progress max=1 value=\"{:.3}\" aria-label=\"hashing\"></progress> \
+                     <span class=\"pct muted\">{}%</span>",
+                    t.progress,
                     (t.progress * 100.0).floor()
                 ),
             },
