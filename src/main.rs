@@ -9,9 +9,7 @@ fn main() {
         Ok(args) => args,
         Err(err) if err.use_stderr() => {
             // One line, like every other error; `--help` has the details.
-            let text = err.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("bitseed: {first} (see --help)");
+            eprintln!("bitseed: error: {}", cli::clap_one_line(&err.to_string()));
             std::process::exit(2);
         }
         Err(err) => err.exit(),

@@ -16,9 +16,22 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// `n` and the noun that goes with it: `1 file`, `2 files`, `0 files`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use super::{count, human_size};
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(1u64, "file", "files"), "1 file");
+        assert_eq!(count(0u64, "file", "files"), "0 files");
+        assert_eq!(count(2u32, "entry", "entries"), "2 entries");
+    }
 
     #[test]
     fn units() {

@@ -25,6 +25,14 @@ impl Server {
         Server::spawn(cmd)
     }
 
+    /// `start` with environment variables set, as a container's settings are.
+    pub fn start_env(d: &Dirs, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = bitseed();
+        cmd.args(Self::args(&d.content, &d.state, extra))
+            .envs(env.iter().copied());
+        Server::spawn(cmd)
+    }
+
     /// `start` with `toml` as its configuration file (written beside the state folder), as an
     /// operator would set it.
     pub fn with_config(d: &Dirs, toml: &str) -> Server {
@@ -596,7 +604,7 @@ fn slow_writes_change_delete_and_restart() {
     let again = Server::start(&d.content, &d.state, &[]);
     let k2 = again.wait_published("keep.bin", None);
     assert_eq!(k2["info_hash"], kept["info_hash"]);
-    again.wait_log("1 entries unchanged since last run", Duration::from_secs(5));
+    again.wait_log("1 entry unchanged since last run", Duration::from_secs(5));
     let metrics = String::from_utf8(again.get("/metrics").body).unwrap();
     assert!(
         metrics.contains("bitseed_hashed_bytes_total 0"),
@@ -1124,10 +1132,7 @@ fn merkle_entries_are_seeded_after_a_restart_without_hashing_again() {
     drop(server);
 
     let again = Server::start(&d.content, &d.state, &args);
-    again.wait_log(
-        "1 entries unchanged since last run",
-        Duration::from_secs(10),
-    );
+    again.wait_log("1 entry unchanged since last run", Duration::from_secs(10));
     again.wait_published("m.bin", None);
     let peer = again.logged_addr("peer listening on ");
     assert_eq!(crate::seeder::download(peer, &meta), bytes);

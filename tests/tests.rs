@@ -2,14 +2,17 @@
 //! sockets, and the interop modules use real BitTorrent clients.
 
 mod bounds;
+mod catalog;
 mod common;
 mod create;
 mod deploy;
 mod hostile;
+mod http;
 mod offload;
 mod security;
 mod seeder;
 mod serve;
+mod setup;
 mod tracker;
 mod transmission;
 mod webtorrent;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{publishable_name, Catalog, Fingerprint, JobResult, Published, Retired, WALK};
+use super::{publishable_name, Catalog, Fingerprint, JobResult, Published, Retired, Source};
 use crate::hash::walk::{self, Content};
 use crate::hash::{self, CreateOptions};
 use crate::metainfo::{piece_size, plan_files, ContentHashes, Format, Metainfo, NewTorrent};
@@ -14,7 +14,6 @@ use crate::storage::{self, ContentFile, StorageError};
 impl Catalog {
     /// Looks at one entry and hashes it if it changed (runs on a blocking thread).
     pub(super) fn job(&self, name: &str) -> JobResult {
-        let path = self.content.join(name);
         let gone = || {
             self.keep_for_rename(name);
             JobResult::Gone
@@ -22,13 +21,12 @@ impl Catalog {
         if !publishable_name(name) {
             return gone();
         }
-        match std::fs::symlink_metadata(&path) {
-            Err(_) => return gone(),
-            // Never follow a link out of the content folder.
-            Ok(m) if m.file_type().is_symlink() => return gone(),
-            Ok(_) => {}
-        }
-        let content = match walk::collect(&path, WALK) {
+        // A link is followed only beneath the content folder, and only when asked.
+        let path = match self.source(name) {
+            Source::At(path) => path,
+            Source::Gone | Source::Skipped => return gone(),
+        };
+        let content = match self.collect(name, &path) {
             Ok(c) => c,
             Err(walk::WalkError::NotFound(_)) => return gone(),
             Err(e) => return JobResult::Failed(e.to_string()),

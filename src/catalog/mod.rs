@@ -37,6 +37,11 @@ pub enum CatalogError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the content folder `{0}` is a file, not a folder: give the folder to publish (each file \
+         or folder in it becomes a torrent) with --content"
+    )]
+    NotAFolder(PathBuf),
     #[error(transparent)]
     Root(#[from] StorageError),
 }
@@ -80,6 +85,11 @@ const RETIRED_FOR: Duration = Duration::from_secs(3600);
 
 pub struct Catalog {
     content: PathBuf,
+    /// `content` with every link resolved: what a followed link's target must be beneath.
+    canonical: PathBuf,
+    /// Publish top-level symbolic links whose target is beneath the content folder
+    /// (`catalog.follow_symlinks`).
+    follow_symlinks: bool,
     /// The content folder's descriptor: every file is hashed and served beneath it.
     root: Arc<Root>,
     options: TorrentOptions,
@@ -95,6 +105,11 @@ struct State {
     published: HashMap<String, [u8; 32]>,
     /// Torrents of entries that went away, by content key: a rename reuses their hashes.
     retired: HashMap<String, Retired>,
+    /// Followed links: link name → the top-level entry its target is in. A change there is a
+    /// change of the link's entry too.
+    links: HashMap<String, String>,
+    /// Why entries were skipped, each said once (a skipped link would be said at every rescan).
+    said: std::collections::HashSet<String>,
 }
 
 impl State {
@@ -156,17 +171,42 @@ impl Catalog {
         state_dir: &Path,
         settle: Duration,
         options: TorrentOptions,
+        follow_symlinks: bool,
         registry: Arc<Registry>,
     ) -> Result<Arc<Catalog>, CatalogError> {
+        match std::fs::metadata(&content) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(CatalogError::NotAFolder(content)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&content).map_err(|source| CatalogError::Content {
+                    path: content.clone(),
+                    source,
+                })?;
+                // Said, because a mistyped --content would otherwise publish nothing, silently.
+                tracing::warn!(
+                    "the content folder `{}` did not exist: created it, empty",
+                    content.display()
+                );
+            }
+            Err(source) => {
+                return Err(CatalogError::Content {
+                    path: content,
+                    source,
+                })
+            }
+        }
         let store = Store::open(state_dir)?;
-        std::fs::create_dir_all(&content).map_err(|source| CatalogError::Content {
-            path: content.clone(),
-            source,
-        })?;
         let root = Arc::new(Root::beneath(&content)?);
+        let canonical =
+            std::fs::canonicalize(&content).map_err(|source| CatalogError::Content {
+                path: content.clone(),
+                source,
+            })?;
         let hash_jobs = options.hash_jobs;
         Ok(Arc::new(Catalog {
             root,
+            canonical,
+            follow_symlinks,
             content,
             options,
             registry,
@@ -175,6 +215,8 @@ impl Catalog {
                 planner: Planner::new(settle, hash_jobs, BATCH),
                 published: HashMap::new(),
                 retired: HashMap::new(),
+                links: HashMap::new(),
+                said: std::collections::HashSet::new(),
             }),
         }))
     }
@@ -195,7 +237,7 @@ impl Catalog {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.content)?;
 
-        let (tx, mut rx) = mpsc::channel::<String>(EVENT_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Change>(EVENT_QUEUE);
         let overflow = Arc::new(AtomicBool::new(false));
         let root = std::fs::canonicalize(&self.content)?;
         let watch_root = root.clone();
@@ -206,13 +248,12 @@ impl Catalog {
                     watch_overflow.store(true, Ordering::Relaxed);
                     return;
                 };
-                // Opening and reading (our own hashing and serving among them) change nothing.
-                if matches!(event.kind, notify::EventKind::Access(_)) {
+                let Some(kind) = ChangeKind::of(&event.kind) else {
                     return;
-                }
+                };
                 for path in event.paths {
                     if let Some(name) = top_level_name(&watch_root, &path) {
-                        if tx.try_send(name).is_err() {
+                        if tx.try_send(Change { name, path, kind }).is_err() {
                             watch_overflow.store(true, Ordering::Relaxed);
                         }
                     }
@@ -228,6 +269,7 @@ impl Catalog {
         // Watch overflows are checked this often; settled entries start when they settle.
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
         self.start_ready_jobs(&done_tx);
+        let mut queue_moved = true;
         loop {
             let due = self.state().planner.next_due();
             let until = due.map_or_else(
@@ -236,10 +278,20 @@ impl Catalog {
             );
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(name) = rx.recv() => {
-                    self.state().planner.changed(&name, Instant::now());
+                Some(change) = rx.recv() => {
+                    let now = Instant::now();
+                    for name in self.touched(change.name) {
+                        let planner = &mut self.state().planner;
+                        match change.kind {
+                            ChangeKind::Wrote => planner.wrote(&name, &change.path, now),
+                            ChangeKind::Closed => planner.closed(&name, &change.path, now),
+                            ChangeKind::Other => planner.changed(&name, now),
+                        }
+                    }
+                    queue_moved = true;
                 }
                 Some(done) = done_rx.recv() => {
+                    queue_moved = true;
                     self.finish(done);
                     // The next job starts when one ends, not at the next tick.
                     self.start_ready_jobs(&done_tx);
@@ -248,9 +300,15 @@ impl Catalog {
                 _ = ticker.tick() => {
                     if overflow.swap(false, Ordering::Relaxed) {
                         tracing::warn!("watch events overflowed; rescanning the content folder");
+                        self.state().planner.clear_writers();
                         self.mark_all_dirty();
                     }
                     self.start_ready_jobs(&done_tx);
+                    // The queue the page shows, at most twice a second: sorting a long queue
+                    // on every event would cost more than the events.
+                    if std::mem::take(&mut queue_moved) {
+                        self.show_queue();
+                    }
                 }
             }
         }
@@ -269,8 +327,11 @@ impl Catalog {
         let names = self.list_entries()?;
         let (mut reused, mut queued) = (0, 0);
         for name in &names {
-            let path = self.content.join(name);
-            let content = match walk::collect(&path, WALK) {
+            let path = match self.source(name) {
+                Source::At(path) => path,
+                Source::Gone | Source::Skipped => continue,
+            };
+            let content = match self.collect(name, &path) {
                 Ok(c) => c,
                 Err(e) => {
                     // Its job will say why it cannot be published, in the API and the page.
@@ -312,7 +373,8 @@ impl Catalog {
             }
         }
         tracing::info!(
-            "catalog: {reused} entries unchanged since last run (nothing to hash), {queued} to hash"
+            "catalog: {} unchanged since last run (nothing to hash), {queued} to hash",
+            crate::units::count(reused as u64, "entry", "entries")
         );
         give_back_freed_memory();
         Ok(())
@@ -328,8 +390,8 @@ impl Catalog {
                 if !publishable_name(name) {
                     continue;
                 }
-                if entry.file_type().is_ok_and(|t| t.is_symlink()) {
-                    tracing::debug!("skipping `{name}`: a symbolic link");
+                if entry.file_type().is_ok_and(|t| t.is_symlink()) && !self.follow_symlinks {
+                    self.say_once(name, "a symbolic link (catalog.follow_symlinks is off)");
                     continue;
                 }
                 names.push(name.to_owned());
@@ -337,6 +399,88 @@ impl Catalog {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// Where entry `name` is read from: `content/name`, or for a symbolic link (with
+    /// `catalog.follow_symlinks`) the path its target has beneath the content folder, with no
+    /// link left on it, so every later open of its files refuses links as for any entry.
+    pub(super) fn source(&self, name: &str) -> Source {
+        let path = self.content.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            self.state().links.remove(name);
+            return Source::Gone;
+        };
+        if !meta.file_type().is_symlink() {
+            self.state().links.remove(name);
+            return Source::At(path);
+        }
+        if !self.follow_symlinks {
+            self.say_once(name, "a symbolic link (catalog.follow_symlinks is off)");
+            return Source::Skipped;
+        }
+        match link_target(&self.canonical, &path) {
+            Ok(rel) => {
+                if let Some(top) = rel.components().next() {
+                    let top = top.as_os_str().to_string_lossy().into_owned();
+                    self.state().links.insert(name.to_owned(), top);
+                }
+                Source::At(self.content.join(rel))
+            }
+            Err(why) => {
+                self.state().links.remove(name);
+                self.say_once(name, &why);
+                Source::Skipped
+            }
+        }
+    }
+
+    /// The files of entry `name`, read at `path` (its `source`), under the entry's own name: a
+    /// followed link's torrent is named after the link, as its URLs are.
+    pub(super) fn collect(&self, name: &str, path: &Path) -> Result<Content, walk::WalkError> {
+        let mut content = walk::collect(path, WALK)?;
+        if content.single_file {
+            if let Some(f) = content.files.first_mut() {
+                f.path = vec![name.to_owned()];
+            }
+        }
+        content.name = name.to_owned();
+        Ok(content)
+    }
+
+    /// Logs once per entry and reason why an entry is not published.
+    fn say_once(&self, name: &str, why: &str) {
+        if self.state().said.insert(format!("{name}\0{why}")) {
+            tracing::info!("not publishing `{name}`: {why}");
+        }
+    }
+
+    /// `name` and the followed links whose target is in it: the entries a change of `name`
+    /// touches.
+    fn touched(&self, name: String) -> Vec<String> {
+        let st = self.state();
+        let mut names: Vec<String> = st
+            .links
+            .iter()
+            .filter(|(_, target)| **target == name)
+            .map(|(link, _)| link.clone())
+            .collect();
+        names.push(name);
+        names
+    }
+
+    /// Hands the registry the entries waiting to be looked at, in order, for the page and API.
+    fn show_queue(&self) {
+        let queue: Vec<(String, bool)> = {
+            let st = self.state();
+            st.planner
+                .queue()
+                .into_iter()
+                // Temporary and hidden names are looked at only to be found unpublishable.
+                .filter(|n| publishable_name(n))
+                .map(|n| (n.to_owned(), st.planner.being_written(n)))
+                .collect()
+        };
+        self.registry.set_queue(queue);
     }
 
     fn mark_all_dirty(&self) {
@@ -545,6 +689,75 @@ fn give_back_freed_memory() {
 /// A top-level name that may become a torrent: not hidden, not a file still being written.
 pub fn publishable_name(name: &str) -> bool {
     !walk::is_hidden(name) && !walk::is_temporary(name)
+}
+
+/// Where an entry's files are.
+pub(super) enum Source {
+    /// Nothing by that name.
+    Gone,
+    /// Not published: a link not followed, or one that leads outside (said in the log).
+    Skipped,
+    At(PathBuf),
+}
+
+/// A symbolic link's target relative to the content folder (`root`, canonical), if it is
+/// beneath it (never the folder itself or outside it, whatever `..` and links lead through) and
+/// has no hidden or temporary name on the way, which no entry may have either.
+fn link_target(root: &Path, link: &Path) -> Result<PathBuf, String> {
+    let target = std::fs::canonicalize(link)
+        .map_err(|e| format!("a symbolic link that cannot be followed ({e})"))?;
+    let rel = target
+        .strip_prefix(root)
+        .ok()
+        .filter(|r| !r.as_os_str().is_empty())
+        .ok_or("a symbolic link to outside the content folder (never followed)")?;
+    for (i, c) in rel.components().enumerate() {
+        let part = c.as_os_str().to_str().unwrap_or(".");
+        if walk::is_hidden(part) || (i == 0 && !publishable_name(part)) {
+            return Err(format!(
+                "a symbolic link to `{}`, a hidden or temporary name",
+                rel.display()
+            ));
+        }
+    }
+    Ok(rel.to_owned())
+}
+
+/// A watch event, as the catalog needs it.
+#[derive(Debug)]
+struct Change {
+    /// The top-level entry the path is in.
+    name: String,
+    path: PathBuf,
+    kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChangeKind {
+    /// Data written (`IN_MODIFY`): its writer has the file open.
+    Wrote,
+    /// Closed after writing (`IN_CLOSE_WRITE`), deleted, or renamed away: no writer holds it.
+    Closed,
+    /// Created, renamed here, attributes changed.
+    Other,
+}
+
+impl ChangeKind {
+    /// What a watch event means for an entry; `None` for events that change nothing (opening,
+    /// reading and closing after reading: our own hashing and serving among them).
+    fn of(kind: &notify::EventKind) -> Option<ChangeKind> {
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        use notify::EventKind;
+        match kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(ChangeKind::Closed),
+            EventKind::Access(_) => None,
+            EventKind::Modify(ModifyKind::Data(_)) => Some(ChangeKind::Wrote),
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                Some(ChangeKind::Closed)
+            }
+            _ => Some(ChangeKind::Other),
+        }
+    }
 }
 
 /// The top-level entry of the content folder that `path` belongs to.

@@ -6,8 +6,14 @@
 //! oldest change first, up to `batch` to a job, at most `max_jobs` jobs at once; a job that ends
 //! frees its slot at once, so publishing runs at the speed of hashing. A change seen while an
 //! entry's job runs makes that job's result for it void: the entry is looked at again.
+//!
+//! An entry with a file some process wrote to and has not closed yet (inotify's `IN_MODIFY`
+//! without its `IN_CLOSE_WRITE`) is not looked at, however long the writer pauses: a copy that
+//! stalls for longer than the settle time is not published half-written. The settle time
+//! counts from the close.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub type JobId = u64;
@@ -31,6 +37,8 @@ pub struct Planner {
     running: HashMap<String, JobId>,
     jobs: HashMap<JobId, Instant>,
     next_id: JobId,
+    /// Files written to and not closed yet, by entry.
+    writing: HashMap<String, HashSet<PathBuf>>,
 }
 
 impl Planner {
@@ -43,7 +51,48 @@ impl Planner {
             running: HashMap::new(),
             jobs: HashMap::new(),
             next_id: 1,
+            writing: HashMap::new(),
         }
+    }
+
+    /// A process wrote to `path`, a file of entry `name`, at `now`: it holds the file open for
+    /// writing until `closed` is told.
+    pub fn wrote(&mut self, name: &str, path: &Path, now: Instant) {
+        match self.writing.get_mut(name) {
+            Some(paths) => {
+                if !paths.contains(path) {
+                    paths.insert(path.to_owned());
+                }
+            }
+            None => {
+                self.writing
+                    .insert(name.to_owned(), HashSet::from([path.to_owned()]));
+            }
+        }
+        self.changed(name, now);
+    }
+
+    /// `path` of entry `name` was closed after writing, or is gone (deleted, renamed away): its
+    /// writer no longer holds the entry back. The entry settles from `now`.
+    pub fn closed(&mut self, name: &str, path: &Path, now: Instant) {
+        if let Some(paths) = self.writing.get_mut(name) {
+            paths.remove(path);
+            if paths.is_empty() {
+                self.writing.remove(name);
+            }
+        }
+        self.changed(name, now);
+    }
+
+    /// Forgets every writer: watch events were lost, so a close may have been missed (an entry
+    /// held forever would never be published).
+    pub fn clear_writers(&mut self) {
+        self.writing.clear();
+    }
+
+    /// Whether a process still has a file of `name` open for writing.
+    pub fn being_written(&self, name: &str) -> bool {
+        self.writing.contains_key(name)
     }
 
     /// `name` changed at `now` (a watch event, or found to need a look at start).
@@ -76,6 +125,7 @@ impl Planner {
             .filter(|(name, last)| {
                 now.saturating_duration_since(**last) >= self.settle
                     && !self.running.contains_key(*name)
+                    && !self.writing.contains_key(*name)
             })
             .collect();
         // The oldest `free * batch` in order, without sorting all of them (there may be 100,000).
@@ -132,7 +182,9 @@ impl Planner {
         }
         self.dirty
             .iter()
-            .filter(|(name, _)| !self.running.contains_key(*name))
+            .filter(|(name, _)| {
+                !self.running.contains_key(*name) && !self.writing.contains_key(*name)
+            })
             .map(|(_, t)| *t + self.settle)
             .min()
     }
@@ -239,6 +291,35 @@ mod tests {
             })
             .collect();
         assert_eq!(jobs[0].names, want);
+    }
+
+    #[test]
+    fn an_entry_open_for_writing_waits_for_the_close_then_settles() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(S, 1, 10);
+        let (a, b) = (Path::new("/c/pack/a"), Path::new("/c/pack/b"));
+        p.wrote("pack", a, t0);
+        p.wrote("pack", b, t0);
+        p.wrote("pack", a, t0 + Duration::from_millis(10));
+        // The writer pauses far longer than the settle time: still not looked at, no timer.
+        assert!(p.start(t0 + S * 10).is_empty());
+        assert_eq!(p.next_due(), None);
+        assert!(p.being_written("pack"));
+        assert_eq!(p.queue(), vec!["pack"]);
+        p.closed("pack", a, t0 + S * 10);
+        assert!(p.start(t0 + S * 20).is_empty(), "b is still open");
+        // The last close: the entry settles from then.
+        let closed = t0 + S * 20;
+        p.closed("pack", b, closed);
+        assert!(!p.being_written("pack"));
+        assert_eq!(p.next_due(), Some(closed + S));
+        assert!(p.start(closed + S / 2).is_empty());
+        assert_eq!(names(&p.start(closed + S)), vec![vec!["pack"]]);
+        // Lost events: writers are forgotten rather than holding an entry forever.
+        let mut q = Planner::new(S, 1, 10);
+        q.wrote("x", a, t0);
+        q.clear_writers();
+        assert_eq!(names(&q.start(t0 + S)), vec![vec!["x"]]);
     }
 
     #[test]

@@ -38,7 +38,12 @@ impl Published {
 
 #[derive(Debug, Clone)]
 pub enum Status {
-    Hashing { total: u64, done: Arc<AtomicU64> },
+    /// New, waiting for its turn to be hashed (see `Registry::queue_place`).
+    Queued,
+    Hashing {
+        total: u64,
+        done: Arc<AtomicU64>,
+    },
     Published(Arc<Published>),
     Failed(String),
 }
@@ -59,6 +64,18 @@ pub struct Registry {
     listeners: RwLock<Vec<Listener>>,
     /// Bytes hashed since start (a restart over unchanged content hashes none).
     pub hashed_bytes: AtomicU64,
+    /// Entries waiting to be looked at: their place (1 is next) and whether a process still
+    /// has one of their files open for writing.
+    queue: RwLock<HashMap<String, QueuePlace>>,
+}
+
+/// Where an entry waits in the catalog's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuePlace {
+    /// 1 is next.
+    pub position: usize,
+    /// A process still has one of its files open for writing: it waits for the close.
+    pub being_written: bool,
 }
 
 impl Registry {
@@ -121,18 +138,62 @@ impl Registry {
         (page, total)
     }
 
-    /// Entries by status: (published, hashing, failed).
-    pub fn counts(&self) -> (usize, usize, usize) {
+    /// Entries by status: (published, hashing, failed, queued).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        let mut c = (0, 0, 0);
+        let mut c = (0, 0, 0, 0);
         for s in entries.values() {
             match s {
                 Status::Published(_) => c.0 += 1,
                 Status::Hashing { .. } => c.1 += 1,
                 Status::Failed(_) => c.2 += 1,
+                Status::Queued => c.3 += 1,
             }
         }
         c
+    }
+
+    /// The catalog's queue, in order, each with whether it is being written. Names not listed
+    /// yet are listed as queued, so a new entry shows up before its turn comes.
+    pub fn set_queue(&self, queue: Vec<(String, bool)>) {
+        let places: HashMap<String, QueuePlace> = queue
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, being_written))| {
+                let place = QueuePlace {
+                    position: i + 1,
+                    being_written,
+                };
+                (name, place)
+            })
+            .collect();
+        {
+            let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            for name in places.keys() {
+                if !entries.contains_key(name) {
+                    entries.insert(name.clone(), Status::Queued);
+                }
+            }
+        }
+        *self.queue.write().unwrap_or_else(|p| p.into_inner()) = places;
+    }
+
+    /// `name` was looked at: it waits no more (until the catalog's next queue says otherwise),
+    /// so the API does not show a place the entry has left.
+    fn leave_queue(&self, name: &str) {
+        self.queue
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Where `name` waits in the queue, if it does.
+    pub fn queue_place(&self, name: &str) -> Option<QueuePlace> {
+        self.queue
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()
     }
 
     pub fn status(&self, name: &str) -> Option<Status> {
@@ -180,6 +241,7 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), Status::Hashing { total, done });
+        self.leave_queue(name);
         self.retire_old(old);
     }
 
@@ -189,6 +251,7 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), Status::Failed(why));
+        self.leave_queue(name);
         self.retire_old(old);
     }
 
@@ -208,6 +271,7 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(p.name.clone(), Status::Published(p.clone()));
+        self.leave_queue(&p.name);
         match &old {
             // The same torrent again: nothing to retire.
             Some(Status::Published(old)) if hash_keys(old) == hash_keys(&p) => {}
@@ -222,6 +286,7 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.leave_queue(name);
         self.retire_old(old);
     }
 

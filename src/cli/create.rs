@@ -11,7 +11,7 @@ use bitseed::hash::{self, CreateOptions};
 use bitseed::metainfo::{piece_size, Format};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::output::{human_size, write_atomic};
+use super::output::{count, folder_of, human_size, write_atomic};
 use super::UsageError;
 
 /// Create a .torrent file from a file or a folder.
@@ -96,8 +96,37 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         )
         .into());
     }
+    for url in &args.announce {
+        check_url(
+            url,
+            "--announce",
+            &["http", "https", "udp"],
+            "udp://tracker.example.com:6969/announce",
+        )?;
+    }
+    for url in &args.web_seed {
+        check_url(
+            url,
+            "--web-seed",
+            &["http", "https"],
+            "https://example.com/files/",
+        )?;
+    }
     if !args.path.exists() {
         return Err(UsageError(format!("`{}` does not exist", args.path.display())).into());
+    }
+    // Checked before hashing, which can take minutes: the output's folder must be there.
+    if let Some(out) = &args.output {
+        let folder = folder_of(out);
+        if !folder.is_dir() {
+            return Err(UsageError(format!(
+                "cannot write `{}`: the folder `{}` does not exist (create it first, or give \
+                 another -o)",
+                out.display(),
+                folder.display()
+            ))
+            .into());
+        }
     }
     let content = walk::collect(
         &args.path,
@@ -165,12 +194,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         hashes.push(format!("v2 {}", hex::encode(h)));
     }
     eprintln!(
-        "created {}: {} torrent of {} in {} files, {} pieces of {}, hashed in {:.2} s ({:.0} MB/s); info hash {}",
+        "created {}: {} torrent of {} in {}, {} of {}, hashed in {:.2} s ({:.0} MB/s); info hash {}",
         output.display(),
         format,
         human_size(total),
-        content.files.len(),
-        meta.piece_count(),
+        count(content.files.len() as u64, "file", "files"),
+        count(meta.piece_count(), "piece", "pieces"),
         human_size(meta.piece_length),
         elapsed.as_secs_f64(),
         rate,
@@ -182,21 +211,60 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 fn say_skipped(content: &walk::Content) {
     if content.skipped_hidden > 0 {
         eprintln!(
-            "skipped {} hidden entries (use --include-hidden to add them)",
-            content.skipped_hidden
+            "skipped {} (use --include-hidden to add them)",
+            count(
+                content.skipped_hidden as u64,
+                "hidden entry",
+                "hidden entries"
+            )
         );
     }
     if content.skipped_symlinks > 0 {
         eprintln!(
-            "skipped {} symbolic links (use --follow-symlinks to add them)",
-            content.skipped_symlinks
+            "skipped {} (use --follow-symlinks to add them)",
+            count(
+                content.skipped_symlinks as u64,
+                "symbolic link",
+                "symbolic links"
+            )
         );
     }
     if content.skipped_special > 0 {
         eprintln!(
-            "skipped {} entries that are not regular files",
-            content.skipped_special
+            "skipped {} that {} not a regular file",
+            count(content.skipped_special as u64, "entry", "entries"),
+            if content.skipped_special == 1 {
+                "is"
+            } else {
+                "are"
+            }
         );
+    }
+}
+
+/// A tracker or web seed URL: one of `schemes`, then `://` and a host. Checked before hashing,
+/// so a typo costs nothing; the message shows the form wanted.
+fn check_url(url: &str, flag: &str, schemes: &[&str], example: &str) -> Result<(), UsageError> {
+    let host = url.split_once("://").and_then(|(scheme, rest)| {
+        schemes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scheme))
+            .then(|| rest.split(['/', '?', '#']).next().unwrap_or(""))
+    });
+    match host {
+        Some(h) if !h.is_empty() && !h.starts_with(':') && !url.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => {
+            let forms: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+            let (last, rest) = forms
+                .split_last()
+                .map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
+            Err(UsageError(format!(
+                "{flag} `{url}` is not a URL: give an {} or {last} URL, e.g. {example}",
+                rest.join(", ")
+            )))
+        }
     }
 }
 

@@ -50,6 +50,52 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Logs to stderr at `RUST_LOG`'s levels (info by default), as JSON lines when `json`. Colours
+/// only on a terminal, and never with `NO_COLOR` set (no-color.org): journald, `docker logs`
+/// and files get plain text.
+pub(crate) fn init_logging(json: bool) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A clap error (several lines: the problem, its details, the usage, a pointer to `--help`) on
+/// one line, keeping what names the problem: which argument is missing, which values are
+/// possible.
+pub fn clap_one_line(text: &str) -> String {
+    let mut parts = Vec::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u);
+            continue;
+        }
+        parts.push(line.strip_prefix("error: ").unwrap_or(line));
+    }
+    let mut out = parts.join(" ");
+    if out.is_empty() {
+        out = "invalid arguments".into();
+    }
+    match usage {
+        Some(u) => format!("{out} (usage: {u}; more with --help)"),
+        None => format!("{out} (see --help)"),
+    }
+}
+
 /// An error and its causes on one line, without repeating a cause already in the message.
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();

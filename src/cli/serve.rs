@@ -1,14 +1,14 @@
 //! `bitseed serve`: the whole product in one process — catalog, web face, tracker and seeder.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
-use bitseed::config::{Overrides, Settings};
+use bitseed::config::{parse_listen, Overrides, Settings};
 use bitseed::egress::Egress;
 use bitseed::peer::{self, SeedAnnouncer, Seeder};
 use bitseed::tracker::{self, Tracker};
@@ -32,20 +32,21 @@ pub struct Args {
     /// State folder for the catalog and counters [default: ./.bitseed].
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
-    /// HTTP address for the page, API, tracker and web seed [default: 0.0.0.0:8080].
-    #[arg(long, value_name = "ADDR")]
-    http: Option<String>,
-    /// Peer wire (seeding) address [default: 0.0.0.0:6881].
-    #[arg(long, value_name = "ADDR")]
-    peer: Option<String>,
+    /// HTTP address for the page, API, tracker and web seed: an IP address and a port
+    /// [default: 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    http: Option<SocketAddr>,
+    /// Peer wire (seeding) address, TCP and uTP [default: 0.0.0.0:6881].
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    peer: Option<SocketAddr>,
     /// UDP tracker address [default: 0.0.0.0:6969].
-    #[arg(long, value_name = "ADDR")]
-    udp: Option<String>,
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    udp: Option<SocketAddr>,
     /// The public URL of this server, used in served torrents [default: the request's Host].
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
-    /// Torrent format for published entries: v1, merkle, v2 or hybrid [default: v1].
-    #[arg(long)]
+    /// Torrent format for published entries [default: v1].
+    #[arg(long, value_parser = ["v1", "merkle", "v2", "hybrid"])]
     format: Option<String>,
     /// Seconds an entry must stay unchanged before it is hashed [default: 2].
     #[arg(long, value_name = "SECS")]
@@ -74,9 +75,9 @@ impl Args {
             "state",
             self.state.as_ref().map(|p| p.display().to_string()),
         );
-        set("http.listen", self.http.clone());
-        set("udp.listen", self.udp.clone());
-        set("peer.listen", self.peer.clone());
+        set("http.listen", self.http.map(|a| a.to_string()));
+        set("udp.listen", self.udp.map(|a| a.to_string()));
+        set("peer.listen", self.peer.map(|a| a.to_string()));
         set("public_url", self.public_url.clone());
         set("torrent.format", self.format.clone());
         set("catalog.settle_secs", self.settle.map(|s| s.to_string()));
@@ -90,7 +91,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         println!("{}", toml::to_string_pretty(&settings)?);
         return Ok(0);
     }
-    init_logging(args.log_json);
+    super::init_logging(args.log_json);
+    check_state_folder(&settings.state)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bitseed")
@@ -99,17 +101,28 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+/// The state folder exists (made when missing) and this user can write in it. Checked before
+/// any store opens, so a wrong owner is reported as such, not as SQLite's "unable to open
+/// database file (code 14)".
+fn check_state_folder(dir: &Path) -> anyhow::Result<()> {
+    let tried = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir).map(drop));
+    let Err(e) = tried else {
+        return Ok(());
+    };
+    let shown = dir.display();
+    let why = match e.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => format!(
+            "the state folder `{shown}` cannot be created or written by this user (permission \
+             denied): give the user bitseed runs as write access (e.g. `chown -R USER {shown}`), \
+             or choose another folder with --state"
+        ),
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => format!(
+            "the state folder `{shown}` is not a folder (a file is in the way): remove it, or \
+             choose another folder with --state"
+        ),
+        _ => format!("cannot use the state folder `{shown}`: {e}"),
+    };
+    Err(anyhow::anyhow!(why))
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -131,6 +144,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             hash_threads: settings.catalog.hash_threads,
             hash_jobs: settings.catalog.hash_jobs,
         },
+        settings.catalog.follow_symlinks,
         registry.clone(),
     )?;
 
@@ -202,12 +216,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         shutdown.clone().cancelled_owned(),
     ));
 
+    let requests = Arc::new(face::access::Requests::default());
     let state = web::Data::new(WebState {
         registry: registry.clone(),
         swarm: Arc::new(TrackerView(tracker.clone(), seeder.clone())),
         public_url: settings.public_url.clone(),
         proxies: settings.tracker.proxies(),
         egress: egress.clone(),
+        requests: requests.clone(),
+    });
+    let access = web::Data::new(face::access::Access {
+        log: settings.http.access_log,
+        proxies: settings.tracker.proxies(),
+        requests,
     });
     let listener = std::net::TcpListener::bind(settings.http.listen)
         .with_context(|| format!("cannot listen on http.listen {}", settings.http.listen))?;
@@ -223,11 +244,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(access.clone())
             .app_data(head_limits)
             .wrap(face::cors())
             .wrap(from_fn(face::limits::refuse_big_heads))
+            // Outermost: it sees every answer, refusals and CORS preflights included.
+            .wrap(from_fn(face::access::observe))
             .configure(tracker::configure(app_tracker.clone()))
+            .configure(face::tracker_methods)
             .configure(face::configure)
+            .default_service(web::to(face::unknown_path))
     });
     // Request heads are further bounded by actix itself: 32 KiB and 96 headers, else 431.
     let server = face::limits::bound(server, &settings.http, &settings.tracker.trusted_proxies)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer};
+use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use bitseed::config::HttpSettings;
 use bitseed::tracker::{self, Mode, Tracker, TrackerConfig, TrackerError};
@@ -20,10 +20,10 @@ use super::UsageError;
 #[derive(clap::Args)]
 pub struct Args {
     /// Address for HTTP announce, scrape and /stats, e.g. 0.0.0.0:6969.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = bitseed::config::parse_listen)]
     http: Option<SocketAddr>,
     /// Address for UDP (BEP 15) announce and scrape, e.g. 0.0.0.0:6969.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = bitseed::config::parse_listen)]
     udp: Option<SocketAddr>,
     /// Folder for the tracker's state (completed counts, UDP connection-ID key).
     #[arg(long, value_name = "DIR", default_value = ".bitseed")]
@@ -102,16 +102,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if args.http.is_none() && args.udp.is_none() {
         return Err(UsageError("give --http ADDR, --udp ADDR or both".into()).into());
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    super::init_logging(false);
     let http = HttpSettings {
         listen: args.http.unwrap_or(HttpSettings::default().listen),
+        // A tracker alone logs no line per announce: at thousands a second they would be the
+        // load (`serve` has the setting).
+        access_log: false,
         request_timeout: args.request_timeout,
         keep_alive: args.keep_alive,
         send_timeout: HttpSettings::default().send_timeout,
@@ -238,6 +234,8 @@ async fn run_http(
             .app_data(head_limits)
             .wrap(from_fn(limits::refuse_big_heads))
             .configure(tracker::configure(tracker.clone()))
+            .configure(bitseed::web::tracker_methods)
+            .default_service(web::to(bitseed::web::unknown_path))
     };
     let server = limits::bound(HttpServer::new(app), http, &trusted)
         .disable_signals()

@@ -2,7 +2,8 @@
 //! `BITSEED_*` environment variables < command-line flags, merged by the `config` crate.
 //!
 //! Environment variables name a key with `_` after the prefix and `__` between sections:
-//! `BITSEED_CONTENT=/srv/content`, `BITSEED_HTTP__LISTEN=0.0.0.0:80`.
+//! `BITSEED_CONTENT=/srv/content`, `BITSEED_HTTP__LISTEN=0.0.0.0:80`. A list is comma-separated:
+//! `BITSEED_TRACKER__TRUSTED_PROXIES=127.0.0.1,::1` (empty: no entries).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ use crate::tracker::TrackerConfig;
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
+    #[error("configuration: {text}: {hint}")]
+    Hinted { text: String, hint: &'static str },
     #[error("configuration: `{key}`: {why}")]
     Invalid { key: &'static str, why: String },
 }
@@ -51,7 +54,11 @@ pub struct Settings {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// Address of the web page, API, tracker (/announce, /scrape) and web seed (/files).
+    #[serde(deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
+    /// Log a line per HTTP request at info level (client, method, path, status, bytes sent,
+    /// duration), target `bitseed::access`.
+    pub access_log: bool,
     /// Seconds a client has to send a whole request head; a slow or silent client is cut off
     /// after it (actix's `client_request_timeout`).
     pub request_timeout: f64,
@@ -77,6 +84,7 @@ pub struct HttpSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct UdpSettings {
     /// Address of the UDP tracker (BEP 15).
+    #[serde(deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
 }
 
@@ -100,6 +108,10 @@ pub struct CatalogSettings {
     pub hash_jobs: usize,
     /// Threads per hashing job (0: the number of CPUs).
     pub hash_threads: usize,
+    /// Publish top-level symbolic links, as the entry they point to, when their target is beneath
+    /// the content folder (never outside it, never a hidden name). Links inside a published
+    /// folder are skipped either way.
+    pub follow_symlinks: bool,
 }
 
 impl Default for Settings {
@@ -123,6 +135,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            access_log: true,
             request_timeout: 5.0,
             keep_alive: 5.0,
             send_timeout: 60.0,
@@ -160,6 +173,7 @@ impl Default for CatalogSettings {
             settle_secs: 2.0,
             hash_jobs: 1,
             hash_threads: 0,
+            follow_symlinks: false,
         }
     }
 }
@@ -167,25 +181,129 @@ impl Default for CatalogSettings {
 /// Command-line values that override everything else, as `(key, value)` pairs.
 pub type Overrides = Vec<(&'static str, String)>;
 
+/// Every setting that is a list. The environment gives only strings, so these are split on
+/// commas by [`EnvLists`] (a test checks that no list setting is missing here).
+pub const LIST_KEYS: &[&str] = &["tracker.trusted_proxies"];
+
+const ENV_PREFIX: &str = "BITSEED_";
+
+/// The variable that sets `key`: `tracker.trusted_proxies` → `BITSEED_TRACKER__TRUSTED_PROXIES`.
+pub fn env_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+/// `BITSEED_*` variables of `env` but the lists (`EnvLists` takes those).
+fn env_source(env: &[(String, String)]) -> config::Environment {
+    let lists: Vec<String> = LIST_KEYS.iter().map(|k| env_name(k)).collect();
+    config::Environment::with_prefix("BITSEED")
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(
+            env.iter()
+                .filter(|(k, _)| !lists.iter().any(|l| l.eq_ignore_ascii_case(k)))
+                .cloned()
+                .collect(),
+        ))
+}
+
+/// The list settings from the environment, comma-separated, each item trimmed, empty items
+/// dropped (so an empty variable is an empty list). The `config` crate's own list parsing keeps
+/// spaces and makes `""` a list of one empty string; this is the one form documented.
+#[derive(Debug, Clone)]
+struct EnvLists(Vec<(String, String)>);
+
+impl config::Source for EnvLists {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        let mut out = config::Map::new();
+        for key in LIST_KEYS {
+            let name = env_name(key);
+            let Some((_, value)) = self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name))
+            else {
+                continue;
+            };
+            let origin = format!("the environment ({name})");
+            let items: Vec<config::Value> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| config::Value::new(Some(&origin), s))
+                .collect();
+            out.insert((*key).to_owned(), config::Value::new(Some(&origin), items));
+        }
+        Ok(out)
+    }
+}
+
+/// `config`'s error with the fix for the mistakes people make, when its text is one of them.
+fn with_hint(e: config::ConfigError) -> ConfigError {
+    let text = e.to_string();
+    let hint = if text.contains("invalid socket address syntax") {
+        Some(LISTEN_HINT)
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => ConfigError::Hinted { text, hint },
+        None => ConfigError::Load(e),
+    }
+}
+
+const LISTEN_HINT: &str = "use an IP address and a port, e.g. 127.0.0.1:8080 (this machine only) \
+                           or 0.0.0.0:8080 (every IPv4 interface)";
+
+/// A listen address: an IP address and a port. A host name is refused with the fix, not
+/// resolved: `localhost` is two addresses (127.0.0.1 and ::1), and which one a server took
+/// would depend on the resolver.
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not an IP address and port: {LISTEN_HINT}"))
+}
+
+fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
+}
+
 impl Settings {
     /// Loads defaults, then `file` (required when given, else `bitseed.toml` if present), then
     /// `BITSEED_*` variables, then `overrides`; validates the result.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k.to_ascii_uppercase().starts_with(ENV_PREFIX))
+            .collect();
+        Settings::load_with_env(file, overrides, env)
+    }
+
+    /// `load` with `env` as the environment.
+    fn load_with_env(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Vec<(String, String)>,
+    ) -> Result<Settings, ConfigError> {
         let mut b = config::Config::builder();
         b = match file {
             Some(f) => b.add_source(config::File::from(f).required(true)),
             None => b.add_source(config::File::with_name("bitseed.toml").required(false)),
         };
-        b = b.add_source(
-            config::Environment::with_prefix("BITSEED")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true),
-        );
+        b = b.add_source(env_source(&env)).add_source(EnvLists(env));
         for (key, value) in overrides {
             b = b.set_override(*key, value.as_str())?;
         }
-        let settings: Settings = b.build()?.try_deserialize()?;
+        let settings: Settings = b
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(with_hint)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -285,5 +403,102 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{text:?}: {err}");
         }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn list_settings_come_from_the_environment_comma_separated() {
+        let load = |v: &str| {
+            Settings::load_with_env(
+                None,
+                &Vec::new(),
+                env(&[
+                    ("BITSEED_TRACKER__TRUSTED_PROXIES", v),
+                    ("BITSEED_HTTP__ACCESS_LOG", "false"),
+                ]),
+            )
+        };
+        let s = load("127.0.0.1, ::1,").unwrap();
+        assert_eq!(
+            s.tracker.trusted_proxies,
+            vec![
+                "127.0.0.1".parse::<std::net::IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        assert!(!s.http.access_log);
+        assert_eq!(load("10.0.0.1").unwrap().tracker.trusted_proxies.len(), 1);
+        assert!(load("").unwrap().tracker.trusted_proxies.is_empty());
+        let err = load("proxy.example").unwrap_err().to_string();
+        assert!(err.contains("tracker.trusted_proxies"), "{err}");
+    }
+
+    /// Every list in the settings is in `LIST_KEYS`, so none is left that the environment
+    /// cannot set.
+    #[test]
+    fn every_list_setting_is_split_from_the_environment() {
+        fn lists(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        lists(&key, v, out);
+                    }
+                }
+                toml::Value::Array(_) => out.push(prefix.to_owned()),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        lists(
+            "",
+            &toml::Value::try_from(Settings::default()).unwrap(),
+            &mut found,
+        );
+        for key in &found {
+            assert!(
+                LIST_KEYS.contains(&key.as_str()),
+                "`{key}` is a list missing from LIST_KEYS"
+            );
+        }
+        assert_eq!(
+            env_name("tracker.trusted_proxies"),
+            "BITSEED_TRACKER__TRUSTED_PROXIES"
+        );
+    }
+
+    #[test]
+    fn listen_addresses_name_the_value_and_the_fix() {
+        for (k, v) in [
+            ("BITSEED_HTTP__LISTEN", "localhost:8080"),
+            ("BITSEED_UDP__LISTEN", "localhost:6969"),
+            ("BITSEED_PEER__LISTEN", "localhost:6881"),
+        ] {
+            let err = Settings::load_with_env(None, &Vec::new(), env(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("127.0.0.1:8080"), "{k}: {err}");
+        }
+        let err = Settings::load_with_env(
+            None,
+            &Vec::new(),
+            env(&[("BITSEED_HTTP__LISTEN", "localhost:8080")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`localhost:8080`") && err.contains("http.listen"),
+            "{err}"
+        );
     }
 }

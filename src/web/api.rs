@@ -14,8 +14,14 @@ use crate::egress::Channel;
 pub struct TorrentJson {
     pub name: String,
     pub path: String,
-    /// "hashing", "published" or "failed".
+    /// "queued", "hashing", "published" or "failed".
     pub status: &'static str,
+    /// Place in the queue of entries waiting to be hashed (1 is next), while one waits: a new
+    /// entry, a failed one that changed, or a published one that changed (still served as it
+    /// was until its turn).
+    pub queue_position: Option<usize>,
+    /// A process still has one of its files open for writing: it waits for the close.
+    pub being_written: bool,
     pub format: Option<String>,
     pub size: u64,
     pub files: usize,
@@ -45,10 +51,13 @@ pub struct TorrentJson {
 }
 
 pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Status) -> TorrentJson {
+    let place = state.registry.queue_place(name);
     let mut j = TorrentJson {
         name: name.to_owned(),
         path: name.to_owned(),
         status: "hashing",
+        queue_position: place.map(|p| p.position),
+        being_written: place.is_some_and(|p| p.being_written),
         format: None,
         size: 0,
         files: 0,
@@ -71,12 +80,14 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
         offload: None,
     };
     match status {
+        Status::Queued => j.status = "queued",
         Status::Hashing { total, done } => {
+            j.queue_position = None;
             j.size = *total;
             j.progress = done.load(Ordering::Relaxed) as f64 / (*total).max(1) as f64;
         }
         Status::Failed(why) => {
-            j.status = "failed";
+            j.status = if place.is_some() { "queued" } else { "failed" };
             j.error = Some(why.clone());
         }
         Status::Published(p) => {
@@ -121,7 +132,7 @@ pub struct ListQuery {
     pub prefix: Option<String>,
     /// Only names containing this, in any case.
     pub q: Option<String>,
-    /// Only entries with this status: `published`, `hashing` or `failed`.
+    /// Only entries with this status: `published`, `queued`, `hashing` or `failed`.
     pub status: Option<String>,
 }
 
@@ -190,6 +201,7 @@ impl ListQuery {
 pub fn status_name(status: &Status) -> &'static str {
     match status {
         Status::Published(_) => "published",
+        Status::Queued => "queued",
         Status::Hashing { .. } => "hashing",
         Status::Failed(_) => "failed",
     }
@@ -216,7 +228,7 @@ pub async fn list(
         .collect();
     let body = serde_json::to_vec(&list).unwrap_or_default();
     let mut builder = HttpResponse::Ok();
-    state.link_headers(&mut builder);
+    state.link_headers(&mut builder, super::PAGE_MAX_AGE);
     builder.insert_header(("X-Total-Count", page.total.to_string()));
     if let Some(last) = page.next {
         builder.insert_header((
@@ -229,7 +241,7 @@ pub async fn list(
             ),
         ));
     }
-    super::respond_with_etag(&req, builder, "application/json", body)
+    super::respond_with_etag(&req, builder, "application/json", body, true)
 }
 
 pub async fn one(
@@ -243,14 +255,11 @@ pub async fn one(
     {
         Some(p) => {
             let mut builder = HttpResponse::Ok();
-            state.link_headers(&mut builder);
-            builder.json(entry_json(
-                &state,
-                &req,
-                &p.name,
-                &Status::Published(p.clone()),
-            ))
+            state.link_headers(&mut builder, super::PAGE_MAX_AGE);
+            let entry = entry_json(&state, &req, &p.name, &Status::Published(p.clone()));
+            let body = serde_json::to_vec(&entry).unwrap_or_default();
+            super::respond_with_etag(&req, builder, "application/json", body, true)
         }
-        None => HttpResponse::NotFound().json(serde_json::json!({"error": "unknown info hash"})),
+        None => super::error::not_found(&req, "no published torrent has this info hash"),
     }
 }

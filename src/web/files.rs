@@ -27,11 +27,16 @@ const CHUNK: usize = 64 * 1024;
 /// past it, downloads wait for others to drain instead of reading more.
 const BUFFERED_MAX: usize = 64 << 20;
 
-pub async fn get(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
-    let wants_torrent = req
-        .query_string()
+/// Whether the query has the flag `name` (`?name`, `?name=…`, among other parameters).
+fn has_flag(req: &HttpRequest, name: &str) -> bool {
+    req.query_string()
         .split('&')
-        .any(|kv| kv == "torrent" || kv.starts_with("torrent="));
+        .any(|kv| kv == name || kv.strip_prefix(name).is_some_and(|r| r.starts_with('=')))
+}
+
+pub async fn get(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
+    let not_found = || super::error::not_found(&req, "nothing is published at this address");
+    let wants_torrent = has_flag(&req, "torrent");
     // Segments from the raw path, each percent-decoded once, so a name with `%` (or any byte
     // that needs escaping) matches at the URL the API gives.
     let raw = req.uri().path().strip_prefix("/files/").unwrap_or("");
@@ -69,10 +74,20 @@ pub async fn get(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
     }
 }
 
-fn not_found() -> HttpResponse {
-    HttpResponse::NotFound()
-        .content_type("text/plain; charset=utf-8")
-        .body("not found\n")
+/// The `Content-Type` of a served file, from its name as nginx's `mime.types` does; unknown
+/// names are `application/octet-stream`.
+fn content_type(name: &str) -> mime_guess::Mime {
+    mime_guess::from_path(name).first_or_octet_stream()
+}
+
+/// Types a browser would run script in (HTML, SVG, XML): served in a sandbox, so a published
+/// page cannot act as this site (read the API, or the admin view) in a visitor's browser.
+fn is_active(mime: &mime_guess::Mime) -> bool {
+    let essence = mime.essence_str();
+    essence == "text/html"
+        || essence == "image/svg+xml"
+        || essence.ends_with("/xml")
+        || essence.ends_with("+xml")
 }
 
 /// The whole file, a range of it, or a 304/416, with validators that name the torrent's version
@@ -83,6 +98,7 @@ async fn serve_file(
     p: Arc<Published>,
     index: usize,
 ) -> HttpResponse {
+    let not_found = || super::error::not_found(req, "nothing is published at this address");
     let Some(lf) = p.content.layout().files.get(index) else {
         return not_found();
     };
@@ -95,9 +111,18 @@ async fn serve_file(
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::info!("not serving `{}` over HTTP: {e}", p.name);
-                return not_found();
+                return super::error::not_found(
+                    req,
+                    "this file changed since it was published; its new version is being hashed",
+                );
             }
-            Err(_) => return HttpResponse::InternalServerError().finish(),
+            Err(_) => {
+                return super::error::respond(
+                    req,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the file could not be checked; try again",
+                )
+            }
         }
     }
     let modified = p.content.file(index).and_then(|(_, id)| id.mtime);
@@ -114,7 +139,7 @@ async fn serve_file(
     builder
         .insert_header((header::ETAG, etag.clone()))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"));
+        .insert_header((header::CACHE_CONTROL, format!("public, {}", super::BY_NAME)));
     if let Some(lm) = &last_modified {
         builder.insert_header((header::LAST_MODIFIED, lm.clone()));
     }
@@ -140,14 +165,34 @@ async fn serve_file(
             (s, e)
         }
         Ranged::Unsatisfiable => {
-            return builder
+            let accept = h(header::ACCEPT);
+            builder
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
-                .content_type("text/plain; charset=utf-8")
-                .body("range not satisfiable\n");
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")));
+            return super::error::render(
+                &mut builder,
+                super::error::Form::of(req.path(), accept),
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                &format!("the range starts at or past the end of this {len}-byte file"),
+            );
         }
     };
-    builder.content_type("application/octet-stream");
+    // The file's own name gives its type, so a PDF or a video opens in the browser; `?download`
+    // (the page's link) saves it instead.
+    let file_name = match p.meta.files.get(index) {
+        Some(f) if !p.meta.single_file => f.path.last().cloned().unwrap_or_default(),
+        _ => p.meta.name.clone(),
+    };
+    let mime = content_type(&file_name);
+    builder
+        .content_type(mime.as_ref())
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    if is_active(&mime) {
+        builder.insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"));
+    }
+    if has_flag(req, "download") {
+        builder.insert_header((header::CONTENT_DISPOSITION, super::attachment(&file_name)));
+    }
     if req.method() == Method::HEAD {
         // A sized empty stream: actix sends the length GET would, and no body.
         return sized(&mut builder, end - start, futures_util::stream::empty());
@@ -346,6 +391,6 @@ fn listing(state: &WebState, req: &HttpRequest, p: &Published) -> HttpResponse {
     }
     html.push_str("</ul>");
     let mut builder = HttpResponse::Ok();
-    state.link_headers(&mut builder);
+    state.link_headers(&mut builder, super::PAGE_MAX_AGE);
     builder.content_type("text/html; charset=utf-8").body(html)
 }

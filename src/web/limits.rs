@@ -19,7 +19,7 @@ use actix_web::dev::{
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::rt::net::TcpStream;
-use actix_web::{HttpRequest, HttpResponse, HttpServer};
+use actix_web::{HttpRequest, HttpServer};
 
 use crate::config::HttpSettings;
 use crate::ip_limit::IpLimit;
@@ -75,9 +75,13 @@ pub async fn refuse_big_heads<B: MessageBody>(
         .unwrap_or_else(|| HttpSettings::default().head_limits());
     if let Some(status) = limits.refusal(req.request()) {
         tracing::debug!(%status, "request head over a bound refused");
-        return Ok(req
-            .into_response(HttpResponse::new(status))
-            .map_into_right_body());
+        let detail = if status == StatusCode::URI_TOO_LONG {
+            "the address is longer than this server takes"
+        } else {
+            "the request's headers are larger than this server takes"
+        };
+        let res = super::error::respond(req.request(), status, detail);
+        return Ok(req.into_response(res).map_into_right_body());
     }
     next.call(req)
         .await

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use super::WebState;
@@ -10,7 +11,7 @@ use crate::egress::Channel;
 
 pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
     // Counted under the registry's lock, not by copying every entry out of it.
-    let (published, hashing, _failed) = state.registry.counts();
+    let (published, hashing, _failed, queued) = state.registry.counts();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(
@@ -29,6 +30,12 @@ pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
         "gauge",
         "Entries being hashed.",
         hashing as u64,
+    );
+    metric(
+        "bitseed_catalog_queued",
+        "gauge",
+        "New entries waiting for their turn to be hashed.",
+        queued as u64,
     );
     metric(
         "bitseed_hashed_bytes_total",
@@ -64,12 +71,19 @@ pub async fn metrics(state: web::Data<WebState>) -> HttpResponse {
         "Content files held open by the descriptor pool.",
         crate::storage::FilePool::global().len() as u64,
     );
+    out.push_str(&state.requests.metrics());
     out.push_str(&state.swarm.metrics());
+    // Live values: a scraper must never be handed a cached copy.
     HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::VARY, "Accept-Encoding"))
         .content_type("text/plain; version=0.0.4")
         .body(out)
 }
 
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("text/plain")
+        .body("ok\n")
 }

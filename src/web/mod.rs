@@ -2,7 +2,9 @@
 //! filled in per request, the published files themselves (a BEP 19 web seed with Range), metrics.
 //! The tracker's routes are mounted beside these by `serve`.
 
+pub mod access;
 mod api;
+pub mod error;
 mod files;
 pub mod limits;
 mod metrics;
@@ -55,7 +57,21 @@ pub struct WebState {
     pub proxies: Proxies,
     /// The publisher's budget (shared with the seeder) and its byte counts by channel.
     pub egress: Arc<crate::egress::Egress>,
+    /// HTTP requests by route and status (counted by `access::observe`).
+    pub requests: Arc<access::Requests>,
 }
+
+/// How long the page and the API may be reused without asking: a few seconds, the page's own
+/// polling interval, so a burst of visitors behind a shared cache costs one answer, while
+/// nothing shown is older than a poll.
+pub const PAGE_MAX_AGE: &str = "max-age=5";
+
+/// For content addressed by name (`/files`, `.torrent`): caches may keep it as long as they
+/// like but must check it with its ETag before each use (a 304 of a few hundred bytes). A file
+/// replaced under the same name gets a new ETag at once, so no cache hands out the old bytes
+/// under the new torrent (a web seed client would fail every piece). `immutable` would need
+/// the torrent's hash in the URL, which a BEP 19 web seed URL (base + name) cannot carry.
+pub const BY_NAME: &str = "no-cache";
 
 impl WebState {
     /// The base URL for links: `public_url`, or what the client used to reach us: the host and
@@ -87,18 +103,23 @@ impl WebState {
         format!("{}://{host}", forwarded.proto.unwrap_or("http"))
     }
 
-    /// Headers for a response whose links depend on the request (no `public_url`): no shared
-    /// cache may hand one client's links to another.
-    pub fn link_headers(&self, builder: &mut HttpResponseBuilder) {
+    /// Caching headers for a response with links in it, `policy` being `PAGE_MAX_AGE` or
+    /// `BY_NAME`. Links follow the request when `public_url` is unset: then no shared cache may
+    /// hand one client's links to another. `Accept-Encoding` is named here, in the one `Vary`
+    /// value, because the CORS middleware rewrites `Vary` from its first value alone and would
+    /// drop the one `Compress` appends.
+    pub fn link_headers(&self, builder: &mut HttpResponseBuilder, policy: &str) {
         if self.public_url.is_none() {
             builder
-                .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+                .insert_header((header::CACHE_CONTROL, format!("private, {policy}")))
                 .insert_header((
                     header::VARY,
-                    "Host, X-Forwarded-Host, X-Forwarded-Proto, Forwarded",
+                    "Host, X-Forwarded-Host, X-Forwarded-Proto, Forwarded, Accept-Encoding",
                 ));
         } else {
-            builder.insert_header((header::CACHE_CONTROL, "no-cache"));
+            builder
+                .insert_header((header::CACHE_CONTROL, format!("public, {policy}")))
+                .insert_header((header::VARY, "Accept-Encoding"));
         }
     }
 
@@ -136,14 +157,21 @@ fn file_urls(base: &str, name: &str, single_file: bool) -> (String, String) {
 
 /// Sends `body` with an ETag of its bytes, or a 304 when the client's `If-None-Match` has it:
 /// a page polling the API every few seconds costs a few hundred bytes while nothing changes.
+/// `weak` for bodies that may be compressed on the way out: a strong tag names exact bytes
+/// (RFC 9110 section 8.8.1), and nginx weakens its tags when it gzips for the same reason.
 pub fn respond_with_etag(
     req: &HttpRequest,
     mut builder: HttpResponseBuilder,
     content_type: &str,
     body: Vec<u8>,
+    weak: bool,
 ) -> actix_web::HttpResponse {
     use sha1::Digest;
-    let etag = format!("\"{}\"", hex::encode(&sha1::Sha1::digest(&body)[..12]));
+    let etag = format!(
+        "{}\"{}\"",
+        if weak { "W/" } else { "" },
+        hex::encode(&sha1::Sha1::digest(&body)[..12])
+    );
     builder.insert_header((header::ETAG, etag.clone()));
     let fresh = req
         .headers()
@@ -182,24 +210,90 @@ pub fn encode_path(path: &str) -> String {
         .join("/")
 }
 
+/// `Content-Disposition` that saves as `filename`: a quoted ASCII fallback (quotes, controls and
+/// non-ASCII replaced) and the exact name in RFC 5987 form.
+pub fn attachment(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if !c.is_ascii() || c.is_ascii_control() || c == '"' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        encode_path(filename)
+    )
+}
+
 /// GET, and HEAD with the same headers (actix sends no body for HEAD).
 pub fn get_or_head() -> actix_web::Route {
     use actix_web::guard;
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
-/// Mounts the page, API, torrents, files and metrics routes.
+/// A GET (and HEAD) resource: any other method gets a 405 with `Allow`, as nginx answers.
+fn get_resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|req: HttpRequest| async move {
+        error::method_not_allowed(&req, "GET, HEAD")
+    }))
+}
+
+/// Mounts the page, API, torrents, files and metrics routes. The page, the API and the metrics
+/// are compressed when the client asks (gzip, br or zstd: 112 KB of JSON is a few KB); .torrent
+/// files (mostly hashes) and `/files` (ranges of content that is usually compressed already,
+/// byte-exact for web seeds) are not.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", get_or_head().to(page::index))
-        .route("/api/torrents", get_or_head().to(api::list))
-        .route("/api/torrents/{info_hash}", get_or_head().to(api::one))
-        .route(
-            "/torrents/{name}.torrent",
-            get_or_head().to(torrent_file::get),
-        )
-        .route("/files/{path:.*}", get_or_head().to(files::get))
-        .route("/metrics", get_or_head().to(metrics::metrics))
-        .route("/healthz", get_or_head().to(metrics::healthz));
+    use actix_web::middleware::Compress;
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, req| {
+        let res = error::respond(
+            req,
+            actix_web::http::StatusCode::BAD_REQUEST,
+            &e.to_string(),
+        );
+        actix_web::error::InternalError::from_response(e, res).into()
+    }))
+    .service(
+        get_resource("/")
+            .wrap(Compress::default())
+            .route(get_or_head().to(page::index)),
+    )
+    .service(
+        get_resource("/api/torrents")
+            .wrap(Compress::default())
+            .route(get_or_head().to(api::list)),
+    )
+    .service(
+        get_resource("/api/torrents/{info_hash}")
+            .wrap(Compress::default())
+            .route(get_or_head().to(api::one)),
+    )
+    .service(get_resource("/torrents/{name}.torrent").route(get_or_head().to(torrent_file::get)))
+    .service(get_resource("/files/{path:.*}").route(get_or_head().to(files::get)))
+    .service(
+        get_resource("/metrics")
+            .wrap(Compress::default())
+            .route(get_or_head().to(metrics::metrics)),
+    )
+    .service(get_resource("/healthz").route(get_or_head().to(metrics::healthz)));
+}
+
+/// 405 for other methods on the tracker's paths. Mounted after the tracker's own routes (which
+/// take GET alone, with their method guard on the resource, so any other method would find no
+/// route and get a 404): a GET still reaches the tracker first.
+pub fn tracker_methods(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(["/announce", "/scrape", "/stats"])
+            .to(|req: HttpRequest| async move { error::method_not_allowed(&req, "GET") }),
+    );
+}
+
+/// The app's default service: a path nothing is mounted at.
+pub async fn unknown_path(req: HttpRequest) -> actix_web::HttpResponse {
+    error::not_found(&req, "nothing is published at this address")
 }
 
 /// CORS for browser clients of the web seed: any origin may read, send `Range`, and see

@@ -35,9 +35,24 @@ fn offload_title(t: &super::api::TorrentJson) -> String {
     )
 }
 
+/// What a queued row says: its place, or that its copy is still being written (the script has
+/// the same words).
+fn queued_text(t: &super::api::TorrentJson) -> String {
+    if t.being_written {
+        "waiting for the copy to finish".into()
+    } else {
+        match t.queue_position {
+            Some(n) => format!("queued #{n}"),
+            None => "queued".into(),
+        }
+    }
+}
+
 /// Refreshes the numbers of the rows shown, by polling the same page of the API with its ETag:
 /// while nothing changes, each poll is a 304 of a few hundred bytes.
 const SCRIPT: &str = r#"
+const queued = t => t.being_written ? 'waiting for the copy to finish'
+  : 'queued' + (t.queue_position ? ' #' + t.queue_position : '');
 let etag = null;
 setInterval(async () => {
   try {
@@ -58,8 +73,13 @@ setInterval(async () => {
       if (c) c.textContent = t.completed + t.direct_completed;
       const o = row.querySelector('.offload');
       if (o && t.offload !== null) o.textContent = t.offload.toFixed(1) + 'x';
-      const p = row.querySelector('.progress');
-      if (p && t.status === 'hashing') p.textContent = 'hashing ' + Math.floor(t.progress * 100) + '%';
+      const bar = row.querySelector('progress');
+      if (bar && t.status === 'hashing') {
+        bar.value = t.progress;
+        row.querySelector('.pct').textContent = Math.floor(t.progress * 100) + '%';
+      }
+      const q = row.querySelector('.queued');
+      if (q && t.status === 'queued') q.textContent = queued(t);
       if (t.status !== row.dataset.status) { location.reload(); return; }
     }
     if (list.length !== rows.length) location.reload();
@@ -84,15 +104,18 @@ pub async fn index(
                 "<a href=\"{}\">.torrent</a><a href=\"{}\">magnet</a><a href=\"{}\">direct</a>",
                 escape(tu),
                 escape(m),
-                escape(d)
+                escape(&download_link(d))
             ),
             _ => match t.status {
                 "failed" => format!(
                     "<span class=muted>{}</span>",
                     escape(t.error.as_deref().unwrap_or("failed"))
                 ),
+                "queued" => format!("<span class=\"queued muted\">{}</span>", queued_text(&t)),
                 _ => format!(
-                    "<span class=\"progress muted\">hashing {}%</span>",
+                    "<progress max=1 value=\"{:.3}\" aria-label=\"hashing\"></progress> \
+                     <span class=\"pct muted\">{}%</span>",
+                    t.progress,
                     (t.progress * 100.0).floor()
                 ),
             },
@@ -153,6 +176,16 @@ pub async fn index(
          </table>{more}<script>{SCRIPT}</script></html>"
     );
     let mut builder = HttpResponse::Ok();
-    state.link_headers(&mut builder);
-    builder.content_type("text/html; charset=utf-8").body(html)
+    state.link_headers(&mut builder, super::PAGE_MAX_AGE);
+    super::respond_with_etag(&req, builder, "text/html; charset=utf-8", html.into(), true)
+}
+
+/// The page's direct link: a file is saved (`?download`: attachment) rather than opened in the
+/// tab; a folder's link leads to its listing.
+fn download_link(download_url: &str) -> String {
+    if download_url.ends_with('/') {
+        download_url.to_owned()
+    } else {
+        format!("{download_url}?download")
+    }
 }

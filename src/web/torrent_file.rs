@@ -15,7 +15,7 @@ pub async fn get(
 ) -> HttpResponse {
     match state.registry.published(&name) {
         Some(p) => respond(&state, &req, &p),
-        None => HttpResponse::NotFound().body("no such torrent\n"),
+        None => super::error::not_found(&req, "no published torrent has this name"),
     }
 }
 
@@ -28,16 +28,11 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
         vec![links.web_seed]
     };
     let bytes = p.meta.to_bytes_with(&[vec![links.announce]], &web_seeds);
-    let filename = format!("{}.torrent", p.meta.name).replace(['"', '\\', '\r', '\n'], "_");
     let mut builder = HttpResponse::Ok();
-    state.link_headers(&mut builder);
+    state.link_headers(&mut builder, super::BY_NAME);
     builder.insert_header((
         header::CONTENT_DISPOSITION,
-        format!(
-            "attachment; filename=\"{}\"; filename*=UTF-8''{}",
-            filename.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "_"),
-            super::encode_path(&filename)
-        ),
+        super::attachment(&format!("{}.torrent", p.meta.name)),
     ));
-    super::respond_with_etag(req, builder, "application/x-bittorrent", bytes)
+    super::respond_with_etag(req, builder, "application/x-bittorrent", bytes, false)
 }
