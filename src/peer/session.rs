@@ -500,18 +500,6 @@ async fn serve_open(
         inner.peer_id,
         torrent.metainfo.format == Format::Hybrid,
     );
-    // The handshake goes out on its own, before the greeting: Transmission 3.00 over uTP with
-    // encryption loses the messages that arrive in the same packet as the handshake.
-    let send_timeout = PeerConfig::secs(cfg.send_timeout);
-    let handshake = async {
-        wr.write_all(&ours.serialize()).await?;
-        wr.flush().await
-    };
-    tokio::time::timeout(send_timeout, handshake)
-        .await
-        .map_err(|_| SessionError::SendStall)??;
-    inner.egress.sent(Channel::Peer, HANDSHAKE_LEN as u64);
-    torrent.offload.sent(Channel::Peer, HANDSHAKE_LEN as u64);
     let your_ip = match addr.ip() {
         std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
         std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
@@ -524,6 +512,19 @@ async fn serve_open(
     // probation ends (or newer connections push it out).
     let mut held = Held::take(inner, &entry, &view, &pending, false);
     let probation_ends = Instant::now() + PROBATION;
+    // The handshake goes out once the slot is decided (a peer that has it may connect again at
+    // once), and on its own, before the greeting: Transmission 3.00 over uTP with
+    // encryption loses the messages that arrive in the same packet as the handshake.
+    let send_timeout = PeerConfig::secs(cfg.send_timeout);
+    let handshake = async {
+        wr.write_all(&ours.serialize()).await?;
+        wr.flush().await
+    };
+    tokio::time::timeout(send_timeout, handshake)
+        .await
+        .map_err(|_| SessionError::SendStall)??;
+    inner.egress.sent(Channel::Peer, HANDSHAKE_LEN as u64);
+    torrent.offload.sent(Channel::Peer, HANDSHAKE_LEN as u64);
 
     let idle = PeerConfig::secs(cfg.idle_timeout);
     let frame_timeout = PeerConfig::secs(cfg.frame_timeout);
