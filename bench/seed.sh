@@ -57,8 +57,8 @@ start_seeder() { # kind mode → sets SEED_PID, SEED_PORT
 cpu_seconds() { awk -v clk="$CLK" '{ printf "%.2f", ($14 + $15) / clk }' "/proc/$1/stat"; }
 rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-download() { # downloader mode → prints seconds
-  rm -rf "$WORK/dl"
+download() { # downloader mode → prints seconds (libtorrent: the first piece's time in $WORK/first_piece)
+  rm -rf "$WORK/dl" "$WORK/first_piece"
   mkdir "$WORK/dl"
   if [ "$1" = aria2c ]; then
     local t0 t1 crypto=()
@@ -76,12 +76,12 @@ download() { # downloader mode → prints seconds
     [ "$2" = rc4 ] && mode=(--encryption forced)
     $PY tests/interop/lt_download.py --torrent "$WORK/bench.torrent" --save "$WORK/dl" \
       --peer "127.0.0.1:$SEED_PORT" --timeout 600 "${mode[@]}" |
-      $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"], r; print(r["seconds"])'
+      $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"], r; print(r["seconds"]); print("%.3f" % r["first_piece"], file=open(sys.argv[1], "w"))' "$WORK/first_piece"
   fi
   cmp -s "$WORK/dl/content.bin" "$WORK/content.bin" || { echo "download differs" >&2; exit 1; }
 }
 
-printf "%-10s %-5s %-10s %4s %9s %8s %8s\n" downloader mode seeder run "MB/s" "cpu s" "rss MiB"
+printf "%-10s %-5s %-10s %4s %9s %8s %8s %9s\n" downloader mode seeder run "MB/s" "cpu s" "rss MiB" "1st piece"
 RESULTS="$WORK/results"
 : > "$RESULTS"
 for case in $CASES; do
@@ -98,8 +98,9 @@ for case in $CASES; do
       wait "$SEED_PID" 2> /dev/null || true
       mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)
       cpu=$(echo "$cpu1 - $cpu0" | bc -l)
-      printf "%-10s %-5s %-10s %4s %9.1f %8.2f %8s\n" "$downloader" "$mode" "$seeder" "$run" "$mbs" "$cpu" "$rss"
-      echo "$downloader $mode $seeder $mbs $cpu $rss" >> "$RESULTS"
+      first=$(cat "$WORK/first_piece" 2> /dev/null || echo -)
+      printf "%-10s %-5s %-10s %4s %9.1f %8.2f %8s %9s\n" "$downloader" "$mode" "$seeder" "$run" "$mbs" "$cpu" "$rss" "$first"
+      echo "$downloader $mode $seeder $mbs $cpu $rss $first" >> "$RESULTS"
     done
   done
 done
@@ -124,7 +125,9 @@ for d, m in cases:
             statistics.median(float(x[5]) for x in r),
         )
         v = med[d, m, s]
-        print(f"  into {d:<10} {m:<4} from {s:<10} {v[0]:8.1f} MB/s {v[1]:6.2f} cpu s/GiB {v[2]:6.0f} MiB")
+        firsts = [float(x[6]) for x in r if x[6] != "-"]
+        first = f" first piece {statistics.median(firsts):.3f} s" if firsts else ""
+        print(f"  into {d:<10} {m:<4} from {s:<10} {v[0]:8.1f} MB/s {v[1]:6.2f} cpu s/GiB {v[2]:6.0f} MiB{first}")
     b, l = med[d, m, "bitseed"], med[d, m, "libtorrent"]
     line = f"  into {d:<10} {m:<4} ratio bitseed/libtorrent: throughput {b[0] / l[0]:.2f}x, cpu per byte {b[1] / l[1]:.2f}x"
     if m != "tcp" and (d, "tcp", "bitseed") in med:
