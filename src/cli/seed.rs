@@ -44,8 +44,9 @@ pub struct Args {
     /// Do not take uTP connections on the UDP side of the listen port (TCP only).
     #[arg(long)]
     no_utp: bool,
-    /// Encrypted handshakes (MSE/PE): prefer takes plaintext and encrypted ones (RC4 when the
-    /// peer offers it), require only RC4-encrypted ones, disable only plaintext ones.
+    /// Encrypted handshakes (MSE/PE): prefer takes plaintext and encrypted ones (RC4 only for
+    /// peers that offer nothing else), require only RC4-encrypted ones, disable only plaintext
+    /// ones.
     #[arg(long, value_enum, default_value = "prefer")]
     encryption: Encryption,
 }

@@ -16,8 +16,8 @@ pub struct PeerConfig {
     /// first (Transmission 3.00 and 4.0.0 never fall back to TCP after a failed uTP attempt).
     pub utp: bool,
     /// Message Stream Encryption (MSE/PE): `prefer` takes plaintext and encrypted handshakes
-    /// (RC4 when the peer offers it), `require` only RC4-encrypted ones, `disable` only
-    /// plaintext ones.
+    /// (RC4 only for peers that offer nothing else), `require` only RC4-encrypted ones,
+    /// `disable` only plaintext ones.
     pub encryption: Encryption,
     /// Address announced for this seed; unset: the address on which the announcing client
     /// reached us.

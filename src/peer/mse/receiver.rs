@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn rc4_handshake_carries_the_bittorrent_handshake_in_ia() {
-        let (a, b) = handshake(Encryption::Prefer, offer(3), (100, 200), 4096).unwrap();
+        let (a, b) = handshake(Encryption::Prefer, offer(CRYPTO_RC4), (100, 200), 4096).unwrap();
         assert_eq!((a.mode, b.mode), (Mode::Rc4, Mode::Rc4));
         assert_eq!(b.info_hash, Some(IH));
         assert_eq!(b.prefix, bt_handshake());
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn no_initial_payload() {
-        let mut o = offer(3);
+        let mut o = offer(CRYPTO_RC4);
         o.ia.clear();
         let (a, b) = handshake(Encryption::Prefer, o, (7, 9), 4096).unwrap();
         assert!(b.prefix.is_empty());
@@ -428,14 +428,15 @@ mod tests {
     /// The longest pads there are, fed one byte at a time: the same outcome.
     #[test]
     fn byte_at_a_time_with_the_longest_pads() {
-        let mut o = offer(3);
+        let mut o = offer(CRYPTO_RC4);
         o.pad_c = vec![0x5A; MAX_PAD];
         let (a, b) = handshake(Encryption::Prefer, o, (MAX_PAD, MAX_PAD), 1).unwrap();
         assert_eq!(b.prefix, bt_handshake());
         assert_eq!(b.info_hash, Some(IH));
         assert_streams_pair(a, b);
         for chunk in [2, 19, 20, 21, 95, 97, 600] {
-            let (_, b) = handshake(Encryption::Prefer, offer(3), (300, 13), chunk).unwrap();
+            let (_, b) =
+                handshake(Encryption::Prefer, offer(CRYPTO_RC4), (300, 13), chunk).unwrap();
             assert_eq!(b.prefix, bt_handshake(), "chunk {chunk}");
         }
     }
@@ -591,7 +592,7 @@ mod tests {
     #[test]
     fn pad_a_of_512_syncs() {
         let (mut r, s, mut tx, _) = after_ya(Encryption::Prefer, &[0x77; 512]);
-        let step = step3(&s, &IH, &mut tx, tail(VC, 3, 0, 0, &[]));
+        let step = step3(&s, &IH, &mut tx, tail(VC, CRYPTO_RC4, 0, 0, &[]));
         let h = r.feed(&step, &lookup(), &mut Vec::new()).unwrap().unwrap();
         assert_eq!((h.mode, h.info_hash), (Mode::Rc4, Some(IH)));
     }
@@ -664,7 +665,7 @@ mod tests {
         let n = 300;
         let start = std::time::Instant::now();
         for _ in 0..n {
-            handshake(Encryption::Prefer, offer(3), (100, 100), 4096).unwrap();
+            handshake(Encryption::Prefer, offer(CRYPTO_RC4), (100, 100), 4096).unwrap();
         }
         let per = start.elapsed() / n;
         println!("one MSE handshake, both sides: {per:?}");
