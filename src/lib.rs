@@ -6,13 +6,14 @@
 //!   info hashes over the exact info bytes; Merkle tree helpers; the piece-size rule.
 //! - [`storage`]: piece → file-span layout, positioned reads with change detection.
 //! - [`hash`]: which files (`walk`) and the hashing pipeline (bounded threads, one read for
-//!   SHA-1 and SHA-256); `create` makes a torrent from content.
+//!   SHA-1, SHA-256 blocks and each file's SHA-256); `create` makes a torrent from content.
 //! - [`tracker`]: HTTP and UDP tracker with a sharded swarm store.
 //! - [`peer`]: the seeder: peer wire codec, connection state machine, extensions, choker.
 //! - [`announce`]: the client side of trackers, for `bitseed seed`.
 //! - [`catalog`]: what the content folder publishes (walk, watch, settle, SQLite store) and the
 //!   registry the tracker, seeder and web face learn torrents from.
-//! - [`web`]: the HTTP face: page, JSON API, .torrent downloads, `/files` web seed, metrics.
+//! - [`web`]: the HTTP face: the download page (and the publisher's view), JSON API, .torrent
+//!   downloads and links by name (`/latest`), the Atom feed, `/files` web seed, metrics.
 //! - [`config`]: the settings of `bitseed serve`.
 //! - [`egress`]: the publisher's one upload budget and what it sent, by channel.
 //! - [`ip_limit`]: open connections per client address (peer listener and HTTP).

@@ -7,14 +7,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::data;
-use crate::serve::{dirs, Server};
+use crate::serve::{dirs, http_get, Server};
 
-/// The API entry `path`, once `ok` holds for it.
+/// The publisher's token: entries not published yet are shown to the publisher only.
+const TOKEN: &str = "catalog-test-token-0123";
+
+/// The API entry `path` as the publisher sees it, once `ok` holds for it.
 fn wait_entry(server: &Server, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(t) = server
-            .torrents()
+            .publisher_torrents(TOKEN)
             .into_iter()
             .find(|t| t["path"] == path && ok(t))
         {
@@ -23,19 +26,20 @@ fn wait_entry(server: &Server, path: &str, ok: impl Fn(&Value) -> bool) -> Value
         assert!(
             Instant::now() < deadline,
             "{path} never got there: {:?}; log:\n{}",
-            server.torrents(),
+            server.publisher_torrents(TOKEN),
             server.log.lock().unwrap()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Entries waiting for their turn are listed as `queued` with their place; one whose file is
-/// still open for writing says so and waits for the close, then is published whole.
+/// Entries waiting for their turn are listed (to the publisher) as `queued` with their place;
+/// one whose file is still open for writing says so and waits for the close, then is published
+/// whole.
 #[test]
 fn queued_entries_show_their_place_and_open_files_wait_for_the_close() {
     let d = dirs();
-    let server = Server::start(&d.content, &d.state, &[]);
+    let server = Server::with_config(&d, &format!("[page]\nadmin_token = \"{TOKEN}\"\n"));
     server.wait_log("catalog:", Duration::from_secs(20));
     let first = data(5 << 20, 1);
     let second = data(5 << 20, 2);
@@ -53,8 +57,16 @@ fn queued_entries_show_their_place_and_open_files_wait_for_the_close() {
         (t["status"].as_str(), t["being_written"].as_bool()),
         (Some("queued"), Some(true))
     );
-    let html = String::from_utf8(server.get("/").body).unwrap();
+    let r = http_get(
+        server.http,
+        "/",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    );
+    let html = String::from_utf8(r.body).unwrap();
     assert!(html.contains("waiting for the copy to finish"), "{html}");
+    // Visitors see published entries only.
+    let html = String::from_utf8(server.get("/").body).unwrap();
+    assert!(!html.contains("a.iso"), "{html}");
     assert!(server.metric("bitseed_catalog_queued").unwrap() >= 2);
 
     // Far longer than the settle time (0.5 s here) with nothing written: still not published.

@@ -9,6 +9,7 @@ mod deploy;
 mod hostile;
 mod http;
 mod offload;
+mod page;
 mod security;
 mod seeder;
 mod serve;

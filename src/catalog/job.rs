@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{publishable_name, Catalog, Fingerprint, JobResult, Published, Retired, Source};
+use super::store::now_secs;
+use super::{publishable_name, Catalog, Fingerprint, JobResult, Kept, Published, Retired, Source};
 use crate::hash::walk::{self, Content};
 use crate::hash::{self, CreateOptions};
 use crate::metainfo::{piece_size, plan_files, ContentHashes, Format, Metainfo, NewTorrent};
@@ -48,21 +49,30 @@ impl Catalog {
             content_key,
             hashed,
         };
-        if let Some((meta, pieces)) = retired.and_then(|r| self.rebuild(&content, &r)) {
-            return match self.published(name, &content, meta, pieces) {
+        if let Some((meta, kept)) = retired.and_then(|r| self.rebuild(&content, &r)) {
+            return match self.published(name, &content, meta, kept) {
                 Ok(p) => publish(p, false),
                 Err(e) => JobResult::Failed(e.to_string()),
             };
         }
 
+        // A version hashed again to the same torrent (its files touched, not changed) keeps its
+        // date: the page and the feed would otherwise show it as new.
+        let before = self
+            .registry
+            .published(name)
+            .map(|p| (p.meta.info_hash, p.published_at));
         let done = Arc::new(AtomicU64::new(0));
         self.registry
             .set_hashing(name, content.total(), done.clone());
         tracing::info!("hashing `{name}` ({} bytes)", content.total());
         let started = Instant::now();
-        match hash::create_keeping_pieces(&content, &self.root, &self.create_options(), &done, None)
-        {
-            Ok((meta, pieces)) => {
+        match hash::create_with_digests(&content, &self.root, &self.create_options(), &done, None) {
+            Ok(hash::Created {
+                meta,
+                pieces,
+                file_sha256,
+            }) => {
                 self.registry
                     .hashed_bytes
                     .fetch_add(content.total(), Ordering::Relaxed);
@@ -71,7 +81,16 @@ impl Catalog {
                     started.elapsed().as_secs_f64()
                 );
                 let merkle = (meta.format == Format::Merkle).then_some(pieces);
-                match self.published(name, &content, meta, merkle) {
+                let published_at = match before {
+                    Some((hash, at)) if hash == meta.info_hash => at,
+                    _ => now_secs(),
+                };
+                let kept = Kept {
+                    merkle_pieces: merkle,
+                    file_sha256: Some(file_sha256),
+                    published_at,
+                };
+                match self.published(name, &content, meta, kept) {
                     Ok(p) => publish(p, true),
                     Err(e) => JobResult::Failed(e.to_string()),
                 }
@@ -95,12 +114,13 @@ impl Catalog {
     }
 
     /// The retired torrent's hashes under this entry's name, if it was made the same way (with
-    /// a Merkle torrent's piece hashes, passed on).
-    fn rebuild(
-        &self,
-        content: &Content,
-        retired: &Retired,
-    ) -> Option<(Metainfo, Option<Vec<[u8; 20]>>)> {
+    /// a Merkle torrent's piece hashes, and the files' SHA-256, passed on). A torrent retired
+    /// without its files' SHA-256 is hashed again rather than published without them.
+    fn rebuild(&self, content: &Content, retired: &Retired) -> Option<(Metainfo, Kept)> {
+        let digests = retired
+            .file_sha256
+            .clone()
+            .filter(|d| d.len() == content.files.len())?;
         let old = Metainfo::from_bytes(&retired.torrent).ok()?;
         let wanted = if self.options.piece_size == 0 {
             piece_size::auto(content.total())
@@ -148,7 +168,14 @@ impl Catalog {
         .build()
         .ok()
         .filter(|m| m.root_hash == old.root_hash)
-        .map(|m| (m, merkle))
+        .map(|m| {
+            let kept = Kept {
+                merkle_pieces: merkle,
+                file_sha256: Some(digests),
+                published_at: now_secs(),
+            };
+            (m, kept)
+        })
     }
 
     /// The published entry: its torrent and its files, read beneath the content folder and
@@ -158,8 +185,13 @@ impl Catalog {
         name: &str,
         content: &Content,
         meta: Metainfo,
-        merkle_pieces: Option<Vec<[u8; 20]>>,
+        kept: Kept,
     ) -> Result<Published, StorageError> {
+        let Kept {
+            merkle_pieces,
+            file_sha256,
+            published_at,
+        } = kept;
         let mut real = content.files.iter();
         let files = meta
             .files
@@ -179,6 +211,10 @@ impl Catalog {
             })
             .collect();
         let files = storage::Content::new(meta.layout(), self.root.clone(), files)?;
+        let digests = std::sync::OnceLock::new();
+        if let Some(d) = file_sha256.filter(|d| d.len() == content.files.len()) {
+            let _ = digests.set(d);
+        }
         Ok(Published {
             name: name.to_owned(),
             disk: self.content.join(name),
@@ -186,6 +222,8 @@ impl Catalog {
             content: Arc::new(files),
             offload: Default::default(),
             merkle_pieces: merkle_pieces.map(Arc::new),
+            file_sha256: digests,
+            published_at,
         })
     }
 }

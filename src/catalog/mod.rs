@@ -140,7 +140,19 @@ struct Retired {
     torrent: Vec<u8>,
     /// A Merkle torrent's piece hashes (the torrent holds only their root).
     merkle_pieces: Option<Vec<[u8; 20]>>,
+    /// Its files' SHA-256, when known.
+    file_sha256: Option<Vec<[u8; 32]>>,
     at: Instant,
+}
+
+/// What is kept beside an entry's torrent (in the store, and in the published entry).
+struct Kept {
+    /// A Merkle torrent's piece hashes (it holds only their root).
+    merkle_pieces: Option<Vec<[u8; 20]>>,
+    /// Its files' SHA-256, when known.
+    file_sha256: Option<Vec<[u8; 32]>>,
+    /// Unix seconds.
+    published_at: i64,
 }
 
 /// A job's results, and the entries it handed back unlooked-at.
@@ -263,7 +275,12 @@ impl Catalog {
         // The watch starts before the scan, so nothing created in between is missed (events
         // wait in the queue and only mark entries to look at again).
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.startup()).await??;
+        let without_digests = tokio::task::spawn_blocking(move || this.startup()).await??;
+        let this = self.clone();
+        let stop = shutdown.clone();
+        let backfill = (!without_digests.is_empty()).then(|| {
+            tokio::task::spawn_blocking(move || this.read_digests(without_digests, &stop))
+        });
 
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         // Watch overflows are checked this often; settled entries start when they settle.
@@ -313,11 +330,16 @@ impl Catalog {
             }
         }
         drop(watcher);
+        if let Some(task) = backfill {
+            let _ = task.await;
+        }
         Ok(())
     }
 
     /// Publishes every entry that is unchanged since it was stored, and marks the rest to hash.
-    fn startup(&self) -> anyhow::Result<()> {
+    /// Returns the entries published from rows stored before file digests were kept, with
+    /// their torrent: their digests are read in the background (`read_digests`).
+    fn startup(&self) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         let stored: HashMap<String, StoredEntry> = self
             .store()
             .all()?
@@ -326,6 +348,7 @@ impl Catalog {
             .collect();
         let names = self.list_entries()?;
         let (mut reused, mut queued) = (0, 0);
+        let mut without_digests = Vec::new();
         for name in &names {
             let path = match self.source(name) {
                 Source::At(path) => path,
@@ -348,7 +371,16 @@ impl Catalog {
             match reuse.and_then(|s| Metainfo::from_bytes(&s.torrent).ok().map(|m| (m, s))) {
                 Some((meta, s)) => {
                     let pieces = s.merkle_pieces();
-                    self.publish_now(name, &content, meta, pieces, fp);
+                    let digests = s.file_sha256(content.files.len());
+                    if digests.is_none() {
+                        without_digests.push((name.clone(), s.torrent.clone()));
+                    }
+                    let kept = Kept {
+                        merkle_pieces: pieces,
+                        file_sha256: digests,
+                        published_at: s.published_at,
+                    };
+                    self.publish_now(name, &content, meta, kept, fp);
                     reused += 1;
                 }
                 None => {
@@ -363,9 +395,16 @@ impl Catalog {
             if !present.contains(&name) {
                 self.store().remove(&name)?;
                 let merkle_pieces = s.merkle_pieces();
+                let file_sha256 = s
+                    .sha256
+                    .as_ref()
+                    .filter(|d| d.len() % 32 == 0)
+                    .map(|d| d.len() / 32)
+                    .and_then(|n| s.file_sha256(n));
                 let retired = Retired {
                     torrent: s.torrent,
                     merkle_pieces,
+                    file_sha256,
                     at: Instant::now(),
                 };
                 let key = fingerprint::content_key_of(&s.content_key);
@@ -377,7 +416,43 @@ impl Catalog {
             crate::units::count(reused as u64, "entry", "entries")
         );
         give_back_freed_memory();
-        Ok(())
+        Ok(without_digests)
+    }
+
+    /// Reads the files of entries published from rows stored before file digests were kept, for
+    /// their SHA-256, and keeps them (in the entry, and in its row if it still holds the same
+    /// torrent). One file at a time, on this one blocking thread; an entry that changed or went
+    /// away meanwhile is left to its new version. Stops at `stop`.
+    fn read_digests(&self, entries: Vec<(String, Vec<u8>)>, stop: &CancellationToken) {
+        tracing::info!(
+            "reading the SHA-256 of {} stored before file digests were kept",
+            crate::units::count(entries.len() as u64, "entry", "entries")
+        );
+        for (name, torrent) in entries {
+            if stop.is_cancelled() {
+                return;
+            }
+            let Some(p) = self.registry.published(&name) else {
+                continue;
+            };
+            if p.file_sha256.get().is_some() {
+                continue;
+            }
+            let digests = match file_digests(&p.content, stop) {
+                Ok(Some(d)) => d,
+                Ok(None) => return,
+                Err(e) => {
+                    // Its next change re-hashes it, with digests.
+                    tracing::warn!("cannot read `{name}` for its SHA-256: {e}");
+                    continue;
+                }
+            };
+            match self.store().set_sha256(&name, &torrent, &digests.concat()) {
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot store the SHA-256 of `{name}`: {e}"),
+            }
+            let _ = p.file_sha256.set(digests);
+        }
     }
 
     /// Top-level names in the content folder that can be published (symbolic links never are:
@@ -532,15 +607,16 @@ impl Catalog {
         }
     }
 
+    /// Publishes a stored entry found unchanged, with what the store kept beside its torrent.
     fn publish_now(
         &self,
         name: &str,
         content: &Content,
         meta: Metainfo,
-        merkle_pieces: Option<Vec<[u8; 20]>>,
+        kept: Kept,
         fp: fingerprint::Encoded,
     ) {
-        match self.published(name, content, meta, merkle_pieces) {
+        match self.published(name, content, meta, kept) {
             Ok(p) => {
                 self.state().published.insert(name.to_owned(), fp.digest);
                 self.registry.publish(Arc::new(p));
@@ -597,6 +673,8 @@ impl Catalog {
                         options: self.options.key(),
                         torrent: p.meta.to_bytes(),
                         pieces: p.merkle_pieces.as_ref().map(|h| h.concat()),
+                        sha256: p.file_sha256.get().map(|d| d.concat()),
+                        published_at: p.published_at,
                     });
                     tracing::info!(
                         "published `{name}`: {} torrent, {} bytes, info hash {}{}",
@@ -653,6 +731,7 @@ impl Catalog {
             let retired = Retired {
                 torrent: p.meta.to_bytes(),
                 merkle_pieces: p.merkle_pieces.as_ref().map(|h| h.to_vec()),
+                file_sha256: p.file_sha256.get().cloned(),
                 at: Instant::now(),
             };
             let key = fingerprint::content_key_of(&stored.content_key);
@@ -669,6 +748,36 @@ impl Catalog {
         }
         tokio::task::block_in_place(|| self.registry.remove(name));
     }
+}
+
+/// The SHA-256 of each file of `content` (pad files left out), read one after the other through
+/// the content's checked reads (beneath the content folder, each read checked against the
+/// identity the file was hashed with). `None` when stopped.
+fn file_digests(
+    content: &crate::storage::Content,
+    stop: &CancellationToken,
+) -> Result<Option<Vec<[u8; 32]>>, StorageError> {
+    use sha2::{Digest, Sha256};
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut out = Vec::new();
+    for (i, lf) in content.layout().files.iter().enumerate() {
+        if lf.pad {
+            continue;
+        }
+        let mut hasher = Sha256::new();
+        let mut at = 0u64;
+        while at < lf.length {
+            if stop.is_cancelled() {
+                return Ok(None);
+            }
+            let n = (lf.length - at).min(buf.len() as u64) as usize;
+            content.read_file_at(i, at, &mut buf[..n])?;
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        out.push(hasher.finalize().into());
+    }
+    Ok(Some(out))
 }
 
 /// Files published in one job past which the memory freed after building them (file lists,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::egress::Offload;
 use crate::metainfo::Metainfo;
@@ -27,6 +27,12 @@ pub struct Published {
     /// A Merkle torrent's piece hashes (it holds only their root), when known: kept with the
     /// entry so the seeder builds its hash tree without reading the content again.
     pub merkle_pieces: Option<Arc<Vec<[u8; 20]>>>,
+    /// The SHA-256 of each file, in `meta.files` order without pad files: computed in the same
+    /// read as the pieces, and kept in the store. Unset until known: an entry stored before
+    /// digests were kept has them read in the background after start.
+    pub file_sha256: OnceLock<Vec<[u8; 32]>>,
+    /// When this version was published, in Unix seconds (kept in the store across restarts).
+    pub published_at: i64,
 }
 
 impl Published {
@@ -134,6 +140,48 @@ impl Registry {
             .filter(|(k, v)| keep(k, v))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (page, total)
+    }
+
+    /// `page`, in the order of `key` (then name) rather than of names alone: up to `limit`
+    /// entries that `keep` accepts and that come after `after` (a key and a name) in that order,
+    /// and how many `keep` accepts in all. Every accepted entry's key is looked at, but only the
+    /// page is copied out.
+    pub fn page_by<K: Ord>(
+        &self,
+        key: impl Fn(&Status) -> K,
+        after: Option<(K, &str)>,
+        limit: usize,
+        keep: impl Fn(&str, &Status) -> bool,
+    ) -> (Vec<(String, Status)>, usize) {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0;
+        let mut found: Vec<(K, &String, &Status)> = Vec::new();
+        for (name, status) in entries.iter() {
+            if !keep(name, status) {
+                continue;
+            }
+            total += 1;
+            let k = key(status);
+            let past = match &after {
+                Some((ak, an)) => (&k, name.as_str()) > (ak, *an),
+                None => true,
+            };
+            if past {
+                found.push((k, name, status));
+            }
+        }
+        let order =
+            |a: &(K, &String, &Status), b: &(K, &String, &Status)| (&a.0, a.1).cmp(&(&b.0, b.1));
+        if found.len() > limit {
+            found.select_nth_unstable_by(limit, order);
+            found.truncate(limit);
+        }
+        found.sort_unstable_by(order);
+        let page = found
+            .into_iter()
+            .map(|(_, n, s)| (n.clone(), s.clone()))
             .collect();
         (page, total)
     }
@@ -307,4 +355,59 @@ impl Registry {
 
 fn hash_keys(p: &Published) -> Vec<[u8; 20]> {
     p.meta.info_hash.wire_hashes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Reverse;
+
+    fn registry(entries: &[(&str, u64)]) -> Registry {
+        let r = Registry::default();
+        for (name, total) in entries {
+            r.entries.write().unwrap().insert(
+                (*name).to_owned(),
+                Status::Hashing {
+                    total: *total,
+                    done: Arc::default(),
+                },
+            );
+        }
+        r
+    }
+
+    fn size(s: &Status) -> Reverse<u64> {
+        match s {
+            Status::Hashing { total, .. } => Reverse(*total),
+            _ => Reverse(0),
+        }
+    }
+
+    /// Pages in key order (ties by name), each after the last key and name of the one before,
+    /// cover every kept entry once; the total counts them all.
+    #[test]
+    fn pages_by_key_follow_each_other() {
+        let r = registry(&[
+            ("a", 5),
+            ("b", 9),
+            ("c", 5),
+            ("d", 1),
+            ("e", 9),
+            ("skip", 7),
+        ]);
+        let keep = |n: &str, _: &Status| n != "skip";
+        let mut after: Option<(Reverse<u64>, String)> = None;
+        let mut seen = Vec::new();
+        loop {
+            let (page, total) =
+                r.page_by(size, after.as_ref().map(|(k, n)| (*k, n.as_str())), 2, keep);
+            assert_eq!(total, 5);
+            let Some((name, status)) = page.last() else {
+                break;
+            };
+            after = Some((size(status), name.clone()));
+            seen.extend(page.into_iter().map(|(n, _)| n));
+        }
+        assert_eq!(seen, ["b", "e", "a", "c", "d"]);
+    }
 }

@@ -33,6 +33,11 @@ pub struct StoredEntry {
     pub torrent: Vec<u8>,
     /// A Merkle torrent's piece hashes, 20 bytes each (it holds only their root).
     pub pieces: Option<Vec<u8>>,
+    /// The SHA-256 of each file, 32 bytes each in the torrent's order (pad files left out);
+    /// `None` in a row stored before they were kept.
+    pub sha256: Option<Vec<u8>>,
+    /// When this version was published, in Unix seconds (the `updated_at` column).
+    pub published_at: i64,
 }
 
 impl StoredEntry {
@@ -46,6 +51,24 @@ impl StoredEntry {
             .map(|c| <[u8; 20]>::try_from(c).ok())
             .collect()
     }
+
+    /// The stored file digests, when there are `files` of them.
+    pub fn file_sha256(&self, files: usize) -> Option<Vec<[u8; 32]>> {
+        let raw = self.sha256.as_ref()?;
+        if raw.len() != files * 32 {
+            return None;
+        }
+        raw.chunks_exact(32)
+            .map(|c| <[u8; 32]>::try_from(c).ok())
+            .collect()
+    }
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 pub struct Store {
@@ -54,7 +77,8 @@ pub struct Store {
 }
 
 /// The columns `entry` reads, in its order.
-const COLUMNS: &str = "name, fingerprint, content_key, options, torrent, pieces";
+const COLUMNS: &str =
+    "name, fingerprint, content_key, options, torrent, pieces, sha256, updated_at";
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
     Ok(StoredEntry {
@@ -64,6 +88,8 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
         options: r.get(3)?,
         torrent: r.get(4)?,
         pieces: r.get(5)?,
+        sha256: r.get(6)?,
+        published_at: r.get(7)?,
     })
 }
 
@@ -92,14 +118,16 @@ impl Store {
              );",
         )
         .map_err(err)?;
-        // Added after the first release of the table: a store written before gets the column.
-        let has_pieces = conn
-            .prepare("SELECT 1 FROM pragma_table_info('entries') WHERE name = 'pieces'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(err)?;
-        if !has_pieces {
-            conn.execute_batch("ALTER TABLE entries ADD COLUMN pieces BLOB;")
+        // Added after the first release of the table: a store written before gets them.
+        for column in ["pieces", "sha256"] {
+            let has = conn
+                .prepare("SELECT 1 FROM pragma_table_info('entries') WHERE name = ?1")
+                .and_then(|mut s| s.exists([column]))
                 .map_err(err)?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE entries ADD COLUMN {column} BLOB;"))
+                    .map_err(err)?;
+            }
         }
         Ok(Store { conn, path })
     }
@@ -136,6 +164,23 @@ impl Store {
         self.apply(std::slice::from_ref(e), &[])
     }
 
+    /// Sets the file digests of the row `name` if it still holds `torrent` (a row stored before
+    /// digests were kept, read for them later): a row replaced meanwhile keeps its own.
+    pub fn set_sha256(
+        &mut self,
+        name: &str,
+        torrent: &[u8],
+        sha256: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE entries SET sha256 = ?3 WHERE name = ?1 AND torrent = ?2",
+                params![name, torrent, sha256],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn remove(&mut self, name: &str) -> Result<(), StoreError> {
         self.apply(&[], &[name.to_owned()])
     }
@@ -146,9 +191,6 @@ impl Store {
         if puts.is_empty() && removes.is_empty() {
             return Ok(());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -159,8 +201,9 @@ impl Store {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO entries
-                     (name, fingerprint, content_key, options, torrent, updated_at, pieces)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (name, fingerprint, content_key, options, torrent, updated_at, pieces,
+                      sha256)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
             for e in puts {
@@ -171,8 +214,9 @@ impl Store {
                         e.content_key,
                         e.options,
                         e.torrent,
-                        now,
-                        e.pieces
+                        e.published_at,
+                        e.pieces,
+                        e.sha256
                     ])
                     .map_err(err)?;
             }
@@ -201,6 +245,8 @@ mod tests {
             options: "o".into(),
             torrent: vec![1, 2, 3],
             pieces: Some(vec![7; 40]),
+            sha256: Some(vec![5; 64]),
+            published_at: 1_790_000_000,
         };
         {
             let mut s = Store::open(dir.path()).unwrap();
@@ -217,12 +263,15 @@ mod tests {
         assert_eq!(s.all().unwrap(), vec![e.clone()]);
         assert_eq!(s.get("b").unwrap(), None);
         assert_eq!(e.merkle_pieces(), Some(vec![[7; 20], [7; 20]]));
+        assert_eq!(e.file_sha256(2), Some(vec![[5; 32], [5; 32]]));
+        assert_eq!(e.file_sha256(3), None);
     }
 
-    /// A store written before the `pieces` column existed opens, keeps its rows, and takes the
-    /// column.
+    /// A store written before the `pieces` and `sha256` columns existed opens, keeps its rows,
+    /// and takes the columns; digests are filled in later, only over the torrent they were read
+    /// for.
     #[test]
-    fn a_store_without_the_pieces_column_is_upgraded() {
+    fn a_store_without_the_later_columns_is_upgraded() {
         let dir = tempfile::tempdir().unwrap();
         {
             let conn = Connection::open(dir.path().join("catalog.sqlite")).unwrap();
@@ -236,7 +285,12 @@ mod tests {
         }
         let mut s = Store::open(dir.path()).unwrap();
         let old = s.get("old").unwrap().unwrap();
-        assert_eq!((old.torrent, old.pieces), (vec![1], None));
+        assert_eq!(
+            (old.torrent, old.pieces, old.sha256, old.published_at),
+            (vec![1], None, None, 0)
+        );
+        assert!(!s.set_sha256("old", &[2], &[3; 32]).unwrap());
+        assert!(s.set_sha256("old", &[1], &[3; 32]).unwrap());
         s.put(&StoredEntry {
             name: "new".into(),
             fingerprint: "f".into(),
@@ -244,10 +298,13 @@ mod tests {
             options: "o".into(),
             torrent: vec![2],
             pieces: Some(vec![9; 20]),
+            sha256: None,
+            published_at: 5,
         })
         .unwrap();
         drop(s);
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.get("new").unwrap().unwrap().pieces, Some(vec![9; 20]));
+        assert_eq!(s.get("old").unwrap().unwrap().sha256, Some(vec![3; 32]));
     }
 }

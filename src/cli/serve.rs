@@ -1,8 +1,9 @@
 //! `bitseed serve`: the whole product in one process — catalog, web face, tracker and seeder.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -168,7 +169,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.peer.public_ip.unwrap_or(peer_addr.ip()),
         peer_addr.port(),
     );
-    seeder.set_announcer(Arc::new(OwnSeed(tracker.clone())), own);
+    let own_seeds = Arc::new(Mutex::new(HashSet::new()));
+    seeder.set_announcer(
+        Arc::new(OwnSeed {
+            tracker: tracker.clone(),
+            seeding: own_seeds.clone(),
+        }),
+        own,
+    );
 
     // Listeners run on a blocking-capable thread (the catalog publishes from one), so building
     // the seeder's view (which hashes a Merkle torrent's content) may block. The seeder comes
@@ -217,13 +225,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     ));
 
     let requests = Arc::new(face::access::Requests::default());
+    let downloads = Arc::new(
+        face::downloads::Downloads::open(&settings.state)
+            .context("cannot open the download counts")?,
+    );
+    let downloads_task = tokio::spawn(save_downloads(
+        downloads.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
     let state = web::Data::new(WebState {
         registry: registry.clone(),
-        swarm: Arc::new(TrackerView(tracker.clone(), seeder.clone())),
+        swarm: Arc::new(TrackerView(tracker.clone(), seeder.clone(), own_seeds)),
         public_url: settings.public_url.clone(),
         proxies: settings.tracker.proxies(),
         egress: egress.clone(),
         requests: requests.clone(),
+        downloads,
+        title: settings.page.title.clone(),
+        intro: settings.page.intro.clone(),
+        admin: settings
+            .page
+            .admin_token
+            .as_deref()
+            .map(face::admin::AdminToken::new),
     });
     let access = web::Data::new(face::access::Access {
         log: settings.http.access_log,
@@ -279,6 +303,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = seeder_task.await;
     let _ = udp_task.await;
     let _ = maintenance_task.await;
+    let _ = downloads_task.await;
     if let Err(e) = tracker.flush() {
         tracing::error!("cannot save tracker counts: {e}");
     }
@@ -289,6 +314,30 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes the download counts once a minute, and once more at `stop`.
+async fn save_downloads(
+    downloads: Arc<face::downloads::Downloads>,
+    stop: tokio_util::sync::WaitForCancellationFutureOwned,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    tokio::pin!(stop);
+    loop {
+        let stopping = tokio::select! {
+            _ = every.tick() => false,
+            _ = &mut stop => true,
+        };
+        let d = downloads.clone();
+        match tokio::task::spawn_blocking(move || d.flush()).await {
+            Ok(Err(e)) => tracing::error!("cannot save download counts: {e}"),
+            Err(e) => tracing::error!("saving download counts: {e}"),
+            Ok(Ok(())) => {}
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// The seeder's view of a published entry: the same files (and descriptor pool) as the web seed,
@@ -302,20 +351,35 @@ fn seedable(p: &Published) -> Result<peer::Published, peer::PublishError> {
     )
 }
 
+/// Info hashes bitseed's own seeder is listed for (the tracker counts it as a seeder; the page
+/// counts people).
+type OwnSeeds = Arc<Mutex<HashSet<[u8; 20]>>>;
+
 /// The seeder tells the tracker about itself directly, without an HTTP round trip.
-struct OwnSeed(Arc<Tracker>);
+struct OwnSeed {
+    tracker: Arc<Tracker>,
+    seeding: OwnSeeds,
+}
 
 impl SeedAnnouncer for OwnSeed {
     fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr) {
-        self.0.set_own_seed(info_hash, addr);
+        self.tracker.set_own_seed(info_hash, addr);
+        self.seeding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info_hash);
     }
     fn stopped(&self, info_hash: [u8; 20]) {
-        self.0.clear_own_seed(info_hash);
+        self.tracker.clear_own_seed(info_hash);
+        self.seeding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&info_hash);
     }
 }
 
 /// The web face's view of the tracker's swarms.
-struct TrackerView(Arc<Tracker>, Arc<Seeder>);
+struct TrackerView(Arc<Tracker>, Arc<Seeder>, OwnSeeds);
 
 impl SwarmView for TrackerView {
     fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {
@@ -324,6 +388,11 @@ impl SwarmView for TrackerView {
             seeders: u64::from(c.complete),
             leechers: u64::from(c.incomplete),
             completed: c.downloaded,
+            own_seed: self
+                .2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(info_hash),
         }
     }
 
@@ -333,8 +402,8 @@ impl SwarmView for TrackerView {
             "# HELP bitseed_tracker_torrents Swarms with peers.\n# TYPE bitseed_tracker_torrents gauge\nbitseed_tracker_torrents {}\n\
              # HELP bitseed_tracker_seeders Seeders in all swarms.\n# TYPE bitseed_tracker_seeders gauge\nbitseed_tracker_seeders {}\n\
              # HELP bitseed_tracker_leechers Leechers in all swarms.\n# TYPE bitseed_tracker_leechers gauge\nbitseed_tracker_leechers {}\n\
-             # HELP bitseed_tracker_announces_per_second Recent announce rate.\n# TYPE bitseed_tracker_announces_per_second gauge\nbitseed_tracker_announces_per_second {:.1}\n",
-            s.torrents, s.seeders, s.leechers, s.announces_per_second
+             # HELP bitseed_tracker_announces_total Announces handled (HTTP and UDP) since start.\n# TYPE bitseed_tracker_announces_total counter\nbitseed_tracker_announces_total {}\n",
+            s.torrents, s.seeders, s.leechers, self.0.announce_count()
         ) + &format!(
             "# HELP bitseed_peer_uploaded_bytes_total Bytes of pieces sent over the peer wire.\n# TYPE bitseed_peer_uploaded_bytes_total counter\nbitseed_peer_uploaded_bytes_total {}\n",
             self.1.uploaded()

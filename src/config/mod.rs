@@ -48,6 +48,34 @@ pub struct Settings {
     /// The publisher's one upload budget, over the peer wire, the web seed and direct
     /// downloads.
     pub egress: EgressConfig,
+    /// What the web page says, and the publisher's view of it.
+    pub page: PageSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PageSettings {
+    /// The page's title (plain text), also the Atom feed's.
+    pub title: String,
+    /// A few words under the title (plain text; a blank line starts a new paragraph).
+    pub intro: String,
+    /// The publisher's token: with it (`/?token=…` once, then a cookie; or
+    /// `Authorization: Bearer …` for the API) the page and the API also list the entries that
+    /// are not published (queued, being hashed, failed, with why) and the upload figures.
+    /// Unset: nobody sees them. At least 16 characters (e.g. `openssl rand -hex 16`).
+    pub admin_token: Option<String>,
+}
+
+impl Default for PageSettings {
+    fn default() -> Self {
+        PageSettings {
+            title: "Downloads".into(),
+            intro: "Download with BitTorrent (the .torrent file or the magnet link) to share the \
+                    load with everyone else downloading, or directly over HTTP."
+                .into(),
+            admin_token: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -127,6 +155,7 @@ impl Default for Settings {
             tracker: TrackerConfig::default(),
             peer: PeerConfig::default(),
             egress: EgressConfig::default(),
+            page: PageSettings::default(),
         }
     }
 }
@@ -348,6 +377,16 @@ impl Settings {
         }
         if self.catalog.hash_jobs == 0 {
             return invalid("catalog.hash_jobs", "must be at least 1".into());
+        }
+        if let Some(token) = &self.page.admin_token {
+            if token.chars().count() < 16 {
+                return invalid(
+                    "page.admin_token",
+                    "is shorter than 16 characters: use a long random one, e.g. the output of \
+                     `openssl rand -hex 16`"
+                        .into(),
+                );
+            }
         }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

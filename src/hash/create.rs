@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use thiserror::Error;
 
 use super::walk::Content;
-use super::{content_hashes, hash_pieces, HashError, Job, Mode};
+use super::{content_hashes, digest_backlog, hash_pieces_with, FileDigests, HashError, Job, Mode};
 use crate::metainfo::{piece_size, plan_files, Format, Metainfo, MetainfoError, NewTorrent};
 use crate::storage::{FileId, Layout, Root};
 
@@ -61,19 +61,41 @@ pub fn create(
     progress: &AtomicU64,
     cancel: Option<&AtomicBool>,
 ) -> Result<Metainfo, CreateError> {
-    create_keeping_pieces(content, &Root::anywhere(), opts, progress, cancel).map(|(meta, _)| meta)
+    make(content, &Root::anywhere(), opts, progress, cancel, false).map(|c| c.meta)
 }
 
-/// `create`, also returning the SHA-1 of every piece: a BEP 30 torrent keeps only their root,
-/// and the seeder needs them all to send hash lists (kept, it need not read the content again).
-/// Files are opened from `root` and checked against the identity the walk listed.
-pub fn create_keeping_pieces(
+/// A torrent made by `create_with_digests`, with what the catalog keeps beside it.
+#[derive(Debug)]
+pub struct Created {
+    pub meta: Metainfo,
+    /// The SHA-1 of every piece: a BEP 30 torrent keeps only their root, and the seeder needs
+    /// them all to send hash lists (kept, it need not read the content again).
+    pub pieces: Vec<[u8; 20]>,
+    /// The SHA-256 of each file, in `content.files` order (pad files have none).
+    pub file_sha256: Vec<[u8; 32]>,
+}
+
+/// `create`, also computing the SHA-256 of every file in the same read of the data (and keeping
+/// the piece hashes). Files are opened from `root` and checked against the identity the walk
+/// listed.
+pub fn create_with_digests(
     content: &Content,
     root: &Root,
     opts: &CreateOptions,
     progress: &AtomicU64,
     cancel: Option<&AtomicBool>,
-) -> Result<(Metainfo, Vec<[u8; 20]>), CreateError> {
+) -> Result<Created, CreateError> {
+    make(content, root, opts, progress, cancel, true)
+}
+
+fn make(
+    content: &Content,
+    root: &Root,
+    opts: &CreateOptions,
+    progress: &AtomicU64,
+    cancel: Option<&AtomicBool>,
+    with_digests: bool,
+) -> Result<Created, CreateError> {
     let total = content.total();
     if total == 0 {
         return Err(CreateError::Empty(content.name.clone()));
@@ -99,7 +121,9 @@ pub fn create_keeping_pieces(
         Layout::contiguous(piece_length, planned.iter().map(|f| (f.length, f.pad)))
     };
 
-    let pieces = hash_pieces(&Job {
+    let digests =
+        with_digests.then(|| FileDigests::new(&layout, digest_backlog(&layout, opts.threads)));
+    let job = Job {
         layout: &layout,
         root,
         paths: &paths,
@@ -111,7 +135,19 @@ pub fn create_keeping_pieces(
         cancel,
         // A file that grew, or was rewritten in place, would give a mix of old and new bytes.
         stamps: Some(&stamps),
-    })?;
+    };
+    let pieces = hash_pieces_with(&job, digests.as_ref())?;
+    let file_sha256 = match digests {
+        Some(d) => d
+            .finish()
+            .ok_or(HashError::Cancelled)?
+            .into_iter()
+            .zip(&planned)
+            .filter(|(_, f)| !f.pad)
+            .map(|(d, _)| d.ok_or(HashError::Cancelled))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
 
     let hashes = content_hashes(&layout, pieces);
     let v1_pieces = hashes.pieces.clone();
@@ -131,7 +167,11 @@ pub fn create_keeping_pieces(
         creation_date: opts.creation_date,
     }
     .build()?;
-    Ok((meta, v1_pieces))
+    Ok(Created {
+        meta,
+        pieces: v1_pieces,
+        file_sha256,
+    })
 }
 
 #[cfg(test)]
@@ -268,6 +308,44 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    /// Each file's SHA-256 comes out of the same read, for every format, pad files and empty
+    /// files among them, with several workers finishing pieces out of order.
+    #[test]
+    fn every_files_sha256_is_computed_while_hashing() {
+        let files: [(&str, Vec<u8>); 4] = [
+            ("t/a", bytes(3 * B + 17, 1)),
+            ("t/b", Vec::new()),
+            ("t/c", bytes(100, 2)),
+            ("t/d", bytes(40 * B + 5, 3)),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (name, data) in &files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        }
+        let content = collect(&dir.path().join("t"), WalkOptions::default()).unwrap();
+        let want: Vec<[u8; 32]> = content
+            .files
+            .iter()
+            .map(|f| Sha256::digest(std::fs::read(&f.disk).unwrap()).into())
+            .collect();
+        for format in [Format::V1, Format::Merkle, Format::V2, Format::Hybrid] {
+            let made = create_with_digests(
+                &content,
+                &Root::anywhere(),
+                &CreateOptions {
+                    threads: 3,
+                    ..opts(format, B as u64)
+                },
+                &AtomicU64::new(0),
+                None,
+            )
+            .unwrap();
+            assert_eq!(made.file_sha256, want, "{format}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the piece's SHA-1 and, for v2, the SHA-256 of each 16 KiB block folded into the piece's subtree.
 //!
 //! Plain threads, not the async runtime: this is CPU work, and the pool is bounded by `threads`.
+//! The catalog also has each file's SHA-256 computed from the same reads (`FileDigests`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -14,6 +15,7 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use thiserror::Error;
 
+use super::FileDigests;
 use crate::metainfo::merkle::{self, BLOCK_SIZE};
 use crate::storage::{FileId, Layout, Root, StorageError};
 
@@ -96,6 +98,16 @@ struct PieceResult {
 }
 
 pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
+    hash_pieces_with(job, None)
+}
+
+/// `hash_pieces`, also feeding every byte read to `digests` (each file's SHA-256), in the same
+/// read of the data. `Strict` jobs only: a lenient job hashes zeros for what it cannot read.
+pub fn hash_pieces_with(
+    job: &Job,
+    digests: Option<&FileDigests>,
+) -> Result<PieceHashes, HashError> {
+    let digests = digests.filter(|_| job.mode == Mode::Strict);
     let count = job.layout.piece_count();
     let next = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
@@ -112,7 +124,10 @@ pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
                         let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
                         slot.get_or_insert(e);
                     };
-                    let mut worker = Worker::new(job);
+                    // A worker that leaves before the work is done (an error, a cancel, a
+                    // panic) may hold the chunk the others' digests wait for: it stops them.
+                    let mut stop = StopDigests(digests);
+                    let mut worker = Worker::new(job, digests);
                     let mut out = Vec::new();
                     loop {
                         if failed.load(Ordering::Relaxed)
@@ -122,6 +137,7 @@ pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
                         }
                         let first = next.fetch_add(run, Ordering::Relaxed);
                         if first >= count {
+                            stop.0 = None;
                             break;
                         }
                         let end = (first + run).min(count);
@@ -131,6 +147,7 @@ pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
                         }
                     }
                     if let Err(e) = worker.close() {
+                        stop.0 = digests;
                         fail(e);
                     }
                     out
@@ -165,17 +182,37 @@ pub fn hash_pieces(job: &Job) -> Result<PieceHashes, HashError> {
     Ok(out)
 }
 
+/// Stops the file digests when dropped while armed (see `hash_pieces_with`).
+struct StopDigests<'a>(Option<&'a FileDigests>);
+
+impl Drop for StopDigests<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.0 {
+            d.stop();
+        }
+    }
+}
+
+/// Bytes of chunks that may wait for their file's digest: about two claims per worker, so a
+/// worker rarely waits for another's run to be hashed, within a bound.
+pub fn digest_backlog(layout: &Layout, threads: usize) -> usize {
+    let claim = CLAIM_BYTES.max(layout.piece_length) as usize;
+    (threads.max(1) * 2 * claim).clamp(4 * CHUNK, 64 << 20)
+}
+
 struct Worker<'a> {
     job: &'a Job<'a>,
+    digests: Option<&'a FileDigests>,
     buf: Vec<u8>,
     open: Option<(usize, File)>,
     leaves: Vec<[u8; 32]>,
 }
 
 impl<'a> Worker<'a> {
-    fn new(job: &'a Job<'a>) -> Self {
+    fn new(job: &'a Job<'a>, digests: Option<&'a FileDigests>) -> Self {
         Worker {
             job,
+            digests,
             buf: vec![0; CHUNK],
             open: None,
             leaves: Vec::new(),
@@ -231,6 +268,9 @@ impl<'a> Worker<'a> {
                         data.chunks(BLOCK_SIZE as usize)
                             .map(|b| -> [u8; 32] { Sha256::digest(b).into() }),
                     );
+                }
+                if let Some(d) = self.digests {
+                    d.feed(span.file, span.offset + done, data);
                 }
                 self.job.progress.fetch_add(n as u64, Ordering::Relaxed);
                 done += n as u64;

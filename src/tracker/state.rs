@@ -372,7 +372,7 @@ impl Tracker {
     }
 
     /// Announces handled so far (for the rate).
-    pub(crate) fn announce_count(&self) -> u64 {
+    pub fn announce_count(&self) -> u64 {
         self.shards.iter().map(|s| lock(s).announces).sum()
     }
 

@@ -1,5 +1,7 @@
-//! `GET /api/torrents` and `GET /api/torrents/{info_hash}`.
+//! `GET /api/torrents`, `GET /api/torrents/{info_hash}` and `GET /api/torrents/by-name/{name}`.
+//! Visitors see published entries only; the publisher (`admin::is_admin`) sees every entry.
 
+use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
 
 use actix_web::http::header;
@@ -7,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::WebState;
-use crate::catalog::{Registry, Status};
+use crate::catalog::{Published, Registry, Status};
 use crate::egress::Channel;
 
 #[derive(Serialize)]
@@ -31,9 +33,12 @@ pub struct TorrentJson {
     pub torrent_url: Option<String>,
     pub magnet: Option<String>,
     pub download_url: Option<String>,
+    /// As a scrape counts them: bitseed's own seed is one of the seeders.
     pub seeders: u64,
     pub leechers: u64,
     pub completed: u64,
+    /// People in the swarm now (downloading or seeding), bitseed's own seed left out.
+    pub people_sharing: u64,
     /// Hashing progress, 0 to 1.
     pub progress: f64,
     pub error: Option<String>,
@@ -48,10 +53,32 @@ pub struct TorrentJson {
     /// Copies delivered (completed downloads, BitTorrent and direct) per copy the publisher
     /// sent: above 1, the swarm carried the rest. `null` until something was sent.
     pub offload: Option<f64>,
+    /// The SHA-256 of the file, for an entry that is one file (`file_list` has a folder's),
+    /// once known.
+    pub sha256: Option<String>,
+    /// When this version was published (RFC 3339, UTC).
+    pub published_at: Option<String>,
+    /// .torrent files sent for this name, and files of it downloaded whole over HTTP (not by
+    /// BitTorrent clients), over every version and across restarts.
+    pub torrent_fetches: u64,
+    pub direct_downloads: u64,
+    /// Every file with its size and SHA-256: in the answers about one entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_list: Option<Vec<FileJson>>,
+}
+
+#[derive(Serialize)]
+pub struct FileJson {
+    /// The path under the torrent's folder (a single file: its name).
+    pub path: String,
+    pub size: u64,
+    /// `null` until known.
+    pub sha256: Option<String>,
 }
 
 pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Status) -> TorrentJson {
     let place = state.registry.queue_place(name);
+    let (torrent_fetches, direct_downloads) = state.downloads.get(name);
     let mut j = TorrentJson {
         name: name.to_owned(),
         path: name.to_owned(),
@@ -70,6 +97,7 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
         seeders: 0,
         leechers: 0,
         completed: 0,
+        people_sharing: 0,
         progress: 0.0,
         error: None,
         sent_peer: 0,
@@ -78,6 +106,11 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
         direct_completed: 0,
         copies_sent: 0.0,
         offload: None,
+        sha256: None,
+        published_at: None,
+        torrent_fetches,
+        direct_downloads,
+        file_list: None,
     };
     match status {
         Status::Queued => j.status = "queued",
@@ -107,6 +140,8 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
             j.seeders = counts.seeders;
             j.leechers = counts.leechers;
             j.completed = counts.completed;
+            j.people_sharing =
+                (counts.seeders + counts.leechers).saturating_sub(u64::from(counts.own_seed));
             j.progress = 1.0;
             let o = &p.offload;
             j.sent_peer = o.sent_on(Channel::Peer);
@@ -116,12 +151,66 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
             j.copies_sent = o.total() as f64 / j.size.max(1) as f64;
             j.offload =
                 (o.total() > 0).then(|| (j.completed + j.direct_completed) as f64 / j.copies_sent);
+            j.published_at = Some(crate::units::rfc3339(p.published_at));
+            if p.meta.single_file {
+                j.sha256 = p.file_sha256.get().and_then(|d| d.first()).map(hex::encode);
+            }
         }
     }
     j
 }
 
-/// `GET /api/torrents` query: a page of the catalog in name order.
+/// Every file of `p` with its size and SHA-256 (when known), pad files left out.
+pub fn file_list(p: &Published) -> Vec<FileJson> {
+    let digests = p.file_sha256.get();
+    p.meta
+        .files
+        .iter()
+        .filter(|f| !f.pad)
+        .enumerate()
+        .map(|(i, f)| FileJson {
+            path: f.display_path(),
+            size: f.length,
+            sha256: digests.and_then(|d| d.get(i)).map(hex::encode),
+        })
+        .collect()
+}
+
+/// How a list is ordered: by name (A to Z), by date (newest first) or by size (largest first).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sort {
+    #[default]
+    Name,
+    Date,
+    Size,
+}
+
+impl Sort {
+    pub fn param(self) -> &'static str {
+        match self {
+            Sort::Name => "name",
+            Sort::Date => "date",
+            Sort::Size => "size",
+        }
+    }
+
+    /// The entry's place in a date or size order (smallest first): newest and largest first.
+    /// Entries not published yet (the publisher's view) come before all by date: they are
+    /// newer than anything published.
+    fn key(self, status: &Status) -> Reverse<u64> {
+        Reverse(match (self, status) {
+            (Sort::Date, Status::Published(p)) => p.published_at.max(0) as u64,
+            (Sort::Date, _) => u64::MAX,
+            (_, Status::Published(p)) => p.meta.total_size(),
+            (_, Status::Hashing { total, .. }) => *total,
+            _ => 0,
+        })
+    }
+}
+
+/// `GET /api/torrents` query (the page's too): a page of the catalog, by name unless `sort`
+/// says otherwise.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct ListQuery {
     /// Entries in the page: default 100, at most 1,000.
@@ -132,8 +221,12 @@ pub struct ListQuery {
     pub prefix: Option<String>,
     /// Only names containing this, in any case.
     pub q: Option<String>,
-    /// Only entries with this status: `published`, `queued`, `hashing` or `failed`.
+    /// Only entries with this status: `published`, `queued`, `hashing` or `failed` (all but
+    /// `published` only in the publisher's view).
     pub status: Option<String>,
+    /// `name` (the default), `date` (newest first) or `size` (largest first). Ordered by date or
+    /// size, `after` is the `next` cursor the previous page gave.
+    pub sort: Option<Sort>,
 }
 
 /// One page of the catalog, as `ListQuery::page` found it.
@@ -154,8 +247,9 @@ impl ListQuery {
     }
 
     /// This query's page of `registry`: its entries, how many match in all, and the cursor of
-    /// the next page when there may be one.
-    pub fn page(&self, registry: &Registry) -> Page {
+    /// the next page when there may be one. Published entries only, unless `everything` (the
+    /// publisher's view).
+    pub fn page(&self, registry: &Registry, everything: bool) -> Page {
         let limit = self.limit();
         // Lowered once, not once per entry scanned.
         let q = self
@@ -164,17 +258,33 @@ impl ListQuery {
             .filter(|q| !q.is_empty())
             .map(str::to_lowercase);
         let keeps = |name: &str, status: &Status| {
-            self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
+            (everything || matches!(status, Status::Published(_)))
+                && self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
                 && q.as_deref().is_none_or(|q| name.to_lowercase().contains(q))
                 && self
                     .status
                     .as_deref()
                     .is_none_or(|want| status_name(status) == want)
         };
-        let (entries, total) = registry.page(self.after.as_deref(), limit, keeps);
+        let sort = self.sort.unwrap_or_default();
+        let (entries, total) = match sort {
+            Sort::Name => registry.page(self.after.as_deref(), limit, keeps),
+            _ => {
+                // The cursor is `KEY:NAME`; one that does not parse starts from the top.
+                let after = self.after.as_deref().and_then(|a| {
+                    let (k, name) = a.split_once(':')?;
+                    Some((Reverse(k.parse::<u64>().ok()?), name))
+                });
+                registry.page_by(|s| sort.key(s), after, limit, keeps)
+            }
+        };
         let next = (entries.len() == limit)
-            .then(|| entries.last().map(|(n, _)| n.clone()))
-            .flatten();
+            .then(|| entries.last())
+            .flatten()
+            .map(|(n, s)| match sort {
+                Sort::Name => n.clone(),
+                _ => format!("{}:{n}", sort.key(s).0),
+            });
         Page {
             entries,
             total,
@@ -193,6 +303,9 @@ impl ListQuery {
             if let Some(v) = v {
                 out.push_str(&format!("&{k}={}", query_encode(v)));
             }
+        }
+        if let Some(sort) = self.sort.filter(|s| *s != Sort::Name) {
+            out.push_str(&format!("&sort={}", sort.param()));
         }
         out
     }
@@ -220,7 +333,8 @@ pub async fn list(
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> HttpResponse {
-    let page = query.page(&state.registry);
+    let admin = super::admin::is_admin(&state, &req);
+    let page = query.page(&state.registry, admin);
     let list: Vec<TorrentJson> = page
         .entries
         .iter()
@@ -228,7 +342,7 @@ pub async fn list(
         .collect();
     let body = serde_json::to_vec(&list).unwrap_or_default();
     let mut builder = HttpResponse::Ok();
-    state.link_headers(&mut builder, super::PAGE_MAX_AGE);
+    state.view_headers(&mut builder, admin);
     builder.insert_header(("X-Total-Count", page.total.to_string()));
     if let Some(last) = page.next {
         builder.insert_header((
@@ -253,13 +367,34 @@ pub async fn one(
         .registry
         .by_hex(&path.into_inner().to_ascii_lowercase())
     {
-        Some(p) => {
-            let mut builder = HttpResponse::Ok();
-            state.link_headers(&mut builder, super::PAGE_MAX_AGE);
-            let entry = entry_json(&state, &req, &p.name, &Status::Published(p.clone()));
-            let body = serde_json::to_vec(&entry).unwrap_or_default();
-            super::respond_with_etag(&req, builder, "application/json", body, true)
-        }
+        Some(p) => one_entry(&state, &req, &p.name, &Status::Published(p.clone())),
         None => super::error::not_found(&req, "no published torrent has this info hash"),
     }
+}
+
+/// `GET /api/torrents/by-name/{name}`: the entry published under `name`, whatever its info hash
+/// is now: what a link that must survive new versions of a file asks for.
+pub async fn by_name(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
+    let name = super::raw_tail(&req, "/api/torrents/by-name/", "");
+    let admin = super::admin::is_admin(&state, &req);
+    match name.and_then(|n| state.registry.status(&n).map(|s| (n, s))) {
+        Some((name, status)) if admin || matches!(status, Status::Published(_)) => {
+            one_entry(&state, &req, &name, &status)
+        }
+        _ => super::error::not_found(&req, "nothing is published under this name"),
+    }
+}
+
+/// One entry as JSON, with its file list.
+fn one_entry(state: &WebState, req: &HttpRequest, name: &str, status: &Status) -> HttpResponse {
+    let mut entry = entry_json(state, req, name, status);
+    if let Status::Published(p) = status {
+        entry.file_list = Some(file_list(p));
+    }
+    let body = serde_json::to_vec(&entry).unwrap_or_default();
+    let mut builder = HttpResponse::Ok();
+    // An entry not published is the publisher's to see alone.
+    let private = !matches!(status, Status::Published(_));
+    state.view_headers(&mut builder, private);
+    super::respond_with_etag(req, builder, "application/json", body, true)
 }

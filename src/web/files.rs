@@ -332,6 +332,11 @@ fn file_stream(
                     .offload
                     .direct_completed
                     .fetch_add(1, Ordering::Relaxed);
+                r.state
+                    .downloads
+                    .of(&r.published.name)
+                    .direct_downloads
+                    .fetch_add(1, Ordering::Relaxed);
             }
             return None;
         }
@@ -368,28 +373,52 @@ fn file_stream(
     })
 }
 
+/// A folder's page: its files, each with its size, SHA-256 and a download link, in the page's
+/// look.
 fn listing(state: &WebState, req: &HttpRequest, p: &Published) -> HttpResponse {
-    use super::page::escape;
+    use super::page::{escape, STYLE};
+    use crate::units::{count, human_size};
     let base = state.base_url(req);
-    let mut html = format!(
-        "<!doctype html><meta charset=utf-8><title>{0}</title><h1>{0}</h1><ul>",
-        escape(&p.meta.name)
-    );
-    for f in p.meta.files.iter().filter(|f| !f.pad) {
+    let digests = p.file_sha256.get();
+    let mut items = String::new();
+    for (i, f) in p.meta.files.iter().filter(|f| !f.pad).enumerate() {
         let rel = f.display_path();
         let href = format!(
-            "{base}/files/{}/{}",
+            "{base}/files/{}/{}?download",
             super::encode_path(&p.name),
             super::encode_path(&rel)
         );
-        html.push_str(&format!(
-            "<li><a href=\"{}\">{}</a> ({} bytes)</li>",
-            escape(&href),
+        let sum = digests
+            .and_then(|d| d.get(i))
+            .map_or("being computed".into(), |d| {
+                format!("<code class=sha256>{}</code>", hex::encode(d))
+            });
+        items.push_str(&format!(
+            "<li class=entry><div class=top><div class=what><h2>{}</h2>\
+             <p class=facts><span>{}</span></p></div>\
+             <div class=get><a class=\"btn main\" href=\"{}\">Download</a></div></div>\
+             <p class=sum>SHA-256 {sum}</p></li>",
             escape(&rel),
-            f.length
+            human_size(f.length),
+            escape(&href),
         ));
     }
-    html.push_str("</ul>");
+    let files = p.meta.files.iter().filter(|f| !f.pad).count();
+    let html = format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width,initial-scale=1\">\
+         <meta name=color-scheme content=\"light dark\"><title>{name}</title>\
+         <style>{STYLE}</style></head><body><main><p><a href=\"{home}\">← {title}</a></p>\
+         <h1>{name}</h1><p class=count>{files}, {size}: the whole folder in one download with \
+         <a href=\"{torrent}\">its .torrent</a></p><ul class=entries>{items}</ul></main>\
+         </body></html>",
+        name = escape(&p.meta.name),
+        home = escape(&format!("{base}/")),
+        title = escape(&state.title),
+        files = count(files as u64, "file", "files"),
+        size = human_size(p.meta.total_size()),
+        torrent = escape(&state.links(req, p).torrent_url),
+    );
     let mut builder = HttpResponse::Ok();
     state.link_headers(&mut builder, super::PAGE_MAX_AGE);
     builder.content_type("text/html; charset=utf-8").body(html)

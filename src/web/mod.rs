@@ -1,10 +1,14 @@
 //! The HTTP face: the index page, the JSON API, .torrent downloads with announce and web-seed URLs
-//! filled in per request, the published files themselves (a BEP 19 web seed with Range), metrics.
-//! The tracker's routes are mounted beside these by `serve`.
+//! filled in per request, the published files themselves (a BEP 19 web seed with Range), links by
+//! name that follow new versions (`/latest/…`), the Atom feed, metrics. The tracker's routes are
+//! mounted beside these by `serve`.
 
 pub mod access;
+pub mod admin;
 mod api;
+pub mod downloads;
 pub mod error;
+mod feed;
 mod files;
 pub mod limits;
 mod metrics;
@@ -26,9 +30,12 @@ pub use limits::HeadLimits;
 /// Swarm numbers for one torrent, from the tracker.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct SwarmCounts {
+    /// Seeders as a scrape counts them: bitseed's own seed among them.
     pub seeders: u64,
     pub leechers: u64,
     pub completed: u64,
+    /// Whether bitseed's own seeder is one of `seeders`.
+    pub own_seed: bool,
 }
 
 /// Where the web face gets swarm numbers; `serve` plugs the tracker in.
@@ -59,6 +66,13 @@ pub struct WebState {
     pub egress: Arc<crate::egress::Egress>,
     /// HTTP requests by route and status (counted by `access::observe`).
     pub requests: Arc<access::Requests>,
+    /// .torrent fetches and direct downloads by entry name.
+    pub downloads: Arc<downloads::Downloads>,
+    /// The page's title and intro, plain text.
+    pub title: String,
+    pub intro: String,
+    /// The publisher's token (`page.admin_token`), when set.
+    pub admin: Option<admin::AdminToken>,
 }
 
 /// How long the page and the API may be reused without asking: a few seconds, the page's own
@@ -109,18 +123,48 @@ impl WebState {
     /// value, because the CORS middleware rewrites `Vary` from its first value alone and would
     /// drop the one `Compress` appends.
     pub fn link_headers(&self, builder: &mut HttpResponseBuilder, policy: &str) {
+        self.cache_headers(builder, policy, "");
+    }
+
+    /// `link_headers` with `vary` (ending in `, `) first in the `Vary` value.
+    fn cache_headers(&self, builder: &mut HttpResponseBuilder, policy: &str, vary: &str) {
         if self.public_url.is_none() {
             builder
                 .insert_header((header::CACHE_CONTROL, format!("private, {policy}")))
                 .insert_header((
                     header::VARY,
-                    "Host, X-Forwarded-Host, X-Forwarded-Proto, Forwarded, Accept-Encoding",
+                    format!(
+                        "{vary}Host, X-Forwarded-Host, X-Forwarded-Proto, Forwarded, \
+                         Accept-Encoding"
+                    ),
                 ));
         } else {
             builder
                 .insert_header((header::CACHE_CONTROL, format!("public, {policy}")))
-                .insert_header((header::VARY, "Accept-Encoding"));
+                .insert_header((header::VARY, format!("{vary}Accept-Encoding")));
         }
+    }
+
+    /// Caching headers for the page, the API and the feed: the publisher's view is never kept
+    /// by a shared cache (`private`), and when there is a publisher's view the others vary on
+    /// what would carry the token.
+    pub fn view_headers(&self, builder: &mut HttpResponseBuilder, admin: bool) {
+        if admin {
+            builder
+                .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+                .insert_header((
+                    header::VARY,
+                    "Cookie, Authorization, Host, X-Forwarded-Host, X-Forwarded-Proto, \
+                     Forwarded, Accept-Encoding",
+                ));
+            return;
+        }
+        let vary = if self.admin.is_some() {
+            "Cookie, Authorization, "
+        } else {
+            ""
+        };
+        self.cache_headers(builder, PAGE_MAX_AGE, vary);
     }
 
     pub fn links(&self, req: &HttpRequest, p: &Published) -> Links {
@@ -202,6 +246,21 @@ pub const UNRESERVED_KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_
     .remove(b'_')
     .remove(b'~');
 
+/// The part of the request's raw path between `prefix` and `suffix`, percent-decoded once (as
+/// `/files` does, so a name with `%` or `+` in it is found at the URL the API gives).
+pub fn raw_tail(req: &HttpRequest, prefix: &str, suffix: &str) -> Option<String> {
+    let raw = req
+        .uri()
+        .path()
+        .strip_prefix(prefix)?
+        .strip_suffix(suffix)?;
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+        .filter(|s| !s.is_empty())
+}
+
 /// Percent-encodes each path segment, keeping the slashes.
 pub fn encode_path(path: &str) -> String {
     path.split('/')
@@ -267,11 +326,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(get_or_head().to(api::list)),
     )
     .service(
+        get_resource("/api/torrents/by-name/{name:.*}")
+            .wrap(Compress::default())
+            .route(get_or_head().to(api::by_name)),
+    )
+    .service(
         get_resource("/api/torrents/{info_hash}")
             .wrap(Compress::default())
             .route(get_or_head().to(api::one)),
     )
     .service(get_resource("/torrents/{name}.torrent").route(get_or_head().to(torrent_file::get)))
+    .service(get_resource("/latest/{name:.*}").route(get_or_head().to(torrent_file::latest)))
+    .service(
+        get_resource("/feed.atom")
+            .wrap(Compress::default())
+            .route(get_or_head().to(feed::atom)),
+    )
     .service(get_resource("/files/{path:.*}").route(get_or_head().to(files::get)))
     .service(
         get_resource("/metrics")

@@ -1,7 +1,11 @@
 //! .torrent downloads. The announce URL and the BEP 19 web seed are outside the info dict, so
 //! they are filled in per request (from `public_url` or the Host) without changing the info hash.
+//! `/latest/{name}.torrent` and `/latest/{name}.magnet` are the links to give out for good: by
+//! name, they follow each new version of the file.
 
-use actix_web::http::header;
+use std::sync::atomic::Ordering;
+
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::WebState;
@@ -19,7 +23,35 @@ pub async fn get(
     }
 }
 
-/// The torrent file for `p` as this request should see it.
+/// `/latest/{name}.torrent`: the current torrent of `name`, served here rather than redirected
+/// (one request, and no client has to follow a redirect; it is cached and revalidated as every
+/// .torrent is). `/latest/{name}.magnet`: a redirect to its magnet link, the only way a URL can
+/// lead to one.
+pub async fn latest(state: web::Data<WebState>, req: HttpRequest) -> HttpResponse {
+    let torrent = super::raw_tail(&req, "/latest/", ".torrent");
+    let magnet = super::raw_tail(&req, "/latest/", ".magnet");
+    let published =
+        |name: &Option<String>| name.as_deref().and_then(|n| state.registry.published(n));
+    if let Some(p) = published(&torrent) {
+        return respond(&state, &req, &p);
+    }
+    if let Some(p) = published(&magnet) {
+        let mut builder = HttpResponse::Found();
+        // The magnet names this version: a cache must ask again each time.
+        state.link_headers(&mut builder, super::BY_NAME);
+        return builder
+            .insert_header((header::LOCATION, state.links(&req, &p).magnet))
+            .finish();
+    }
+    super::error::not_found(
+        &req,
+        "nothing is published under this name (links here are /latest/NAME.torrent and \
+         /latest/NAME.magnet)",
+    )
+}
+
+/// The torrent file for `p` as this request should see it; a GET answered in full counts as a
+/// fetch of it.
 pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpResponse {
     let links = state.links(req, p);
     let web_seeds = if p.meta.format == Format::Merkle {
@@ -34,5 +66,13 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
         header::CONTENT_DISPOSITION,
         super::attachment(&format!("{}.torrent", p.meta.name)),
     ));
-    super::respond_with_etag(req, builder, "application/x-bittorrent", bytes, false)
+    let res = super::respond_with_etag(req, builder, "application/x-bittorrent", bytes, false);
+    if res.status() == StatusCode::OK && req.method() == Method::GET {
+        state
+            .downloads
+            .of(&p.name)
+            .torrent_fetches
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    res
 }
