@@ -4,12 +4,9 @@
 use rc4::{Rc4, StreamCipher};
 
 use super::{
-    dh, find_from, keys, Handshaken, Mode, MseError, Random, CRYPTO_PLAINTEXT, CRYPTO_RC4, KEY_LEN,
+    dh, keys, sync, Handshaken, Mode, MseError, Random, CRYPTO_PLAINTEXT, CRYPTO_RC4, KEY_LEN,
     MAX_PAD, VC,
 };
-
-/// Where ENCRYPT(VC) may start at the latest: right after Yb and the longest PadB.
-const LAST_SYNC: usize = KEY_LEN + MAX_PAD;
 
 /// What A asks for.
 #[derive(Debug, Clone)]
@@ -117,20 +114,12 @@ impl Initiator {
                     self.at = KEY_LEN;
                     self.stage = Stage::Sync;
                 }
-                Stage::Sync => match find_from(&self.buf, &self.vc, self.at, LAST_SYNC) {
-                    Some(i) => {
-                        self.at = i + self.vc.len();
+                Stage::Sync => match sync(&self.buf, &self.vc, &mut self.at, "ENCRYPT(VC)")? {
+                    Some(end) => {
+                        self.at = end;
                         self.stage = Stage::Select;
                     }
-                    None if self.buf.len() >= LAST_SYNC + self.vc.len() => {
-                        return Err(MseError::NoSync("ENCRYPT(VC)"));
-                    }
-                    None => {
-                        self.at = self
-                            .at
-                            .max((self.buf.len() + 1).saturating_sub(self.vc.len()));
-                        return Ok(None);
-                    }
+                    None => return Ok(None),
                 },
                 Stage::Select => {
                     let Some(field) = self.decrypt(4 + 2)? else {

@@ -121,8 +121,32 @@ impl std::fmt::Debug for Handshaken {
     }
 }
 
+/// The last start of the pattern each side synchronises on (HASH('req1', S) after Ya and
+/// PadA, ENCRYPT(VC) after Yb and PadB): right after the longest pad.
+const LAST_SYNC: usize = KEY_LEN + MAX_PAD;
+
 /// Where `needle` starts in `hay[from..]`, searching starts up to `last_start` (inclusive).
 fn find_from(hay: &[u8], needle: &[u8], from: usize, last_start: usize) -> Option<usize> {
     let end = hay.len().checked_sub(needle.len())?.min(last_start);
     (from..=end).find(|&i| hay[i..i + needle.len()] == *needle)
+}
+
+/// Looks for `needle` (`what`, for the error) in `buf` from `*at`, no later than right after
+/// the longest pad: its end when found; `None` to wait for more bytes, with `*at` past the
+/// starts already ruled out; an error once it can no longer start in bounds.
+fn sync(
+    buf: &[u8],
+    needle: &[u8],
+    at: &mut usize,
+    what: &'static str,
+) -> Result<Option<usize>, MseError> {
+    match find_from(buf, needle, *at, LAST_SYNC) {
+        Some(i) => Ok(Some(i + needle.len())),
+        None if buf.len() >= LAST_SYNC + needle.len() => Err(MseError::NoSync(what)),
+        None => {
+            // Every start up to len - needle was checked: go on from the next one.
+            *at = (*at).max((buf.len() + 1).saturating_sub(needle.len()));
+            Ok(None)
+        }
+    }
 }

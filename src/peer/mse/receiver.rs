@@ -11,12 +11,9 @@ use std::hash::BuildHasher;
 use rc4::{Rc4, StreamCipher};
 
 use super::{
-    dh, find_from, keys, Encryption, Handshaken, Mode, MseError, Random, CRYPTO_RC4, KEY_LEN,
-    MAX_IA, MAX_PAD, PLAIN_HEADER, VC,
+    dh, keys, sync, Encryption, Handshaken, Mode, MseError, Random, CRYPTO_RC4, KEY_LEN, MAX_IA,
+    MAX_PAD, PLAIN_HEADER, VC,
 };
-
-/// Where HASH('req1', S) may start at the latest: right after Ya and the longest PadA.
-const LAST_SYNC: usize = KEY_LEN + MAX_PAD;
 
 /// Finds the torrent an MSE peer asks for. The peer sends HASH('req2', info hash) (masked), so
 /// a lookup is keyed by [`req2_key`](super::req2_key) of each published info hash: one probe,
@@ -172,22 +169,15 @@ impl Receiver {
                     self.at = KEY_LEN;
                     self.stage = Stage::Sync;
                 }
-                Stage::Sync => match find_from(&self.buf, &self.req1, self.at, LAST_SYNC) {
-                    Some(i) => {
-                        self.at = i + self.req1.len();
-                        self.stage = Stage::Skey;
+                Stage::Sync => {
+                    match sync(&self.buf, &self.req1, &mut self.at, "HASH('req1', S)")? {
+                        Some(end) => {
+                            self.at = end;
+                            self.stage = Stage::Skey;
+                        }
+                        None => return Ok(None),
                     }
-                    None if self.buf.len() >= LAST_SYNC + self.req1.len() => {
-                        return Err(MseError::NoSync("HASH('req1', S)"));
-                    }
-                    None => {
-                        // Every start up to len - 20 was checked: go on from the next one.
-                        self.at = self
-                            .at
-                            .max((self.buf.len() + 1).saturating_sub(self.req1.len()));
-                        return Ok(None);
-                    }
-                },
+                }
                 Stage::Skey => {
                     let Some(masked) = self.slice(20) else {
                         return Ok(None);
