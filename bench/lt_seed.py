@@ -33,13 +33,7 @@ def main():
     if a.mode == "utp":
         extra.update({"enable_incoming_utp": True, "enable_outgoing_utp": True})
     if a.mode == "rc4":
-        extra.update(
-            {
-                "in_enc_policy": int(lt.enc_policy.forced),
-                "out_enc_policy": int(lt.enc_policy.forced),
-                "allowed_enc_level": int(lt.enc_level.rc4),
-            }
-        )
+        extra.update(lt_session.RC4_FORCED)
     ses = lt_session.session(**extra)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(a.torrent)

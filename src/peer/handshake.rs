@@ -11,7 +11,6 @@
 use super::WireError;
 
 pub const HANDSHAKE_LEN: usize = 68;
-const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 /// The handshake's first 20 bytes, the same in every plaintext handshake: what tells it from
 /// an encrypted (MSE) one.
 pub const PLAIN_HEADER: &[u8; 20] = b"\x13BitTorrent protocol";
@@ -58,8 +57,7 @@ impl Handshake {
 
     pub fn serialize(&self) -> [u8; HANDSHAKE_LEN] {
         let mut out = [0; HANDSHAKE_LEN];
-        out[0] = 19;
-        out[1..20].copy_from_slice(PROTOCOL);
+        out[..20].copy_from_slice(PLAIN_HEADER);
         out[20..28].copy_from_slice(&self.reserved);
         out[28..48].copy_from_slice(&self.info_hash);
         out[48..68].copy_from_slice(&self.peer_id);
@@ -69,11 +67,8 @@ impl Handshake {
     /// Parses a handshake from the start of `buf`: `Ok(None)` until 68 bytes are there, an error
     /// as soon as the bytes seen cannot start a handshake (a garbage peer is dropped at once).
     pub fn parse(buf: &[u8]) -> Result<Option<Handshake>, WireError> {
-        let mut expected = [0u8; 20];
-        expected[0] = 19;
-        expected[1..].copy_from_slice(PROTOCOL);
-        let seen = buf.len().min(20);
-        if buf[..seen] != expected[..seen] {
+        let seen = buf.len().min(PLAIN_HEADER.len());
+        if buf[..seen] != PLAIN_HEADER[..seen] {
             return Err(WireError::BadHandshake);
         }
         if buf.len() < HANDSHAKE_LEN {

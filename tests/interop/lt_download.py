@@ -66,13 +66,7 @@ def main():
             }
         )
     if a.encryption == "forced":
-        settings.update(
-            {
-                "out_enc_policy": int(lt.enc_policy.forced),
-                "in_enc_policy": int(lt.enc_policy.forced),
-                "allowed_enc_level": int(lt.enc_level.rc4),
-            }
-        )
+        settings.update(lt_session.RC4_FORCED)
     ses = lt_session.session(**settings)
     events = collections.deque(maxlen=400)
     # Why each connection ended, in order (also on success: tests read how libtorrent got in).

@@ -19,3 +19,11 @@ def session(**extra):
     }
     settings.update(extra)
     return lt.session(settings)
+
+
+# Encryption forced both ways, RC4 only: what clients set to "require encryption" run.
+RC4_FORCED = {
+    "out_enc_policy": int(lt.enc_policy.forced),
+    "in_enc_policy": int(lt.enc_policy.forced),
+    "allowed_enc_level": int(lt.enc_level.rc4),
+}

@@ -4,8 +4,8 @@
 use rc4::{Rc4, StreamCipher};
 
 use super::{
-    dh, keys, sync, Handshaken, Mode, MseError, Random, CRYPTO_PLAINTEXT, CRYPTO_RC4, KEY_LEN,
-    MAX_PAD, VC,
+    decrypt_at, dh, keys, sync, Handshaken, Mode, MseError, Random, CRYPTO_PLAINTEXT, CRYPTO_RC4,
+    KEY_LEN, MAX_PAD, VC,
 };
 
 /// What A asks for.
@@ -43,6 +43,8 @@ pub struct Initiator {
     select: u32,
     /// ENCRYPT(VC) as B's stream starts: the value to sync on.
     vc: [u8; 8],
+    /// `buf[..decrypted]` went through `rx` (from the first byte after ENCRYPT(VC)).
+    decrypted: usize,
     rx: Option<Rc4>,
     tx: Option<Rc4>,
 }
@@ -66,6 +68,7 @@ impl Initiator {
             want: 0,
             select: 0,
             vc: [0; 8],
+            decrypted: 0,
             rx: None,
             tx: None,
         })
@@ -152,19 +155,14 @@ impl Initiator {
         }
     }
 
-    /// `buf[at..at + len]` decrypted in place, if it is all there. Nothing before `at` past
-    /// the sync point is ever decrypted twice: each field is decrypted once, as it is taken.
     fn decrypt(&mut self, len: usize) -> Result<Option<&[u8]>, MseError> {
-        let end = self.at + len;
-        if self.buf.len() < end {
-            return Ok(None);
-        }
-        let rx = self
-            .rx
-            .as_mut()
-            .ok_or(MseError::Invariant("no RC4 stream yet"))?;
-        rx.apply_keystream(&mut self.buf[self.at..end]);
-        Ok(Some(&self.buf[self.at..end]))
+        decrypt_at(
+            &mut self.buf,
+            self.at,
+            len,
+            &mut self.decrypted,
+            self.rx.as_mut(),
+        )
     }
 
     fn finish(&mut self) -> Result<Handshaken, MseError> {

@@ -38,6 +38,9 @@ pub use keys::req2_key;
 pub use receiver::{Receiver, SkeyLookup};
 pub use stream::{MseReader, MseStream, MseWriter};
 
+// The start of a plaintext BitTorrent handshake: what tells it from an MSE Ya.
+use super::handshake::PLAIN_HEADER;
+
 /// Length of Ya, Yb and S: the 768-bit prime's size.
 pub const KEY_LEN: usize = 96;
 /// Longest PadA, PadB, PadC and PadD the spec allows.
@@ -52,8 +55,6 @@ pub const CRYPTO_RC4: u32 = 0x02;
 
 /// The verification constant: 8 zero bytes, encrypted.
 const VC: [u8; 8] = [0; 8];
-/// The start of a plaintext BitTorrent handshake: what tells it from an MSE Ya.
-const PLAIN_HEADER: &[u8; 20] = b"\x13BitTorrent protocol";
 
 /// How the stream goes on after the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +120,27 @@ impl std::fmt::Debug for Handshaken {
             .field("prefix_len", &self.prefix.len())
             .finish()
     }
+}
+
+/// `buf[at..at + len]` decrypted in place by `rx`, if it is all there. `decrypted` is how far
+/// `buf` has gone through `rx`, so a field taken again after a wait is not decrypted twice.
+fn decrypt_at<'a>(
+    buf: &'a mut [u8],
+    at: usize,
+    len: usize,
+    decrypted: &mut usize,
+    rx: Option<&mut rc4::Rc4>,
+) -> Result<Option<&'a [u8]>, MseError> {
+    let end = at + len;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    let rx = rx.ok_or(MseError::Invariant("no RC4 stream yet"))?;
+    if end > *decrypted {
+        rc4::StreamCipher::apply_keystream(rx, &mut buf[(*decrypted).max(at)..end]);
+        *decrypted = end;
+    }
+    Ok(Some(&buf[at..end]))
 }
 
 /// The last start of the pattern each side synchronises on (HASH('req1', S) after Ya and

@@ -11,8 +11,8 @@ use std::hash::BuildHasher;
 use rc4::{Rc4, StreamCipher};
 
 use super::{
-    dh, keys, sync, Encryption, Handshaken, Mode, MseError, Random, CRYPTO_RC4, KEY_LEN, MAX_IA,
-    MAX_PAD, PLAIN_HEADER, VC,
+    decrypt_at, dh, keys, sync, Encryption, Handshaken, Mode, MseError, Random, CRYPTO_RC4,
+    KEY_LEN, MAX_IA, MAX_PAD, PLAIN_HEADER, VC,
 };
 
 /// Finds the torrent an MSE peer asks for. The peer sends HASH('req2', info hash) (masked), so
@@ -247,21 +247,14 @@ impl Receiver {
         self.buf.get(self.at..self.at + len)
     }
 
-    /// `buf[at..at + len]` decrypted, if it is all there.
     fn decrypt(&mut self, len: usize) -> Result<Option<&[u8]>, MseError> {
-        let end = self.at + len;
-        if self.buf.len() < end {
-            return Ok(None);
-        }
-        let rx = self
-            .rx
-            .as_mut()
-            .ok_or(MseError::Invariant("no RC4 stream yet"))?;
-        if end > self.decrypted {
-            rx.apply_keystream(&mut self.buf[self.decrypted..end]);
-            self.decrypted = end;
-        }
-        Ok(Some(&self.buf[self.at..end]))
+        decrypt_at(
+            &mut self.buf,
+            self.at,
+            len,
+            &mut self.decrypted,
+            self.rx.as_mut(),
+        )
     }
 
     /// IA is in `buf[at..at + want]`: answers with step 4 and hands over the streams.
