@@ -54,10 +54,25 @@ def main():
 
     start = time.time()
     done = [None] * a.n
+    # LT_SWARM_TRACE=1: once a second on stderr, each leecher's progress and rates, and what
+    # each of its peers is sending it (kB/s, by the last byte of the peer's address).
+    trace = os.environ.get("LT_SWARM_TRACE") == "1"
+    next_trace = start
     while time.time() - start < a.timeout and any(d is None for d in done):
         for i, h in enumerate(handles):
             if done[i] is None and h.status().is_seeding:
                 done[i] = time.time() - start
+        if trace and time.time() >= next_trace:
+            next_trace += 1
+            print(f"t={time.time() - start:5.1f}", file=sys.stderr)
+            for i, h in enumerate(handles):
+                st = h.status()
+                by = []
+                for pi in h.get_peer_info():
+                    # By the last byte of the address: 1 is bitseed (or its web seed).
+                    by.append(f"{pi.ip[0].split('.')[-1]}:{pi.down_speed // 1000}")
+                print(f"  {i} {st.progress * 100:5.1f}% down {st.download_rate // 1000:5d} kB/s"
+                      f" up {st.upload_rate // 1000:5d} | " + " ".join(by), file=sys.stderr)
         time.sleep(0.05)
     uploaded = [h.status().all_time_upload for h in handles]
     ok = all(d is not None for d in done)

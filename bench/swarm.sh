@@ -11,6 +11,8 @@
 #
 # Usage: bench/swarm.sh        (N=8 SIZE_MIB=48 SEED_UP=4000000 UP=2000000 DOWN=8000000 RUNS=1;
 #                               CASES="served no-ws libtorrent")
+# EXTRA_ENV="BITSEED_PEER__SUPER_SEED=off" (or any setting) changes bitseed's settings for a run;
+# LT_SWARM_TRACE=1 prints each leecher's progress and peers once a second on stderr.
 # Needs /usr/bin/python3 with libtorrent. Everything lives in /dev/shm and on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."

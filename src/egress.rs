@@ -10,6 +10,8 @@
 //!
 //! The rules (`Budget`) are pure: the caller hands in the time.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -259,9 +261,35 @@ impl Egress {
 pub struct Offload {
     sent: [AtomicU64; 3],
     pub direct_completed: AtomicU64,
+    /// Addresses with a peer-wire session of this torrent holding a slot, and how many each
+    /// (bounded by the seeder's connection cap). A client among them reaches the seeder's
+    /// peer port, so the web seed is of no use to it (see `web::files`).
+    on_wire: Mutex<HashMap<IpAddr, u32>>,
 }
 
 impl Offload {
+    pub fn joined_wire(&self, ip: IpAddr) {
+        let mut m = self.on_wire.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(ip.to_canonical()).or_default() += 1;
+    }
+
+    pub fn left_wire(&self, ip: IpAddr) {
+        let mut m = self.on_wire.lock().unwrap_or_else(|e| e.into_inner());
+        let ip = ip.to_canonical();
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+
+    /// Whether `ip` has a peer-wire session of this torrent.
+    pub fn on_wire(&self, ip: IpAddr) -> bool {
+        let m = self.on_wire.lock().unwrap_or_else(|e| e.into_inner());
+        m.contains_key(&ip.to_canonical())
+    }
+
     pub fn sent(&self, ch: Channel, n: u64) {
         self.sent[ch as usize].fetch_add(n, Ordering::Relaxed);
     }

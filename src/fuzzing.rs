@@ -174,6 +174,7 @@ pub fn peer_connection(data: &[u8]) {
     let _ = conn.greeting(torrent, Some(vec![127, 0, 0, 1]));
     let mut rest = &stream[crate::peer::handshake::HANDSHAKE_LEN..];
     let mut step = 0u32;
+    let t0 = std::time::Instant::now();
     while let Ok(Some((msg, used))) = Message::parse(rest, conn.max_frame()) {
         rest = &rest[used..];
         if conn.on_message(msg, torrent).is_err() {
@@ -187,8 +188,10 @@ pub fn peer_connection(data: &[u8]) {
                 let _ = conn.set_choking(b & 1 == 0);
             }
         }
-        if let Some((_, _)) = conn.offer_wanted() {
-            let _ = conn.offer(step % torrent.piece_count().max(1));
+        // Time passes half a second a step, so shown pieces left unrequested expire too.
+        let now = t0 + std::time::Duration::from_millis(step as u64 * 500);
+        if let Some((_, _)) = conn.offer_wanted(now) {
+            let _ = conn.offer(step % torrent.piece_count().max(1), now);
         }
         if let Some(job) = conn.next_job(torrent, 64 * 1024) {
             let frames = job

@@ -472,3 +472,15 @@ pub fn webtorrent_download(torrent: &Path, out: &Path, flags: &[&str]) -> Output
         .arg("--timeout=30");
     output_within(&mut cmd, Duration::from_secs(45))
 }
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.x), so one test can be
+/// several clients.
+pub fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let domain = socket2::Domain::for_address(to);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+    s.bind(&std::net::SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("binding {from}: {e}"));
+    s.connect(&to.into())
+        .unwrap_or_else(|e| panic!("connecting {to} from {from}: {e}"));
+    s.into()
+}

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::data;
-use crate::serve::{dirs, http_get, Server};
+use crate::common::{connect_from, data};
+use crate::serve::{dirs, http_get, request_on, Server};
 
 /// Bytes sent per channel, from `/metrics`: (peer, web seed, direct).
 fn egress(server: &Server) -> (u64, u64, u64) {
@@ -23,7 +23,12 @@ fn egress(server: &Server) -> (u64, u64, u64) {
 fn the_budget_holds_over_the_peer_wire_and_files_together() {
     let d = dirs();
     std::fs::write(d.content.join("big.bin"), data(24_000_000, 41)).unwrap();
-    let server = Server::with_config(&d, "[egress]\nmax_rate = 1000000\n");
+    // The test's downloader asks for every piece at once, as a seed's leecher would: no
+    // super-seeding (on by default under a budget).
+    let server = Server::with_config(
+        &d,
+        "[egress]\nmax_rate = 1000000\n[peer]\nsuper_seed = \"off\"\n",
+    );
     let t = server.wait_published("big.bin", None);
     let peer = server.logged_addr("peer listening on ");
     let bytes = server.get("/torrents/big.bin.torrent").body;
@@ -34,10 +39,16 @@ fn the_budget_holds_over_the_peer_wire_and_files_together() {
     clients.push(std::thread::spawn(move || {
         let _ = std::panic::catch_unwind(|| crate::seeder::download(peer, &meta));
     }));
-    for ua in ["libtorrent/2.0.8.0", "curl/8.5.0"] {
+    // The web seed client from another address than the peer-wire one, which it would be
+    // turned away for (see below).
+    for (ua, from) in [
+        ("libtorrent/2.0.8.0", [127, 0, 0, 2]),
+        ("curl/8.5.0", [127, 0, 0, 1]),
+    ] {
         clients.push(std::thread::spawn(move || {
             let _ = std::panic::catch_unwind(|| {
-                http_get(http, "/files/big.bin", &[("User-Agent", ua)])
+                let s = connect_from(from.into(), http);
+                request_on(s, http, "GET", "/files/big.bin", &[("User-Agent", ua)])
             });
         }));
     }
@@ -148,4 +159,66 @@ fn counters_match_the_bytes_clients_received() {
     assert_eq!(t["direct_completed"], 1);
     assert!(t["sent_peer"].as_u64().unwrap() >= 2_000_000);
     assert!(t["copies_sent"].as_f64().unwrap() > 2.0);
+}
+
+/// Under a budget, a BitTorrent client on the torrent's peer wire is turned away from the web
+/// seed (503, Retry-After): the swarm serves it. A client at another address, a person's
+/// download from the same address, and anyone when there is no budget are served.
+#[test]
+fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
+    for budget in [true, false] {
+        let d = dirs();
+        std::fs::write(d.content.join("w.bin"), data(2_000_000, 44)).unwrap();
+        let config = if budget {
+            "[egress]\nmax_rate = 100000000\n"
+        } else {
+            ""
+        };
+        let server = Server::with_config(&d, config);
+        server.wait_published("w.bin", None);
+        let peer = server.logged_addr("peer listening on ");
+        let bytes = server.get("/torrents/w.bin.torrent").body;
+        let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+        let http = server.http;
+        let fetch = |from: [u8; 4], ua: &str| {
+            let s = connect_from(from.into(), http);
+            let headers = [("User-Agent", ua), ("Range", "bytes=0-65535")];
+            request_on(s, http, "GET", "/files/w.bin", &headers)
+        };
+        let lt = "libtorrent/2.0.8.0";
+        assert_eq!(fetch([127, 0, 0, 1], lt).status, 206, "not on the wire yet");
+        let wire = crate::seeder::connect(peer, meta.info_hash.wire().unwrap());
+        // The session holds its slot a moment after the handshake.
+        let on_wire = if budget {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let r = fetch([127, 0, 0, 1], lt);
+                if r.status != 206 {
+                    break r;
+                }
+                assert!(Instant::now() < deadline, "never turned away");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            std::thread::sleep(Duration::from_secs(1));
+            fetch([127, 0, 0, 1], lt)
+        };
+        if budget {
+            assert_eq!(on_wire.status, 503);
+            assert_eq!(on_wire.header("Retry-After"), Some("120"));
+        } else {
+            assert_eq!(on_wire.status, 206, "no budget: nothing to save");
+        }
+        assert_eq!(fetch([127, 0, 0, 2], lt).status, 206, "another address");
+        assert_eq!(fetch([127, 0, 0, 1], "curl/8.5.0").status, 206, "a person");
+        drop(wire);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fetch([127, 0, 0, 1], lt).status != 206 {
+            assert!(
+                Instant::now() < deadline,
+                "still turned away after leaving the wire"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

@@ -970,12 +970,47 @@ fn connections_over_the_per_torrent_cap_are_refused() {
 fn a_rate_limited_seed_still_delivers_everything() {
     let dir = tempfile::tempdir().unwrap();
     let (src, meta) = published(dir.path(), &[600_000], &["-p", "16K"]);
+    // The test's downloader asks for every piece at once: no super-seeding (`auto` would
+    // super-seed under the cap).
+    let config = PeerConfig {
+        max_upload_rate: 2_000_000,
+        super_seed: bitseed::peer::SuperSeedMode::Off,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    assert_eq!(download(seeder.addr, &meta), std::fs::read(&src).unwrap());
+}
+
+/// Under a cap, `auto` super-seeding hides the pieces (one shown at a time), until the peer has
+/// been alone on the torrent a few seconds: then it is shown every piece.
+#[test]
+fn auto_super_seeding_shows_a_lone_peer_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[200_000], &["-p", "16K"]);
     let config = PeerConfig {
         max_upload_rate: 2_000_000,
         ..PeerConfig::default()
     };
     let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
-    assert_eq!(download(seeder.addr, &meta), std::fs::read(&src).unwrap());
+    let (mut s, mut buf) = connect(seeder.addr, meta.info_hash.wire().unwrap());
+    s.write_all(&Message::Interested.to_bytes()).unwrap();
+    let start = Instant::now();
+    let mut shown = 0;
+    loop {
+        match read_message(&mut s, &mut buf).expect("seeder closed") {
+            Message::Bitfield(_) => panic!("a super-seed shows pieces one by one"),
+            Message::Have(_) => shown += 1,
+            // Our client speaks the fast extension: everything at once.
+            Message::HaveAll => break,
+            _ => {}
+        }
+    }
+    // One piece shown, and another when it was left unrequested for 2 s.
+    assert!((1..=2).contains(&shown), "{shown} pieces shown one by one");
+    assert!(
+        start.elapsed() > Duration::from_secs(2),
+        "shown everything too soon"
+    );
 }
 
 #[test]

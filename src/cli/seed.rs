@@ -9,7 +9,7 @@ use anyhow::Context;
 use bitseed::announce::{self, Announce, Event};
 use bitseed::metainfo::Metainfo;
 use bitseed::peer::mse::Encryption;
-use bitseed::peer::{PeerConfig, PeerListener, Published, Seeder};
+use bitseed::peer::{PeerConfig, PeerListener, Published, Seeder, SuperSeedMode};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -35,7 +35,8 @@ pub struct Args {
     /// Upload limit in bytes per second over all peers (0 = unlimited).
     #[arg(long, default_value_t = 0)]
     max_upload_rate: u64,
-    /// BEP 16 super-seeding: show each peer one piece at a time, the least handed out first.
+    /// BEP 16 super-seeding: show each peer one piece at a time, the least handed out first
+    /// (default: only while --max-upload-rate caps the upload).
     #[arg(long)]
     super_seed: bool,
     /// Do not announce to the torrent's trackers.
@@ -67,7 +68,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         public_ip: args.public_ip,
         upload_slots: args.upload_slots,
         max_upload_rate: args.max_upload_rate,
-        super_seed: args.super_seed,
+        super_seed: if args.super_seed {
+            SuperSeedMode::On
+        } else {
+            SuperSeedMode::Auto
+        },
         utp: !args.no_utp,
         encryption: args.encryption,
         ..PeerConfig::default()

@@ -7,6 +7,53 @@ use serde::{Deserialize, Serialize};
 
 use super::mse::Encryption;
 
+/// When the seeder super-seeds (BEP 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SuperSeedMode {
+    Off,
+    On,
+    /// While the publisher's upload is capped: there, every piece it sends twice is a piece
+    /// the swarm could have passed on. A peer alone on its torrent for a few seconds is shown
+    /// everything, as there is nobody to pass pieces to.
+    Auto,
+}
+
+impl SuperSeedMode {
+    /// Whether torrents are super-seeded, the publisher's upload being `capped` or not.
+    pub fn applies(self, capped: bool) -> bool {
+        match self {
+            SuperSeedMode::Off => false,
+            SuperSeedMode::On => true,
+            SuperSeedMode::Auto => capped,
+        }
+    }
+}
+
+/// `true`/`false` (as before `auto` existed) or `off`/`on`/`auto`.
+impl<'de> Deserialize<'de> for SuperSeedMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(SuperSeedMode::On),
+            Raw::Bool(false) => Ok(SuperSeedMode::Off),
+            Raw::Word(w) => match w.to_ascii_lowercase().as_str() {
+                "on" | "true" => Ok(SuperSeedMode::On),
+                "off" | "false" => Ok(SuperSeedMode::Off),
+                "auto" => Ok(SuperSeedMode::Auto),
+                _ => Err(serde::de::Error::custom(format!(
+                    "peer.super_seed must be auto, on or off, not `{w}`"
+                ))),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PeerConfig {
@@ -38,7 +85,9 @@ pub struct PeerConfig {
     /// is dropped.
     pub max_request_queue: usize,
     /// BEP 16 super-seeding: offer each peer only pieces nobody else has been given yet.
-    pub super_seed: bool,
+    /// `auto`: while the publisher's upload is capped (`egress.max_rate` or
+    /// `max_upload_rate`), except for a peer alone on its torrent.
+    pub super_seed: SuperSeedMode,
     /// Super-seeding: pieces shown to a peer at a time (each shown rarest first), so its
     /// requests keep flowing while it passes them on.
     pub super_seed_window: usize,
@@ -68,7 +117,7 @@ impl Default for PeerConfig {
             // A client holds one connection per torrent; a NAT hides a few clients.
             max_connections_per_ip: 32,
             max_request_queue: 500,
-            super_seed: false,
+            super_seed: SuperSeedMode::Auto,
             super_seed_window: 1,
             handshake_timeout: 10.0,
             idle_timeout: 180.0,
@@ -123,7 +172,7 @@ mod tests {
         assert_eq!(p.listen, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(p.public_ip, Some("203.0.113.7".parse().unwrap()));
         assert_eq!((p.upload_slots, p.max_upload_rate), (8, 10_000_000));
-        assert!(p.super_seed);
+        assert_eq!(p.super_seed, SuperSeedMode::On);
         assert_eq!(p.handshake_timeout, 2.5);
         assert_eq!(p.idle_timeout, PeerConfig::default().idle_timeout);
     }

@@ -2,6 +2,7 @@
 //! out. The I/O shell (`session`) feeds it what the peer sent and writes what it returns.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::extended::{self, hashpiece, ut_metadata, OurHandshake, PeerExtensions};
 use super::message::{write_piece_header, BlockRef, HashRequest, Message, BLOCK, MAX_FRAME};
@@ -58,13 +59,28 @@ impl ReadJob {
     }
 }
 
+/// How long a piece shown to an unchoked peer may go unrequested before it stops holding the
+/// peer's window: a client may take it elsewhere (libtorrent claims whole ranges for its web
+/// seed), and waiting for it to report the piece would stall the peer's share of the seed.
+const SHOWN_UNREQUESTED: Duration = Duration::from_secs(2);
+
+/// A piece shown to a super-seeded peer.
+#[derive(Debug, Clone)]
+struct Shown {
+    piece: u32,
+    at: Instant,
+    /// The peer asked us for a block of it.
+    requested: bool,
+}
+
 /// BEP 16 state of one super-seeded peer.
 #[derive(Debug, Clone)]
 struct SuperPeer {
     has: Vec<bool>,
-    /// Pieces shown and not yet reported had, at most `window`: a few at a time keep the
-    /// peer's requests flowing while each piece is still handed out rarest first.
-    shown: Vec<u32>,
+    /// Pieces shown and not yet reported had. Those requested, or shown lately, are held to
+    /// `window`: a few at a time keep the peer's requests flowing while each piece is still
+    /// handed out rarest first.
+    shown: Vec<Shown>,
     window: usize,
     /// Pieces the peer reported since the shell last collected them.
     new_haves: Vec<u32>,
@@ -233,10 +249,17 @@ impl Connection {
                 if self.queue.len() + self.refused >= 2 * self.max_queue {
                     return Err(WireError::RequestFlood(self.queue.len() + self.refused));
                 }
-                let hidden = self
-                    .super_peer
-                    .as_ref()
-                    .is_some_and(|sp| !sp.shown.contains(&r.index) && !sp.has[r.index as usize]);
+                let hidden = self.super_peer.as_mut().is_some_and(|sp| {
+                    let shown = sp.shown.iter_mut().find(|s| s.piece == r.index);
+                    let had = sp.has[r.index as usize];
+                    match shown {
+                        Some(s) => {
+                            s.requested = true;
+                            false
+                        }
+                        None => !had,
+                    }
+                });
                 if self.choking || hidden || self.queue.len() >= self.max_queue {
                     self.refused += 1;
                     if self.fast {
@@ -339,7 +362,7 @@ impl Connection {
                 *slot = true;
                 sp.new_haves.push(p);
             }
-            sp.shown.retain(|s| *s != p);
+            sp.shown.retain(|s| s.piece != p);
         }
     }
 
@@ -354,16 +377,25 @@ impl Connection {
     }
 
     /// Super-seeding: when the peer is ready for another piece (fewer than its window shown
-    /// and not yet had), returns what it has and is shown (for the torrent-wide picker) and
-    /// the pieces it reported since the last call.
-    pub fn offer_wanted(&mut self) -> Option<(Vec<bool>, Vec<u32>)> {
+    /// and not yet had, not counting pieces it left unrequested while unchoked), returns what
+    /// it has and is shown (for the torrent-wide picker) and the pieces it reported since the
+    /// last call.
+    pub fn offer_wanted(&mut self, now: Instant) -> Option<(Vec<bool>, Vec<u32>)> {
+        let choking = self.choking;
         let sp = self.super_peer.as_mut()?;
-        if sp.shown.len() >= sp.window {
+        let holding = sp
+            .shown
+            .iter()
+            .filter(|s| {
+                s.requested || choking || now.saturating_duration_since(s.at) < SHOWN_UNREQUESTED
+            })
+            .count();
+        if holding >= sp.window {
             return None;
         }
         let mut known = sp.has.clone();
-        for &p in &sp.shown {
-            if let Some(k) = known.get_mut(p as usize) {
+        for s in &sp.shown {
+            if let Some(k) = known.get_mut(s.piece as usize) {
                 *k = true;
             }
         }
@@ -371,17 +403,21 @@ impl Connection {
     }
 
     /// Shows the peer `piece` (super-seeding).
-    pub fn offer(&mut self, piece: u32) -> Vec<Message> {
+    pub fn offer(&mut self, piece: u32, now: Instant) -> Vec<Message> {
         let fast = self.fast;
         let Some(sp) = self.super_peer.as_mut() else {
             return Vec::new();
         };
-        sp.shown.push(piece);
+        sp.shown.push(Shown {
+            piece,
+            at: now,
+            requested: false,
+        });
         let last = sp
             .has
             .iter()
             .enumerate()
-            .all(|(i, &h)| h || sp.shown.contains(&(i as u32)));
+            .all(|(i, &h)| h || sp.shown.iter().any(|s| s.piece == i as u32));
         if last && fast {
             // The peer lacks only this piece, so we now look like a seed. libtorrent drops a peer
             // that turns into a seed through a `have` before it recomputes its interest, but
@@ -390,6 +426,22 @@ impl Connection {
         } else {
             vec![Message::Have(piece)]
         }
+    }
+
+    /// Ends super-seeding for this peer: shows it every piece (HaveAll to a fast peer, a Have
+    /// for each piece it lacks otherwise).
+    pub fn reveal_all(&mut self) -> Vec<Message> {
+        let Some(sp) = self.super_peer.take() else {
+            return Vec::new();
+        };
+        if self.fast {
+            return vec![Message::HaveAll];
+        }
+        let shown = |i: u32| sp.shown.iter().any(|s| s.piece == i);
+        (0..self.piece_count)
+            .filter(|&i| !sp.has[i as usize] && !shown(i))
+            .map(Message::Have)
+            .collect()
     }
 
     /// The next batch of queued requests to read, up to `max_bytes` of data (at least one block).
@@ -630,11 +682,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
         let mut c = Connection::new(&peer(true), &t, 10, 1);
+        let t0 = Instant::now();
         assert_eq!(c.greeting(&t, None)[0], Message::HaveNone);
-        let (has, new) = c.offer_wanted().unwrap();
+        let (has, new) = c.offer_wanted(t0).unwrap();
         assert_eq!((has.to_vec(), new), (vec![false; 3], vec![]));
-        assert_eq!(c.offer(1), vec![Message::Have(1)]);
-        assert!(c.offer_wanted().is_none(), "one shown at a time");
+        assert_eq!(c.offer(1, t0), vec![Message::Have(1)]);
+        assert!(c.offer_wanted(t0).is_none(), "one shown at a time");
         c.set_choking(false);
         // A piece not shown is refused; the shown one is served.
         assert_eq!(c.on_message(req(0, 0, 100), &t).unwrap().len(), 1);
@@ -642,13 +695,59 @@ mod tests {
         assert_eq!(c.queued(), 1);
         // Once the peer has it, it is ready for the next.
         c.on_message(Message::Have(1), &t).unwrap();
-        let (has, new) = c.offer_wanted().unwrap();
+        let (has, new) = c.offer_wanted(t0).unwrap();
         assert_eq!((has.to_vec(), new), (vec![false, true, false], vec![1]));
-        assert_eq!(c.offer(0), vec![Message::Have(0)]);
+        assert_eq!(c.offer(0, t0), vec![Message::Have(0)]);
         c.on_message(Message::Have(0), &t).unwrap();
         // The last piece the peer lacks is shown as HaveAll.
-        assert!(c.offer_wanted().is_some());
-        assert_eq!(c.offer(2), vec![Message::HaveAll]);
+        assert!(c.offer_wanted(t0).is_some());
+        assert_eq!(c.offer(2, t0), vec![Message::HaveAll]);
+    }
+
+    #[test]
+    fn super_seeding_moves_on_from_a_piece_left_unrequested() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(true), &t, 10, 1);
+        let t0 = Instant::now();
+        c.greeting(&t, None);
+        c.offer_wanted(t0).unwrap();
+        c.offer(0, t0);
+        let later = t0 + SHOWN_UNREQUESTED + Duration::from_millis(1);
+        // Choked, the peer could not ask: the piece still holds the window.
+        assert!(c.offer_wanted(later).is_none());
+        c.set_choking(false);
+        assert!(c.offer_wanted(t0).is_none(), "shown just now");
+        let (known, _) = c.offer_wanted(later).expect("left unrequested");
+        assert_eq!(known, vec![true, false, false], "still counted as shown");
+        c.offer(1, later);
+        // A piece the peer asked for holds the window until it has it.
+        assert!(c.on_message(req(1, 0, 100), &t).unwrap().is_empty());
+        let much_later = later + 10 * SHOWN_UNREQUESTED;
+        assert!(c.offer_wanted(much_later).is_none());
+        c.on_message(Message::Have(1), &t).unwrap();
+        assert!(c.offer_wanted(much_later).is_some());
+    }
+
+    #[test]
+    fn revealing_all_ends_super_seeding() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let t0 = Instant::now();
+        for (fast, shown) in [
+            (true, vec![Message::HaveAll]),
+            (false, vec![Message::Have(0), Message::Have(2)]),
+        ] {
+            let mut c = Connection::new(&peer(fast), &t, 10, 1);
+            c.greeting(&t, None);
+            c.offer(1, t0);
+            assert_eq!(c.reveal_all(), shown);
+            assert!(c.offer_wanted(t0).is_none(), "no longer super-seeding");
+            assert!(c.reveal_all().is_empty());
+            c.set_choking(false);
+            assert!(c.on_message(req(0, 0, 100), &t).unwrap().is_empty());
+            assert_eq!(c.queued(), 1);
+        }
     }
 
     #[test]
@@ -656,15 +755,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = torrent(dir.path());
         let mut c = Connection::new(&peer(true), &t, 10, 2);
+        let t0 = Instant::now();
         c.greeting(&t, None);
-        let (has, _) = c.offer_wanted().unwrap();
+        let (has, _) = c.offer_wanted(t0).unwrap();
         assert_eq!(has, vec![false; 3]);
-        assert_eq!(c.offer(0), vec![Message::Have(0)]);
+        assert_eq!(c.offer(0, t0), vec![Message::Have(0)]);
         // The picker is told what is shown, so it picks another piece.
-        let (has, _) = c.offer_wanted().unwrap();
+        let (has, _) = c.offer_wanted(t0).unwrap();
         assert_eq!(has, vec![true, false, false]);
-        assert_eq!(c.offer(1), vec![Message::Have(1)]);
-        assert!(c.offer_wanted().is_none(), "two shown, the window is full");
+        assert_eq!(c.offer(1, t0), vec![Message::Have(1)]);
+        assert!(
+            c.offer_wanted(t0).is_none(),
+            "two shown, the window is full"
+        );
         c.set_choking(false);
         assert!(c.on_message(req(1, 0, 100), &t).unwrap().is_empty());
         assert_eq!(
@@ -673,10 +776,10 @@ mod tests {
             "not shown"
         );
         c.on_message(Message::Have(0), &t).unwrap();
-        let (has, new) = c.offer_wanted().unwrap();
+        let (has, new) = c.offer_wanted(t0).unwrap();
         assert_eq!((has, new), (vec![true, true, false], vec![0]));
         // The last piece it lacks makes it see a seed.
-        assert_eq!(c.offer(2), vec![Message::HaveAll]);
+        assert_eq!(c.offer(2, t0), vec![Message::HaveAll]);
     }
 
     #[test]

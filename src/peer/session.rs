@@ -10,7 +10,7 @@
 //! requests (metadata, hashes, rejects) cannot queue more than a message's worth past the bound.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::config::SuperSeedMode;
 use super::counts::Refusal;
 use super::handshake::{HANDSHAKE_LEN, PLAIN_HEADER};
 use super::listener::{Incoming, PeerRead, PeerWrite};
@@ -224,6 +225,8 @@ struct Held<'a> {
     entry: &'a Entry,
     key: u64,
     slot: Arc<Slot>,
+    /// The peer's address, on the torrent's wire while the slot is held (see `Offload`).
+    ip: IpAddr,
 }
 
 impl<'a> Held<'a> {
@@ -245,11 +248,13 @@ impl<'a> Held<'a> {
             inner.set_interested(key, true);
         }
         inner.unpend(pending.id);
+        entry.torrent.offload.joined_wire(pending.ip);
         Some(Held {
             inner,
             entry,
             key,
             slot,
+            ip: pending.ip,
         })
     }
 }
@@ -258,6 +263,7 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.inner.unregister(self.key);
         self.inner.release(self.entry);
+        self.entry.torrent.offload.left_wire(self.ip);
     }
 }
 
@@ -265,6 +271,7 @@ impl Drop for Held<'_> {
 struct Pending<'a> {
     inner: &'a Inner,
     id: u64,
+    ip: IpAddr,
 }
 
 impl Drop for Pending<'_> {
@@ -298,13 +305,35 @@ async fn write_or_flush(wr: &mut PeerWrite, front: &[u8]) -> std::io::Result<usi
     }
 }
 
-/// Super-seeding: shows the peer its next piece when it is ready for one.
-fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out<'_>) {
+/// How long a peer is alone on its torrent before `auto` super-seeding shows it everything.
+const ALONE: Duration = Duration::from_secs(3);
+
+/// Super-seeding: shows the peer its next piece when it is ready for one; under `auto`, every
+/// piece once it has been alone on its torrent a while (nobody to pass pieces to).
+fn offer_next(
+    inner: &Inner,
+    entry: &Entry,
+    view: &SessionView,
+    conn: &mut Connection,
+    out: &mut Out<'_>,
+) {
     let Some(picker) = &entry.super_seed else {
         return;
     };
+    let now = Instant::now();
+    if inner.config.super_seed == SuperSeedMode::Auto
+        && entry.connections.load(Ordering::Acquire) <= 1
+        && now.saturating_duration_since(view.connected) >= ALONE
+    {
+        let shown = conn.reveal_all();
+        if !shown.is_empty() {
+            debug!("super-seeding: alone on the torrent, shown every piece");
+            out.push_msgs(shown);
+        }
+        return;
+    }
     // Fill the peer's window of shown pieces, one rarest piece at a time.
-    while let Some((has, new_haves)) = conn.offer_wanted() {
+    while let Some((has, new_haves)) = conn.offer_wanted(now) {
         let piece = {
             let mut picker = picker.lock().unwrap_or_else(|e| e.into_inner());
             for p in new_haves {
@@ -315,7 +344,7 @@ fn offer_next(entry: &Entry, conn: &mut Connection, out: &mut Out<'_>) {
         match piece {
             Some(p) => {
                 debug!(piece = p, "super-seeding: showing a piece");
-                out.push_msgs(conn.offer(p));
+                out.push_msgs(conn.offer(p, now));
             }
             None => break,
         }
@@ -390,7 +419,11 @@ async fn serve(
     let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // No slot yet: on the pending list, from which the oldest are pushed out by newcomers.
     let (pend_id, pushed_out) = inner.pend(addr.ip());
-    let pending = Pending { inner, id: pend_id };
+    let pending = Pending {
+        inner,
+        id: pend_id,
+        ip: addr.ip(),
+    };
 
     let handshake_timeout = PeerConfig::secs(cfg.handshake_timeout);
     let deadline = tokio::time::Instant::now() + handshake_timeout;
@@ -505,7 +538,7 @@ async fn serve_open(
         std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
     };
     out.push_msgs(conn.greeting(&torrent, Some(your_ip)));
-    offer_next(&entry, &mut conn, &mut out);
+    offer_next(inner, &entry, &view, &mut conn, &mut out);
 
     // A slot now if both caps have room. Otherwise the peer is answered but waits, choked,
     // until it shows it wants something and a less useful session makes room for it, or its
@@ -579,7 +612,7 @@ async fn serve_open(
                     partial_since.get_or_insert(now);
                 }
             }
-            offer_next(&entry, &mut conn, &mut out);
+            offer_next(inner, &entry, &view, &mut conn, &mut out);
             if held.is_none() && conn.interested() {
                 held = Held::take(inner, &entry, &view, &pending, true);
             }
@@ -734,7 +767,8 @@ async fn serve_open(
                 }
                 if out.is_empty() && now.duration_since(last_sent) > KEEPALIVE {
                     out.push_msgs(vec![Message::KeepAlive]);
-                }
+                }                // A shown piece left unrequested frees its place in time (super-seeding).
+                offer_next(inner, &entry, &view, &mut conn, &mut out);
             }
         }
     }

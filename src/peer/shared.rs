@@ -192,6 +192,7 @@ impl Inner {
             super_seed: self
                 .config
                 .super_seed
+                .applies(self.limited())
                 .then(|| Mutex::new(SuperSeed::new(torrent.piece_count()))),
         });
         let hashes = torrent.wire_hashes();

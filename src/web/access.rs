@@ -100,7 +100,7 @@ pub async fn observe(
     let started = Instant::now();
     let access = req.app_data::<web::Data<Access>>().cloned();
     let mut line = access.as_ref().filter(|a| a.log).map(|a| Line {
-        client: client(&req, &a.proxies),
+        client: super::client_ip(req.request(), &a.proxies),
         method: req.method().clone(),
         // The path alone: a query can carry tokens and peer ids, and is long on announces.
         path: req.path().to_owned(),
@@ -140,13 +140,6 @@ pub async fn observe(
         l.status = status;
     }
     Ok(res.map_body(|_, body| Logged { body, line }))
-}
-
-/// The client's address, through the trusted proxy when the request came from one.
-fn client(req: &ServiceRequest, proxies: &Proxies) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
-    let headers = req.headers();
-    Some(proxies.client_ip(peer, |n| headers.get_all(n).map(|v| v.as_bytes())))
 }
 
 /// A response body that counts the bytes taken from it and logs its request when dropped (done,

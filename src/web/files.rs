@@ -104,6 +104,19 @@ async fn serve_file(
     };
     let len = lf.length;
     let pad = lf.pad || len == 0;
+    // BitTorrent clients fetching the web seed come after the peer wire in the budget; people
+    // downloading directly have a share of their own (see `egress`).
+    let channel = channel_of(req);
+    // A web seed client under a limited budget: its address, to see whether it is (or joins)
+    // the torrent's peer wire.
+    let wire_ip = (channel == Channel::WebSeed && state.egress.limited())
+        .then(|| super::client_ip(req, &state.proxies))
+        .flatten();
+    if let Some(ip) = wire_ip.filter(|ip| p.offload.on_wire(*ip)) {
+        if req.method() == Method::GET {
+            return swarm_serves(req, &p.name, ip);
+        }
+    }
     // The file must still be the one hashed: checked on the descriptor that will be read.
     if !pad {
         let content = p.content.clone();
@@ -197,9 +210,6 @@ async fn serve_file(
         // A sized empty stream: actix sends the length GET would, and no body.
         return sized(&mut builder, end - start, futures_util::stream::empty());
     }
-    // BitTorrent clients fetching the web seed come after the peer wire in the budget; people
-    // downloading directly have a share of their own (see `egress`).
-    let channel = channel_of(req);
     tracing::debug!(
         file = %p.name,
         start,
@@ -213,8 +223,34 @@ async fn serve_file(
         "file download"
     );
     let whole = start == 0 && end == len;
-    let body = file_stream(state.clone(), p, index, start, end, channel, whole);
+    let body = file_stream(
+        state.clone(),
+        p,
+        index,
+        (start, end),
+        channel,
+        whole,
+        wire_ip,
+    );
     sized(&mut builder, end - start, body)
+}
+
+/// The answer to a web seed request from a client on the torrent's peer wire while the
+/// publisher's budget is limited: it reaches the seeder's peer port, where every piece it gets
+/// is passed on, so the web seed would only spend the budget twice. Not a slowed answer: a
+/// web seed client holds the pieces it asked for (libtorrent: up to 16 MiB at once) and asks
+/// no one else for them. libtorrent stops asking this web seed for the file (it has the peer
+/// wire); clients that cannot reach the peer port are never on it, and get the web seed.
+fn swarm_serves(req: &HttpRequest, name: &str, ip: std::net::IpAddr) -> HttpResponse {
+    tracing::debug!(%ip, file = name, "web seed request from a peer on the wire: 503");
+    let mut res = super::error::respond(
+        req,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this client is connected to the seeder's peer port: the swarm serves it this file",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("120"));
+    res
 }
 
 /// Whether a request is a BitTorrent client's (the web seed) or anyone else's (a direct
@@ -287,6 +323,9 @@ struct Reader {
     channel: Channel,
     /// The whole file was asked for: its end is a completed direct download.
     whole: bool,
+    /// A web seed client's address while the budget is limited: the answer ends if it joins
+    /// the torrent's peer wire (`swarm_serves`).
+    wire_ip: Option<std::net::IpAddr>,
     /// Bytes of the last chunk handed out: counted as sent when the next one is asked for (the
     /// socket took it), so an aborted download counts what left, not what was asked.
     handed: u64,
@@ -309,10 +348,10 @@ fn file_stream(
     state: web::Data<WebState>,
     published: Arc<Published>,
     index: usize,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     channel: Channel,
     whole: bool,
+    wire_ip: Option<std::net::IpAddr>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, StorageError>> {
     let reader = Reader {
         state,
@@ -322,6 +361,7 @@ fn file_stream(
         end,
         channel,
         whole,
+        wire_ip,
         handed: 0,
     };
     futures_util::stream::unfold(reader, |mut r| async move {
@@ -341,6 +381,16 @@ fn file_stream(
             return None;
         }
         let n = (r.end - r.pos).min(CHUNK as u64) as usize;
+        if let Some(ip) = r.wire_ip.filter(|ip| r.published.offload.on_wire(*ip)) {
+            // The client joined the peer wire since it asked: what it has is kept (clients
+            // resume a cut piece), the rest comes from the swarm.
+            tracing::debug!(%ip, file = %r.published.name, at = r.pos, "web seed answer ended: the client is on the peer wire");
+            r.pos = r.end;
+            r.whole = false;
+            let source = std::io::Error::other("the client joined the peer wire");
+            let path = r.published.name.clone().into();
+            return Some((Err(StorageError::Io { path, source }), r));
+        }
         r.state.egress.wait_for(r.channel, n as u64).await;
         let permit = buffered()
             .acquire_many_owned(n.div_ceil(1024) as u32)

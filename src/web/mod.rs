@@ -87,6 +87,13 @@ pub const PAGE_MAX_AGE: &str = "max-age=5";
 /// the torrent's hash in the URL, which a BEP 19 web seed URL (base + name) cannot carry.
 pub const BY_NAME: &str = "no-cache";
 
+/// The client's address, through the trusted proxy when the request came from one.
+pub fn client_ip(req: &HttpRequest, proxies: &Proxies) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let headers = req.headers();
+    Some(proxies.client_ip(peer, |n| headers.get_all(n).map(|v| v.as_bytes())))
+}
+
 impl WebState {
     /// The base URL for links: `public_url`, or what the client used to reach us: the host and
     /// scheme a trusted proxy forwarded, else the `Host` header, else our own address. Only
