@@ -9,6 +9,7 @@
 //!   SHA-1, SHA-256 blocks and each file's SHA-256); `create` makes a torrent from content.
 //! - [`tracker`]: HTTP and UDP tracker with a sharded swarm store.
 //! - [`peer`]: the seeder: peer wire codec, connection state machine, extensions, choker.
+//! - [`dht`]: the mainline DHT node (BEP 5, 42) on the peer port's UDP side.
 //! - [`announce`]: the client side of trackers, for `bitseed seed`.
 //! - [`catalog`]: what the content folder publishes (walk, watch, settle, SQLite store) and the
 //!   registry the tracker, seeder and web face learn torrents from.
@@ -25,6 +26,7 @@ pub mod announce;
 pub mod bencode;
 pub mod catalog;
 pub mod config;
+pub mod dht;
 pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;

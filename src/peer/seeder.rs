@@ -52,6 +52,12 @@ impl Seeder {
         self.inner.set_announcer(announcer, addr);
     }
 
+    /// A DHT node runs on `port` (the peer port): handshakes set the DHT bit and peers that
+    /// set it are sent a PORT message (BEP 5).
+    pub fn set_dht_port(&self, port: u16) {
+        *lock(&self.inner.dht_port) = Some(port);
+    }
+
     /// Starts serving a torrent under each of its wire hashes (v1, truncated v2). Replaces a
     /// torrent with the same hash.
     pub fn add(&self, torrent: Arc<Published>) {

@@ -28,7 +28,7 @@ use super::handshake::{HANDSHAKE_LEN, PLAIN_HEADER};
 use super::listener::{Incoming, PeerRead, PeerWrite};
 use super::mse::{self, Encryption, Mode, MseError};
 use super::published::Published;
-use super::shared::{Entry, Inner, SessionView, Slot};
+use super::shared::{lock, Entry, Inner, SessionView, Slot};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::egress::Channel;
 use crate::metainfo::Format;
@@ -495,16 +495,25 @@ async fn serve_open(
         bytes: 0,
         total: &inner.queued,
     };
-    let ours = Handshake::ours(
+    let mut ours = Handshake::ours(
         theirs.info_hash,
         inner.peer_id,
         torrent.metainfo.format == Format::Hybrid,
     );
+    // BEP 5: our DHT node's port, to peers that run one too; never for a private torrent
+    // (BEP 27).
+    let dht_port = (*lock(&inner.dht_port)).filter(|_| !torrent.metainfo.private);
+    if dht_port.is_some() {
+        ours = ours.with_dht();
+    }
     let your_ip = match addr.ip() {
         std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
         std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
     };
     out.push_msgs(conn.greeting(&torrent, Some(your_ip)));
+    if let Some(port) = dht_port.filter(|_| theirs.dht()) {
+        out.push_msgs(vec![Message::Port(port)]);
+    }
     offer_next(&entry, &mut conn, &mut out);
 
     // A slot now if both caps have room. Otherwise the peer is answered but waits, choked,

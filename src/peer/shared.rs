@@ -39,6 +39,10 @@ const HASH_WORK_RATE: u64 = 64 << 20;
 pub trait SeedAnnouncer: Send + Sync {
     fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr);
     fn stopped(&self, info_hash: [u8; 20]);
+    /// Told only of torrents that are not private (BEP 27: the DHT, not the tracker).
+    fn public_only(&self) -> bool {
+        false
+    }
 }
 
 /// A torrent being served and the connections it has.
@@ -131,7 +135,10 @@ pub(super) struct Inner {
     pub refusals: Refusals,
     /// The peer port's datagram counts, once the seeder runs on a listener.
     pub udp_counts: Mutex<Option<Arc<UdpCounts>>>,
-    announcer: Mutex<Option<(Arc<dyn SeedAnnouncer>, SocketAddr)>>,
+    announcers: Mutex<Vec<(Arc<dyn SeedAnnouncer>, SocketAddr)>>,
+    /// The DHT's port (the peer port) when a DHT node runs: the handshake's DHT bit and the
+    /// PORT message (BEP 5).
+    pub dht_port: Mutex<Option<u16>>,
 }
 
 /// Our peer id's client prefix, Azureus style: `bS` is taken by no client we know of (`-BS`
@@ -178,7 +185,8 @@ impl Inner {
             pending: Mutex::new(VecDeque::new()),
             refusals: Refusals::default(),
             udp_counts: Mutex::new(None),
-            announcer: Mutex::new(None),
+            announcers: Mutex::new(Vec::new()),
+            dht_port: Mutex::new(None),
         }
     }
 
@@ -205,7 +213,10 @@ impl Inner {
                 skeys.insert(super::mse::req2_key(h), *h);
             }
         }
-        if let Some((a, addr)) = lock(&self.announcer).as_ref() {
+        for (a, addr) in lock(&self.announcers).iter() {
+            if a.public_only() && torrent.metainfo.private {
+                continue;
+            }
             for h in &hashes {
                 a.seeding(*h, *addr);
             }
@@ -217,14 +228,18 @@ impl Inner {
         );
     }
 
-    /// Tells `announcer` about every torrent served now and later, with `addr` as our address.
+    /// Tells `announcer` (besides any others) about every torrent served now and later, with
+    /// `addr` as our address.
     pub fn set_announcer(&self, announcer: Arc<dyn SeedAnnouncer>, addr: SocketAddr) {
         for entry in self.entries() {
+            if announcer.public_only() && entry.torrent.metainfo.private {
+                continue;
+            }
             for h in entry.torrent.wire_hashes() {
                 announcer.seeding(h, addr);
             }
         }
-        *lock(&self.announcer) = Some((announcer, addr));
+        lock(&self.announcers).push((announcer, addr));
     }
 
     /// Sessions holding a slot now.
@@ -284,7 +299,7 @@ impl Inner {
         } else {
             warn!(torrent = %t.metainfo.name, info_hash = %hex::encode(t.info_hash()), "no longer served: {why}");
         }
-        if let Some((a, _)) = lock(&self.announcer).as_ref() {
+        for (a, _) in lock(&self.announcers).iter() {
             for h in t.wire_hashes() {
                 a.stopped(h);
             }

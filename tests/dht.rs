@@ -1,0 +1,247 @@
+//! The DHT node (BEP 5) on the peer port, with libtorrent on a loopback DHT whose only contact
+//! is bitseed: no tracker, no peer given. bitseed's own bootstrap list is empty, so nothing
+//! leaves the machine.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::serve::{dirs, Dirs, Server};
+
+/// `bitseed serve` with its DHT node on and no bootstrap node of its own.
+fn start_with_dht(d: &Dirs, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut all = vec![
+        ("BITSEED_DHT__ENABLED", "true"),
+        ("BITSEED_DHT__BOOTSTRAP", ""),
+    ];
+    all.extend_from_slice(env);
+    Server::start_env(d, extra, &all)
+}
+
+/// The magnet link of `t` (an API entry) with neither trackers nor web seeds.
+fn bare_magnet(t: &Value) -> (String, Vec<String>) {
+    let mut m = bitseed::metainfo::Magnet::parse(t["magnet"].as_str().unwrap()).unwrap();
+    m.trackers.clear();
+    m.web_seeds.clear();
+    let hashes = m.info_hash.wire_hashes().iter().map(hex::encode).collect();
+    let uri = m.to_uri();
+    assert!(!uri.contains("tr=") && !uri.contains("ws="), "{uri}");
+    (uri, hashes)
+}
+
+fn lt_dht(args: &[&str], timeout: Duration) -> (std::process::Output, Value) {
+    let mut cmd = std::process::Command::new("/usr/bin/python3");
+    cmd.arg(interop_script("lt_dht.py")).args(args);
+    let o = output_within(&mut cmd, timeout);
+    let line = stdout(&o);
+    let v = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
+    (o, v)
+}
+
+/// Waits until a `/metrics` value reaches `at_least`.
+fn wait_metric(server: &Server, series: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = server.metric(series).unwrap_or(0);
+        if v >= at_least {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} stayed at {v}; log:\n{}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// libtorrent with DHT on, bootstrapped only from bitseed's DHT address, given a magnet link with
+/// no `tr=` (nor web seed), finds bitseed's seed over the DHT and downloads a v1 and a hybrid
+/// torrent; bitseed announces every wire hash to it; the served .torrent names bitseed's node.
+#[test]
+fn libtorrent_downloads_a_bare_magnet_found_over_the_dht() {
+    if !have_libtorrent() {
+        return;
+    }
+    for format in ["v1", "hybrid"] {
+        let d = dirs();
+        let server = start_with_dht(&d, &["--format", format], &[]);
+        write_tree(
+            &d.content.join("pack"),
+            &[("a.bin", 700_000), ("b.bin", 40_001)],
+        );
+        let t = server.wait_published("pack", None);
+        let peer = server.logged_addr("peer listening on ");
+        // The .torrent names our DHT node (BEP 5 `nodes`): the host asked for, the peer port.
+        let r = server.get("/torrents/pack.torrent");
+        assert_eq!(r.status, 200);
+        let node = bitseed::bencode::decode(&r.body).unwrap();
+        let nodes = node.get("nodes").and_then(|n| n.as_list()).expect("nodes");
+        let first = nodes[0].as_list().unwrap();
+        assert_eq!(first[0].as_str(), Some("127.0.0.1"));
+        assert_eq!(first[1].as_int(), Some(i64::from(peer.port())));
+
+        let (magnet, hashes) = bare_magnet(&t);
+        assert_eq!(hashes.len(), if format == "hybrid" { 2 } else { 1 });
+        let out = tempfile::tempdir().unwrap();
+        let bootstrap = format!("127.0.0.1:{}", peer.port());
+        let mut args = vec![
+            "--bootstrap",
+            &bootstrap,
+            "--listen",
+            "127.0.0.2",
+            "--magnet",
+            &magnet,
+            "--save",
+            out.path().to_str().unwrap(),
+            "--timeout",
+            "90",
+        ];
+        for h in &hashes {
+            args.extend(["--expect-announce", h.as_str()]);
+        }
+        let (o, v) = lt_dht(&args, Duration::from_secs(120));
+        assert!(
+            o.status.success(),
+            "{format}: {}{}\n{}",
+            stdout(&o),
+            stderr(&o),
+            server.log.lock().unwrap()
+        );
+        for rel in ["a.bin", "b.bin"] {
+            assert_eq!(
+                std::fs::read(out.path().join("pack").join(rel)).unwrap(),
+                std::fs::read(d.content.join("pack").join(rel)).unwrap(),
+                "{format}: {rel}"
+            );
+        }
+        // Each wire hash was announced to libtorrent's node by bitseed's, with the peer port.
+        for h in &hashes {
+            let a = v["announces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a[0] == h.as_str())
+                .unwrap_or_else(|| panic!("{format}: {h} not announced: {v}"));
+            assert_eq!(a[1], "127.0.0.1", "{v}");
+            assert_eq!(a[2].as_u64(), Some(u64::from(peer.port())), "{v}");
+        }
+        // bitseed's node answered libtorrent's get_peers with its own seed address (the only
+        // peer libtorrent could have downloaded from).
+        let own = serde_json::json!([["127.0.0.1", peer.port()]]);
+        assert!(
+            hashes.iter().any(|h| v["lookups"][h.as_str()] == own),
+            "{format}: {v}"
+        );
+        assert!(server.metric("bitseed_dht_queries_answered_total") >= Some(1));
+        assert!(server.metric("bitseed_dht_nodes") >= Some(1));
+        assert!(server.metric("bitseed_dht_announces_acked_total") >= Some(hashes.len() as u64));
+        assert_eq!(
+            server.metric("bitseed_dht_torrents"),
+            Some(hashes.len() as u64)
+        );
+        assert!(server.metric("bitseed_peer_udp_datagrams_total{kind=\"dht\"}") >= Some(1));
+        server.stop();
+    }
+}
+
+/// A private torrent (BEP 27) is never announced to the DHT nor answered for: libtorrent's node,
+/// in bitseed's table, asks for its peers and gets none, and bitseed announces nothing; the
+/// served .torrent names no DHT node.
+#[test]
+fn a_private_torrent_is_never_announced_to_the_dht() {
+    if !have_libtorrent() {
+        return;
+    }
+    let d = dirs();
+    let server = start_with_dht(&d, &[], &[("BITSEED_TORRENT__PRIVATE", "true")]);
+    std::fs::write(d.content.join("secret.bin"), data(300_000, 7)).unwrap();
+    let t = server.wait_published("secret.bin", None);
+    let hash = t["info_hash"].as_str().unwrap().to_owned();
+    let peer = server.logged_addr("peer listening on ");
+    let r = server.get("/torrents/secret.bin.torrent");
+    let node = bitseed::bencode::decode(&r.body).unwrap();
+    assert!(node.get("nodes").is_none());
+    assert_eq!(
+        node.get("info")
+            .and_then(|i| i.get("private"))
+            .and_then(|p| p.as_int()),
+        Some(1)
+    );
+    let bootstrap = format!("127.0.0.1:{}", peer.port());
+    let (o, v) = lt_dht(
+        &[
+            "--bootstrap",
+            &bootstrap,
+            "--listen",
+            "127.0.0.3",
+            "--lookup",
+            &hash,
+            "--timeout",
+            "60",
+        ],
+        Duration::from_secs(90),
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // libtorrent's lookup reached bitseed (its only node) and got no peers.
+    assert_eq!(v["lookups"][&hash], Value::Array(vec![]), "{v}");
+    assert!(v["announces"].as_array().unwrap().is_empty(), "{v}");
+    // bitseed knew libtorrent's node (a public torrent is announced to such a node at once) and
+    // announced nothing.
+    wait_metric(&server, "bitseed_dht_nodes", 1);
+    assert_eq!(server.metric("bitseed_dht_torrents"), Some(0));
+    assert_eq!(server.metric("bitseed_dht_announces_sent_total"), Some(0));
+    server.stop();
+}
+
+/// The node id and routing table are kept in the state folder: after a restart the node has
+/// the same id and its table back before anyone contacts it.
+#[test]
+fn the_node_id_and_table_survive_a_restart() {
+    if !have_libtorrent() {
+        return;
+    }
+    let d = dirs();
+    let server = start_with_dht(&d, &[], &[]);
+    std::fs::write(d.content.join("f.bin"), data(10_000, 3)).unwrap();
+    let t = server.wait_published("f.bin", None);
+    let hash = t["info_hash"].as_str().unwrap().to_owned();
+    let peer = server.logged_addr("peer listening on ");
+    let id = node_id(&server);
+    let bootstrap = format!("127.0.0.1:{}", peer.port());
+    let mut lt = KillOnDrop(
+        std::process::Command::new("/usr/bin/python3")
+            .arg(interop_script("lt_dht.py"))
+            .args(["--bootstrap", &bootstrap, "--listen", "127.0.0.4"])
+            .args(["--expect-announce", &hash, "--timeout", "60"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_metric(&server, "bitseed_dht_nodes", 1);
+    let _ = lt.0.wait();
+    server.stop();
+    assert!(d.state.join("dht.dat").exists());
+    let again = start_with_dht(&d, &[], &[]);
+    assert_eq!(node_id(&again), id);
+    assert!(
+        again
+            .wait_log("saved nodes", Duration::from_secs(20))
+            .contains(": 1 saved nodes"),
+        "{}",
+        again.log.lock().unwrap()
+    );
+    again.stop();
+}
+
+/// The node id as logged at start.
+fn node_id(server: &Server) -> String {
+    let line = server.wait_log("DHT node ", Duration::from_secs(20));
+    line.split("DHT node ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned()
+}
