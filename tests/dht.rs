@@ -245,3 +245,83 @@ fn node_id(server: &Server) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// `bitseed seed --dht`: the same node on the seed's port; libtorrent, bootstrapped from it
+/// alone, downloads a bare magnet of the torrent.
+#[test]
+fn bitseed_seed_runs_a_dht_node() {
+    if !have_libtorrent() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.bin");
+    std::fs::write(&file, data(200_000, 11)).unwrap();
+    let torrent = dir.path().join("one.torrent");
+    let o = bitseed()
+        .arg("create")
+        .arg(&file)
+        .arg("-o")
+        .arg(&torrent)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
+    let mut magnet = meta.magnet();
+    magnet.trackers.clear();
+    magnet.web_seeds.clear();
+    let hash = hex::encode(meta.info_hash.wire_hashes()[0]);
+    // A bootstrap node that is no node: loopback, nothing listens there.
+    let mut child = KillOnDrop(
+        bitseed()
+            .arg("seed")
+            .arg(&torrent)
+            .arg(&file)
+            .args(["--listen", "127.0.0.1:0", "--no-announce", "--dht"])
+            .args(["--dht-bootstrap", "127.0.0.1:9"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let bootstrap = addr.to_string();
+    let (o, v) = lt_dht(
+        &[
+            "--bootstrap",
+            &bootstrap,
+            "--listen",
+            "127.0.0.5",
+            "--magnet",
+            &magnet.to_uri(),
+            "--save",
+            out.path().to_str().unwrap(),
+            "--expect-announce",
+            &hash,
+            "--timeout",
+            "60",
+        ],
+        Duration::from_secs(90),
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        std::fs::read(out.path().join("one.bin")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    assert_eq!(
+        v["lookups"][&hash],
+        serde_json::json!([["127.0.0.1", addr.port()]]),
+        "{v}"
+    );
+}
