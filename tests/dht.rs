@@ -325,3 +325,47 @@ fn bitseed_seed_runs_a_dht_node() {
         "{v}"
     );
 }
+
+/// PEX (BEP 11): two libtorrent peers that each know only bitseed (no tracker, no DHT) learn
+/// each other from bitseed's peer exchange and trade pieces (bitseed's upload is slowed so
+/// that they have reason to).
+#[test]
+fn two_peers_that_know_only_the_seed_find_each_other_by_pex() {
+    if !have_libtorrent() {
+        return;
+    }
+    let d = dirs();
+    let server = Server::start_env(&d, &[], &[("BITSEED_PEER__MAX_UPLOAD_RATE", "250000")]);
+    std::fs::write(d.content.join("big.bin"), data(3_000_000, 5)).unwrap();
+    server.wait_published("big.bin", None);
+    let peer = server.logged_addr("peer listening on ");
+    let dir = tempfile::tempdir().unwrap();
+    let torrent = torrent_without_web_seed(&server, "big.bin", dir.path());
+    let mut cmd = std::process::Command::new("/usr/bin/python3");
+    cmd.arg(interop_script("lt_pex.py"))
+        .arg("--torrent")
+        .arg(&torrent)
+        .args(["--seed", &peer.to_string(), "--save"])
+        .arg(dir.path())
+        .args(["--timeout", "120"]);
+    let o = output_within(&mut cmd, Duration::from_secs(150));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap_or(Value::Null);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    for (me, other) in [("a", "127.0.0.3"), ("b", "127.0.0.2")] {
+        let learned = v[me]["pex"].as_array().unwrap();
+        assert!(
+            learned
+                .iter()
+                .any(|p| p.as_str().unwrap().starts_with(other)),
+            "{me} did not learn {other} by PEX: {v}"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(me).join("big.bin")).unwrap(),
+            std::fs::read(d.content.join("big.bin")).unwrap()
+        );
+    }
+    // Pieces went between the two peers, not only from bitseed.
+    let traded = v["a"]["from_other"].as_u64().unwrap() + v["b"]["from_other"].as_u64().unwrap();
+    assert!(traded > 0, "{v}");
+    server.stop();
+}

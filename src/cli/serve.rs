@@ -179,6 +179,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         own,
     );
 
+    // PEX tells peers of the tracker's peers too.
+    seeder.set_swarm_peers(Arc::new(TrackerPeers(tracker.clone())));
     // The DHT node shares the peer port's UDP socket; it hears of every torrent that is not
     // private, as the tracker does.
     let dht = match peer_listener.take_dht() {
@@ -405,6 +407,15 @@ impl SeedAnnouncer for OwnSeed {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&info_hash);
+    }
+}
+
+/// The tracker's swarms as PEX's source of peers.
+struct TrackerPeers(Arc<Tracker>);
+
+impl peer::SwarmPeers for TrackerPeers {
+    fn peers(&self, info_hash: &[u8; 20], max: usize) -> Vec<SocketAddr> {
+        self.0.sample_peers(info_hash, max)
     }
 }
 

@@ -147,6 +147,11 @@ impl Connection {
         self.choking
     }
 
+    /// What the peer's extended handshake said (ids, listen port).
+    pub fn peer_extensions(&self) -> PeerExtensions {
+        self.peer_ext
+    }
+
     /// The peer has every piece: a seed like us, which needs nothing from us.
     pub fn peer_is_seed(&self) -> bool {
         self.peer_seed
@@ -177,6 +182,8 @@ impl Connection {
                 reqq: self.max_queue as u32,
                 client: concat!("bitseed ", env!("CARGO_PKG_VERSION")).into(),
                 your_ip,
+                // BEP 27: no peer exchange on a private torrent.
+                pex: !torrent.metainfo.private,
             };
             out.push(Message::Extended {
                 id: extended::HANDSHAKE_ID,

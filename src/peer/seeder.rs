@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::shared::{lock, Inner, SeedAnnouncer};
+use super::shared::{lock, Inner, SeedAnnouncer, SwarmPeers};
 use super::{PeerConfig, PeerListener, Published};
 use crate::egress::Egress;
 use crate::ip_limit::IpLimit;
@@ -56,6 +56,11 @@ impl Seeder {
     /// set it are sent a PORT message (BEP 5).
     pub fn set_dht_port(&self, port: u16) {
         *lock(&self.inner.dht_port) = Some(port);
+    }
+
+    /// Where PEX learns the peers of a swarm besides those connected (the tracker's).
+    pub fn set_swarm_peers(&self, source: Arc<dyn SwarmPeers>) {
+        *lock(&self.inner.swarm_peers) = Some(source);
     }
 
     /// Starts serving a torrent under each of its wire hashes (v1, truncated v2). Replaces a

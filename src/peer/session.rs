@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::counts::Refusal;
+use super::extended::ut_pex::{self, PexState};
 use super::handshake::{HANDSHAKE_LEN, PLAIN_HEADER};
 use super::listener::{Incoming, PeerRead, PeerWrite};
 use super::mse::{self, Encryption, Mode, MseError};
@@ -454,6 +455,54 @@ async fn open(
     Ok((rd, wr, theirs, mode))
 }
 
+/// This session's peer in its torrent's swarm list (by its listen address), while it lasts.
+struct Listed {
+    entry: Arc<Entry>,
+    id: usize,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        lock(&self.entry.swarm).remove(&self.id);
+    }
+}
+
+/// PEX at a tick: lists the peer once its listen port is known, and when a message is due,
+/// tells it the swarm's other peers (connected ones, and the tracker's).
+fn exchange(
+    inner: &Inner,
+    listed: &Listed,
+    state: &mut PexState,
+    conn: &Connection,
+    addr: SocketAddr,
+    info_hash: &[u8; 20],
+    now: Instant,
+) -> Vec<Message> {
+    let ext = conn.peer_extensions();
+    let mine = ext.listen_port.map(|p| SocketAddr::new(addr.ip(), p));
+    if let Some(mine) = mine {
+        lock(&listed.entry.swarm).entry(listed.id).or_insert(mine);
+    }
+    let Some(id) = ext.ut_pex else {
+        return Vec::new();
+    };
+    if !state.is_due(now) {
+        return Vec::new();
+    }
+    let mut swarm: Vec<SocketAddr> = lock(&listed.entry.swarm).values().copied().collect();
+    let source = lock(&inner.swarm_peers).clone();
+    if let Some(source) = source {
+        swarm.extend(source.peers(info_hash, ut_pex::MAX_PER_MESSAGE));
+    }
+    match state.due(now, &swarm, mine) {
+        Some((added, dropped)) => vec![Message::Extended {
+            id,
+            payload: ut_pex::encode(&added, &dropped),
+        }],
+        None => Vec::new(),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve_open(
     inner: &Inner,
@@ -534,6 +583,13 @@ async fn serve_open(
         .map_err(|_| SessionError::SendStall)??;
     inner.egress.sent(Channel::Peer, HANDSHAKE_LEN as u64);
     torrent.offload.sent(Channel::Peer, HANDSHAKE_LEN as u64);
+
+    // BEP 11 peer exchange, never on a private torrent (BEP 27).
+    let mut pex = (!torrent.metainfo.private).then(|| PexState::new(Instant::now()));
+    let listed = Listed {
+        entry: entry.clone(),
+        id: Arc::as_ptr(&view) as usize,
+    };
 
     let idle = PeerConfig::secs(cfg.idle_timeout);
     let frame_timeout = PeerConfig::secs(cfg.frame_timeout);
@@ -743,6 +799,9 @@ async fn serve_open(
                 }
                 if out.is_empty() && now.duration_since(last_sent) > KEEPALIVE {
                     out.push_msgs(vec![Message::KeepAlive]);
+                }
+                if let Some(state) = pex.as_mut() {
+                    out.push_msgs(exchange(inner, &listed, state, &conn, addr, &theirs.info_hash, now));
                 }
             }
         }

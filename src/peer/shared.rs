@@ -45,6 +45,13 @@ pub trait SeedAnnouncer: Send + Sync {
     }
 }
 
+/// Where the seeder learns more peers of a swarm for peer exchange: `serve` implements it
+/// over the built-in tracker's swarms.
+pub trait SwarmPeers: Send + Sync {
+    /// Up to `max` peers announced for `info_hash`.
+    fn peers(&self, info_hash: &[u8; 20], max: usize) -> Vec<SocketAddr>;
+}
+
 /// A torrent being served and the connections it has.
 pub(super) struct Entry {
     pub torrent: Arc<Published>,
@@ -53,6 +60,9 @@ pub(super) struct Entry {
     pub retired: CancellationToken,
     /// The torrent-wide piece picker when super-seeding (std lock: never held across `.await`).
     pub super_seed: Option<Mutex<SuperSeed>>,
+    /// The listen addresses of the peers connected for this torrent, by session (for PEX;
+    /// bounded by the connection caps).
+    pub swarm: Mutex<HashMap<usize, SocketAddr>>,
 }
 
 /// What the seeder sees of one open session, for caps and eviction. The session keeps it up to
@@ -139,6 +149,8 @@ pub(super) struct Inner {
     /// The DHT's port (the peer port) when a DHT node runs: the handshake's DHT bit and the
     /// PORT message (BEP 5).
     pub dht_port: Mutex<Option<u16>>,
+    /// More peers for PEX than those connected (the tracker's), when set.
+    pub swarm_peers: Mutex<Option<Arc<dyn SwarmPeers>>>,
 }
 
 /// Our peer id's client prefix, Azureus style: `bS` is taken by no client we know of (`-BS`
@@ -187,6 +199,7 @@ impl Inner {
             udp_counts: Mutex::new(None),
             announcers: Mutex::new(Vec::new()),
             dht_port: Mutex::new(None),
+            swarm_peers: Mutex::new(None),
         }
     }
 
@@ -201,6 +214,7 @@ impl Inner {
                 .config
                 .super_seed
                 .then(|| Mutex::new(SuperSeed::new(torrent.piece_count()))),
+            swarm: Mutex::new(HashMap::new()),
         });
         let hashes = torrent.wire_hashes();
         {
