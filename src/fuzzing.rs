@@ -314,34 +314,6 @@ fn mse_outcome(data: &[u8]) -> Option<Result<crate::peer::mse::Mode, &'static st
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::peer::mse::Mode;
-
-    /// The MSE seeds reach what they were written for: a guided seed that stopped completing
-    /// its handshake would leave the fuzzer outside the encrypted fields.
-    #[test]
-    fn mse_seeds_reach_their_outcomes() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/mse_receiver");
-        let expected: [(&str, Option<Result<Mode, &str>>); 7] = [
-            ("plaintext_handshake", Some(Ok(Mode::Plaintext))),
-            ("plaintext_require", Some(Err("plaintext_refused"))),
-            ("garbage_http", Some(Err("bad_mse_sync"))),
-            ("guided_rc4_ia", Some(Ok(Mode::Rc4))),
-            (
-                "guided_plaintext_byte_at_a_time",
-                Some(Ok(Mode::MsePlaintext)),
-            ),
-            ("guided_pad_c_512_require", Some(Ok(Mode::Rc4))),
-            ("guided_no_ia", Some(Ok(Mode::Rc4))),
-        ];
-        for (name, outcome) in expected {
-            let data = std::fs::read(dir.join(name)).unwrap();
-            assert_eq!(super::mse_outcome(&data), outcome, "{name}");
-        }
-    }
-}
-
 /// DHT datagrams (KRPC, BEP 5): parsed, and fed to a node that seeds one hash and has a query
 /// of its own in flight (transaction id 0, to the address the input comes from), as a query or
 /// as the answer. Whatever the node sends back is KRPC it would take itself, in one packet.
@@ -381,5 +353,33 @@ pub fn krpc(data: &[u8]) {
     for o in &out {
         assert!(o.bytes.len() <= MAX_DATAGRAM, "{} bytes", o.bytes.len());
         assert!(Message::parse(&o.bytes).is_ok(), "we send what we parse");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::peer::mse::Mode;
+
+    /// The MSE seeds reach what they were written for: a guided seed that stopped completing
+    /// its handshake would leave the fuzzer outside the encrypted fields.
+    #[test]
+    fn mse_seeds_reach_their_outcomes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/mse_receiver");
+        let expected: [(&str, Option<Result<Mode, &str>>); 7] = [
+            ("plaintext_handshake", Some(Ok(Mode::Plaintext))),
+            ("plaintext_require", Some(Err("plaintext_refused"))),
+            ("garbage_http", Some(Err("bad_mse_sync"))),
+            ("guided_rc4_ia", Some(Ok(Mode::Rc4))),
+            (
+                "guided_plaintext_byte_at_a_time",
+                Some(Ok(Mode::MsePlaintext)),
+            ),
+            ("guided_pad_c_512_require", Some(Ok(Mode::Rc4))),
+            ("guided_no_ia", Some(Ok(Mode::Rc4))),
+        ];
+        for (name, outcome) in expected {
+            let data = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(super::mse_outcome(&data), outcome, "{name}");
+        }
     }
 }
