@@ -17,6 +17,7 @@
 //!   downloads and links by name (`/latest`), the Atom feed, `/files` web seed, metrics.
 //! - [`config`]: the settings of `bitseed serve`.
 //! - [`egress`]: the publisher's one upload budget and what it sent, by channel.
+//! - [`lsd`]: local service discovery (BEP 14) announces on the LAN.
 //! - [`ip_limit`]: open connections per client address (peer listener and HTTP).
 //! - [`rate`]: the token bucket every rate limit and budget is made of.
 //! - [`proxy`]: which reverse proxies are believed about the client, through which header.
@@ -32,6 +33,7 @@ pub mod egress;
 pub mod fuzzing;
 pub mod hash;
 pub mod ip_limit;
+pub mod lsd;
 pub mod metainfo;
 pub mod peer;
 pub mod proxy;

@@ -369,3 +369,80 @@ fn two_peers_that_know_only_the_seed_find_each_other_by_pex() {
     assert!(traded > 0, "{v}");
     server.stop();
 }
+
+/// LSD (BEP 14), pointed at a loopback socket instead of the multicast group: a published
+/// torrent is announced with the peer port and its info hash.
+#[test]
+fn local_service_discovery_announces_published_torrents() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let group = sock.local_addr().unwrap().to_string();
+    let d = dirs();
+    let server = Server::start_env(
+        &d,
+        &[],
+        &[
+            ("BITSEED_LSD__ENABLED", "true"),
+            ("BITSEED_LSD__GROUP", &group),
+        ],
+    );
+    std::fs::write(d.content.join("lan.bin"), data(20_000, 9)).unwrap();
+    let t = server.wait_published("lan.bin", None);
+    let peer = server.logged_addr("peer listening on ");
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).expect("an LSD announce");
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(text.starts_with("BT-SEARCH * HTTP/1.1\r\n"), "{text}");
+    assert!(text.contains(&format!("\r\nHost: {group}\r\n")), "{text}");
+    assert!(
+        text.contains(&format!("\r\nPort: {}\r\n", peer.port())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "\r\nInfohash: {}\r\n",
+            t["info_hash"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\n\r\n"), "{text}");
+    server.stop();
+}
+
+/// The peer wire says a DHT node runs (BEP 5): the handshake's DHT bit, and a PORT message with
+/// the node's port to a peer that sets the bit too.
+#[test]
+fn the_peer_wire_advertises_the_dht_node() {
+    use std::io::{Read, Write};
+    let d = dirs();
+    let server = start_with_dht(&d, &[], &[]);
+    std::fs::write(d.content.join("w.bin"), data(50_000, 4)).unwrap();
+    let hash = server.published_hash("w.bin");
+    let peer = server.logged_addr("peer listening on ");
+    let mut s = std::net::TcpStream::connect(peer).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut hs = b"\x13BitTorrent protocol".to_vec();
+    hs.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x05]);
+    hs.extend_from_slice(&hash);
+    hs.extend_from_slice(b"-XX0001-abcdefghijkl");
+    s.write_all(&hs).unwrap();
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs).unwrap();
+    assert_eq!(theirs[27] & 0x01, 0x01, "DHT bit");
+    // Messages until PORT (id 9): HaveAll and the extended handshake come first.
+    let mut port = None;
+    for _ in 0..5 {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut msg).unwrap();
+        if msg.first() == Some(&9) {
+            port = Some(u16::from_be_bytes([msg[1], msg[2]]));
+            break;
+        }
+    }
+    assert_eq!(port, Some(peer.port()));
+    drop(s);
+    server.stop();
+}

@@ -12,6 +12,7 @@ use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
 use bitseed::config::{parse_listen, Overrides, Settings};
 use bitseed::dht::{Dht, DhtAnnouncer};
 use bitseed::egress::Egress;
+use bitseed::lsd::{Lsd, LsdAnnouncer};
 use bitseed::peer::{self, SeedAnnouncer, Seeder};
 use bitseed::tracker::{self, Tracker};
 use bitseed::web::{self as face, SwarmCounts, SwarmView, WebState};
@@ -201,6 +202,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
 
+    // BEP 14 announces on the LAN, when asked for.
+    let lsd_task = if settings.lsd.enabled {
+        let (lsd, task) = Lsd::start(&settings.lsd, peer_addr.port(), shutdown.child_token())
+            .await
+            .context("cannot start local service discovery")?;
+        seeder.set_announcer(Arc::new(LsdAnnouncer(lsd)), own);
+        Some(task)
+    } else {
+        None
+    };
+
     // Listeners run on a blocking-capable thread (the catalog publishes from one), so building
     // the seeder's view (which hashes a Merkle torrent's content) may block. The seeder comes
     // first: by the time the tracker accepts announces, it lists a seeder that is serving.
@@ -331,6 +343,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = http_task.await;
     let _ = seeder_task.await;
     if let Some((_, task)) = dht {
+        let _ = task.await;
+    }
+    if let Some(task) = lsd_task {
         let _ = task.await;
     }
     let _ = udp_task.await;

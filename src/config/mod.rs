@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::dht::DhtConfig;
 use crate::egress::EgressConfig;
+use crate::lsd::LsdConfig;
 use crate::metainfo::{piece_size, Format};
 use crate::peer::PeerConfig;
 use crate::tracker::TrackerConfig;
@@ -53,6 +54,8 @@ pub struct Settings {
     pub page: PageSettings,
     /// The DHT node (BEP 5) on the peer port's UDP side.
     pub dht: DhtConfig,
+    /// Local service discovery (BEP 14) announces on the LAN.
+    pub lsd: LsdConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -160,6 +163,7 @@ impl Default for Settings {
             egress: EgressConfig::default(),
             page: PageSettings::default(),
             dht: DhtConfig::default(),
+            lsd: LsdConfig::default(),
         }
     }
 }

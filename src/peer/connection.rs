@@ -481,6 +481,25 @@ mod tests {
         })
     }
 
+    /// BEP 11 is offered in the extended handshake, except for a private torrent (BEP 27).
+    #[test]
+    fn pex_is_offered_for_public_torrents_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let offers_pex = |t: &Published| {
+            let g = Connection::new(&peer(true), t, 10, 0).greeting(t, None);
+            let Some(Message::Extended { payload, .. }) = g.last() else {
+                panic!("no extended handshake")
+            };
+            payload.windows(6).any(|w| w == b"ut_pex")
+        };
+        assert!(offers_pex(&t));
+        let mut meta = (*t.metainfo).clone();
+        meta.private = true;
+        let private = Published::open(meta, &dir.path().join("data.bin")).unwrap();
+        assert!(!offers_pex(&private));
+    }
+
     #[test]
     fn greets_fast_peers_with_have_all_and_others_with_a_bitfield() {
         let dir = tempfile::tempdir().unwrap();

@@ -115,7 +115,11 @@ mod tests {
         assert_eq!(Handshake::parse(&bytes).unwrap(), Some(h));
         assert!(h.fast() && h.extended() && h.v2());
         let plain = Handshake::ours([1; 20], [2; 20], false);
-        assert!(!plain.v2());
+        assert!(!plain.v2() && !plain.dht());
+        // BEP 5: the last reserved byte's lowest bit.
+        let dht = plain.with_dht();
+        assert_eq!(dht.serialize()[27], 0x05);
+        assert!(dht.dht() && dht.fast());
     }
 
     #[test]

@@ -187,4 +187,42 @@ mod tests {
         assert!(seeder.inner.lookup(&ih).is_none());
         assert_eq!(*lock(&rec.0), vec![(true, ih), (false, ih)]);
     }
+
+    struct PublicOnly(Recorder);
+
+    impl SeedAnnouncer for PublicOnly {
+        fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr) {
+            self.0.seeding(info_hash, addr);
+        }
+        fn stopped(&self, info_hash: [u8; 20]) {
+            self.0.stopped(info_hash);
+        }
+        fn public_only(&self) -> bool {
+            true
+        }
+    }
+
+    /// BEP 27: the DHT and LSD announcers hear of public torrents only, whether added before
+    /// or after they were set; the tracker's hears of both.
+    #[test]
+    fn public_only_announcers_never_hear_of_private_torrents() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = crate::peer::test_support::v1_torrent(dir.path());
+        let mut meta = (*public.metainfo).clone();
+        meta.private = true;
+        let private = Arc::new(Published::open(meta, &dir.path().join("data.bin")).unwrap());
+        let seeder = Seeder::new(PeerConfig::default());
+        seeder.add(private.clone());
+        let (dht, tracker) = (
+            Arc::new(PublicOnly(Recorder::default())),
+            Arc::new(Recorder::default()),
+        );
+        let addr: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+        seeder.set_announcer(dht.clone(), addr);
+        seeder.set_announcer(tracker.clone(), addr);
+        let public = Arc::new(public);
+        seeder.add(public.clone());
+        assert_eq!(*lock(&dht.0 .0), vec![(true, public.info_hash())]);
+        assert_eq!(lock(&tracker.0).len(), 2);
+    }
 }
