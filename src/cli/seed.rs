@@ -124,7 +124,7 @@ async fn seed(
             shutdown.child_token(),
         )
         .context("cannot start the DHT node")?;
-        seeder.set_dht_port(local.port());
+        seeder.set_dht(local.port(), Arc::new(node.clone()));
         seeder.set_announcer(Arc::new(DhtAnnouncer(node)), local);
         dht_task = Some(task);
     }

@@ -195,7 +195,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 shutdown.child_token(),
             )
             .context("cannot start the DHT node")?;
-            seeder.set_dht_port(peer_addr.port());
+            seeder.set_dht(peer_addr.port(), Arc::new(dht.clone()));
             seeder.set_announcer(Arc::new(DhtAnnouncer(dht.clone())), own);
             Some((dht, task))
         }

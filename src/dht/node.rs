@@ -37,6 +37,8 @@ const MAX_PENDING: usize = 256;
 const MAX_LOOKUPS: usize = 16;
 /// Pings sent per tick to check questionable nodes or verify new ones.
 const PINGS_PER_TICK: usize = 8;
+/// Nodes heard of from peers waiting for a ping.
+const MAX_HEARD: usize = 64;
 /// Direct announces started for one newly learned node.
 const DIRECT_PER_NODE: usize = 8;
 /// Peers in one `get_peers` answer (6 bytes each): keeps answers near 500 bytes.
@@ -112,6 +114,8 @@ pub struct Node {
     learned_ip: Option<Ipv4Addr>,
     votes: HashMap<Ipv4Addr, u32>,
     seeding: HashMap<NodeId, Seeding>,
+    /// Nodes peers told us of (PORT), to ping.
+    heard: Vec<SocketAddrV4>,
     pending: HashMap<u16, Pending>,
     lookups: HashMap<u64, Lookup>,
     /// The lookup filling the table (bootstrap or refresh), if one runs.
@@ -150,6 +154,7 @@ impl Node {
             learned_ip,
             votes: HashMap::new(),
             seeding: HashMap::new(),
+            heard: Vec::new(),
             pending: HashMap::new(),
             lookups: HashMap::new(),
             own_lookup: None,
@@ -214,6 +219,17 @@ impl Node {
     pub fn restore(&mut self, nodes: &[CompactNode], now: Instant) {
         for n in nodes {
             self.table.restore(*n, now);
+        }
+    }
+
+    /// A node heard of from a peer (PORT): queued to be pinged at the next tick, if the table
+    /// has room near it is not known (its id is not, so only a free bucket somewhere helps).
+    pub fn heard_of(&mut self, addr: SocketAddrV4, _now: Instant) {
+        if self.table.iter().any(|e| e.addr == addr) || self.heard.contains(&addr) {
+            return;
+        }
+        if self.heard.len() < MAX_HEARD {
+            self.heard.push(addr);
         }
     }
 
@@ -677,6 +693,13 @@ impl Node {
             }
         }
         let pinging: Vec<SocketAddrV4> = self.pending.values().map(|p| p.addr).collect();
+        let heard: Vec<SocketAddrV4> = self
+            .heard
+            .drain(..self.heard.len().min(PINGS_PER_TICK))
+            .collect();
+        for addr in heard.into_iter().filter(|a| !pinging.contains(a)) {
+            self.query(addr, None, Purpose::Ping, &Query::Ping, now, out);
+        }
         for n in self
             .table
             .questionable(now, PINGS_PER_TICK * 4)
@@ -833,6 +856,22 @@ mod tests {
         };
         let out = ask(&mut net.nodes[0], addr(9), &q, net.now);
         assert!(response(&out, addr(9)).values.is_empty());
+    }
+
+    /// A node a peer told us of (PORT) is pinged and joins the table when it answers.
+    #[test]
+    fn nodes_heard_of_from_peers_join_once_they_answer() {
+        let mut net = Net::new(2, |_| vec![]);
+        net.nodes[0].heard_of(addr(2), net.now);
+        net.nodes[0].heard_of(addr(2), net.now);
+        net.nodes[0].heard_of(addr(3), net.now);
+        net.tick();
+        assert_eq!(
+            net.nodes[0].table().len(),
+            1,
+            "node 2 answered; nobody is at 3"
+        );
+        assert_eq!(net.nodes[0].table().iter().next().unwrap().addr, addr(2));
     }
 
     #[test]

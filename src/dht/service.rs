@@ -201,6 +201,15 @@ impl Dht {
         self.shared.wake.notify_one();
     }
 
+    /// A node heard of outside the DHT (a peer's PORT message): pinged, and taken into the
+    /// table if it answers.
+    pub fn heard_of(&self, node: SocketAddr) {
+        if let Some(node) = v4(node) {
+            lock(&self.shared.node).heard_of(node, Instant::now());
+            self.shared.wake.notify_one();
+        }
+    }
+
     pub fn unseed(&self, info_hash: [u8; 20]) {
         lock(&self.shared.node).unseed(info_hash);
     }
@@ -360,6 +369,12 @@ async fn resolve(names: &[String]) -> Vec<SocketAddrV4> {
         }
     }
     out
+}
+
+impl crate::peer::DhtNodes for Dht {
+    fn heard_of(&self, node: SocketAddr) {
+        Dht::heard_of(self, node);
+    }
 }
 
 /// The seeder's hook: every torrent that is served and not private is announced.

@@ -79,6 +79,8 @@ pub struct Connection {
     choking: bool,
     /// The peer is interested in our pieces.
     interested: bool,
+    /// The peer's DHT port (BEP 5 PORT), until the session takes it.
+    dht_port: Option<u16>,
     queue: VecDeque<BlockRef>,
     max_queue: usize,
     /// Requests refused while choked since the last unchoke: a peer that keeps sending them
@@ -113,6 +115,7 @@ impl Connection {
             peer_ext: PeerExtensions::default(),
             choking: true,
             interested: false,
+            dht_port: None,
             queue: VecDeque::new(),
             max_queue: max_queue.max(1),
             refused: 0,
@@ -145,6 +148,11 @@ impl Connection {
 
     pub fn choking(&self) -> bool {
         self.choking
+    }
+
+    /// The DHT port the peer sent (BEP 5), once.
+    pub fn take_dht_port(&mut self) -> Option<u16> {
+        self.dht_port.take()
     }
 
     /// What the peer's extended handshake said (ids, listen port).
@@ -227,6 +235,7 @@ impl Connection {
     ) -> Result<Vec<Message>, WireError> {
         let mut out = Vec::new();
         match msg {
+            Message::Port(port) if port != 0 => self.dht_port = Some(port),
             Message::Interested => self.interested = true,
             Message::NotInterested => self.interested = false,
             Message::Request(r) => {

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::shared::{lock, Inner, SeedAnnouncer, SwarmPeers};
+use super::shared::{lock, DhtNodes, Inner, SeedAnnouncer, SwarmPeers};
 use super::{PeerConfig, PeerListener, Published};
 use crate::egress::Egress;
 use crate::ip_limit::IpLimit;
@@ -53,9 +53,11 @@ impl Seeder {
     }
 
     /// A DHT node runs on `port` (the peer port): handshakes set the DHT bit and peers that
-    /// set it are sent a PORT message (BEP 5).
-    pub fn set_dht_port(&self, port: u16) {
+    /// set it are sent a PORT message (BEP 5); the PORT messages peers send go to `nodes`.
+    /// `nodes` hears of the DHT nodes peers announce with PORT.
+    pub fn set_dht(&self, port: u16, nodes: Arc<dyn DhtNodes>) {
         *lock(&self.inner.dht_port) = Some(port);
+        *lock(&self.inner.dht_nodes) = Some(nodes);
     }
 
     /// Where PEX learns the peers of a swarm besides those connected (the tracker's).

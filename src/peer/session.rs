@@ -800,6 +800,13 @@ async fn serve_open(
                 if out.is_empty() && now.duration_since(last_sent) > KEEPALIVE {
                     out.push_msgs(vec![Message::KeepAlive]);
                 }
+                // A peer's DHT node (BEP 5 PORT), for a public torrent: our node pings it.
+                if let Some(port) = conn.take_dht_port().filter(|_| !torrent.metainfo.private) {
+                    let nodes = lock(&inner.dht_nodes).clone();
+                    if let Some(nodes) = nodes {
+                        nodes.heard_of(SocketAddr::new(addr.ip(), port));
+                    }
+                }
                 if let Some(state) = pex.as_mut() {
                     out.push_msgs(exchange(inner, &listed, state, &conn, addr, &theirs.info_hash, now));
                 }

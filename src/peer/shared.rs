@@ -52,6 +52,12 @@ pub trait SwarmPeers: Send + Sync {
     fn peers(&self, info_hash: &[u8; 20], max: usize) -> Vec<SocketAddr>;
 }
 
+/// Where the seeder passes the DHT nodes peers tell it of (BEP 5 PORT): the DHT node pings
+/// them and takes them into its table if they answer.
+pub trait DhtNodes: Send + Sync {
+    fn heard_of(&self, node: SocketAddr);
+}
+
 /// A torrent being served and the connections it has.
 pub(super) struct Entry {
     pub torrent: Arc<Published>,
@@ -149,6 +155,8 @@ pub(super) struct Inner {
     /// The DHT's port (the peer port) when a DHT node runs: the handshake's DHT bit and the
     /// PORT message (BEP 5).
     pub dht_port: Mutex<Option<u16>>,
+    /// The DHT node, told of the nodes peers announce with PORT.
+    pub dht_nodes: Mutex<Option<Arc<dyn DhtNodes>>>,
     /// More peers for PEX than those connected (the tracker's), when set.
     pub swarm_peers: Mutex<Option<Arc<dyn SwarmPeers>>>,
 }
@@ -200,6 +208,7 @@ impl Inner {
             announcers: Mutex::new(Vec::new()),
             dht_port: Mutex::new(None),
             swarm_peers: Mutex::new(None),
+            dht_nodes: Mutex::new(None),
         }
     }
 
