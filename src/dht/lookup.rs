@@ -174,6 +174,19 @@ impl Lookup {
             .collect()
     }
 
+    /// With K nodes to announce to, the distance from the target to the farthest of them: a
+    /// node closer than that is worth an announce of its own.
+    pub fn farthest_announced(&self) -> Option<[u8; 20]> {
+        let ids: Vec<[u8; 20]> = self
+            .candidates
+            .iter()
+            .filter(|c| matches!(c.state, State::Answered(Some(_))))
+            .take(K)
+            .filter_map(|c| c.id.map(|id| id.distance(&self.target)))
+            .collect();
+        (ids.len() >= K).then(|| ids.into_iter().max()).flatten()
+    }
+
     /// Nodes that answered.
     pub fn answered_count(&self) -> usize {
         self.candidates

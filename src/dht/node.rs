@@ -6,6 +6,7 @@
 //! every REANNOUNCE; and at once to a node that newly enters the table closer to a seeded hash
 //! than those announced to. For a seeded hash its own `get_peers` answers carry its own seed
 //! address first, so a client whose only DHT contact is this node still finds the swarm.
+//! Lookups and announces are in `announce`; answers, table upkeep and time here.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -20,6 +21,8 @@ use super::lookup::{Kind, Lookup};
 use super::store::{PeerStore, Tokens};
 use super::table::{Inserted, RoutingTable, K};
 use crate::rate::TokenBucket;
+
+mod announce;
 
 /// A query not answered in this long has failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -233,23 +236,6 @@ impl Node {
         }
     }
 
-    /// Starts announcing `info_hash` (at the next tick).
-    pub fn seed(&mut self, info_hash: [u8; 20], now: Instant) {
-        self.seeding.entry(NodeId(info_hash)).or_insert(Seeding {
-            next: now,
-            lookup: None,
-            farthest: [0xff; 20],
-        });
-    }
-
-    pub fn unseed(&mut self, info_hash: [u8; 20]) {
-        if let Some(s) = self.seeding.remove(&NodeId(info_hash)) {
-            if let Some(l) = s.lookup {
-                self.lookups.remove(&l);
-            }
-        }
-    }
-
     /// Our seed address as given to `querier`: the configured or learned address, or
     /// loopback for a querier on this machine.
     fn own_seed(&self, querier: Ipv4Addr) -> Option<SocketAddrV4> {
@@ -319,7 +305,7 @@ impl Node {
                     self.stats.queries_limited += 1;
                     return;
                 }
-                self.answer(msg.tid, id, query, from, now, out);
+                self.answer(msg.tid, query, from, now, out);
                 self.stats.queries_answered += 1;
                 // A node that queried us may join the table once it answers a ping of ours
                 // (its source address may be forged; an answer proves it).
@@ -349,13 +335,11 @@ impl Node {
     fn answer(
         &mut self,
         tid: &[u8],
-        id: NodeId,
         q: &Query<'_>,
         from: SocketAddrV4,
         now: Instant,
         out: &mut Vec<Out>,
     ) {
-        let _ = id;
         let mut r = Response::default();
         let token;
         match q {
@@ -526,131 +510,6 @@ impl Node {
         }
     }
 
-    fn announce(
-        &mut self,
-        hash: NodeId,
-        to: SocketAddrV4,
-        token: &[u8],
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        if !self.seeding.contains_key(&hash) {
-            return;
-        }
-        self.stats.announces_sent += 1;
-        let q = Query::AnnouncePeer {
-            info_hash: hash,
-            port: self.port,
-            // The DHT shares the peer port: the source port is the one to connect to, even
-            // through a NAT that changes it.
-            implied_port: true,
-            token,
-        };
-        self.query(to, None, Purpose::Announce, &q, now, out);
-    }
-
-    /// A node new to the table, closer to some seeded hashes than the nodes they were last
-    /// announced to: get a token from it and announce, without waiting for the next round.
-    fn announce_to_new(
-        &mut self,
-        id: NodeId,
-        addr: SocketAddrV4,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        let mut due: Vec<([u8; 20], NodeId)> = self
-            .seeding
-            .iter()
-            .map(|(h, s)| (h.distance(&id), *h, s.farthest))
-            .filter(|(d, _, farthest)| d < farthest)
-            .map(|(d, h, _)| (d, h))
-            .collect();
-        due.sort();
-        for (_, hash) in due.into_iter().take(DIRECT_PER_NODE) {
-            let q = Query::GetPeers { info_hash: hash };
-            self.query(addr, Some(id), Purpose::Direct(hash), &q, now, out);
-        }
-    }
-
-    fn start_lookup(
-        &mut self,
-        target: NodeId,
-        kind: Kind,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) -> u64 {
-        let start = self.table.closest(&target, K * 2);
-        let routers = if self.table.len() < K {
-            self.routers.clone()
-        } else {
-            Vec::new()
-        };
-        let l = self.next_lookup;
-        self.next_lookup += 1;
-        self.lookups
-            .insert(l, Lookup::new(target, kind, &start, &routers));
-        self.stats.lookups += 1;
-        self.drive(l, now, out);
-        l
-    }
-
-    /// Sends a lookup's next queries, or finishes it.
-    fn drive(&mut self, l: u64, now: Instant, out: &mut Vec<Out>) {
-        let Some(lookup) = self.lookups.get_mut(&l) else {
-            return;
-        };
-        let q = match lookup.kind {
-            Kind::FindNode => Query::FindNode {
-                target: lookup.target,
-            },
-            Kind::GetPeers => Query::GetPeers {
-                info_hash: lookup.target,
-            },
-        };
-        for to in lookup.to_ask() {
-            self.query(to, None, Purpose::Lookup(l), &q, now, out);
-        }
-        let Some(lookup) = self.lookups.get(&l) else {
-            return;
-        };
-        if !lookup.done() {
-            return;
-        }
-        let Some(lookup) = self.lookups.remove(&l) else {
-            return;
-        };
-        if self.own_lookup == Some(l) {
-            self.own_lookup = None;
-        }
-        if lookup.kind != Kind::GetPeers {
-            return;
-        }
-        let targets = lookup.announce_to();
-        let hash = lookup.target;
-        let Some(s) = self.seeding.get_mut(&hash) else {
-            return;
-        };
-        s.lookup = None;
-        if targets.is_empty() {
-            s.next = now + RETRY;
-            return;
-        }
-        s.next = now + REANNOUNCE;
-        s.farthest = if targets.len() >= K {
-            targets
-                .iter()
-                .filter_map(|(a, _)| self.table.iter().find(|e| e.addr == *a))
-                .map(|e| e.id.distance(&hash))
-                .max()
-                .unwrap_or([0xff; 20])
-        } else {
-            [0xff; 20]
-        };
-        for (to, token) in targets {
-            self.announce(hash, to, &token, now, out);
-        }
-    }
-
     /// Time passes: timeouts, secrets, expiry, bootstrap and refresh, pings, due announces.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Out>) {
         let late: Vec<u16> = self
@@ -709,26 +568,7 @@ impl Node {
         {
             self.query(n.addr, Some(n.id), Purpose::Ping, &Query::Ping, now, out);
         }
-        if self.table.is_empty() && self.routers.is_empty() {
-            return;
-        }
-        let due: Vec<NodeId> = self
-            .seeding
-            .iter()
-            .filter(|(_, s)| s.lookup.is_none() && s.next <= now)
-            .map(|(h, _)| *h)
-            .collect();
-        for hash in due {
-            if self.lookups.len() >= MAX_LOOKUPS {
-                break;
-            }
-            let l = self.start_lookup(hash, Kind::GetPeers, now, out);
-            if self.lookups.contains_key(&l) {
-                if let Some(s) = self.seeding.get_mut(&hash) {
-                    s.lookup = Some(l);
-                }
-            }
-        }
+        self.announce_due(now, out);
     }
 }
 
