@@ -53,8 +53,9 @@ EOF
 start() {
   local log=$WORK/serve.log
   : > "$log"
+  # No DHT: nothing may leave the machine (its default routers are on the internet).
   ( [ -n "${3:-}" ] && ulimit -n "$3"
-    exec "$BIN" serve --content "$1" --state "$2" --http 127.0.0.1:0 --udp 127.0.0.1:0 \
+    BITSEED_DHT__ENABLED=false exec "$BIN" serve --content "$1" --state "$2" --http 127.0.0.1:0 --udp 127.0.0.1:0 \
       --peer 127.0.0.1:0 ) 2> "$log" &
   PID=$!
   until grep -q "http listening on" "$log"; do sleep 0.05; done

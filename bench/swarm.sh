@@ -93,7 +93,7 @@ EOF
 serve_case() { # case run
   local state=$WORK/state-$1-$2 log=$WORK/serve.log
   : > "$log"
-  env "$CAP_ENV=$SEED_UP" ${EXTRA_ENV:-} BITSEED_TRACKER__INTERVAL=10 BITSEED_TRACKER__MIN_INTERVAL=5 \
+  env "$CAP_ENV=$SEED_UP" BITSEED_DHT__ENABLED=false ${EXTRA_ENV:-} BITSEED_TRACKER__INTERVAL=10 BITSEED_TRACKER__MIN_INTERVAL=5 \
     "$BIN" serve --content "$WORK/content" --state "$state" --http 127.0.0.1:0 \
     --udp 127.0.0.1:0 --peer 127.0.0.1:0 2> "$log" &
   local pid=$!

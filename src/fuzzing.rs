@@ -317,6 +317,48 @@ fn mse_outcome(data: &[u8]) -> Option<Result<crate::peer::mse::Mode, &'static st
     None
 }
 
+/// DHT datagrams (KRPC, BEP 5): parsed, and fed to a node that seeds one hash and has a query
+/// of its own in flight (transaction id 0, to the address the input comes from), as a query or
+/// as the answer. Whatever the node sends back is KRPC it would take itself, in one packet.
+pub fn krpc(data: &[u8]) {
+    use crate::dht::id::NodeId;
+    use crate::dht::krpc::{Message, MAX_DATAGRAM};
+    use crate::dht::node::{Limits, Node};
+    use std::net::SocketAddrV4;
+    use std::time::{Duration, Instant};
+
+    let _ = Message::parse(data);
+    let now = Instant::now();
+    let from: SocketAddrV4 = "10.0.0.2:6881".parse().expect("an address");
+    let limits = Limits {
+        max_stored_hashes: 4,
+        max_peers_per_hash: 4,
+        queries_per_ip: 100,
+        queries_per_sec: 100,
+    };
+    let mut node = Node::new(
+        NodeId([0x11; 20]),
+        limits,
+        6881,
+        None,
+        None,
+        vec![from],
+        7,
+        now,
+    );
+    node.seed([0x22; 20], now);
+    let mut out = Vec::new();
+    // The first tick bootstraps: a find_node (tid 0) to `from`.
+    node.tick(now, &mut out);
+    node.on_datagram(data, from, now, &mut out);
+    node.on_datagram(data, from, now, &mut out);
+    node.tick(now + Duration::from_secs(4), &mut out);
+    for o in &out {
+        assert!(o.bytes.len() <= MAX_DATAGRAM, "{} bytes", o.bytes.len());
+        assert!(Message::parse(&o.bytes).is_ok(), "we send what we parse");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::peer::mse::Mode;

@@ -9,6 +9,7 @@
 //!   SHA-1, SHA-256 blocks and each file's SHA-256); `create` makes a torrent from content.
 //! - [`tracker`]: HTTP and UDP tracker with a sharded swarm store.
 //! - [`peer`]: the seeder: peer wire codec, connection state machine, extensions, choker.
+//! - [`dht`]: the mainline DHT node (BEP 5, 42) on the peer port's UDP side.
 //! - [`announce`]: the client side of trackers, for `bitseed seed`.
 //! - [`catalog`]: what the content folder publishes (walk, watch, settle, SQLite store) and the
 //!   registry the tracker, seeder and web face learn torrents from.
@@ -16,6 +17,7 @@
 //!   downloads and links by name (`/latest`), the Atom feed, `/files` web seed, metrics.
 //! - [`config`]: the settings of `bitseed serve`.
 //! - [`egress`]: the publisher's one upload budget and what it sent, by channel.
+//! - [`lsd`]: local service discovery (BEP 14) announces on the LAN.
 //! - [`ip_limit`]: open connections per client address (peer listener and HTTP).
 //! - [`rate`]: the token bucket every rate limit and budget is made of.
 //! - [`proxy`]: which reverse proxies are believed about the client, through which header.
@@ -25,11 +27,13 @@ pub mod announce;
 pub mod bencode;
 pub mod catalog;
 pub mod config;
+pub mod dht;
 pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
 pub mod ip_limit;
+pub mod lsd;
 pub mod metainfo;
 pub mod peer;
 pub mod proxy;

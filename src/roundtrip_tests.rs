@@ -125,7 +125,7 @@ proptest! {
         client in text(),
         your_ip in prop::option::of(prop_oneof![bytes(4).prop_filter("4", |b| b.len() == 4), prop::collection::vec(any::<u8>(), 16)]),
     ) {
-        let ours = OurHandshake { metadata_size, hashpiece, reqq, client: client.clone(), your_ip: your_ip.clone() };
+        let ours = OurHandshake { metadata_size, hashpiece, reqq, client: client.clone(), your_ip: your_ip.clone(), pex: false };
         let payload = ours.encode();
         // What a peer reads from it: the ids to send with ...
         let ext = PeerExtensions::parse(&payload).unwrap();

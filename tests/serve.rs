@@ -93,6 +93,14 @@ impl Server {
     }
 
     fn spawn(mut cmd: std::process::Command) -> Server {
+        // The DHT stays off unless a test turns it on (with loopback bootstrap nodes): no test
+        // may reach the default routers.
+        if !cmd
+            .get_envs()
+            .any(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("BITSEED_DHT__")))
+        {
+            cmd.env("BITSEED_DHT__ENABLED", "false");
+        }
         let mut child = cmd
             .env(
                 "RUST_LOG",

@@ -6,6 +6,7 @@ mod catalog;
 mod common;
 mod create;
 mod deploy;
+mod dht;
 mod hostile;
 mod http;
 mod offload;

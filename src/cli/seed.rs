@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bitseed::announce::{self, Announce, Event};
+use bitseed::dht::{Dht, DhtAnnouncer, DhtConfig};
 use bitseed::metainfo::Metainfo;
 use bitseed::peer::mse::Encryption;
 use bitseed::peer::{PeerConfig, PeerListener, Published, Seeder, SuperSeedMode};
@@ -50,6 +51,17 @@ pub struct Args {
     /// ones.
     #[arg(long, value_enum, default_value = "prefer")]
     encryption: Encryption,
+    /// Run a DHT node (BEP 5) on the listen port's UDP side and announce the torrent to it
+    /// (not for a private torrent).
+    #[arg(long)]
+    dht: bool,
+    /// A node to join the DHT through, host:port (repeat for more) [default: the well-known
+    /// routers].
+    #[arg(long, value_name = "HOST:PORT", requires = "dht")]
+    dht_bootstrap: Vec<String>,
+    /// Folder to keep the DHT node's id and routing table in (dht.dat) across runs.
+    #[arg(long, value_name = "DIR", requires = "dht")]
+    dht_state: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -77,21 +89,52 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         encryption: args.encryption,
         ..PeerConfig::default()
     };
+    let dht = args.dht.then(|| {
+        let mut c = DhtConfig::default();
+        if !args.dht_bootstrap.is_empty() {
+            c.bootstrap = args.dht_bootstrap.clone();
+        }
+        (c, args.dht_state.clone())
+    });
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(seed(config, Arc::new(published), !args.no_announce))?;
+    runtime.block_on(seed(config, Arc::new(published), !args.no_announce, dht))?;
     Ok(0)
 }
 
-async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> anyhow::Result<()> {
-    let listener = PeerListener::bind(&config)
+async fn seed(
+    config: PeerConfig,
+    torrent: Arc<Published>,
+    announce: bool,
+    dht: Option<(DhtConfig, Option<PathBuf>)>,
+) -> anyhow::Result<()> {
+    let mut listener = PeerListener::bind_with_dht(&config, dht.is_some())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr();
     println!("listening on {local}");
     let seeder = Seeder::new(config.clone());
+    let shutdown = CancellationToken::new();
+    let mut dht_task = None;
+    if let (Some((dht_config, state)), Some(port)) = (dht, listener.take_dht()) {
+        if let Some(dir) = &state {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        }
+        let (node, task) = Dht::start(
+            &dht_config,
+            port.socket,
+            port.incoming,
+            state.as_deref(),
+            config.public_ip,
+            shutdown.child_token(),
+        )
+        .context("cannot start the DHT node")?;
+        seeder.set_dht(local.port(), Arc::new(node.clone()));
+        seeder.set_announcer(Arc::new(DhtAnnouncer(node)), local);
+        dht_task = Some(task);
+    }
     seeder.add(torrent.clone());
 
-    let shutdown = CancellationToken::new();
     let server = tokio::spawn({
         let seeder = seeder.clone();
         let shutdown = shutdown.clone();
@@ -114,6 +157,9 @@ async fn seed(config: PeerConfig, torrent: Arc<Published>, announce: bool) -> an
         let _ = a.await;
     }
     let _ = server.await;
+    if let Some(t) = dht_task {
+        let _ = t.await;
+    }
     Ok(())
 }
 

@@ -10,7 +10,9 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
 use bitseed::config::{parse_listen, Overrides, Settings};
+use bitseed::dht::{Dht, DhtAnnouncer};
 use bitseed::egress::Egress;
+use bitseed::lsd::{Lsd, LsdAnnouncer};
 use bitseed::peer::{self, SeedAnnouncer, Seeder};
 use bitseed::tracker::{self, Tracker};
 use bitseed::web::{self as face, SwarmCounts, SwarmView, WebState};
@@ -155,7 +157,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     let egress = Arc::new(Egress::new(&settings.egress));
     let seeder = Arc::new(Seeder::with_egress(settings.peer.clone(), egress.clone()));
-    let peer_listener = peer::PeerListener::bind(&settings.peer)
+    let mut peer_listener = peer::PeerListener::bind_with_dht(&settings.peer, settings.dht.enabled)
         .await
         .with_context(|| format!("cannot listen on peer.listen {}", settings.peer.listen))?;
     let peer_addr = peer_listener.local_addr();
@@ -177,6 +179,39 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }),
         own,
     );
+
+    // PEX tells peers of the tracker's peers too.
+    seeder.set_swarm_peers(Arc::new(TrackerPeers(tracker.clone())));
+    // The DHT node shares the peer port's UDP socket; it hears of every torrent that is not
+    // private, as the tracker does.
+    let dht = match peer_listener.take_dht() {
+        Some(port) => {
+            let (dht, task) = Dht::start(
+                &settings.dht,
+                port.socket,
+                port.incoming,
+                Some(&settings.state),
+                settings.peer.public_ip,
+                shutdown.child_token(),
+            )
+            .context("cannot start the DHT node")?;
+            seeder.set_dht(peer_addr.port(), Arc::new(dht.clone()));
+            seeder.set_announcer(Arc::new(DhtAnnouncer(dht.clone())), own);
+            Some((dht, task))
+        }
+        None => None,
+    };
+
+    // BEP 14 announces on the LAN, when asked for.
+    let lsd_task = if settings.lsd.enabled {
+        let (lsd, task) = Lsd::start(&settings.lsd, peer_addr.port(), shutdown.child_token())
+            .await
+            .context("cannot start local service discovery")?;
+        seeder.set_announcer(Arc::new(LsdAnnouncer(lsd)), own);
+        Some(task)
+    } else {
+        None
+    };
 
     // Listeners run on a blocking-capable thread (the catalog publishes from one), so building
     // the seeder's view (which hashes a Merkle torrent's content) may block. The seeder comes
@@ -235,7 +270,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     ));
     let state = web::Data::new(WebState {
         registry: registry.clone(),
-        swarm: Arc::new(TrackerView(tracker.clone(), seeder.clone(), own_seeds)),
+        swarm: Arc::new(TrackerView(
+            tracker.clone(),
+            seeder.clone(),
+            own_seeds,
+            dht.as_ref().map(|(d, _)| d.clone()),
+        )),
+        dht_port: dht.as_ref().map(|(d, _)| d.local_addr().port()),
         public_url: settings.public_url.clone(),
         proxies: settings.tracker.proxies(),
         egress: egress.clone(),
@@ -301,6 +342,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     http.stop(true).await;
     let _ = http_task.await;
     let _ = seeder_task.await;
+    if let Some((_, task)) = dht {
+        let _ = task.await;
+    }
+    if let Some(task) = lsd_task {
+        let _ = task.await;
+    }
     let _ = udp_task.await;
     let _ = maintenance_task.await;
     let _ = downloads_task.await;
@@ -378,8 +425,17 @@ impl SeedAnnouncer for OwnSeed {
     }
 }
 
+/// The tracker's swarms as PEX's source of peers.
+struct TrackerPeers(Arc<Tracker>);
+
+impl peer::SwarmPeers for TrackerPeers {
+    fn peers(&self, info_hash: &[u8; 20], max: usize) -> Vec<SocketAddr> {
+        self.0.sample_peers(info_hash, max)
+    }
+}
+
 /// The web face's view of the tracker's swarms.
-struct TrackerView(Arc<Tracker>, Arc<Seeder>, OwnSeeds);
+struct TrackerView(Arc<Tracker>, Arc<Seeder>, OwnSeeds, Option<Dht>);
 
 impl SwarmView for TrackerView {
     fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {
@@ -409,5 +465,6 @@ impl SwarmView for TrackerView {
             self.1.uploaded()
         ) + &self.1.metrics()
             + &self.1.egress().metrics()
+            + &self.3.as_ref().map(Dht::metrics).unwrap_or_default()
     }
 }

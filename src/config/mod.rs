@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::dht::DhtConfig;
 use crate::egress::EgressConfig;
+use crate::lsd::LsdConfig;
 use crate::metainfo::{piece_size, Format};
 use crate::peer::PeerConfig;
 use crate::tracker::TrackerConfig;
@@ -50,6 +52,10 @@ pub struct Settings {
     pub egress: EgressConfig,
     /// What the web page says, and the publisher's view of it.
     pub page: PageSettings,
+    /// The DHT node (BEP 5) on the peer port's UDP side.
+    pub dht: DhtConfig,
+    /// Local service discovery (BEP 14) announces on the LAN.
+    pub lsd: LsdConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -156,6 +162,8 @@ impl Default for Settings {
             peer: PeerConfig::default(),
             egress: EgressConfig::default(),
             page: PageSettings::default(),
+            dht: DhtConfig::default(),
+            lsd: LsdConfig::default(),
         }
     }
 }
@@ -212,7 +220,7 @@ pub type Overrides = Vec<(&'static str, String)>;
 
 /// Every setting that is a list. The environment gives only strings, so these are split on
 /// commas by [`EnvLists`] (a test checks that no list setting is missing here).
-pub const LIST_KEYS: &[&str] = &["tracker.trusted_proxies"];
+pub const LIST_KEYS: &[&str] = &["tracker.trusted_proxies", "dht.bootstrap"];
 
 const ENV_PREFIX: &str = "BITSEED_";
 
@@ -341,6 +349,9 @@ impl Settings {
         let invalid = |key, why: String| Err(ConfigError::Invalid { key, why });
         if let Err(e) = self.tracker.validate() {
             return invalid("tracker", e.to_string());
+        }
+        if let Err(why) = self.dht.validate() {
+            return invalid("dht", why);
         }
         if let Err(why) = self.egress.validate() {
             return invalid("egress", why);

@@ -121,7 +121,24 @@ impl Metainfo {
     /// The torrent file with other trackers and web seeds (outside the info dict, so the info
     /// hashes are the same): what `serve` hands out per request, without copying the metainfo.
     pub fn to_bytes_with(&self, trackers: &[Vec<String>], web_seeds: &[String]) -> Vec<u8> {
+        self.to_bytes_with_nodes(trackers, web_seeds, &[])
+    }
+
+    /// `to_bytes_with`, with BEP 5 `nodes` (DHT nodes to bootstrap from, `host`, `port`).
+    pub fn to_bytes_with_nodes(
+        &self,
+        trackers: &[Vec<String>],
+        web_seeds: &[String],
+        nodes: &[(String, u16)],
+    ) -> Vec<u8> {
         let mut top = Value::dict();
+        if !nodes.is_empty() {
+            let list = nodes
+                .iter()
+                .map(|(h, p)| Value::List(vec![Value::str(h), Value::Int((*p).into())]))
+                .collect();
+            top.insert("nodes", Value::List(list));
+        }
         let all: Vec<&String> = trackers.iter().flatten().collect();
         if let Some(first) = all.first() {
             top.insert("announce", Value::str(first));

@@ -95,6 +95,8 @@ pub struct Connection {
     choking: bool,
     /// The peer is interested in our pieces.
     interested: bool,
+    /// The peer's DHT port (BEP 5 PORT), until the session takes it.
+    dht_port: Option<u16>,
     queue: VecDeque<BlockRef>,
     max_queue: usize,
     /// Requests refused while choked since the last unchoke: a peer that keeps sending them
@@ -129,6 +131,7 @@ impl Connection {
             peer_ext: PeerExtensions::default(),
             choking: true,
             interested: false,
+            dht_port: None,
             queue: VecDeque::new(),
             max_queue: max_queue.max(1),
             refused: 0,
@@ -163,6 +166,16 @@ impl Connection {
         self.choking
     }
 
+    /// The DHT port the peer sent (BEP 5), once.
+    pub fn take_dht_port(&mut self) -> Option<u16> {
+        self.dht_port.take()
+    }
+
+    /// What the peer's extended handshake said (ids, listen port).
+    pub fn peer_extensions(&self) -> PeerExtensions {
+        self.peer_ext
+    }
+
     /// The peer has every piece: a seed like us, which needs nothing from us.
     pub fn peer_is_seed(&self) -> bool {
         self.peer_seed
@@ -193,6 +206,8 @@ impl Connection {
                 reqq: self.max_queue as u32,
                 client: concat!("bitseed ", env!("CARGO_PKG_VERSION")).into(),
                 your_ip,
+                // BEP 27: no peer exchange on a private torrent.
+                pex: !torrent.metainfo.private,
             };
             out.push(Message::Extended {
                 id: extended::HANDSHAKE_ID,
@@ -236,6 +251,7 @@ impl Connection {
     ) -> Result<Vec<Message>, WireError> {
         let mut out = Vec::new();
         match msg {
+            Message::Port(port) if port != 0 => self.dht_port = Some(port),
             Message::Interested => self.interested = true,
             Message::NotInterested => self.interested = false,
             Message::Request(r) => {
@@ -524,6 +540,25 @@ mod tests {
             begin,
             length,
         })
+    }
+
+    /// BEP 11 is offered in the extended handshake, except for a private torrent (BEP 27).
+    #[test]
+    fn pex_is_offered_for_public_torrents_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let offers_pex = |t: &Published| {
+            let g = Connection::new(&peer(true), t, 10, 0).greeting(t, None);
+            let Some(Message::Extended { payload, .. }) = g.last() else {
+                panic!("no extended handshake")
+            };
+            payload.windows(6).any(|w| w == b"ut_pex")
+        };
+        assert!(offers_pex(&t));
+        let mut meta = (*t.metainfo).clone();
+        meta.private = true;
+        let private = Published::open(meta, &dir.path().join("data.bin")).unwrap();
+        assert!(!offers_pex(&private));
     }
 
     #[test]

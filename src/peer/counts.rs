@@ -217,13 +217,15 @@ impl Refusals {
         if let Some(u) = udp {
             let _ = write!(
                 out,
-                "# HELP bitseed_peer_udp_datagrams_total Datagrams received on the peer port, by kind (other: dropped).\n\
+                "# HELP bitseed_peer_udp_datagrams_total Datagrams received on the peer port, by kind (dht: to the DHT node; other: dropped).\n\
                  # TYPE bitseed_peer_udp_datagrams_total counter\n\
                  bitseed_peer_udp_datagrams_total{{kind=\"utp\"}} {}\n\
+                 bitseed_peer_udp_datagrams_total{{kind=\"dht\"}} {}\n\
                  bitseed_peer_udp_datagrams_total{{kind=\"other\"}} {}\n\
                  # HELP bitseed_peer_udp_errors_total Failed reads on the peer port's UDP socket.\n\
                  # TYPE bitseed_peer_udp_errors_total counter\nbitseed_peer_udp_errors_total {}\n",
                 n(&u.utp),
+                n(&u.dht),
                 n(&u.other),
                 n(&u.errors)
             );

@@ -19,6 +19,8 @@ pub const PLAIN_HEADER: &[u8; 20] = b"\x13BitTorrent protocol";
 const EXTENDED: (usize, u8) = (5, 0x10);
 /// reserved[7] & 0x04: BEP 6 fast extension.
 const FAST: (usize, u8) = (7, 0x04);
+/// reserved[7] & 0x01: BEP 5, the peer runs a DHT node (its port follows in a PORT message).
+const DHT: (usize, u8) = (7, 0x01);
 /// reserved[7] & 0x10: BEP 52, "also supports v2" on a hybrid torrent's v1 handshake.
 const V2: (usize, u8) = (7, 0x10);
 
@@ -43,6 +45,16 @@ impl Handshake {
             info_hash,
             peer_id,
         }
+    }
+
+    /// Says we run a DHT node (BEP 5).
+    pub fn with_dht(mut self) -> Self {
+        self.reserved[DHT.0] |= DHT.1;
+        self
+    }
+
+    pub fn dht(&self) -> bool {
+        self.reserved[DHT.0] & DHT.1 != 0
     }
 
     pub fn extended(&self) -> bool {
@@ -103,7 +115,11 @@ mod tests {
         assert_eq!(Handshake::parse(&bytes).unwrap(), Some(h));
         assert!(h.fast() && h.extended() && h.v2());
         let plain = Handshake::ours([1; 20], [2; 20], false);
-        assert!(!plain.v2());
+        assert!(!plain.v2() && !plain.dht());
+        // BEP 5: the last reserved byte's lowest bit.
+        let dht = plain.with_dht();
+        assert_eq!(dht.serialize()[27], 0x05);
+        assert!(dht.dht() && dht.fast());
     }
 
     #[test]

@@ -66,7 +66,9 @@ const UTP_TX_BUF: usize = 2 << 20;
 #[derive(Default)]
 pub struct UdpCounts {
     pub utp: AtomicU64,
-    /// Not uTP (nothing else listens here yet): dropped.
+    /// KRPC handed to the DHT node.
+    pub dht: AtomicU64,
+    /// Neither (or KRPC with no DHT node, or more than it can take): dropped.
     pub other: AtomicU64,
     pub errors: AtomicU64,
 }
@@ -75,6 +77,7 @@ pub struct UdpCounts {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Datagram {
     Utp,
+    Krpc,
     Other,
 }
 
@@ -83,15 +86,46 @@ pub enum Datagram {
 pub fn classify(datagram: &[u8]) -> Datagram {
     match datagram.first() {
         Some(b) if datagram.len() >= 20 && b & 0x0f == 1 && b >> 4 <= 4 => Datagram::Utp,
+        Some(b'd') if datagram.len() <= crate::dht::krpc::MAX_DATAGRAM => Datagram::Krpc,
         _ => Datagram::Other,
+    }
+}
+
+/// KRPC datagrams queued for the DHT node at most; past this they are dropped (and counted).
+const KRPC_BACKLOG: usize = 1024;
+
+/// The DHT's share of the peer port: the socket to send on, and the KRPC datagrams sorted out.
+pub struct DhtPort {
+    pub socket: Arc<UdpSocket>,
+    pub incoming: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+}
+
+/// Where a datagram that is not uTP goes.
+struct Sorter {
+    counts: Arc<UdpCounts>,
+    krpc: Option<mpsc::Sender<(Vec<u8>, SocketAddr)>>,
+}
+
+impl Sorter {
+    fn other(&self, datagram: &[u8], from: SocketAddr) {
+        if classify(datagram) == Datagram::Krpc {
+            if let Some(tx) = &self.krpc {
+                if tx.try_send((datagram.to_vec(), from)).is_ok() {
+                    self.counts.dht.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        self.counts.other.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// The UDP side of the peer port as librqbit-utp's transport.
 struct PeerUdp {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     local: SocketAddr,
     counts: Arc<UdpCounts>,
+    sorter: Sorter,
 }
 
 impl PollSendToVectored for PeerUdp {
@@ -114,9 +148,7 @@ impl Transport for PeerUdp {
                         self.counts.utp.fetch_add(1, Ordering::Relaxed);
                         return Ok((n, from));
                     }
-                    Datagram::Other => {
-                        self.counts.other.fetch_add(1, Ordering::Relaxed);
-                    }
+                    _ => self.sorter.other(&buf[..n], from),
                 },
                 // An error here would stop uTP altogether (the dispatcher ends on one): ICMP
                 // errors and the like are counted and the socket read again.
@@ -169,21 +201,30 @@ pub struct PeerListener {
     udp_counts: Arc<UdpCounts>,
     /// Stops the uTP socket and its accept task when the listener goes.
     stop: CancellationToken,
+    /// The DHT's share of the UDP side, until `take_dht` takes it.
+    dht: Option<DhtPort>,
 }
 
 impl PeerListener {
     /// Binds TCP on `config.listen` and UDP on the same address and port (with port 0, a port
     /// free for both).
     pub async fn bind(config: &PeerConfig) -> io::Result<PeerListener> {
+        PeerListener::bind_with_dht(config, false).await
+    }
+
+    /// `bind`, with the UDP side also taking KRPC datagrams for a DHT node (`take_dht`) when
+    /// `dht` is set (UDP is bound for it even when uTP is off).
+    pub async fn bind_with_dht(config: &PeerConfig, dht: bool) -> io::Result<PeerListener> {
         let mut tries = 0;
         loop {
             let tcp = TcpListener::bind(config.listen).await?;
             let local = tcp.local_addr()?;
-            if !config.utp {
+            if !config.utp && !dht {
                 return Ok(PeerListener::tcp_only(tcp, local));
             }
             match bind_udp(local) {
-                Ok(udp) => return PeerListener::with_utp(tcp, udp, local, config),
+                Ok(udp) if !config.utp => return Ok(PeerListener::udp_for_dht(tcp, udp, local)),
+                Ok(udp) => return PeerListener::with_utp(tcp, udp, local, config, dht),
                 // An ephemeral TCP port whose UDP twin is taken: try another.
                 Err(e) if config.listen.port() == 0 && tries < 16 => {
                     debug!("UDP port {} taken ({e}), trying another", local.port());
@@ -192,7 +233,10 @@ impl PeerListener {
                 Err(e) => {
                     return Err(io::Error::new(
                         e.kind(),
-                        format!("cannot bind UDP {local} for uTP: {e} (or set peer.utp = false)"),
+                        format!(
+                            "cannot bind UDP {local} for uTP and the DHT: {e} (or set \
+                             peer.utp = false and dht.enabled = false)"
+                        ),
                     ))
                 }
             }
@@ -206,6 +250,64 @@ impl PeerListener {
             local,
             udp_counts: Arc::default(),
             stop: CancellationToken::new(),
+            dht: None,
+        }
+    }
+
+    /// The KRPC channel for a DHT node, if `dht`.
+    fn dht_channel(
+        udp: &Arc<UdpSocket>,
+        counts: &Arc<UdpCounts>,
+        dht: bool,
+    ) -> (Sorter, Option<DhtPort>) {
+        let (tx, port) = if dht {
+            let (tx, rx) = mpsc::channel(KRPC_BACKLOG);
+            let port = DhtPort {
+                socket: udp.clone(),
+                incoming: rx,
+            };
+            (Some(tx), Some(port))
+        } else {
+            (None, None)
+        };
+        let sorter = Sorter {
+            counts: counts.clone(),
+            krpc: tx,
+        };
+        (sorter, port)
+    }
+
+    /// TCP, and UDP for the DHT alone (uTP off): a task reads the socket.
+    fn udp_for_dht(tcp: TcpListener, udp: UdpSocket, local: SocketAddr) -> PeerListener {
+        let stop = CancellationToken::new();
+        let udp = Arc::new(udp);
+        let udp_counts = Arc::new(UdpCounts::default());
+        let (sorter, dht) = PeerListener::dht_channel(&udp, &udp_counts, true);
+        let (socket, token) = (udp.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let got = tokio::select! {
+                    _ = token.cancelled() => return,
+                    got = socket.recv_from(&mut buf) => got,
+                };
+                match got {
+                    Ok((n, from)) => sorter.other(&buf[..n], from),
+                    Err(e) => {
+                        sorter.counts.errors.fetch_add(1, Ordering::Relaxed);
+                        debug!("peer port UDP: {e}");
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            }
+        });
+        PeerListener {
+            tcp,
+            utp: None,
+            local,
+            udp_counts,
+            stop,
+            dht,
         }
     }
 
@@ -214,13 +316,17 @@ impl PeerListener {
         udp: UdpSocket,
         local: SocketAddr,
         config: &PeerConfig,
+        dht: bool,
     ) -> io::Result<PeerListener> {
         let stop = CancellationToken::new();
+        let udp = Arc::new(udp);
         let udp_counts = Arc::new(UdpCounts::default());
+        let (sorter, dht) = PeerListener::dht_channel(&udp, &udp_counts, dht);
         let transport = PeerUdp {
             socket: udp,
             local,
             counts: udp_counts.clone(),
+            sorter,
         };
         let opts = SocketOpts {
             vsock_rx_bufsize_bytes: NonZeroUsize::new(UTP_RX_BUF),
@@ -263,11 +369,17 @@ impl PeerListener {
             local,
             udp_counts,
             stop,
+            dht,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The DHT's share of the UDP side (once; `None` unless bound with `bind_with_dht`).
+    pub fn take_dht(&mut self) -> Option<DhtPort> {
+        self.dht.take()
     }
 
     pub fn udp_counts(&self) -> Arc<UdpCounts> {
@@ -276,6 +388,8 @@ impl PeerListener {
 
     /// The next connection, TCP or uTP.
     pub async fn accept(&mut self) -> io::Result<Incoming> {
+        // Nobody took the KRPC channel before accepting: its datagrams are dropped, not queued.
+        self.dht = None;
         let utp = async {
             match &mut self.utp {
                 Some(rx) => rx.recv().await,
@@ -343,13 +457,16 @@ mod tests {
         }
         syn[0] = 0x51;
         assert_eq!(classify(&syn), Datagram::Other);
+        syn[0] = b'd';
+        assert_eq!(classify(&syn), Datagram::Krpc);
         syn[0] = 0x42;
         assert_eq!(classify(&syn), Datagram::Other);
         assert_eq!(classify(&syn[..19]), Datagram::Other);
         assert_eq!(
             classify(b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"),
-            Datagram::Other
+            Datagram::Krpc
         );
+        assert_eq!(classify(&[b'd'; 1501]), Datagram::Other);
         assert_eq!(classify(b""), Datagram::Other);
     }
 }

@@ -33,7 +33,7 @@ pub use listener::PeerListener;
 pub use message::{BlockRef, HashRequest, Message};
 pub use published::{file_paths, PublishError, Published};
 pub use seeder::Seeder;
-pub use shared::SeedAnnouncer;
+pub use shared::{DhtNodes, SeedAnnouncer, SwarmPeers};
 
 use thiserror::Error;
 

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::shared::{lock, Inner, SeedAnnouncer};
+use super::shared::{lock, DhtNodes, Inner, SeedAnnouncer, SwarmPeers};
 use super::{PeerConfig, PeerListener, Published};
 use crate::egress::Egress;
 use crate::ip_limit::IpLimit;
@@ -50,6 +50,19 @@ impl Seeder {
     /// Tells `announcer` about every torrent served now and later, with `addr` as our address.
     pub fn set_announcer(&self, announcer: Arc<dyn SeedAnnouncer>, addr: SocketAddr) {
         self.inner.set_announcer(announcer, addr);
+    }
+
+    /// A DHT node runs on `port` (the peer port): handshakes set the DHT bit and peers that
+    /// set it are sent a PORT message (BEP 5); the PORT messages peers send go to `nodes`.
+    /// `nodes` hears of the DHT nodes peers announce with PORT.
+    pub fn set_dht(&self, port: u16, nodes: Arc<dyn DhtNodes>) {
+        *lock(&self.inner.dht_port) = Some(port);
+        *lock(&self.inner.dht_nodes) = Some(nodes);
+    }
+
+    /// Where PEX learns the peers of a swarm besides those connected (the tracker's).
+    pub fn set_swarm_peers(&self, source: Arc<dyn SwarmPeers>) {
+        *lock(&self.inner.swarm_peers) = Some(source);
     }
 
     /// Starts serving a torrent under each of its wire hashes (v1, truncated v2). Replaces a
@@ -175,5 +188,43 @@ mod tests {
         assert!(!seeder.remove(&ih));
         assert!(seeder.inner.lookup(&ih).is_none());
         assert_eq!(*lock(&rec.0), vec![(true, ih), (false, ih)]);
+    }
+
+    struct PublicOnly(Recorder);
+
+    impl SeedAnnouncer for PublicOnly {
+        fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr) {
+            self.0.seeding(info_hash, addr);
+        }
+        fn stopped(&self, info_hash: [u8; 20]) {
+            self.0.stopped(info_hash);
+        }
+        fn public_only(&self) -> bool {
+            true
+        }
+    }
+
+    /// BEP 27: the DHT and LSD announcers hear of public torrents only, whether added before
+    /// or after they were set; the tracker's hears of both.
+    #[test]
+    fn public_only_announcers_never_hear_of_private_torrents() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = crate::peer::test_support::v1_torrent(dir.path());
+        let mut meta = (*public.metainfo).clone();
+        meta.private = true;
+        let private = Arc::new(Published::open(meta, &dir.path().join("data.bin")).unwrap());
+        let seeder = Seeder::new(PeerConfig::default());
+        seeder.add(private.clone());
+        let (dht, tracker) = (
+            Arc::new(PublicOnly(Recorder::default())),
+            Arc::new(Recorder::default()),
+        );
+        let addr: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+        seeder.set_announcer(dht.clone(), addr);
+        seeder.set_announcer(tracker.clone(), addr);
+        let public = Arc::new(public);
+        seeder.add(public.clone());
+        assert_eq!(*lock(&dht.0 .0), vec![(true, public.info_hash())]);
+        assert_eq!(lock(&tracker.0).len(), 2);
     }
 }

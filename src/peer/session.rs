@@ -25,11 +25,12 @@ use tracing::debug;
 
 use super::config::SuperSeedMode;
 use super::counts::Refusal;
+use super::extended::ut_pex::{self, PexState};
 use super::handshake::{HANDSHAKE_LEN, PLAIN_HEADER};
 use super::listener::{Incoming, PeerRead, PeerWrite};
 use super::mse::{self, Encryption, Mode, MseError};
 use super::published::Published;
-use super::shared::{Entry, Inner, SessionView, Slot};
+use super::shared::{lock, Entry, Inner, SessionView, Slot};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::egress::Channel;
 use crate::metainfo::Format;
@@ -487,6 +488,54 @@ async fn open(
     Ok((rd, wr, theirs, mode))
 }
 
+/// This session's peer in its torrent's swarm list (by its listen address), while it lasts.
+struct Listed {
+    entry: Arc<Entry>,
+    id: usize,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        lock(&self.entry.swarm).remove(&self.id);
+    }
+}
+
+/// PEX at a tick: lists the peer once its listen port is known, and when a message is due,
+/// tells it the swarm's other peers (connected ones, and the tracker's).
+fn exchange(
+    inner: &Inner,
+    listed: &Listed,
+    state: &mut PexState,
+    conn: &Connection,
+    addr: SocketAddr,
+    info_hash: &[u8; 20],
+    now: Instant,
+) -> Vec<Message> {
+    let ext = conn.peer_extensions();
+    let mine = ext.listen_port.map(|p| SocketAddr::new(addr.ip(), p));
+    if let Some(mine) = mine {
+        lock(&listed.entry.swarm).entry(listed.id).or_insert(mine);
+    }
+    let Some(id) = ext.ut_pex else {
+        return Vec::new();
+    };
+    if !state.is_due(now) {
+        return Vec::new();
+    }
+    let mut swarm: Vec<SocketAddr> = lock(&listed.entry.swarm).values().copied().collect();
+    let source = lock(&inner.swarm_peers).clone();
+    if let Some(source) = source {
+        swarm.extend(source.peers(info_hash, ut_pex::MAX_PER_MESSAGE));
+    }
+    match state.due(now, &swarm, mine) {
+        Some((added, dropped)) => vec![Message::Extended {
+            id,
+            payload: ut_pex::encode(&added, &dropped),
+        }],
+        None => Vec::new(),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve_open(
     inner: &Inner,
@@ -528,16 +577,25 @@ async fn serve_open(
         bytes: 0,
         total: &inner.queued,
     };
-    let ours = Handshake::ours(
+    let mut ours = Handshake::ours(
         theirs.info_hash,
         inner.peer_id,
         torrent.metainfo.format == Format::Hybrid,
     );
+    // BEP 5: our DHT node's port, to peers that run one too; never for a private torrent
+    // (BEP 27).
+    let dht_port = (*lock(&inner.dht_port)).filter(|_| !torrent.metainfo.private);
+    if dht_port.is_some() {
+        ours = ours.with_dht();
+    }
     let your_ip = match addr.ip() {
         std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
         std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
     };
     out.push_msgs(conn.greeting(&torrent, Some(your_ip)));
+    if let Some(port) = dht_port.filter(|_| theirs.dht()) {
+        out.push_msgs(vec![Message::Port(port)]);
+    }
     offer_next(inner, &entry, &view, &mut conn, &mut out);
 
     // A slot now if both caps have room. Otherwise the peer is answered but waits, choked,
@@ -558,6 +616,13 @@ async fn serve_open(
         .map_err(|_| SessionError::SendStall)??;
     inner.egress.sent(Channel::Peer, HANDSHAKE_LEN as u64);
     torrent.offload.sent(Channel::Peer, HANDSHAKE_LEN as u64);
+
+    // BEP 11 peer exchange, never on a private torrent (BEP 27).
+    let mut pex = (!torrent.metainfo.private).then(|| PexState::new(Instant::now()));
+    let listed = Listed {
+        entry: entry.clone(),
+        id: Arc::as_ptr(&view) as usize,
+    };
 
     let idle = PeerConfig::secs(cfg.idle_timeout);
     let frame_timeout = PeerConfig::secs(cfg.frame_timeout);
@@ -767,8 +832,19 @@ async fn serve_open(
                 }
                 if out.is_empty() && now.duration_since(last_sent) > KEEPALIVE {
                     out.push_msgs(vec![Message::KeepAlive]);
-                }                // A shown piece left unrequested frees its place in time (super-seeding).
+                }
+                // A shown piece left unrequested frees its place in time (super-seeding).
                 offer_next(inner, &entry, &view, &mut conn, &mut out);
+                // A peer's DHT node (BEP 5 PORT), for a public torrent: our node pings it.
+                if let Some(port) = conn.take_dht_port().filter(|_| !torrent.metainfo.private) {
+                    let nodes = lock(&inner.dht_nodes).clone();
+                    if let Some(nodes) = nodes {
+                        nodes.heard_of(SocketAddr::new(addr.ip(), port));
+                    }
+                }
+                if let Some(state) = pex.as_mut() {
+                    out.push_msgs(exchange(inner, &listed, state, &conn, addr, &theirs.info_hash, now));
+                }
             }
         }
     }

@@ -39,6 +39,23 @@ const HASH_WORK_RATE: u64 = 64 << 20;
 pub trait SeedAnnouncer: Send + Sync {
     fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr);
     fn stopped(&self, info_hash: [u8; 20]);
+    /// Told only of torrents that are not private (BEP 27: the DHT, not the tracker).
+    fn public_only(&self) -> bool {
+        false
+    }
+}
+
+/// Where the seeder learns more peers of a swarm for peer exchange: `serve` implements it
+/// over the built-in tracker's swarms.
+pub trait SwarmPeers: Send + Sync {
+    /// Up to `max` peers announced for `info_hash`.
+    fn peers(&self, info_hash: &[u8; 20], max: usize) -> Vec<SocketAddr>;
+}
+
+/// Where the seeder passes the DHT nodes peers tell it of (BEP 5 PORT): the DHT node pings
+/// them and takes them into its table if they answer.
+pub trait DhtNodes: Send + Sync {
+    fn heard_of(&self, node: SocketAddr);
 }
 
 /// A torrent being served and the connections it has.
@@ -49,6 +66,9 @@ pub(super) struct Entry {
     pub retired: CancellationToken,
     /// The torrent-wide piece picker when super-seeding (std lock: never held across `.await`).
     pub super_seed: Option<Mutex<SuperSeed>>,
+    /// The listen addresses of the peers connected for this torrent, by session (for PEX;
+    /// bounded by the connection caps).
+    pub swarm: Mutex<HashMap<usize, SocketAddr>>,
 }
 
 /// What the seeder sees of one open session, for caps and eviction. The session keeps it up to
@@ -131,7 +151,14 @@ pub(super) struct Inner {
     pub refusals: Refusals,
     /// The peer port's datagram counts, once the seeder runs on a listener.
     pub udp_counts: Mutex<Option<Arc<UdpCounts>>>,
-    announcer: Mutex<Option<(Arc<dyn SeedAnnouncer>, SocketAddr)>>,
+    announcers: Mutex<Vec<(Arc<dyn SeedAnnouncer>, SocketAddr)>>,
+    /// The DHT's port (the peer port) when a DHT node runs: the handshake's DHT bit and the
+    /// PORT message (BEP 5).
+    pub dht_port: Mutex<Option<u16>>,
+    /// The DHT node, told of the nodes peers announce with PORT.
+    pub dht_nodes: Mutex<Option<Arc<dyn DhtNodes>>>,
+    /// More peers for PEX than those connected (the tracker's), when set.
+    pub swarm_peers: Mutex<Option<Arc<dyn SwarmPeers>>>,
 }
 
 /// Our peer id's client prefix, Azureus style: `bS` is taken by no client we know of (`-BS`
@@ -178,7 +205,10 @@ impl Inner {
             pending: Mutex::new(VecDeque::new()),
             refusals: Refusals::default(),
             udp_counts: Mutex::new(None),
-            announcer: Mutex::new(None),
+            announcers: Mutex::new(Vec::new()),
+            dht_port: Mutex::new(None),
+            swarm_peers: Mutex::new(None),
+            dht_nodes: Mutex::new(None),
         }
     }
 
@@ -194,6 +224,7 @@ impl Inner {
                 .super_seed
                 .applies(self.limited())
                 .then(|| Mutex::new(SuperSeed::new(torrent.piece_count()))),
+            swarm: Mutex::new(HashMap::new()),
         });
         let hashes = torrent.wire_hashes();
         {
@@ -206,7 +237,10 @@ impl Inner {
                 skeys.insert(super::mse::req2_key(h), *h);
             }
         }
-        if let Some((a, addr)) = lock(&self.announcer).as_ref() {
+        for (a, addr) in lock(&self.announcers).iter() {
+            if a.public_only() && torrent.metainfo.private {
+                continue;
+            }
             for h in &hashes {
                 a.seeding(*h, *addr);
             }
@@ -218,14 +252,18 @@ impl Inner {
         );
     }
 
-    /// Tells `announcer` about every torrent served now and later, with `addr` as our address.
+    /// Tells `announcer` (besides any others) about every torrent served now and later, with
+    /// `addr` as our address.
     pub fn set_announcer(&self, announcer: Arc<dyn SeedAnnouncer>, addr: SocketAddr) {
         for entry in self.entries() {
+            if announcer.public_only() && entry.torrent.metainfo.private {
+                continue;
+            }
             for h in entry.torrent.wire_hashes() {
                 announcer.seeding(h, addr);
             }
         }
-        *lock(&self.announcer) = Some((announcer, addr));
+        lock(&self.announcers).push((announcer, addr));
     }
 
     /// Sessions holding a slot now.
@@ -285,7 +323,7 @@ impl Inner {
         } else {
             warn!(torrent = %t.metainfo.name, info_hash = %hex::encode(t.info_hash()), "no longer served: {why}");
         }
-        if let Some((a, _)) = lock(&self.announcer).as_ref() {
+        for (a, _) in lock(&self.announcers).iter() {
             for h in t.wire_hashes() {
                 a.stopped(h);
             }

@@ -223,6 +223,12 @@ impl Tracker {
         }
     }
 
+    /// Up to `want` peers announced for `info_hash` (its hybrid twin's swarm included).
+    pub fn sample_peers(&self, info_hash: &InfoHash, want: usize) -> Vec<SocketAddr> {
+        let key = self.twins.swarm_key(info_hash);
+        self.shard(&key).sample(&key, want, random())
+    }
+
     /// Seeders (own seed included), leechers and completed count of one torrent.
     pub fn torrent(&self, info_hash: &InfoHash) -> Counts {
         let key = self.twins.swarm_key(info_hash);

@@ -272,6 +272,36 @@ impl Shard {
         }
     }
 
+    /// Up to `want` peers of `info_hash` (seeders first, from offset `random`), for the
+    /// seeder's peer exchange.
+    pub fn sample(&self, info_hash: &InfoHash, want: usize, random: u64) -> Vec<SocketAddr> {
+        let Some(swarm) = self.swarms.get(info_hash) else {
+            return Vec::new();
+        };
+        let mut v4 = Vec::new();
+        swarm.v4.pick(want, &[0; 6], false, random, &mut v4);
+        let mut v6 = Vec::new();
+        if let Some(l) = &swarm.v6 {
+            l.pick(
+                want.saturating_sub(v4.len() / 6),
+                &[0; 18],
+                false,
+                random,
+                &mut v6,
+            );
+        }
+        let four = v4.chunks_exact(6).map(|c| {
+            let ip: [u8; 4] = [c[0], c[1], c[2], c[3]];
+            SocketAddr::new(IpAddr::from(ip), u16::from_be_bytes([c[4], c[5]]))
+        });
+        let six = v6.chunks_exact(18).map(|c| {
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&c[..16]);
+            SocketAddr::new(IpAddr::from(ip), u16::from_be_bytes([c[16], c[17]]))
+        });
+        four.chain(six).take(want).collect()
+    }
+
     /// Live seeders (bitseed's own included), leechers and ever-completed for `info_hash`.
     pub fn counts(&self, info_hash: &InfoHash) -> Counts {
         let own = u32::from(self.own_seeds.contains_key(info_hash));

@@ -73,6 +73,9 @@ pub struct WebState {
     pub intro: String,
     /// The publisher's token (`page.admin_token`), when set.
     pub admin: Option<admin::AdminToken>,
+    /// The DHT node's UDP port (the peer port) when one runs: served torrents name it in
+    /// `nodes` (BEP 5), at the host the client reached us by.
+    pub dht_port: Option<u16>,
 }
 
 /// How long the page and the API may be reused without asking: a few seconds, the page's own

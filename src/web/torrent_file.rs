@@ -59,7 +59,16 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
     } else {
         vec![links.web_seed]
     };
-    let bytes = p.meta.to_bytes_with(&[vec![links.announce]], &web_seeds);
+    // BEP 27: a private torrent names no DHT node.
+    let nodes: Vec<(String, u16)> = match state.dht_port {
+        Some(port) if !p.meta.private => host_of(&state.base_url(req))
+            .map(|h| vec![(h, port)])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let bytes = p
+        .meta
+        .to_bytes_with_nodes(&[vec![links.announce]], &web_seeds, &nodes);
     let mut builder = HttpResponse::Ok();
     state.link_headers(&mut builder, super::BY_NAME);
     builder.insert_header((
@@ -75,4 +84,33 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
             .fetch_add(1, Ordering::Relaxed);
     }
     res
+}
+
+/// The host of a base URL (`http://host:port`), without brackets for IPv6.
+fn host_of(base: &str) -> Option<String> {
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => rest.rsplit_once(':').map_or(rest, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn hosts_of_base_urls() {
+        assert_eq!(
+            host_of("http://127.0.0.1:8080").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            host_of("https://example.com").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(host_of("http://[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(host_of("http://:80"), None);
+    }
 }

@@ -1,8 +1,9 @@
 //! BEP 10 extension protocol: the extended handshake, and one module per extension we speak
-//! (BEP 9 `ut_metadata`, BEP 30 `Tr_hashpiece`).
+//! (BEP 9 `ut_metadata`, BEP 30 `Tr_hashpiece`, BEP 11 `ut_pex`).
 
 pub mod hashpiece;
 pub mod ut_metadata;
+pub mod ut_pex;
 
 use crate::bencode::{decode, Value};
 
@@ -13,6 +14,7 @@ pub const HANDSHAKE_ID: u8 = 0;
 /// The ids we assign to the extensions we accept messages for (the peer sends with these).
 pub const UT_METADATA_ID: u8 = 1;
 pub const HASHPIECE_ID: u8 = 2;
+pub const UT_PEX_ID: u8 = 3;
 
 /// Longest extended handshake we decode: real ones are a few hundred bytes.
 const MAX_HANDSHAKE: usize = 16 * 1024;
@@ -28,6 +30,8 @@ pub struct OurHandshake {
     pub client: String,
     /// The peer's address as we see it (`yourip`: 4 or 16 bytes).
     pub your_ip: Option<Vec<u8>>,
+    /// BEP 11 peer exchange (not for private torrents).
+    pub pex: bool,
 }
 
 impl OurHandshake {
@@ -36,6 +40,9 @@ impl OurHandshake {
         m.insert("ut_metadata", Value::Int(UT_METADATA_ID.into()));
         if self.hashpiece {
             m.insert(hashpiece::NAME, Value::Int(HASHPIECE_ID.into()));
+        }
+        if self.pex {
+            m.insert(ut_pex::NAME, Value::Int(UT_PEX_ID.into()));
         }
         let mut d = Value::dict();
         d.insert("m", m);
@@ -56,6 +63,9 @@ impl OurHandshake {
 pub struct PeerExtensions {
     pub ut_metadata: Option<u8>,
     pub hashpiece: Option<u8>,
+    pub ut_pex: Option<u8>,
+    /// The port the peer listens on (`p`), when it says.
+    pub listen_port: Option<u16>,
 }
 
 impl PeerExtensions {
@@ -78,6 +88,12 @@ impl PeerExtensions {
         Ok(PeerExtensions {
             ut_metadata: id("ut_metadata"),
             hashpiece: id(hashpiece::NAME),
+            ut_pex: id(ut_pex::NAME),
+            listen_port: node
+                .get("p")
+                .and_then(|v| v.as_int())
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|&p| p != 0),
         })
     }
 }
@@ -94,6 +110,7 @@ mod tests {
             reqq: 500,
             client: "bitseed 0.1.0".into(),
             your_ip: Some(vec![127, 0, 0, 1]),
+            pex: false,
         };
         let mut expected = b"d1:md11:ut_metadatai1ee13:metadata_sizei31235e4:reqqi500e1:v13:bitseed 0.1.06:yourip4:".to_vec();
         expected.extend_from_slice(&[127, 0, 0, 1]);
@@ -116,6 +133,19 @@ mod tests {
         let p = PeerExtensions::parse(b"d1:md11:ut_metadatai3e6:ut_pexi1ee1:pi6881ee").unwrap();
         assert_eq!(p.ut_metadata, Some(3));
         assert_eq!(p.hashpiece, None);
+        assert_eq!((p.ut_pex, p.listen_port), (Some(1), Some(6881)));
+        let pex = OurHandshake {
+            metadata_size: None,
+            hashpiece: false,
+            reqq: 1,
+            client: "b".into(),
+            your_ip: None,
+            pex: true,
+        };
+        assert_eq!(
+            pex.encode(),
+            b"d1:md11:ut_metadatai1e6:ut_pexi3ee4:reqqi1e1:v1:be".to_vec()
+        );
         let off = PeerExtensions::parse(b"d1:md11:ut_metadatai0eee").unwrap();
         assert_eq!(off.ut_metadata, None);
         let big = PeerExtensions::parse(b"d1:md11:ut_metadatai300eee").unwrap();
