@@ -402,8 +402,9 @@ impl SwarmView for TrackerView {
             "# HELP bitseed_tracker_torrents Swarms with peers.\n# TYPE bitseed_tracker_torrents gauge\nbitseed_tracker_torrents {}\n\
              # HELP bitseed_tracker_seeders Seeders in all swarms.\n# TYPE bitseed_tracker_seeders gauge\nbitseed_tracker_seeders {}\n\
              # HELP bitseed_tracker_leechers Leechers in all swarms.\n# TYPE bitseed_tracker_leechers gauge\nbitseed_tracker_leechers {}\n\
-             # HELP bitseed_tracker_announces_total Announces handled (HTTP and UDP) since start.\n# TYPE bitseed_tracker_announces_total counter\nbitseed_tracker_announces_total {}\n",
-            s.torrents, s.seeders, s.leechers, self.0.announce_count()
+             # HELP bitseed_tracker_announces_total Announces handled (HTTP, UDP and WebSocket) since start.\n# TYPE bitseed_tracker_announces_total counter\nbitseed_tracker_announces_total {}\n\
+             # HELP bitseed_tracker_websocket_connections Open WebSocket tracker connections (browsers).\n# TYPE bitseed_tracker_websocket_connections gauge\nbitseed_tracker_websocket_connections {}\n",
+            s.torrents, s.seeders, s.leechers, self.0.announce_count(), self.0.ws_connections()
         ) + &format!(
             "# HELP bitseed_peer_uploaded_bytes_total Bytes of pieces sent over the peer wire.\n# TYPE bitseed_peer_uploaded_bytes_total counter\nbitseed_peer_uploaded_bytes_total {}\n",
             self.1.uploaded()

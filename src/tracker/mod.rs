@@ -25,6 +25,7 @@ pub mod http_request;
 pub mod http_response;
 mod maintenance;
 mod peer_list;
+mod rtc_swarm;
 mod siphash;
 mod state;
 mod swarm;
@@ -33,9 +34,11 @@ mod udp;
 #[cfg(target_os = "linux")]
 mod udp_batch;
 pub mod udp_protocol;
+mod ws;
+pub mod ws_protocol;
 
 pub use completed_store::StoreError;
-pub use config::{ConfigError, Mode, TrackerConfig};
+pub use config::{ConfigError, Mode, TrackerConfig, WsConfig};
 pub use http::{answer_announce, answer_scrape, configure, LocalAddr};
 pub use http_request::InfoHash;
 pub use http_response::Counts;
