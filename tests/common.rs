@@ -472,3 +472,45 @@ pub fn webtorrent_download(torrent: &Path, out: &Path, flags: &[&str]) -> Output
         .arg("--timeout=30");
     output_within(&mut cmd, Duration::from_secs(45))
 }
+
+/// A WebSocket tracker connection (`ws://ADDR/announce`) as a browser opens it, its reads
+/// bounded by `read_timeout`.
+pub type Ws = tungstenite::WebSocket<std::net::TcpStream>;
+
+pub fn ws_connect(http: std::net::SocketAddr, read_timeout: Duration) -> Ws {
+    let stream = std::net::TcpStream::connect(http).expect("connect to the HTTP port");
+    stream.set_read_timeout(Some(read_timeout)).unwrap();
+    let (ws, response) =
+        tungstenite::client(format!("ws://{http}/announce"), stream).expect("WebSocket upgrade");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+pub fn ws_send(ws: &mut Ws, message: &serde_json::Value) {
+    ws.send(tungstenite::Message::text(message.to_string()))
+        .expect("send on the WebSocket");
+}
+
+/// The next JSON message (pings answered on the way), or None once the read timeout has passed
+/// without one (pings do not count) or the connection is closed.
+pub fn ws_recv(ws: &mut Ws) -> Option<serde_json::Value> {
+    let patience = ws.get_ref().read_timeout().ok().flatten();
+    let deadline = Instant::now() + patience.unwrap_or(Duration::from_secs(60));
+    loop {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                return Some(serde_json::from_str(t.as_str()).expect("JSON from the tracker"))
+            }
+            Ok(tungstenite::Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A 20-byte "binary string" as WebTorrent writes one in JSON: each byte one character.
+pub fn binary_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}

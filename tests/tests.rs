@@ -16,4 +16,5 @@ mod serve;
 mod setup;
 mod tracker;
 mod transmission;
+mod websocket;
 mod webtorrent;

@@ -248,6 +248,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .admin_token
             .as_deref()
             .map(face::admin::AdminToken::new),
+        ws_tracker: settings.tracker.websocket.enabled,
+        browser: (!settings.page.webtorrent_url.is_empty()).then(|| face::BrowserDownload {
+            script_url: settings.page.webtorrent_url.clone(),
+            integrity: settings.page.webtorrent_integrity.clone(),
+            max_bytes: settings.page.browser_max_bytes,
+        }),
     });
     let access = web::Data::new(face::access::Access {
         log: settings.http.access_log,

@@ -154,7 +154,9 @@ async fn run(
         told_rate: false,
     };
     let idle = Duration::from_secs(u64::from(config.idle_timeout));
-    let mut ping = tokio::time::interval((idle / 3).max(Duration::from_secs(1)));
+    // Often enough for a proxy's read timeout (nginx: 60 s by default) not to cut it.
+    let mut ping =
+        tokio::time::interval((idle / 3).clamp(Duration::from_secs(1), Duration::from_secs(30)));
     ping.tick().await;
     let mut heard = Instant::now();
     tracing::debug!(%client, conn = id, "websocket tracker connection");

@@ -59,7 +59,11 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
     } else {
         vec![links.web_seed]
     };
-    let bytes = p.meta.to_bytes_with(&[vec![links.announce]], &web_seeds);
+    // The WebSocket tracker in a tier of its own: a client that cannot speak it tries it
+    // only after the HTTP tracker (BEP 12), WebTorrent announces to both.
+    let mut tiers = vec![vec![links.announce]];
+    tiers.extend(links.ws_announce.map(|ws| vec![ws]));
+    let bytes = p.meta.to_bytes_with(&tiers, &web_seeds);
     let mut builder = HttpResponse::Ok();
     state.link_headers(&mut builder, super::BY_NAME);
     builder.insert_header((
