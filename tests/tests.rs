@@ -2,6 +2,7 @@
 //! sockets, and the interop modules use real BitTorrent clients.
 
 mod bounds;
+mod browser_download;
 mod catalog;
 mod common;
 mod create;
