@@ -158,3 +158,51 @@ fn two_browsers_download_over_the_swarm_in_the_page() {
     assert_eq!(t["seeders"], 3, "{t}");
     assert_eq!(t["completed"], 2, "{t}");
 }
+
+/// A script whose bytes are not the ones `page.webtorrent_integrity` names is never run: the
+/// card says the download failed (the .torrent and direct download remain), nothing is saved.
+#[test]
+fn a_webtorrent_script_with_other_bytes_is_refused() {
+    if !have_client("chromium", &["--version"]) {
+        return;
+    }
+    let cdn = StaticFile::serve(
+        b"export default class { constructor() { document.title = 'ran'; } }".to_vec(),
+        "text/javascript",
+    );
+    let d = dirs();
+    std::fs::write(d.content.join("release.bin"), data(100_000, 3)).unwrap();
+    let wrong = format!("sha384-{}", base64_encode(&Sha384::digest(b"other bytes")));
+    let server = Server::with_config(
+        &d,
+        &format!(
+            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
+             webtorrent_integrity = \"{wrong}\"\n",
+            cdn.addr
+        ),
+    );
+    server.wait_published("release.bin", None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::start();
+    click_download(&mut browser, &server, dir.path());
+    let card = wait_card_state(&mut browser, "failed");
+    assert!(
+        card["text"].as_str().unwrap().starts_with("Failed"),
+        "{card}"
+    );
+    assert_ne!(browser.eval("document.title"), "ran");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// Waits until the card's state is `state`.
+fn wait_card_state(browser: &mut Browser, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let card = browser.eval(CARD);
+        if card["state"] == state {
+            return card;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {card}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -15,7 +15,7 @@ use crate::serve::{dirs, http_get, Server};
 fn fuzz_regressions_and_seed_corpus_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     type Body = fn(&[u8]);
-    let targets: [(&str, Body); 8] = [
+    let targets: [(&str, Body); 9] = [
         ("bencode_metainfo", bitseed::fuzzing::bencode_metainfo),
         ("magnet", bitseed::fuzzing::magnet),
         ("http_query", bitseed::fuzzing::http_query),
@@ -24,6 +24,7 @@ fn fuzz_regressions_and_seed_corpus_replay() {
         ("peer_wire", bitseed::fuzzing::peer_wire),
         ("peer_connection", bitseed::fuzzing::peer_connection),
         ("mse_receiver", bitseed::fuzzing::mse_receiver),
+        ("ws_message", bitseed::fuzzing::ws_message),
     ];
     for (name, body) in targets {
         let mut seeds = 0;

@@ -170,21 +170,20 @@ for (const button of document.querySelectorAll('button.wt')) {
       try { handle = await showSaveFilePicker({suggestedName: d.name}); }
       catch (e) { button.disabled = false; return; }
     }
-    let timer = null;
+    let timer = null, torrent = null;
     try {
       say('Loading WebTorrent…');
       const wt = await loadWebTorrent();
-      const torrent = wt.add(new URL(d.torrent, location.href).href);
+      torrent = wt.add(new URL(d.torrent, location.href).href);
       let fromPeers = 0, fromWeb = 0;
       torrent.on('wire', wire => wire.on('download', n => {
         if (wire.type === 'webSeed') fromWeb += n; else fromPeers += n;
         box.dataset.peerBytes = fromPeers;
         box.dataset.webBytes = fromWeb;
       }));
-      torrent.on('error', e => { box.dataset.state = 'failed'; say('Failed: ' + e.message); });
       timer = setInterval(() => say(Math.floor(torrent.progress * 100) + '% · ' + torrent.numPeers
         + (torrent.numPeers === 1 ? ' source' : ' sources') + ' · ' + size(torrent.downloadSpeed) + '/s'), 500);
-      await new Promise(done => torrent.once('done', done));
+      await new Promise((done, fail) => { torrent.once('done', done); torrent.once('error', fail); });
       clearInterval(timer);
       say('Checking…');
       const buf = await torrent.files[0].arrayBuffer();
@@ -208,8 +207,10 @@ for (const button of document.querySelectorAll('button.wt')) {
         + ' from other browsers, ' + size(fromWeb) + ' from this server. Sharing it while this tab is open.');
     } catch (e) {
       clearInterval(timer);
+      if (torrent) torrent.destroy();
       box.dataset.state = 'failed';
-      say('Failed: ' + e.message);
+      say('Failed: ' + (e.message || e) + '. The .torrent and the direct download still work.');
+      button.disabled = false;
     }
   });
 }
