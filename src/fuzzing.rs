@@ -95,6 +95,82 @@ pub fn udp_packet(data: &[u8]) {
     }
 }
 
+/// WebSocket tracker messages (WebTorrent's JSON). The first byte picks small or default
+/// bounds. What parses stays within the bounds and, written again as WebTorrent would, parses
+/// to the same request; every refusal renders as a failure message that is JSON.
+pub fn ws_message(data: &[u8]) {
+    use crate::tracker::ws_protocol::{self as ws, WsLimits, WsRequest};
+    let Some((&first, msg)) = data.split_first() else {
+        return;
+    };
+    let limits = if first & 1 == 0 {
+        WsLimits {
+            max_message_bytes: 65_536,
+            max_offers: 10,
+            max_sdp_bytes: 16_384,
+            max_scrape_hashes: 100,
+        }
+    } else {
+        WsLimits {
+            max_message_bytes: 512,
+            max_offers: 2,
+            max_sdp_bytes: 16,
+            max_scrape_hashes: 2,
+        }
+    };
+    let request = match ws::parse(msg, &limits) {
+        Ok(r) => r,
+        Err(e) => {
+            let failure = ws::parse_failure(msg, &e);
+            assert!(serde_json::from_str::<serde_json::Value>(&failure).is_ok());
+            return;
+        }
+    };
+    let again = match &request {
+        WsRequest::Scrape(hashes) => {
+            assert!(hashes.len() <= limits.max_scrape_hashes);
+            let list: Vec<String> = hashes.iter().map(|h| ws::binary_string(h)).collect();
+            serde_json::json!({"action": "scrape", "info_hash": list})
+        }
+        WsRequest::Announce(a) => {
+            assert!(a.offers.len() <= limits.max_offers);
+            assert!(a.offers.iter().all(|o| o.sdp.len() <= limits.max_sdp_bytes));
+            let event = match a.event {
+                http_request::Event::None => "update",
+                http_request::Event::Started => "started",
+                http_request::Event::Stopped => "stopped",
+                http_request::Event::Completed => "completed",
+                http_request::Event::Paused => "paused",
+            };
+            let offers: Vec<serde_json::Value> = a
+                .offers
+                .iter()
+                .map(|o| {
+                    serde_json::json!({"offer": {"type": "offer", "sdp": o.sdp},
+                        "offer_id": ws::binary_string(&o.offer_id)})
+                })
+                .collect();
+            let mut v = serde_json::json!({"action": "announce",
+                "info_hash": ws::binary_string(&a.info_hash),
+                "peer_id": ws::binary_string(&a.peer_id), "left": a.left, "event": event,
+                "numwant": a.numwant, "offers": offers});
+            if let Some(answer) = &a.answer {
+                v["to_peer_id"] = ws::binary_string(&answer.to_peer_id).into();
+                v["offer_id"] = ws::binary_string(&answer.offer_id).into();
+                v["answer"] = serde_json::json!({"type": "answer", "sdp": answer.sdp});
+            }
+            v
+        }
+    };
+    // Written again, a request may grow past the message bound (escapes): judged unbounded.
+    let unbounded = WsLimits {
+        max_message_bytes: usize::MAX,
+        ..limits
+    };
+    let parsed = ws::parse(again.to_string().as_bytes(), &unbounded);
+    assert_eq!(parsed.as_ref(), Ok(&request), "{again}");
+}
+
 /// The handshake, peer wire frames and the extension payloads in them. A frame that parses
 /// writes back to one that parses to the same message.
 pub fn peer_wire(data: &[u8]) {

@@ -210,6 +210,20 @@ fn tracker_sees_the_client_address_through_nginx() {
         !body.contains("203.0.113."),
         "a client-claimed address was stored: {body}"
     );
+
+    // A browser's WebSocket tracker connection through the proxy: the upgrade is passed on,
+    // and the browser is counted with the two HTTP peers.
+    let mut ws = crate::common::ws_connect(proxy, Duration::from_secs(10));
+    let hash_bytes = hex::decode(&hash).unwrap();
+    crate::common::ws_send(
+        &mut ws,
+        &serde_json::json!({"action": "announce",
+            "info_hash": crate::common::binary_string(&hash_bytes),
+            "peer_id": crate::common::binary_string(&[b'w'; 20]), "left": 5,
+            "event": "started", "numwant": 0, "offers": []}),
+    );
+    let answer = crate::common::ws_recv(&mut ws).expect("an answer through nginx");
+    assert_eq!(answer["incomplete"], 3, "{answer}");
 }
 
 /// deploy/bitseed.example.toml loads through the real loader, and lists every key with its

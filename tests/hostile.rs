@@ -25,6 +25,7 @@ fn fuzz_regressions_and_seed_corpus_replay() {
         ("peer_connection", bitseed::fuzzing::peer_connection),
         ("mse_receiver", bitseed::fuzzing::mse_receiver),
         ("krpc", bitseed::fuzzing::krpc),
+        ("ws_message", bitseed::fuzzing::ws_message),
     ];
     for (name, body) in targets {
         let mut seeds = 0;

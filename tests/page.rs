@@ -3,16 +3,15 @@
 //! links by name that follow new versions, the Atom feed and the download counts, each through
 //! the real binary over a socket.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::common::{data, have_client, write_tree, KillOnDrop};
+use crate::common::{data, have_client, write_tree, Browser};
 use crate::serve::{dirs, http_get, http_request, Dirs, Response, Server};
 
 const TOKEN: &str = "publisher-token-0123456789";
@@ -61,210 +60,6 @@ fn wait_admin(server: &Server, what: &str, check: impl Fn(&[Value]) -> bool) -> 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Headless Chromium driven over its DevTools protocol on a pipe (`--remote-debugging-pipe`:
-/// fd 3 in, fd 4 out, messages ended by NUL), so a test can set the viewport, run script in the
-/// page and take screenshots in one browser. Killed when dropped.
-struct Browser {
-    _child: KillOnDrop,
-    to: std::process::ChildStdin,
-    from: mpsc::Receiver<Value>,
-    next: u64,
-    session: String,
-    /// Events seen while waiting for answers.
-    events: Vec<Value>,
-    _profile: tempfile::TempDir,
-}
-
-/// How long one answer from the browser may take before the test gives up (a hang guard, not a
-/// measure: nothing is asserted about how long anything takes).
-const BROWSER_PATIENCE: Duration = Duration::from_secs(60);
-
-impl Browser {
-    fn start() -> Browser {
-        let profile = tempfile::tempdir().unwrap();
-        // The shell moves the pipes to the descriptors Chromium reads and writes the protocol
-        // on, and gives it nothing on its standard input and output.
-        let mut child = KillOnDrop(
-            Command::new("sh")
-                .arg("-c")
-                .arg("exec \"$0\" \"$@\" 3<&0 4>&1 0</dev/null 1>/dev/null")
-                .arg("chromium")
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--hide-scrollbars",
-                    "--remote-debugging-pipe",
-                ])
-                .arg(format!("--user-data-dir={}", profile.path().display()))
-                .arg("about:blank")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start chromium"),
-        );
-        let to = child.0.stdin.take().unwrap();
-        let out = child.0.stdout.take().unwrap();
-        let (tx, from) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(out);
-            loop {
-                let mut msg = Vec::new();
-                match r.read_until(0, &mut msg) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                msg.pop();
-                if let Ok(v) = serde_json::from_slice::<Value>(&msg) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        let mut b = Browser {
-            _child: child,
-            to,
-            from,
-            next: 0,
-            session: String::new(),
-            events: Vec::new(),
-            _profile: profile,
-        };
-        let target = b.call("Target.createTarget", json!({"url": "about:blank"}));
-        let id = target["targetId"].as_str().unwrap().to_owned();
-        let attached = b.call(
-            "Target.attachToTarget",
-            json!({"targetId": id, "flatten": true}),
-        );
-        b.session = attached["sessionId"].as_str().unwrap().to_owned();
-        b.call("Page.enable", json!({}));
-        b.call("Runtime.enable", json!({}));
-        b
-    }
-
-    fn recv(&mut self) -> Value {
-        self.from
-            .recv_timeout(BROWSER_PATIENCE)
-            .expect("chromium answers over its DevTools pipe")
-    }
-
-    /// Sends a command (to the page's session once there is one) and returns its result.
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        let m = self.answer(method, params);
-        assert!(m.get("error").is_none(), "{method}: {m}");
-        m["result"].clone()
-    }
-
-    /// Sends a command and returns the whole answer, an error among them.
-    fn answer(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let mut msg = json!({"id": id, "method": method, "params": params});
-        if !self.session.is_empty() {
-            msg["sessionId"] = json!(self.session);
-        }
-        let mut bytes = serde_json::to_vec(&msg).unwrap();
-        bytes.push(0);
-        self.to.write_all(&bytes).expect("write to chromium");
-        loop {
-            let m = self.recv();
-            if m["id"] == id {
-                return m;
-            }
-            self.events.push(m);
-        }
-    }
-
-    /// Loads `url` in a viewport of `width` × `height` CSS pixels (a phone's when narrow) and
-    /// waits until a page of `origin` has loaded (after any redirect).
-    fn open(&mut self, url: &str, origin: &str, width: u32, height: u32) {
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": width, "height": height, "deviceScaleFactor": 1,
-                   "mobile": width < 600}),
-        );
-        self.call("Page.navigate", json!({"url": "about:blank"}));
-        self.events.clear();
-        self.call("Page.navigate", json!({"url": url}));
-        let loaded = format!(
-            "document.readyState === 'complete' && location.href.startsWith({})",
-            json!(origin)
-        );
-        let deadline = Instant::now() + BROWSER_PATIENCE;
-        // Asked again until it holds; an answer lost to the navigation counts as not yet.
-        while self.answer(
-            "Runtime.evaluate",
-            json!({"expression": loaded, "returnByValue": true}),
-        )["result"]["result"]["value"]
-            != json!(true)
-        {
-            assert!(Instant::now() < deadline, "{url} never loaded");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The value of a script run in the page.
-    fn eval(&mut self, script: &str) -> Value {
-        let r = self.call(
-            "Runtime.evaluate",
-            json!({"expression": script, "returnByValue": true}),
-        );
-        assert!(r.get("exceptionDetails").is_none(), "{script}: {r}");
-        r["result"]["value"].clone()
-    }
-
-    /// A PNG of the whole page, saved at `path`; its width and height in pixels.
-    fn screenshot(&mut self, path: &Path) -> (u32, u32) {
-        let r = self.call(
-            "Page.captureScreenshot",
-            json!({"format": "png", "captureBeyondViewport": true}),
-        );
-        let png = base64_decode(r["data"].as_str().unwrap());
-        std::fs::write(path, &png).unwrap();
-        assert_eq!(&png[1..4], b"PNG");
-        let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
-        (be(16), be(20))
-    }
-
-    /// Dialogs opened and exceptions thrown by the page since it was opened.
-    fn trouble(&self) -> Vec<&Value> {
-        self.events
-            .iter()
-            .filter(|e| {
-                e["method"] == "Page.javascriptDialogOpening"
-                    || e["method"] == "Runtime.exceptionThrown"
-            })
-            .collect()
-    }
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let clean: Vec<u8> = s.bytes().filter(|c| *c != b'=').collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= u32::from(value(*c)) << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
 }
 
 /// What the page looks like to a script: the viewport, how wide the document is, and every

@@ -2,6 +2,7 @@
 //! sockets, and the interop modules use real BitTorrent clients.
 
 mod bounds;
+mod browser_download;
 mod catalog;
 mod common;
 mod create;
@@ -17,4 +18,5 @@ mod serve;
 mod setup;
 mod tracker;
 mod transmission;
+mod websocket;
 mod webtorrent;

@@ -289,6 +289,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .admin_token
             .as_deref()
             .map(face::admin::AdminToken::new),
+        ws_tracker: settings.tracker.websocket.enabled,
+        browser: (!settings.page.webtorrent_url.is_empty()).then(|| face::BrowserDownload {
+            script_url: settings.page.webtorrent_url.clone(),
+            integrity: settings.page.webtorrent_integrity.clone(),
+            max_bytes: settings.page.browser_max_bytes,
+        }),
     });
     let access = web::Data::new(face::access::Access {
         log: settings.http.access_log,
@@ -458,8 +464,9 @@ impl SwarmView for TrackerView {
             "# HELP bitseed_tracker_torrents Swarms with peers.\n# TYPE bitseed_tracker_torrents gauge\nbitseed_tracker_torrents {}\n\
              # HELP bitseed_tracker_seeders Seeders in all swarms.\n# TYPE bitseed_tracker_seeders gauge\nbitseed_tracker_seeders {}\n\
              # HELP bitseed_tracker_leechers Leechers in all swarms.\n# TYPE bitseed_tracker_leechers gauge\nbitseed_tracker_leechers {}\n\
-             # HELP bitseed_tracker_announces_total Announces handled (HTTP and UDP) since start.\n# TYPE bitseed_tracker_announces_total counter\nbitseed_tracker_announces_total {}\n",
-            s.torrents, s.seeders, s.leechers, self.0.announce_count()
+             # HELP bitseed_tracker_announces_total Announces handled (HTTP, UDP and WebSocket) since start.\n# TYPE bitseed_tracker_announces_total counter\nbitseed_tracker_announces_total {}\n\
+             # HELP bitseed_tracker_websocket_connections Open WebSocket tracker connections (browsers).\n# TYPE bitseed_tracker_websocket_connections gauge\nbitseed_tracker_websocket_connections {}\n",
+            s.torrents, s.seeders, s.leechers, self.0.announce_count(), self.0.ws_connections()
         ) + &format!(
             "# HELP bitseed_peer_uploaded_bytes_total Bytes of pieces sent over the peer wire.\n# TYPE bitseed_peer_uploaded_bytes_total counter\nbitseed_peer_uploaded_bytes_total {}\n",
             self.1.uploaded()

@@ -140,6 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         trusted_proxies: args.trusted_proxies,
         proxy_header: args.proxy_header,
         accept_ip_param: args.accept_ip_param,
+        websocket: bitseed::tracker::WsConfig::default(),
     };
     let tracker = match Tracker::new(config, &args.state) {
         Ok(t) => Arc::new(t),

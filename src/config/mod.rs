@@ -70,7 +70,25 @@ pub struct PageSettings {
     /// are not published (queued, being hashed, failed, with why) and the upload figures.
     /// Unset: nobody sees them. At least 16 characters (e.g. `openssl rand -hex 16`).
     pub admin_token: Option<String>,
+    /// Where the page loads WebTorrent (the `webtorrent` npm package's
+    /// `dist/webtorrent.min.js`) from for its "Download in browser" button: loaded only when
+    /// a visitor clicks it. Empty: no such button. Serve your own copy to keep visitors off a
+    /// CDN.
+    pub webtorrent_url: String,
+    /// Its Subresource Integrity hash (`sha384-…`, e.g. `openssl dgst -sha384 -binary FILE |
+    /// openssl base64 -A`): the browser refuses a script with other bytes. Empty: not checked.
+    pub webtorrent_integrity: String,
+    /// Largest file offered for download in the browser, in bytes (the browser holds the
+    /// whole file in memory); larger ones offer the .torrent only.
+    pub browser_max_bytes: u64,
 }
+
+/// WebTorrent as the page loads it by default: the version the tests run, pinned, with its
+/// integrity hash (computed from the npm package's file).
+pub const WEBTORRENT_URL: &str =
+    "https://cdn.jsdelivr.net/npm/webtorrent@3.0.21/dist/webtorrent.min.js";
+pub const WEBTORRENT_INTEGRITY: &str =
+    "sha384-IexsdEUdGw4BzhFFI9KtUV6DveUjtM3Qwf/paYQ1I3U0fnEUItBxhSKS0BHQwoV7";
 
 impl Default for PageSettings {
     fn default() -> Self {
@@ -80,6 +98,9 @@ impl Default for PageSettings {
                     load with everyone else downloading, or directly over HTTP."
                 .into(),
             admin_token: None,
+            webtorrent_url: WEBTORRENT_URL.into(),
+            webtorrent_integrity: WEBTORRENT_INTEGRITY.into(),
+            browser_max_bytes: 1 << 30,
         }
     }
 }

@@ -57,6 +57,54 @@ pub struct TrackerConfig {
     /// Whether the `ip` announce parameter is believed (it lets a client announce someone else's
     /// address, so it is off by default).
     pub accept_ip_param: bool,
+    /// The WebSocket tracker for browsers (WebTorrent), on `/announce` of the HTTP address.
+    pub websocket: WsConfig,
+}
+
+/// `[tracker.websocket]`: the WebTorrent tracker (`ws://HOST/announce`, `wss://` behind TLS).
+/// Browser peers share the swarms, modes and counts of the HTTP and UDP trackers; these bound
+/// what one connection may cost.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// Whether `/announce` accepts WebSocket upgrades, and served torrents and magnet links name
+    /// the `ws(s)://…/announce` tracker.
+    pub enabled: bool,
+    /// Seconds a browser is asked to wait between announces. Short: a browser meets the peers
+    /// that are there when it announces (its offers go to them), and the others meet it when
+    /// they announce again. Peers silent for twice this long are dropped.
+    pub interval: u32,
+    /// Longest message in bytes (a WebTorrent announce with 5 offers is about 10 KB).
+    pub max_message_bytes: usize,
+    /// Most offers in one announce (WebTorrent sends at most 5).
+    pub max_offers: usize,
+    /// Longest session description (SDP) of an offer or answer, in bytes.
+    pub max_sdp_bytes: usize,
+    /// Most swarms (torrents) one connection may join.
+    pub max_swarms_per_connection: usize,
+    /// Messages a connection may send per second, on average; bursts of 5 seconds' worth pass.
+    /// Messages beyond it are dropped unanswered.
+    pub messages_per_second: u32,
+    /// Seconds an offer waits for its answer (WebTorrent gives up after 50).
+    pub offer_ttl: u32,
+    /// Seconds a connection may stay silent (no message, no pong) before it is closed.
+    pub idle_timeout: u32,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            enabled: true,
+            interval: 120,
+            max_message_bytes: 64 * 1024,
+            max_offers: 10,
+            max_sdp_bytes: 16 * 1024,
+            max_swarms_per_connection: 64,
+            messages_per_second: 10,
+            offer_ttl: 60,
+            idle_timeout: 300,
+        }
+    }
 }
 
 impl Default for TrackerConfig {
@@ -76,6 +124,7 @@ impl Default for TrackerConfig {
             trusted_proxies: Vec::new(),
             proxy_header: ProxyHeader::XForwardedFor,
             accept_ip_param: false,
+            websocket: WsConfig::default(),
         }
     }
 }
@@ -93,6 +142,8 @@ pub enum ConfigError {
     MinInterval(u32, u32),
     #[error("tracker.numwant_default ({0}) must not exceed tracker.numwant_max ({1})")]
     Numwant(u32, u32),
+    #[error("tracker.websocket.{0} must be above 0")]
+    WsZero(&'static str),
 }
 
 impl TrackerConfig {
@@ -110,6 +161,22 @@ impl TrackerConfig {
         }
         if self.numwant_default > self.numwant_max {
             return Err(ConfigError::Numwant(self.numwant_default, self.numwant_max));
+        }
+        let ws = &self.websocket;
+        for (key, value) in [
+            ("interval", ws.interval as usize),
+            ("max_message_bytes", ws.max_message_bytes),
+            ("max_swarms_per_connection", ws.max_swarms_per_connection),
+            ("messages_per_second", ws.messages_per_second as usize),
+            ("offer_ttl", ws.offer_ttl as usize),
+            ("idle_timeout", ws.idle_timeout as usize),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::WsZero(key));
+            }
+        }
+        if ws.interval > MAX_INTERVAL {
+            return Err(ConfigError::Interval(ws.interval));
         }
         Ok(())
     }

@@ -28,7 +28,21 @@ pub fn configure(tracker: Arc<Tracker>) -> impl FnOnce(&mut web::ServiceConfig) 
 #[derive(Debug, Clone, Copy)]
 pub struct LocalAddr(pub std::net::SocketAddr);
 
-async fn announce(req: HttpRequest, tracker: web::Data<Tracker>) -> HttpResponse {
+async fn announce(
+    req: HttpRequest,
+    payload: web::Payload,
+    tracker: web::Data<Tracker>,
+) -> HttpResponse {
+    // A browser's WebTorrent tracker connection (`ws://…/announce`): the same path.
+    if tracker.config().websocket.enabled && super::ws::is_upgrade(&req) {
+        let Some(ip) = client_ip(&req, &tracker) else {
+            return bencoded(failure("no client address"));
+        };
+        return match super::ws::accept(&req, payload, tracker, ip) {
+            Ok(res) => res,
+            Err(e) => e.error_response(),
+        };
+    }
     let body = match client_ip(&req, &tracker) {
         Some(ip) => answer_announce(
             &tracker,

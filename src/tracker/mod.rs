@@ -1,11 +1,13 @@
-//! The built-in tracker (BEP 3, 7, 15, 23, 24, 41, 48): swarms in memory, sharded by info hash,
-//! answered over HTTP (actix-web) and UDP.
+//! The built-in tracker (BEP 3, 7, 15, 23, 24, 41, 48, and WebTorrent's WebSocket protocol):
+//! swarms in memory, sharded by info hash, answered over HTTP (actix-web), UDP and WebSocket.
 //!
 //! Pure cores (no sockets, no clock reads): `http_request` / `http_response` (HTTP announce and
-//! scrape), `udp_protocol` (BEP 15 packets with BEP 41 options), `connection_id` (stateless UDP
-//! connection IDs), `peer_list` and `swarm` (the store). Shells: `state` (the [`Tracker`] and its
-//! locks), `http`, `udp` (with `udp_batch`: `recvmmsg`/`sendmmsg` on Linux), `maintenance`
-//! (expiry, saving counts), `completed_store` (SQLite).
+//! scrape), `udp_protocol` (BEP 15 packets with BEP 41 options), `ws_protocol` (WebTorrent's
+//! JSON messages), `connection_id` (stateless UDP connection IDs), `peer_list`, `swarm` and
+//! `rtc_swarm` (the store: address peers, and browser peers met by relayed offers). Shells:
+//! `state` (the [`Tracker`] and its locks), `http`, `udp` (with `udp_batch`:
+//! `recvmmsg`/`sendmmsg` on Linux), `ws` (the upgraded `/announce` and the connections' hub),
+//! `maintenance` (expiry, saving counts), `completed_store` (SQLite).
 //!
 //! Used by `bitseed serve`:
 //! ```ignore
@@ -25,6 +27,7 @@ pub mod http_request;
 pub mod http_response;
 mod maintenance;
 mod peer_list;
+mod rtc_swarm;
 mod siphash;
 mod state;
 mod swarm;
@@ -33,9 +36,11 @@ mod udp;
 #[cfg(target_os = "linux")]
 mod udp_batch;
 pub mod udp_protocol;
+mod ws;
+pub mod ws_protocol;
 
 pub use completed_store::StoreError;
-pub use config::{ConfigError, Mode, TrackerConfig};
+pub use config::{ConfigError, Mode, TrackerConfig, WsConfig};
 pub use http::{answer_announce, answer_scrape, configure, LocalAddr};
 pub use http_request::InfoHash;
 pub use http_response::Counts;

@@ -18,8 +18,11 @@ use super::connection_id::ConnectionIds;
 use super::http_request::{Event, InfoHash};
 use super::http_response::Counts;
 use super::peer_list::TICK_MASK;
+use super::rtc_swarm::{Relay, RtcLimits, RtcOutcome, Sender};
 use super::swarm::{Announce, Limits, Refusal, Shard, SwarmChange};
 use super::twins::Twins;
+use super::ws::Hub;
+use super::ws_protocol::{PeerId, WsAnnounce};
 use crate::proxy::Proxies;
 
 /// Shards by the info hash's first byte: an announce locks 1/256th of the store.
@@ -68,6 +71,8 @@ pub struct Tracker {
     /// `max_torrents_per_ip`. Touched only when a swarm is created or removed; its lock is
     /// taken inside a shard's, never the other way round.
     creators: Mutex<HashMap<u64, u32>>,
+    /// The open WebSocket connections, for relaying offers and answers between browsers.
+    hub: Hub,
 }
 
 impl Tracker {
@@ -105,6 +110,7 @@ impl Tracker {
             rate_bits: AtomicU64::new(0),
             twins: Twins::default(),
             creators: Mutex::new(HashMap::new()),
+            hub: Hub::default(),
         })
     }
 
@@ -115,6 +121,15 @@ impl Tracker {
     /// Who is believed about the client's address.
     pub fn proxies(&self) -> &Proxies {
         &self.proxies
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Open WebSocket tracker connections.
+    pub fn ws_connections(&self) -> usize {
+        self.hub.connections()
     }
 
     pub(crate) fn connection_ids(&self) -> &ConnectionIds {
@@ -134,6 +149,10 @@ impl Tracker {
         shard.own_seeds.remove(&info_hash);
         self.twins.unlink(&info_hash);
         if let Some(swarm) = shard.swarms.remove(&info_hash) {
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
+            self.release(&[swarm.creator]);
+        }
+        if let Some(swarm) = shard.rtc.remove(&info_hash) {
             self.torrents.fetch_sub(1, Ordering::Relaxed);
             self.release(&[swarm.creator]);
         }
@@ -248,6 +267,11 @@ impl Tracker {
                 stats.seeders += swarm.seeders();
                 stats.leechers += swarm.leechers();
             }
+            for (hash, swarm) in &shard.rtc {
+                stats.torrents += usize::from(!shard.swarms.contains_key(hash));
+                stats.seeders += swarm.seeders();
+                stats.leechers += swarm.leechers();
+            }
         }
         stats
     }
@@ -314,6 +338,74 @@ impl Tracker {
         Ok(counts)
     }
 
+    /// Records a browser's announce from tracker connection `conn` (client at `ip`) and
+    /// appends the offers and answer to relay to `out`.
+    pub fn rtc_announce(
+        &self,
+        a: &WsAnnounce,
+        conn: u64,
+        ip: std::net::IpAddr,
+        out: &mut Vec<Relay>,
+    ) -> Result<RtcOutcome, Refusal> {
+        let open = self.config.mode == Mode::Open;
+        let key = self.twins.swarm_key(&a.info_hash);
+        let limits = Limits {
+            own_seed: false,
+            open,
+            max_peers: self.config.max_peers_per_torrent as usize,
+            max_peers_per_ip: self.config.max_peers_per_ip as usize,
+            may_create: !open
+                || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
+        };
+        let rtc = RtcLimits {
+            max_peers: limits.max_peers,
+            max_peers_per_ip: limits.max_peers_per_ip,
+            offer_ttl: self.config.websocket.offer_ttl,
+        };
+        let from = Sender {
+            conn,
+            client: super::swarm::client_key(ip),
+            hash: a.info_hash,
+        };
+        let now = self.secs();
+        let outcome = self.shard(&key).rtc_announce(
+            key,
+            a,
+            from,
+            limits,
+            rtc,
+            now,
+            random(),
+            &mut |client| self.claim(client),
+            out,
+        )?;
+        if outcome.change.created {
+            self.torrents.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(creator) = outcome.change.removed {
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
+            self.release(&[creator]);
+        }
+        Ok(outcome)
+    }
+
+    /// The browser peers that tracker connection `conn` announced (hash, peer id) leave: the
+    /// connection closed.
+    pub fn rtc_leave(&self, joined: &[(InfoHash, PeerId)], conn: u64) {
+        let mut removed = Vec::new();
+        for (hash, id) in joined {
+            let key = self.twins.swarm_key(hash);
+            self.shard(&key).rtc_leave(&key, id, conn, &mut removed);
+        }
+        self.torrents.fetch_sub(removed.len(), Ordering::Relaxed);
+        self.release(&removed);
+    }
+
+    /// Seconds since the tracker started (browser peers' clock).
+    fn secs(&self) -> u32 {
+        self.start.elapsed().as_secs().min(u64::from(u32::MAX)) as u32
+    }
+
     /// Counts for each info hash (all tracked ones when `info_hashes` is empty and full scrape is
     /// on), sorted by info hash without repeats.
     pub fn scrape(&self, info_hashes: &[InfoHash]) -> Vec<(InfoHash, Counts)> {
@@ -324,7 +416,11 @@ impl Tracker {
             let mut all = Vec::new();
             for shard in self.shards.iter() {
                 let shard = lock(shard);
-                let hashes = shard.swarms.keys().chain(shard.published.iter());
+                let hashes = shard
+                    .swarms
+                    .keys()
+                    .chain(shard.rtc.keys())
+                    .chain(shard.published.iter());
                 all.extend(hashes.map(|h| (*h, shard.counts(h))));
             }
             // A hybrid torrent's v2 hash is counted in its v1 hash's swarm, which may be in
@@ -348,9 +444,16 @@ impl Tracker {
         let now = self.tick();
         let mut removed = 0;
         let mut creators = Vec::new();
+        let rtc_oldest = self
+            .secs()
+            .saturating_sub(self.config.websocket.interval.saturating_mul(2));
         for shard in self.shards.iter() {
             creators.clear();
-            lock(shard).sweep(now, self.max_age_ticks, &mut creators);
+            {
+                let mut shard = lock(shard);
+                shard.sweep(now, self.max_age_ticks, &mut creators);
+                shard.rtc_sweep(rtc_oldest, &mut creators);
+            }
             removed += creators.len();
             self.release(&creators);
         }

@@ -124,6 +124,8 @@ pub struct Shard {
     pub unsaved: HashMap<InfoHash, u64>,
     /// Announces handled, for the announces-per-second figure.
     pub announces: u64,
+    /// Browser peers (WebSocket tracker), counted with the others.
+    pub rtc: HashMap<InfoHash, super::rtc_swarm::RtcSwarm>,
 }
 
 /// What an announce did to the live swarms.
@@ -306,7 +308,11 @@ impl Shard {
     pub fn counts(&self, info_hash: &InfoHash) -> Counts {
         let own = u32::from(self.own_seeds.contains_key(info_hash));
         let downloaded = self.completed.get(info_hash).copied().unwrap_or(0);
-        match self.swarms.get(info_hash) {
+        let (rtc_seeders, rtc_leechers) = self
+            .rtc
+            .get(info_hash)
+            .map_or((0, 0), |s| (s.seeders() as u32, s.leechers() as u32));
+        let counts = match self.swarms.get(info_hash) {
             Some(s) => Counts {
                 complete: s.seeders() as u32 + own,
                 incomplete: s.leechers() as u32,
@@ -317,6 +323,11 @@ impl Shard {
                 incomplete: 0,
                 downloaded,
             },
+        };
+        Counts {
+            complete: counts.complete + rtc_seeders,
+            incomplete: counts.incomplete + rtc_leechers,
+            ..counts
         }
     }
 

@@ -76,6 +76,20 @@ pub struct WebState {
     /// The DHT node's UDP port (the peer port) when one runs: served torrents name it in
     /// `nodes` (BEP 5), at the host the client reached us by.
     pub dht_port: Option<u16>,
+    /// Whether the WebSocket tracker runs: links then name `ws(s)://…/announce` too.
+    pub ws_tracker: bool,
+    /// The page's "Download in browser" (WebTorrent), when `page.webtorrent_url` is set.
+    pub browser: Option<BrowserDownload>,
+}
+
+/// Where the page loads WebTorrent from, and up to what size it offers it.
+#[derive(Debug, Clone)]
+pub struct BrowserDownload {
+    pub script_url: String,
+    /// Subresource Integrity of the script (`sha384-…`); empty: not checked.
+    pub integrity: String,
+    /// Largest single file offered (the browser holds it in memory).
+    pub max_bytes: u64,
 }
 
 /// How long the page and the API may be reused without asking: a few seconds, the page's own
@@ -180,8 +194,10 @@ impl WebState {
     pub fn links(&self, req: &HttpRequest, p: &Published) -> Links {
         let base = self.base_url(req);
         let (download_url, web_seed) = file_urls(&base, &p.name, p.meta.single_file);
+        let ws_announce = self.ws_tracker.then(|| ws_url(&base));
         let mut magnet = p.meta.magnet();
         magnet.trackers = vec![format!("{base}/announce")];
+        magnet.trackers.extend(ws_announce.clone());
         if p.meta.format != crate::metainfo::Format::Merkle {
             magnet.web_seeds = vec![web_seed.clone()];
         }
@@ -190,9 +206,20 @@ impl WebState {
             magnet: magnet.to_uri(),
             download_url,
             announce: format!("{base}/announce"),
+            ws_announce,
             web_seed,
         }
     }
+}
+
+/// The WebSocket tracker under `base` (`http://h` → `ws://h/announce`, `https` → `wss`).
+fn ws_url(base: &str) -> String {
+    let rest = base
+        .strip_prefix("https://")
+        .map(|r| format!("wss://{r}"))
+        .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
+        .unwrap_or_else(|| base.to_owned());
+    format!("{rest}/announce")
 }
 
 /// The direct download URL and the BEP 19 web seed (`url-list`, magnet `ws`) of the entry `name`
@@ -245,6 +272,8 @@ pub struct Links {
     pub magnet: String,
     pub download_url: String,
     pub announce: String,
+    /// The WebSocket tracker, when it runs.
+    pub ws_announce: Option<String>,
     pub web_seed: String,
 }
 
@@ -397,6 +426,18 @@ pub fn cors() -> actix_cors::Cors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_websocket_tracker_follows_the_scheme() {
+        assert_eq!(
+            ws_url("http://10.0.0.1:8080"),
+            "ws://10.0.0.1:8080/announce"
+        );
+        assert_eq!(
+            ws_url("https://example.com/downloads"),
+            "wss://example.com/downloads/announce"
+        );
+    }
 
     /// Regression (WebTorrent 3 fetched a single-file torrent's `url-list` `.../files/` as it is
     /// and got 404): a single file's web seed is its own URL, a folder's the `/files/` root.

@@ -85,6 +85,11 @@ ul.files li{min-width:0;overflow-wrap:anywhere}\
 .state.failed{color:var(--bad)}\
 progress{width:12rem;max-width:60%;vertical-align:middle}\
 .empty{color:var(--muted);padding:2rem 0;text-align:center}\
+.inbrowser{display:flex;flex-wrap:wrap;align-items:center;gap:.4rem .75rem;margin:.6rem 0 0;\
+font-size:.9rem;color:var(--muted)}\
+.inbrowser button{font:inherit;font-weight:600;cursor:pointer}\
+.inbrowser button:disabled{cursor:default;opacity:.6}\
+.wt-state{min-width:0;overflow-wrap:anywhere}\
 nav.more{margin:1rem 0;text-align:center}\
 footer{margin:2rem 0 0;color:var(--muted);font-size:.85rem}\
 @media (max-width:36rem){main{padding-top:1rem}h1{font-size:1.6rem}\
@@ -130,6 +135,85 @@ setInterval(async () => {
     if (list.length !== rows.length) location.reload();
   } catch (e) {}
 }, 5000);
+"#;
+
+/// "Download in browser": loads WebTorrent (from `page.webtorrent_url`, checked against its
+/// integrity hash, on the first click only), joins the swarm through the torrent's trackers
+/// (the WebSocket one among them) and its web seed, shows progress, peers and speed, checks
+/// the SHA-256 against the page's, and saves the file: into the file the visitor picks where
+/// the browser has the File System Access API, else through a Blob URL. The bytes from other
+/// browsers and from the web seed are kept on the card (`data-peer-bytes`, `data-web-bytes`),
+/// and said in words when done. The tab keeps sharing the file while it stays open.
+const BROWSER_SCRIPT: &str = r#"
+let client = null;
+const loadWebTorrent = async () => {
+  if (client) return client;
+  const b = document.body.dataset;
+  const r = await fetch(b.webtorrent, b.integrity ? {integrity: b.integrity} : {});
+  if (!r.ok) throw new Error('WebTorrent did not load (' + r.status + ')');
+  const url = URL.createObjectURL(new Blob([await r.text()], {type: 'text/javascript'}));
+  const WebTorrent = (await import(url)).default;
+  client = new WebTorrent();
+  return client;
+};
+const size = n => n < 1e6 ? (n / 1e3).toFixed(0) + ' kB' : (n / 1e6).toFixed(1) + ' MB';
+const hex = buf => [...new Uint8Array(buf)].map(b => b.toString(16).padStart(2, '0')).join('');
+for (const button of document.querySelectorAll('button.wt')) {
+  button.hidden = false;
+  button.addEventListener('click', async () => {
+    const box = button.closest('.inbrowser');
+    const say = text => { box.querySelector('.wt-state').textContent = text; };
+    const d = button.dataset;
+    button.disabled = true;
+    let handle = null;
+    if (window.showSaveFilePicker) {
+      try { handle = await showSaveFilePicker({suggestedName: d.name}); }
+      catch (e) { button.disabled = false; return; }
+    }
+    let timer = null, torrent = null;
+    try {
+      say('Loading WebTorrent…');
+      const wt = await loadWebTorrent();
+      torrent = wt.add(new URL(d.torrent, location.href).href);
+      let fromPeers = 0, fromWeb = 0;
+      torrent.on('wire', wire => wire.on('download', n => {
+        if (wire.type === 'webSeed') fromWeb += n; else fromPeers += n;
+        box.dataset.peerBytes = fromPeers;
+        box.dataset.webBytes = fromWeb;
+      }));
+      timer = setInterval(() => say(Math.floor(torrent.progress * 100) + '% · ' + torrent.numPeers
+        + (torrent.numPeers === 1 ? ' source' : ' sources') + ' · ' + size(torrent.downloadSpeed) + '/s'), 500);
+      await new Promise((done, fail) => { torrent.once('done', done); torrent.once('error', fail); });
+      clearInterval(timer);
+      say('Checking…');
+      const buf = await torrent.files[0].arrayBuffer();
+      if (crypto.subtle && d.sha256) {
+        const sum = hex(await crypto.subtle.digest('SHA-256', buf));
+        box.dataset.sha256 = sum;
+        if (sum !== d.sha256) throw new Error('its SHA-256 is not the published one: not saved');
+      }
+      const blob = new Blob([buf]);
+      if (handle) {
+        const w = await handle.createWritable();
+        await w.write(blob);
+        await w.close();
+      } else {
+        const a = Object.assign(document.createElement('a'), {href: URL.createObjectURL(blob), download: d.name, textContent: 'Save again'});
+        box.append(a);
+        a.click();
+      }
+      box.dataset.state = 'done';
+      say('Done' + (d.sha256 && crypto.subtle ? ', SHA-256 checked' : '') + ': ' + size(fromPeers)
+        + ' from other browsers, ' + size(fromWeb) + ' from this server. Sharing it while this tab is open.');
+    } catch (e) {
+      clearInterval(timer);
+      if (torrent) torrent.destroy();
+      box.dataset.state = 'failed';
+      say('Failed: ' + (e.message || e) + '. The .torrent and the direct download still work.');
+      button.disabled = false;
+    }
+  });
+}
 "#;
 
 /// What a queued card says: its place, or that its copy is still being written (the script has
@@ -191,7 +275,9 @@ pub async fn index(
     for (name, status) in &page.entries {
         let t = entry_json(&state, &req, name, status);
         match status {
-            Status::Published(p) => published_card(&mut cards, &t, p, admin),
+            Status::Published(p) => {
+                published_card(&mut cards, &t, p, admin, state.browser.as_ref())
+            }
             _ => pending_card(&mut cards, &t),
         }
     }
@@ -262,13 +348,24 @@ pub async fn index(
         ""
     };
     let title = escape(&state.title);
+    let (body_data, browser_script) = match &state.browser {
+        Some(b) => (
+            format!(
+                " data-webtorrent=\"{}\" data-integrity=\"{}\"",
+                escape(&b.script_url),
+                escape(&b.integrity)
+            ),
+            BROWSER_SCRIPT,
+        ),
+        None => (String::new(), ""),
+    };
     let html = format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width,initial-scale=1\">\
          <meta name=color-scheme content=\"light dark\">\
          <title>{title}</title>\
          <link rel=alternate type=application/atom+xml title=\"{title}\" href=\"feed.atom\">\
-         <style>{STYLE}</style></head><body><main>\
+         <style>{STYLE}</style></head><body{body_data}><main>\
          <header><h1>{title}</h1><div class=intro>{intro}</div></header>{banner}\
          {find}<p class=count>{shown}</p>{body}{more}\
          <footer><p>A .torrent or magnet link opens in a BitTorrent client (qBittorrent, \
@@ -276,7 +373,7 @@ pub async fn index(
          Compare a download's SHA-256 with the one shown (<code>sha256sum FILE</code>). \
          New releases: <a href=\"feed.atom\">Atom feed</a> · \
          <a href=\"api/torrents\">JSON API</a>.</p></footer>\
-         </main><script>{SCRIPT}</script></body></html>",
+         </main><script>{SCRIPT}{browser_script}</script></body></html>",
         intro = intro_html(&state.intro),
     );
     let mut builder = HttpResponse::Ok();
@@ -285,7 +382,13 @@ pub async fn index(
 }
 
 /// A published entry's card.
-fn published_card(out: &mut String, t: &TorrentJson, p: &Published, admin: bool) {
+fn published_card(
+    out: &mut String,
+    t: &TorrentJson,
+    p: &Published,
+    admin: bool,
+    browser: Option<&super::BrowserDownload>,
+) {
     let (Some(torrent), Some(magnet), Some(direct)) = (&t.torrent_url, &t.magnet, &t.download_url)
     else {
         return;
@@ -354,6 +457,23 @@ fn published_card(out: &mut String, t: &TorrentJson, p: &Published, admin: bool)
              <ul class=files>{list}</ul></details>"
         )
     };
+    let in_browser = match browser {
+        // One file, held in the browser's memory: up to the configured size.
+        Some(b) if p.meta.single_file && t.size <= b.max_bytes => format!(
+            "<div class=inbrowser><button type=button class=\"btn wt\" hidden \
+             data-torrent=\"{}\" data-name=\"{}\" data-sha256=\"{}\">Download in browser\
+             </button><span class=wt-state role=status></span></div>",
+            escape(torrent),
+            escape(&p.meta.name),
+            t.sha256.as_deref().unwrap_or("")
+        ),
+        Some(b) if p.meta.single_file => format!(
+            "<p class=inbrowser>Over {} is too large to download in the browser: use the \
+             .torrent.</p>",
+            human_size(b.max_bytes)
+        ),
+        _ => String::new(),
+    };
     let stable = super::encode_path(&t.path);
     let mut more = String::new();
     if let Some(h) = &t.info_hash {
@@ -406,7 +526,7 @@ fn published_card(out: &mut String, t: &TorrentJson, p: &Published, admin: bool)
          <span>direct downloads</span></li>\
          <li title=\".torrent files handed out\"><b class=fetches>{fetches}</b>\
          <span>.torrent fetches</span></li></ul>\
-         {sum}<details><summary>Details</summary><dl class=more>{more}</dl></details></li>",
+         {in_browser}{sum}<details><summary>Details</summary><dl class=more>{more}</dl></details></li>",
         path = escape(&t.path),
         name = escape(&t.name),
         size = human_size(t.size),

@@ -59,6 +59,10 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
     } else {
         vec![links.web_seed]
     };
+    // The WebSocket tracker in a tier of its own: a client that cannot speak it tries it
+    // only after the HTTP tracker (BEP 12), WebTorrent announces to both.
+    let mut tiers = vec![vec![links.announce]];
+    tiers.extend(links.ws_announce.map(|ws| vec![ws]));
     // BEP 27: a private torrent names no DHT node.
     let nodes: Vec<(String, u16)> = match state.dht_port {
         Some(port) if !p.meta.private => host_of(&state.base_url(req))
@@ -66,9 +70,7 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
             .unwrap_or_default(),
         _ => Vec::new(),
     };
-    let bytes = p
-        .meta
-        .to_bytes_with_nodes(&[vec![links.announce]], &web_seeds, &nodes);
+    let bytes = p.meta.to_bytes_with_nodes(&tiers, &web_seeds, &nodes);
     let mut builder = HttpResponse::Ok();
     state.link_headers(&mut builder, super::BY_NAME);
     builder.insert_header((

@@ -1,0 +1,208 @@
+//! Issue 17, "the page downloads in the browser": headless Chromium clicks "Download in
+//! browser", WebTorrent (the npm package's browser bundle, served as a CDN would, checked by
+//! its integrity hash) joins the swarm through the WebSocket tracker and the web seed, the page
+//! checks the SHA-256 and saves the file; a second browser at the same time gets bytes from the
+//! first over WebRTC.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::common::*;
+use crate::serve::{dirs, Server};
+
+/// WebRTC between two headless Chromium instances on loopback: host candidates on the loopback
+/// interface (not gathered by default), as IP addresses (not mDNS `.local` names, which
+/// nothing resolves here), whatever the IP handling policy.
+const WEBRTC_ON_LOOPBACK: [&str; 3] = [
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--force-webrtc-ip-handling-policy=default",
+];
+
+/// The card's state, as the page's script keeps it.
+const CARD: &str = r#"(() => {
+  const box = document.querySelector('.inbrowser');
+  return {state: box.dataset.state || '', sha256: box.dataset.sha256 || '',
+          peer: Number(box.dataset.peerBytes || 0), web: Number(box.dataset.webBytes || 0),
+          text: box.querySelector('.wt-state').textContent};
+})()"#;
+
+/// Opens the page in `browser`, saving downloads in `dir`, and clicks "Download in browser"
+/// (the Blob URL path: the save dialog of the File System Access API cannot be answered here).
+fn click_download(browser: &mut Browser, server: &Server, dir: &Path) {
+    browser.call(
+        "Page.setDownloadBehavior",
+        serde_json::json!({"behavior": "allow", "downloadPath": dir}),
+    );
+    browser.open(&server.url("/"), &server.url("/"), 1280, 800);
+    let clicked = browser.eval(
+        "(() => { window.showSaveFilePicker = undefined; \
+         const b = document.querySelector('button.wt'); \
+         if (!b || b.hidden) return false; b.click(); return true; })()",
+    );
+    assert_eq!(clicked, true, "no visible Download in browser button");
+}
+
+fn wait_card(
+    browser: &mut Browser,
+    what: &str,
+    server: &Server,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let card = browser.eval(CARD);
+        if done(&card) {
+            return card;
+        }
+        assert!(
+            Instant::now() < deadline && card["state"] != "failed",
+            "{what}: {card}\ntrouble: {:#?}\nlog:\n{}",
+            browser.trouble(),
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The saved file in `dir` once Chromium has finished writing it.
+fn saved(dir: &Path, name: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let path = dir.join(name);
+    loop {
+        if path.is_file() {
+            return std::fs::read(&path).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} was never saved",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two browsers download a published file from the page: the first starts alone (the web seed
+/// and its budget: 384 KiB/s, so the download takes seconds), the second joins while the
+/// first is under way and gets bytes from it over WebRTC, found through the WebSocket tracker.
+/// Each checks the SHA-256 in the page against the published one and saves the file, whose
+/// bytes are the published ones; the tracker counted both browsers.
+#[test]
+fn two_browsers_download_over_the_swarm_in_the_page() {
+    if !have_client("chromium", &["--version"]) || !have_webtorrent() {
+        return;
+    }
+    let bundle = std::fs::read(interop_script(
+        "webtorrent/node_modules/webtorrent/dist/webtorrent.min.js",
+    ))
+    .expect("the webtorrent package's browser bundle");
+    let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
+    let cdn = StaticFile::serve(bundle, "text/javascript");
+    let d = dirs();
+    let bytes = data(3 << 20, 77);
+    std::fs::write(d.content.join("release.bin"), &bytes).unwrap();
+    let server = Server::with_config(
+        &d,
+        &format!(
+            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
+             webtorrent_integrity = \"{integrity}\"\n\n[egress]\nmax_rate = 393216\n",
+            cdn.addr
+        ),
+    );
+    let want = hex::encode(Sha256::digest(&bytes));
+    // The page offers the download once the SHA-256 is known (computed while hashing).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.wait_published("release.bin", None)["sha256"] != want.as_str() {
+        assert!(Instant::now() < deadline, "no SHA-256 in the API");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = Browser::start_with(&WEBRTC_ON_LOOPBACK);
+    click_download(&mut first, &server, dir1.path());
+    wait_card(&mut first, "first browser under way", &server, |c| {
+        c["web"].as_u64().unwrap_or(0) > 0
+    });
+    let mut second = Browser::start_with(&WEBRTC_ON_LOOPBACK);
+    click_download(&mut second, &server, dir2.path());
+    let done = |c: &Value| c["state"] == "done";
+    let card1 = wait_card(&mut first, "first browser done", &server, done);
+    let card2 = wait_card(&mut second, "second browser done", &server, done);
+    for (card, dir, who) in [(&card1, &dir1, "first"), (&card2, &dir2, "second")] {
+        assert_eq!(card["sha256"], want.as_str(), "{who}: {card}");
+        assert!(
+            card["text"].as_str().unwrap().contains("SHA-256 checked"),
+            "{who}: {card}"
+        );
+        assert!(
+            saved(dir.path(), "release.bin") == bytes,
+            "{who}: saved bytes differ"
+        );
+        let trouble = if who == "first" {
+            first.trouble().len()
+        } else {
+            second.trouble().len()
+        };
+        assert_eq!(trouble, 0, "{who}: exceptions or dialogs in the page");
+    }
+    assert!(
+        card2["peer"].as_u64().unwrap() > 0,
+        "the second browser got nothing over WebRTC: {card2}\nfirst: {card1}"
+    );
+    eprintln!("first: {card1}\nsecond: {card2}");
+    // Both browsers are in the swarm (sharing while their tabs are open), beside bitseed.
+    let t = server.wait_published("release.bin", None);
+    assert_eq!(t["seeders"], 3, "{t}");
+    assert_eq!(t["completed"], 2, "{t}");
+}
+
+/// A script whose bytes are not the ones `page.webtorrent_integrity` names is never run: the
+/// card says the download failed (the .torrent and direct download remain), nothing is saved.
+#[test]
+fn a_webtorrent_script_with_other_bytes_is_refused() {
+    if !have_client("chromium", &["--version"]) {
+        return;
+    }
+    let cdn = StaticFile::serve(
+        b"export default class { constructor() { document.title = 'ran'; } }".to_vec(),
+        "text/javascript",
+    );
+    let d = dirs();
+    std::fs::write(d.content.join("release.bin"), data(100_000, 3)).unwrap();
+    let wrong = format!("sha384-{}", base64_encode(&Sha384::digest(b"other bytes")));
+    let server = Server::with_config(
+        &d,
+        &format!(
+            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
+             webtorrent_integrity = \"{wrong}\"\n",
+            cdn.addr
+        ),
+    );
+    server.wait_published("release.bin", None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::start();
+    click_download(&mut browser, &server, dir.path());
+    let card = wait_card_state(&mut browser, "failed");
+    assert!(
+        card["text"].as_str().unwrap().starts_with("Failed"),
+        "{card}"
+    );
+    assert_ne!(browser.eval("document.title"), "ran");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// Waits until the card's state is `state`.
+fn wait_card_state(browser: &mut Browser, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let card = browser.eval(CARD);
+        if card["state"] == state {
+            return card;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {card}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
