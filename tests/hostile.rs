@@ -15,7 +15,7 @@ use crate::serve::{dirs, http_get, Server};
 fn fuzz_regressions_and_seed_corpus_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     type Body = fn(&[u8]);
-    let targets: [(&str, Body); 9] = [
+    let targets: [(&str, Body); 10] = [
         ("bencode_metainfo", bitseed::fuzzing::bencode_metainfo),
         ("magnet", bitseed::fuzzing::magnet),
         ("http_query", bitseed::fuzzing::http_query),
