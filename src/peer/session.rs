@@ -83,6 +83,8 @@ enum SessionError {
     PushedOut,
     #[error("closed to make room for a new peer (idle, uninterested or a seed)")]
     Evicted,
+    #[error("the torrent was replaced or removed")]
+    Retired,
     #[error("no whole message received for the idle timeout")]
     Idle,
     #[error("a message took longer than the frame timeout to arrive")]
@@ -762,7 +764,7 @@ async fn serve_open(
                     Err(_) => return Err(SessionError::Join),
                 }
             }
-            _ = entry.retired.cancelled() => return Ok(()),
+            _ = entry.retired.cancelled() => return Err(SessionError::Retired),
             _ = view.evict.cancelled() => return Err(SessionError::Evicted),
             // Nothing is read from a peer whose answers are waiting for room: its requests stay
             // in its socket (and TCP slows it down) rather than in our memory.
