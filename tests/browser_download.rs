@@ -100,7 +100,7 @@ fn two_browsers_download_over_the_swarm_in_the_page() {
     ))
     .expect("the webtorrent package's browser bundle");
     let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
-    let cdn = StaticFile::serve(bundle, "text/javascript");
+    let cdn = TinyHttp::file(bundle, "text/javascript");
     let d = dirs();
     let bytes = data(3 << 20, 77);
     std::fs::write(d.content.join("release.bin"), &bytes).unwrap();
@@ -166,7 +166,7 @@ fn a_webtorrent_script_with_other_bytes_is_refused() {
     if !have_client("chromium", &["--version"]) {
         return;
     }
-    let cdn = StaticFile::serve(
+    let cdn = TinyHttp::file(
         b"export default class { constructor() { document.title = 'ran'; } }".to_vec(),
         "text/javascript",
     );

@@ -760,25 +760,21 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-/// One file served over HTTP on loopback at any path, readable from any origin (as a CDN
-/// serves a script), one request at a time. Stopped when dropped.
-pub struct StaticFile {
+/// A one-thread HTTP server on loopback for tests: each request's head (bounded to 64 KiB) is
+/// handed to `answer`, which gives the whole response; one request per connection, one at a
+/// time. Stopped when dropped.
+pub struct TinyHttp {
     pub addr: std::net::SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl StaticFile {
-    pub fn serve(body: Vec<u8>, content_type: &str) -> StaticFile {
+impl TinyHttp {
+    pub fn serve(mut answer: impl FnMut(&[u8]) -> Vec<u8> + Send + 'static) -> TinyHttp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-             Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
@@ -796,25 +792,49 @@ impl StaticFile {
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = s.write_all(head.as_bytes());
-                if !req.starts_with(b"HEAD ") {
-                    let _ = s.write_all(&body);
-                }
+                let _ = s.write_all(&answer(&req));
             }
         });
-        StaticFile {
+        TinyHttp {
             addr,
             stop,
             thread: Some(thread),
         }
     }
+
+    /// One file at any path, readable from any origin (as a CDN serves a script).
+    pub fn file(body: Vec<u8>, content_type: &str) -> TinyHttp {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        TinyHttp::serve(move |req| {
+            let mut res = head.as_bytes().to_vec();
+            if !req.starts_with(b"HEAD ") {
+                res.extend_from_slice(&body);
+            }
+            res
+        })
+    }
 }
 
-impl Drop for StaticFile {
+impl Drop for TinyHttp {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Each of `files` (paths relative to both folders) holds the same bytes in `got` as in `want`.
+pub fn assert_same_files(got: &Path, want: &Path, files: &[&str], label: &str) {
+    for rel in files {
+        assert_eq!(
+            std::fs::read(got.join(rel)).unwrap(),
+            std::fs::read(want.join(rel)).unwrap(),
+            "{label}: {rel}"
+        );
     }
 }

@@ -109,13 +109,12 @@ fn libtorrent_downloads_a_bare_magnet_found_over_the_dht() {
             stderr(&o),
             server.log.lock().unwrap()
         );
-        for rel in ["a.bin", "b.bin"] {
-            assert_eq!(
-                std::fs::read(out.path().join("pack").join(rel)).unwrap(),
-                std::fs::read(d.content.join("pack").join(rel)).unwrap(),
-                "{format}: {rel}"
-            );
-        }
+        crate::common::assert_same_files(
+            &out.path().join("pack"),
+            &d.content.join("pack"),
+            &["a.bin", "b.bin"],
+            format,
+        );
         // Each wire hash was announced to libtorrent's node by bitseed's, with the peer port.
         for h in &hashes {
             let a = v["announces"]

@@ -4,7 +4,7 @@
 //! test starts is held by a guard that kills it when the test ends, however it ends.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -362,71 +362,40 @@ struct Tracker {
     url: String,
     /// The request line of every announce received.
     requests: Arc<std::sync::Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: crate::common::TinyHttp,
 }
 
 impl Tracker {
     fn start(peer: Arc<std::sync::Mutex<Option<SocketAddr>>>) -> Tracker {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}/announce", listener.local_addr().unwrap());
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = requests.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((mut s, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&req);
-                if let Some(first) = line.lines().next() {
-                    seen.lock().unwrap().push(first.to_string());
-                }
-                let mut body = b"d8:intervali60e5:peers".to_vec();
-                match *peer.lock().unwrap() {
-                    Some(SocketAddr::V4(a)) => {
-                        body.extend_from_slice(b"6:");
-                        body.extend_from_slice(&a.ip().octets());
-                        body.extend_from_slice(&a.port().to_be_bytes());
-                    }
-                    _ => body.extend_from_slice(b"0:"),
-                }
-                body.push(b'e');
-                let head = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes());
-                let _ = s.write_all(&body);
+        let server = crate::common::TinyHttp::serve(move |req| {
+            let line = String::from_utf8_lossy(req);
+            if let Some(first) = line.lines().next() {
+                seen.lock().unwrap().push(first.to_string());
             }
+            let mut body = b"d8:intervali60e5:peers".to_vec();
+            match *peer.lock().unwrap() {
+                Some(SocketAddr::V4(a)) => {
+                    body.extend_from_slice(b"6:");
+                    body.extend_from_slice(&a.ip().octets());
+                    body.extend_from_slice(&a.port().to_be_bytes());
+                }
+                _ => body.extend_from_slice(b"0:"),
+            }
+            body.push(b'e');
+            let mut res = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            res.extend_from_slice(&body);
+            res
         });
         Tracker {
-            url,
+            url: format!("http://{}/announce", server.addr),
             requests,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _server: server,
         }
     }
 }

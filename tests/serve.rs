@@ -946,13 +946,12 @@ fn libtorrent_downloads_from_the_magnet_link() {
             stderr(&o),
             server.log.lock().unwrap()
         );
-        for rel in ["a.bin", "b.bin"] {
-            assert_eq!(
-                std::fs::read(out.path().join("pack").join(rel)).unwrap(),
-                std::fs::read(d.content.join("pack").join(rel)).unwrap(),
-                "{format}: {rel}"
-            );
-        }
+        crate::common::assert_same_files(
+            &out.path().join("pack"),
+            &d.content.join("pack"),
+            &["a.bin", "b.bin"],
+            format,
+        );
         // The tracker counted the downloader.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

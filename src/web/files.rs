@@ -223,15 +223,17 @@ async fn serve_file(
         "file download"
     );
     let whole = start == 0 && end == len;
-    let body = file_stream(
-        state.clone(),
-        p,
+    let body = file_stream(Reader {
+        state: state.clone(),
+        published: p,
         index,
-        (start, end),
+        pos: start,
+        end,
         channel,
         whole,
         wire_ip,
-    );
+        handed: 0,
+    });
     sized(&mut builder, end - start, body)
 }
 
@@ -341,29 +343,10 @@ impl Reader {
     }
 }
 
-/// `start..end` of file `index`, read a chunk at a time on the blocking pool, each chunk checked
-/// against the file's identity after it is read and granted by the publisher's budget on
-/// `channel` before it is read.
-fn file_stream(
-    state: web::Data<WebState>,
-    published: Arc<Published>,
-    index: usize,
-    (start, end): (u64, u64),
-    channel: Channel,
-    whole: bool,
-    wire_ip: Option<std::net::IpAddr>,
-) -> impl futures_util::Stream<Item = Result<Bytes, StorageError>> {
-    let reader = Reader {
-        state,
-        published,
-        index,
-        pos: start,
-        end,
-        channel,
-        whole,
-        wire_ip,
-        handed: 0,
-    };
+/// The reader's `pos..end` of its file, read a chunk at a time on the blocking pool, each chunk
+/// checked against the file's identity after it is read and granted by the publisher's budget
+/// on its channel before it is read.
+fn file_stream(reader: Reader) -> impl futures_util::Stream<Item = Result<Bytes, StorageError>> {
     futures_util::stream::unfold(reader, |mut r| async move {
         r.count_handed();
         if r.pos >= r.end {
