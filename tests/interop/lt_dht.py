@@ -4,7 +4,8 @@ Usage: lt_dht.py --bootstrap HOST:PORT --listen IP [--magnet URI --save DIR] [--
                  [--timeout SECONDS]
 With --magnet, downloads it (libtorrent checks every piece) with peers found over the DHT only.
 With --lookup, asks the DHT for peers of each hash (get_peers) and reports the replies.
-Prints one JSON line: {"ok", "announces": [[hash, ip, port]], "lookups": {hash: [[ip, port]]},
+Prints one JSON line: {"ok", "announces": [[hash, ip, port]], "lookups": {hash: [[ip, port]]}
+(the node's first answer per hash),
 "peers_from_dht", ...}; exits 0 only when the download (if any) completed and every lookup got
 a reply. The DHT knows only the given bootstrap node (loopback), so nothing leaves the machine.
 """
@@ -67,9 +68,12 @@ def watch_packet(alert, node, asked, lookups):
         asked[tid] = pkt[b"a"][b"info_hash"].hex()
     elif not outgoing and pkt.get(b"y") == b"r" and tid in asked:
         values = pkt[b"r"].get(b"values", [])
-        lookups[asked.pop(tid)] = [
+        # The first answer per hash: later ones also list the peers that announced since
+        # (libtorrent itself, once it has asked), which lookups repeated on a slow run would
+        # record instead.
+        lookups.setdefault(asked.pop(tid), [
             ["%d.%d.%d.%d" % tuple(v[:4]), int.from_bytes(v[4:6], "big")] for v in values
-        ]
+        ])
 
 
 def main():
