@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -265,9 +266,52 @@ pub struct Offload {
     /// (bounded by the seeder's connection cap). A client among them reaches the seeder's
     /// peer port, so the web seed is of no use to it (see `web::files`).
     on_wire: Mutex<HashMap<IpAddr, u32>>,
+    /// Pieces each address last asked the web seed for, until when (see `claim_web_seed`).
+    web_claims: Mutex<HashMap<IpAddr, WebClaim>>,
 }
 
+#[derive(Debug, Clone)]
+struct WebClaim {
+    pieces: Range<u32>,
+    until: Instant,
+}
+
+/// How long a web-seed request's pieces count as taken by its client after we answered it.
+/// libtorrent reads our answer only once its download limiter grants the whole request's
+/// quota (16 MiB, seconds at a few MB/s), and asks no one else for those pieces until then.
+pub const WEB_CLAIM_HOLD: Duration = Duration::from_secs(6);
+/// Addresses remembered with a claim; beyond it, newer claims are not recorded.
+const MAX_WEB_CLAIMS: usize = 4096;
+
 impl Offload {
+    /// `ip` asked the web seed for `pieces`: its client will not ask the peer wire for them
+    /// for a while, so super-seeding shows it other pieces meanwhile.
+    pub fn claim_web_seed(&self, ip: IpAddr, pieces: Range<u32>, now: Instant) {
+        let mut m = self.web_claims.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_WEB_CLAIMS {
+            m.retain(|_, c| c.until > now);
+        }
+        let ip = ip.to_canonical();
+        if m.len() < MAX_WEB_CLAIMS || m.contains_key(&ip) {
+            let until = now + WEB_CLAIM_HOLD;
+            m.insert(ip, WebClaim { pieces, until });
+        }
+    }
+
+    /// The pieces `ip`'s client has lately asked the web seed for, if any.
+    pub fn web_claim(&self, ip: IpAddr, now: Instant) -> Option<Range<u32>> {
+        let mut m = self.web_claims.lock().unwrap_or_else(|e| e.into_inner());
+        let ip = ip.to_canonical();
+        match m.get(&ip) {
+            Some(c) if c.until > now => Some(c.pieces.clone()),
+            Some(_) => {
+                m.remove(&ip);
+                None
+            }
+            None => None,
+        }
+    }
+
     pub fn joined_wire(&self, ip: IpAddr) {
         let mut m = self.on_wire.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(ip.to_canonical()).or_default() += 1;
@@ -399,6 +443,31 @@ mod tests {
         let (mut b, t0) = budget(4_000_000);
         let got = run(&mut b, t0, &[Channel::WebSeed], 10.0);
         assert!(got[1] >= 39_000_000, "{got:?}");
+    }
+
+    #[test]
+    fn a_web_seed_claim_holds_for_a_while_per_address() {
+        let o = Offload::default();
+        let t0 = Instant::now();
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.9".parse().unwrap();
+        o.claim_web_seed(ip, 10..20, t0);
+        assert_eq!(o.web_claim(mapped, t0), Some(10..20));
+        assert_eq!(o.web_claim("127.0.0.8".parse().unwrap(), t0), None);
+        // A newer request replaces the older; the claim ends after the hold.
+        o.claim_web_seed(ip, 30..40, t0 + Duration::from_secs(1));
+        assert_eq!(o.web_claim(ip, t0 + WEB_CLAIM_HOLD), Some(30..40));
+        assert_eq!(o.web_claim(ip, t0 + WEB_CLAIM_HOLD * 2), None);
+        // The table is bounded: when full of live claims, new addresses are not recorded.
+        for i in 0..MAX_WEB_CLAIMS as u32 {
+            o.claim_web_seed(IpAddr::from(i.to_be_bytes()), 0..1, t0);
+        }
+        let late: IpAddr = "10.255.255.255".parse().unwrap();
+        o.claim_web_seed(late, 0..1, t0);
+        assert_eq!(o.web_claim(late, t0), None);
+        // Once they expire, there is room again.
+        o.claim_web_seed(late, 0..1, t0 + WEB_CLAIM_HOLD * 2);
+        assert_eq!(o.web_claim(late, t0 + WEB_CLAIM_HOLD * 2), Some(0..1));
     }
 
     #[test]

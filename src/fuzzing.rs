@@ -266,7 +266,7 @@ pub fn peer_connection(data: &[u8]) {
         }
         // Time passes half a second a step, so shown pieces left unrequested expire too.
         let now = t0 + std::time::Duration::from_millis(step as u64 * 500);
-        if let Some((_, _)) = conn.offer_wanted(now) {
+        if let Some((_, _)) = conn.offer_wanted(now, step % 5 == 0) {
             let _ = conn.offer(step % torrent.piece_count().max(1), now);
         }
         if let Some(job) = conn.next_job(torrent, 64 * 1024) {

@@ -222,3 +222,52 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
         }
     }
 }
+
+/// A client that asked the web seed for a range of pieces and then joins the peer wire is
+/// shown other pieces while that request holds them (libtorrent asks no one else for them
+/// until it has read our answer), not pieces it would leave unrequested.
+#[test]
+fn super_seeding_shows_pieces_outside_a_web_seed_request() {
+    use bitseed::peer::Message;
+    let d = dirs();
+    let len = 4 << 20;
+    std::fs::write(d.content.join("c.bin"), data(len, 45)).unwrap();
+    // A budget, so super-seeding is on (`auto`) and web-seed requests are looked at.
+    let server = Server::with_config(&d, "[egress]\nmax_rate = 100000000\n");
+    server.wait_published("c.bin", None);
+    let peer = server.logged_addr("peer listening on ");
+    let bytes = server.get("/torrents/c.bin.torrent").body;
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+    let piece = meta.piece_length;
+    let pieces = len.div_ceil(piece as usize) as u32;
+    // The first three quarters of the file, from 127.0.0.7, as libtorrent asks a web seed.
+    let claimed = pieces * 3 / 4;
+    let range = format!("bytes=0-{}", u64::from(claimed) * piece - 1);
+    let from = std::net::IpAddr::from([127, 0, 0, 7]);
+    let s = connect_from(from, server.http);
+    let headers = [
+        ("User-Agent", "libtorrent/2.0.8.0"),
+        ("Range", range.as_str()),
+    ];
+    assert_eq!(
+        request_on(s, server.http, "GET", "/files/c.bin", &headers).status,
+        206
+    );
+    let (mut s, mut buf) =
+        crate::seeder::handshake(connect_from(from, peer), meta.info_hash.wire().unwrap());
+    std::io::Write::write_all(&mut s, &Message::Interested.to_bytes()).unwrap();
+    let mut shown = Vec::new();
+    while shown.len() < 4 {
+        match crate::seeder::read_message(&mut s, &mut buf).expect("seeder closed") {
+            Message::Have(p) => shown.push(p),
+            Message::HaveAll | Message::Bitfield(_) => panic!("shown everything: {shown:?}"),
+            _ => {}
+        }
+    }
+    // Were the claim ignored, these would be the first pieces of the file (rarest first, ties
+    // by index).
+    assert!(
+        shown.iter().all(|&p| p >= claimed),
+        "shown {shown:?}, claimed 0..{claimed} of {pieces}"
+    );
+}

@@ -63,6 +63,8 @@ impl ReadJob {
 /// peer's window: a client may take it elsewhere (libtorrent claims whole ranges for its web
 /// seed), and waiting for it to report the piece would stall the peer's share of the seed.
 const SHOWN_UNREQUESTED: Duration = Duration::from_secs(2);
+/// Pieces shown to a super-seeded peer at a time while the first copy is still going out.
+const WIDE_WINDOW: usize = 8;
 
 /// A piece shown to a super-seeded peer.
 #[derive(Debug, Clone)]
@@ -396,9 +398,18 @@ impl Connection {
     /// and not yet had, not counting pieces it left unrequested while unchoked), returns what
     /// it has and is shown (for the torrent-wide picker) and the pieces it reported since the
     /// last call.
-    pub fn offer_wanted(&mut self, now: Instant) -> Option<(Vec<bool>, Vec<u32>)> {
+    ///
+    /// `wide` (while the first copy goes out: such pieces duplicate nothing) makes the window at
+    /// least `WIDE_WINDOW`: one piece at a time leaves the seed's upload idle between a peer's
+    /// `have` and its next request (a rate-limited libtorrent reads every half second).
+    pub fn offer_wanted(&mut self, now: Instant, wide: bool) -> Option<(Vec<bool>, Vec<u32>)> {
         let choking = self.choking;
         let sp = self.super_peer.as_mut()?;
+        let window = if wide {
+            sp.window.max(WIDE_WINDOW)
+        } else {
+            sp.window
+        };
         let holding = sp
             .shown
             .iter()
@@ -406,7 +417,7 @@ impl Connection {
                 s.requested || choking || now.saturating_duration_since(s.at) < SHOWN_UNREQUESTED
             })
             .count();
-        if holding >= sp.window {
+        if holding >= window {
             return None;
         }
         let mut known = sp.has.clone();
@@ -719,10 +730,10 @@ mod tests {
         let mut c = Connection::new(&peer(true), &t, 10, 1);
         let t0 = Instant::now();
         assert_eq!(c.greeting(&t, None)[0], Message::HaveNone);
-        let (has, new) = c.offer_wanted(t0).unwrap();
+        let (has, new) = c.offer_wanted(t0, false).unwrap();
         assert_eq!((has.to_vec(), new), (vec![false; 3], vec![]));
         assert_eq!(c.offer(1, t0), vec![Message::Have(1)]);
-        assert!(c.offer_wanted(t0).is_none(), "one shown at a time");
+        assert!(c.offer_wanted(t0, false).is_none(), "one shown at a time");
         c.set_choking(false);
         // A piece not shown is refused; the shown one is served.
         assert_eq!(c.on_message(req(0, 0, 100), &t).unwrap().len(), 1);
@@ -730,12 +741,12 @@ mod tests {
         assert_eq!(c.queued(), 1);
         // Once the peer has it, it is ready for the next.
         c.on_message(Message::Have(1), &t).unwrap();
-        let (has, new) = c.offer_wanted(t0).unwrap();
+        let (has, new) = c.offer_wanted(t0, false).unwrap();
         assert_eq!((has.to_vec(), new), (vec![false, true, false], vec![1]));
         assert_eq!(c.offer(0, t0), vec![Message::Have(0)]);
         c.on_message(Message::Have(0), &t).unwrap();
         // The last piece the peer lacks is shown as HaveAll.
-        assert!(c.offer_wanted(t0).is_some());
+        assert!(c.offer_wanted(t0, false).is_some());
         assert_eq!(c.offer(2, t0), vec![Message::HaveAll]);
     }
 
@@ -746,22 +757,22 @@ mod tests {
         let mut c = Connection::new(&peer(true), &t, 10, 1);
         let t0 = Instant::now();
         c.greeting(&t, None);
-        c.offer_wanted(t0).unwrap();
+        c.offer_wanted(t0, false).unwrap();
         c.offer(0, t0);
         let later = t0 + SHOWN_UNREQUESTED + Duration::from_millis(1);
         // Choked, the peer could not ask: the piece still holds the window.
-        assert!(c.offer_wanted(later).is_none());
+        assert!(c.offer_wanted(later, false).is_none());
         c.set_choking(false);
-        assert!(c.offer_wanted(t0).is_none(), "shown just now");
-        let (known, _) = c.offer_wanted(later).expect("left unrequested");
+        assert!(c.offer_wanted(t0, false).is_none(), "shown just now");
+        let (known, _) = c.offer_wanted(later, false).expect("left unrequested");
         assert_eq!(known, vec![true, false, false], "still counted as shown");
         c.offer(1, later);
         // A piece the peer asked for holds the window until it has it.
         assert!(c.on_message(req(1, 0, 100), &t).unwrap().is_empty());
         let much_later = later + 10 * SHOWN_UNREQUESTED;
-        assert!(c.offer_wanted(much_later).is_none());
+        assert!(c.offer_wanted(much_later, false).is_none());
         c.on_message(Message::Have(1), &t).unwrap();
-        assert!(c.offer_wanted(much_later).is_some());
+        assert!(c.offer_wanted(much_later, false).is_some());
     }
 
     #[test]
@@ -777,7 +788,10 @@ mod tests {
             c.greeting(&t, None);
             c.offer(1, t0);
             assert_eq!(c.reveal_all(), shown);
-            assert!(c.offer_wanted(t0).is_none(), "no longer super-seeding");
+            assert!(
+                c.offer_wanted(t0, false).is_none(),
+                "no longer super-seeding"
+            );
             assert!(c.reveal_all().is_empty());
             c.set_choking(false);
             assert!(c.on_message(req(0, 0, 100), &t).unwrap().is_empty());
@@ -792,15 +806,15 @@ mod tests {
         let mut c = Connection::new(&peer(true), &t, 10, 2);
         let t0 = Instant::now();
         c.greeting(&t, None);
-        let (has, _) = c.offer_wanted(t0).unwrap();
+        let (has, _) = c.offer_wanted(t0, false).unwrap();
         assert_eq!(has, vec![false; 3]);
         assert_eq!(c.offer(0, t0), vec![Message::Have(0)]);
         // The picker is told what is shown, so it picks another piece.
-        let (has, _) = c.offer_wanted(t0).unwrap();
+        let (has, _) = c.offer_wanted(t0, false).unwrap();
         assert_eq!(has, vec![true, false, false]);
         assert_eq!(c.offer(1, t0), vec![Message::Have(1)]);
         assert!(
-            c.offer_wanted(t0).is_none(),
+            c.offer_wanted(t0, false).is_none(),
             "two shown, the window is full"
         );
         c.set_choking(false);
@@ -811,7 +825,7 @@ mod tests {
             "not shown"
         );
         c.on_message(Message::Have(0), &t).unwrap();
-        let (has, new) = c.offer_wanted(t0).unwrap();
+        let (has, new) = c.offer_wanted(t0, false).unwrap();
         assert_eq!((has, new), (vec![true, true, false], vec![0]));
         // The last piece it lacks makes it see a seed.
         assert_eq!(c.offer(2, t0), vec![Message::HaveAll]);

@@ -335,8 +335,23 @@ fn offer_next(
         }
         return;
     }
+    // Pieces the peer's client lately asked our web seed for are not shown: it asks no one
+    // else for them until that request ends (see `egress::WEB_CLAIM_HOLD`).
+    let claimed = entry.torrent.offload.web_claim(view.ip, now);
+    // While the first copy goes out, several pieces are shown at once (see
+    // `Connection::offer_wanted`).
+    let first_copy = picker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first_copy();
     // Fill the peer's window of shown pieces, one rarest piece at a time.
-    while let Some((has, new_haves)) = conn.offer_wanted(now) {
+    while let Some((mut has, new_haves)) = conn.offer_wanted(now, first_copy) {
+        if let Some(r) = &claimed {
+            let end = (r.end as usize).min(has.len());
+            if let Some(s) = has.get_mut(r.start as usize..end) {
+                s.fill(true);
+            }
+        }
         let piece = {
             let mut picker = picker.lock().unwrap_or_else(|e| e.into_inner());
             for p in new_haves {
@@ -556,6 +571,7 @@ async fn serve_open(
         .ok_or_else(|| SessionError::UnknownTorrent(hex::encode(theirs.info_hash)))?;
     let view = Arc::new(SessionView {
         entry: Arc::as_ptr(&entry) as usize,
+        ip: addr.ip(),
         connected: Instant::now(),
         interested: AtomicBool::new(false),
         seed: AtomicBool::new(false),

@@ -76,6 +76,8 @@ pub(super) struct Entry {
 pub(super) struct SessionView {
     /// The torrent's entry (by address: one entry per torrent, whatever hash it was reached by).
     pub entry: usize,
+    /// The peer's address (for the web-seed claims super-seeding steers around).
+    pub ip: std::net::IpAddr,
     pub connected: Instant,
     pub interested: AtomicBool,
     pub seed: AtomicBool,

@@ -112,8 +112,12 @@ async fn serve_file(
     let wire_ip = (channel == Channel::WebSeed && state.egress.limited())
         .then(|| super::client_ip(req, &state.proxies))
         .flatten();
-    if let Some(ip) = wire_ip.filter(|ip| p.offload.on_wire(*ip)) {
-        if req.method() == Method::GET {
+    if let (Some(ip), true) = (wire_ip, req.method() == Method::GET) {
+        if let Some(pieces) = requested_pieces(req, p.content.layout().piece_length, lf) {
+            p.offload
+                .claim_web_seed(ip, pieces, std::time::Instant::now());
+        }
+        if p.offload.on_wire(ip) {
             return swarm_serves(req, &p.name, ip);
         }
     }
@@ -253,6 +257,31 @@ fn swarm_serves(req: &HttpRequest, name: &str, ip: std::net::IpAddr) -> HttpResp
     res.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("120"));
     res
+}
+
+/// The torrent's pieces a web-seed request covers: its byte range of the file (the whole file
+/// without one), placed at the file's offset in the torrent.
+fn requested_pieces(
+    req: &HttpRequest,
+    piece_length: u64,
+    lf: &crate::storage::LayoutFile,
+) -> Option<std::ops::Range<u32>> {
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Ranged::Whole, |v| parse_range(v, lf.length));
+    let (start, end) = match range {
+        Ranged::Whole => (0, lf.length),
+        Ranged::Part(s, e) => (s, e),
+        Ranged::Unsatisfiable => return None,
+    };
+    if end <= start || piece_length == 0 {
+        return None;
+    }
+    let first = (lf.offset + start) / piece_length;
+    let last = (lf.offset + end).div_ceil(piece_length);
+    Some(u32::try_from(first).ok()?..u32::try_from(last).unwrap_or(u32::MAX))
 }
 
 /// Whether a request is a BitTorrent client's (the web seed) or anyone else's (a direct
