@@ -80,6 +80,21 @@ head -c $((1024 << 20)) /dev/urandom > "$WORK/content.bin"
 # The competing flow's server, with TCP_CC on its connections.
 ins $PY bench/http_cc.py "$HOST" 8089 "$TCP_CC" "$WORK" > /dev/null 2>&1 & PIDS+=($!)
 until inns curl -s -o /dev/null "http://$HOST:8089/"; do sleep 0.1; done
+# What runs in S besides the seeders (the PIDs $! gives are those of subshells).
+KEEP_PIDS=" $(ip netns pids "$S" | tr '\n' ' ') "
+
+# Ends what a case started in the namespaces: the seeder in S, the downloader in C.
+stop_case() {
+  local p pids
+  for _ in $(seq 50); do
+    pids=$(ip netns pids "$C")
+    for p in $(ip netns pids "$S"); do [[ "$KEEP_PIDS" == *" $p "* ]] || pids+=" $p"; done
+    [ -z "${pids// /}" ] && return
+    kill $pids 2> /dev/null || true
+    sleep 0.1
+  done
+  kill -KILL $pids 2> /dev/null || true
+}
 
 declare -A RESULT
 
@@ -123,18 +138,15 @@ run_seeder() { # kind (ledbat|cubic|libtorrent)
     ins "$BIN" seed "$WORK/bench.torrent" "$WORK/content.bin" --listen "$HOST:0" --no-announce \
       --utp-congestion "$1" > "$WORK/seed.out" 2> /dev/null &
   fi
-  local seed_pid=$!
-  PIDS+=("$seed_pid")
   while ! grep -q "listening on" "$WORK/seed.out" 2> /dev/null; do sleep 0.05; done
   local peer
   peer=$(sed -n 's/^listening on //p' "$WORK/seed.out")
   inns $PY bench/lt_utp_leech.py "$WORK/bench.torrent" "$WORK/dl" "$peer" "$INSIDE" \
-    > /dev/null 2>&1 & local leech_pid=$!
+    > /dev/null 2>&1 &
   sleep "$WARM"
   window "$1 uTP alone" 0
   window "$1 uTP + TCP" 1
-  kill "$leech_pid" "$seed_pid" 2> /dev/null || true
-  wait "$leech_pid" "$seed_pid" 2> /dev/null || true
+  stop_case
 }
 
 echo "link: $RATE, queue ${QUEUE_MS} ms, TCP $TCP_CC; ${SECS} s per case"
