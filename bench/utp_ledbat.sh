@@ -2,15 +2,17 @@
 # uTP congestion control behind a bottleneck: does a seed over uTP yield to the downloader's
 # other traffic (LEDBAT, BEP 29) or compete with it (CUBIC)?
 #
-# A network namespace (the downloader's side) joined by a veth pair; the link towards it is a
-# RATE token bucket with QUEUE_MS of queue (tbf on the host end of the veth), so queueing delay
-# builds as on a home line's downlink (the base round trip is the veth's, well under 1 ms: this
-# kernel has no netem to add one). In the namespace: a libtorrent downloader over uTP only, curl fetching a big file from
-# an HTTP server on the host (the competing bulk TCP flow), and ping to the host (the delay the
-# downloader's traffic sees). Cases: TCP alone; then for each uTP seeder (bitseed with LEDBAT,
+# The seeders and the downloader in network namespaces of their own, a router namespace between
+# them whose link towards the downloader is a RATE token bucket with QUEUE_MS of queue (tbf), so
+# queueing delay builds as on a home line's downlink (the base round trip is the veths', well
+# under 1 ms: this kernel has no netem to add one). On the downloader's side: a libtorrent
+# downloader over uTP only, curl fetching a big file from an HTTP server beside the seeders (the
+# competing bulk TCP flow, its congestion control TCP_CC), and ping to the seeders' side (the
+# delay the downloader's traffic sees). Cases: TCP alone; then for each uTP seeder (bitseed with LEDBAT,
 # bitseed with CUBIC, a libtorrent 2.0 seeder, which implements LEDBAT) the uTP download alone
 # and together with the TCP flow, SECS seconds each after WARM seconds of warm-up.
-# Prints MB/s of each flow, the TCP flow's share of the link, and ping RTT median / p90.
+# Prints MB/s of each flow, the TCP flow's rate against its rate alone, and ping RTT median /
+# p90, per run and as medians.
 #
 # Usage: bench/utp_ledbat.sh   (RATE=40mbit QUEUE_MS=300 SECS=20 WARM=8 RUNS=1 TCP_CC=cubic)
 # Needs: root (ip netns, tc), ping, curl, /usr/bin/python3 with libtorrent.
