@@ -1,8 +1,9 @@
-"""A libtorrent seeder for the benchmarks: seeds TORRENT from SAVE_PATH on 127.0.0.1.
+"""A libtorrent seeder for the benchmarks: seeds TORRENT from SAVE_PATH on 127.0.0.1 (or --listen).
 
 Usage: lt_seed.py TORRENT SAVE_PATH [--up BPS] [--announce] [--stats FILE] [--mode tcp|utp|rc4]
-Prints "listening on 127.0.0.1:PORT" once ready, then seeds until killed. By default it has no
-trackers (bench/seed.sh hands it to the downloader directly); with --announce it announces to
+                  [--listen IP]
+Prints "listening on IP:PORT" (IP 127.0.0.1 unless --listen says otherwise) once ready, then
+seeds until killed. By default it has no trackers (bench/seed.sh hands it to the downloader directly); with --announce it announces to
 the torrent's trackers (bench/swarm.sh), with --up its upload is capped (on loopback too), and
 with --stats it writes the bytes it has uploaded to FILE every 100 ms. --mode utp takes uTP
 connections as well as TCP; --mode rc4 takes encrypted (MSE, RC4) connections only.
@@ -26,8 +27,9 @@ def main():
     p.add_argument("--announce", action="store_true")
     p.add_argument("--stats")
     p.add_argument("--mode", choices=["tcp", "utp", "rc4"], default="tcp")
+    p.add_argument("--listen", default="127.0.0.1")
     a = p.parse_args()
-    extra = {"out_enc_policy": int(lt.enc_policy.disabled)}
+    extra = {"out_enc_policy": int(lt.enc_policy.disabled), "listen_interfaces": f"{a.listen}:0"}
     if a.up:
         extra.update({"upload_rate_limit": a.up, "ignore_limits_on_local_network": False})
     if a.mode == "utp":
@@ -48,7 +50,7 @@ def main():
         h.replace_trackers([])
     while not ses.is_listening():
         time.sleep(0.01)
-    print(f"listening on 127.0.0.1:{ses.listen_port()}", flush=True)
+    print(f"listening on {a.listen}:{ses.listen_port()}", flush=True)
     while True:
         if a.stats:
             with open(a.stats + ".tmp", "w") as f:

@@ -8,17 +8,29 @@
 # Usage: bench/seed.sh            (RUNS=3 SIZE_MIB=1024 by default)
 #        CASES="libtorrent/utp aria2c/rc4" bench/seed.sh     (a subset; the default is all:
 #        aria2c/tcp aria2c/rc4 libtorrent/tcp libtorrent/utp libtorrent/rc4)
+#        PIN=1 bench/seed.sh    (the seeder on core 0, the downloader on core 1, so neither
+#        waits for the other's core; the downloader's CPU seconds are printed too)
 # Needs: aria2c, /usr/bin/python3 with libtorrent. Everything lives in /dev/shm and loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
+PIN=${PIN:-0}
+SEED_CPU=()
+DL_CPU=()
+if [ "$PIN" = 1 ]; then
+  SEED_CPU=(taskset -c 0)
+  DL_CPU=(taskset -c 1)
+fi
 SIZE_MIB=${SIZE_MIB:-1024}
 PY=/usr/bin/python3
 CLK=$(getconf CLK_TCK)
 
 cargo build --release -q
-BIN=$PWD/target/release/bitseed
+# BITSEED_BIN: another build to measure (e.g. an older commit's, side by side with this one);
+# SEED_ARGS: more arguments to `bitseed seed` (e.g. "--utp-congestion cubic").
+SEED_ARGS=${SEED_ARGS:-}
+BIN=${BITSEED_BIN:-$PWD/target/release/bitseed}
 WORK=$(mktemp -d /dev/shm/bitseed-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -42,10 +54,10 @@ start_seeder() { # kind mode → sets SEED_PID, SEED_PORT
   if [ "$1" = bitseed ]; then
     local enc=()
     [ "$2" = rc4 ] && enc=(--encryption require)
-    "$BIN" seed "$WORK/bench.torrent" "$WORK/content.bin" --listen 127.0.0.1:0 --no-announce \
-      "${enc[@]}" > "$WORK/seed.out" 2> /dev/null &
+    "${SEED_CPU[@]}" "$BIN" seed "$WORK/bench.torrent" "$WORK/content.bin" --listen 127.0.0.1:0 --no-announce \
+      "${enc[@]}" $SEED_ARGS > "$WORK/seed.out" 2> /dev/null &
   else
-    $PY bench/lt_seed.py "$WORK/bench.torrent" "$WORK" --mode "$2" > "$WORK/seed.out" 2> /dev/null &
+    "${SEED_CPU[@]}" $PY bench/lt_seed.py "$WORK/bench.torrent" "$WORK" --mode "$2" > "$WORK/seed.out" 2> /dev/null &
   fi
   SEED_PID=$!
   PIDS+=("$SEED_PID")
@@ -64,7 +76,7 @@ download() { # downloader mode → prints seconds (libtorrent: the first piece's
     local t0 t1 crypto=()
     [ "$2" = rc4 ] && crypto=(--bt-require-crypto=true --bt-min-crypto-level=arc4)
     t0=$(date +%s.%N)
-    aria2c --dir="$WORK/dl" --seed-time=0 --enable-dht=false --enable-dht6=false \
+    /usr/bin/time -f "%U %S" -o "$WORK/dl_cpu" "${DL_CPU[@]}" aria2c --dir="$WORK/dl" --seed-time=0 --enable-dht=false --enable-dht6=false \
       --bt-enable-lpd=false --enable-peer-exchange=false --summary-interval=0 \
       --console-log-level=error --file-allocation=none --listen-port=40000-49999 \
       "${crypto[@]}" "$WORK/bench.torrent" > /dev/null
@@ -74,14 +86,14 @@ download() { # downloader mode → prints seconds (libtorrent: the first piece's
     local mode=(--transport tcp)
     [ "$2" = utp ] && mode=(--transport utp)
     [ "$2" = rc4 ] && mode=(--encryption forced)
-    $PY tests/interop/lt_download.py --torrent "$WORK/bench.torrent" --save "$WORK/dl" \
+    /usr/bin/time -f "%U %S" -o "$WORK/dl_cpu" "${DL_CPU[@]}" $PY tests/interop/lt_download.py --torrent "$WORK/bench.torrent" --save "$WORK/dl" \
       --peer "127.0.0.1:$SEED_PORT" --timeout 600 "${mode[@]}" |
       $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"], r; print(r["seconds"]); print("%.3f" % r["first_piece"], file=open(sys.argv[1], "w"))' "$WORK/first_piece"
   fi
   cmp -s "$WORK/dl/content.bin" "$WORK/content.bin" || { echo "download differs" >&2; exit 1; }
 }
 
-printf "%-10s %-5s %-10s %4s %9s %8s %8s %9s\n" downloader mode seeder run "MB/s" "cpu s" "rss MiB" "1st piece"
+printf "%-10s %-5s %-10s %4s %9s %8s %8s %9s %8s\n" downloader mode seeder run "MB/s" "cpu s" "rss MiB" "1st piece" "dl cpu s"
 RESULTS="$WORK/results"
 : > "$RESULTS"
 for case in $CASES; do
@@ -99,8 +111,9 @@ for case in $CASES; do
       mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)
       cpu=$(echo "$cpu1 - $cpu0" | bc -l)
       first=$(cat "$WORK/first_piece" 2> /dev/null || echo -)
-      printf "%-10s %-5s %-10s %4s %9.1f %8.2f %8s %9s\n" "$downloader" "$mode" "$seeder" "$run" "$mbs" "$cpu" "$rss" "$first"
-      echo "$downloader $mode $seeder $mbs $cpu $rss $first" >> "$RESULTS"
+      dl_cpu=$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/dl_cpu")
+      printf "%-10s %-5s %-10s %4s %9.1f %8.2f %8s %9s %8s\n" "$downloader" "$mode" "$seeder" "$run" "$mbs" "$cpu" "$rss" "$first" "$dl_cpu"
+      echo "$downloader $mode $seeder $mbs $cpu $rss $first $dl_cpu" >> "$RESULTS"
     done
   done
 done
@@ -127,7 +140,9 @@ for d, m in cases:
         v = med[d, m, s]
         firsts = [float(x[6]) for x in r if x[6] != "-"]
         first = f" first piece {statistics.median(firsts):.3f} s" if firsts else ""
-        print(f"  into {d:<10} {m:<4} from {s:<10} {v[0]:8.1f} MB/s {v[1]:6.2f} cpu s/GiB {v[2]:6.0f} MiB{first}")
+        dl = statistics.median(float(x[7]) for x in r) / gib
+        print(f"  into {d:<10} {m:<4} from {s:<10} {v[0]:8.1f} MB/s {v[1]:6.2f} cpu s/GiB {v[2]:6.0f} MiB"
+              f" (downloader {dl:.2f} cpu s/GiB){first}")
     b, l = med[d, m, "bitseed"], med[d, m, "libtorrent"]
     line = f"  into {d:<10} {m:<4} ratio bitseed/libtorrent: throughput {b[0] / l[0]:.2f}x, cpu per byte {b[1] / l[1]:.2f}x"
     if m != "tcp" and (d, "tcp", "bitseed") in med:

@@ -376,7 +376,7 @@ fn mse_outcome(data: &[u8]) -> Option<Result<crate::peer::mse::Mode, &'static st
                         if let Some(s) = guided_secret {
                             let (_, mut b_stream) = keys::streams(s, &ih);
                             let mut step4 = out[KEY_LEN + PAD_B..].to_vec();
-                            rc4::StreamCipher::apply_keystream(&mut b_stream, &mut step4);
+                            b_stream.apply_keystream(&mut step4);
                             let select = if done.mode == Mode::Rc4 { 2u8 } else { 1 };
                             assert_eq!(step4, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, select, 0, 0]);
                         }

@@ -10,7 +10,7 @@ use bitseed::announce::{self, Announce, Event};
 use bitseed::dht::{Dht, DhtAnnouncer, DhtConfig};
 use bitseed::metainfo::Metainfo;
 use bitseed::peer::mse::Encryption;
-use bitseed::peer::{PeerConfig, PeerListener, Published, Seeder, SuperSeedMode};
+use bitseed::peer::{PeerConfig, PeerListener, Published, Seeder, SuperSeedMode, UtpCongestion};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -46,6 +46,10 @@ pub struct Args {
     /// Do not take uTP connections on the UDP side of the listen port (TCP only).
     #[arg(long)]
     no_utp: bool,
+    /// uTP congestion control: ledbat yields to the downloader's other traffic (BEP 29),
+    /// cubic competes as TCP does.
+    #[arg(long, value_enum, default_value = "ledbat")]
+    utp_congestion: UtpCongestion,
     /// Encrypted handshakes (MSE/PE): prefer takes plaintext and encrypted ones (RC4 only for
     /// peers that offer nothing else), require only RC4-encrypted ones, disable only plaintext
     /// ones.
@@ -86,6 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             SuperSeedMode::Auto
         },
         utp: !args.no_utp,
+        utp_congestion: args.utp_congestion,
         encryption: args.encryption,
         ..PeerConfig::default()
     };

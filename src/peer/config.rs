@@ -7,6 +7,27 @@ use serde::{Deserialize, Serialize};
 
 use super::mse::Encryption;
 
+/// The congestion control of uTP connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UtpCongestion {
+    /// RFC 6817 (BEP 29): yields to the downloader's other traffic, keeping the queueing delay
+    /// it adds near 100 ms.
+    #[default]
+    Ledbat,
+    /// CUBIC (RFC 8312): competes as TCP does.
+    Cubic,
+}
+
+impl UtpCongestion {
+    pub fn kind(self) -> librqbit_utp::CongestionControllerKind {
+        match self {
+            UtpCongestion::Ledbat => librqbit_utp::CongestionControllerKind::Ledbat,
+            UtpCongestion::Cubic => librqbit_utp::CongestionControllerKind::Cubic,
+        }
+    }
+}
+
 /// When the seeder super-seeds (BEP 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +83,9 @@ pub struct PeerConfig {
     /// Accept uTP (BEP 29) connections on the UDP side of the peer port. Most clients try it
     /// first (Transmission 3.00 and 4.0.0 never fall back to TCP after a failed uTP attempt).
     pub utp: bool,
+    /// uTP congestion control: `ledbat` (the default; yields to other traffic, as BEP 29
+    /// intends) or `cubic` (competes as TCP does).
+    pub utp_congestion: UtpCongestion,
     /// Message Stream Encryption (MSE/PE): `prefer` takes plaintext and encrypted handshakes
     /// (RC4 only for peers that offer nothing else), `require` only RC4-encrypted ones,
     /// `disable` only plaintext ones.
@@ -109,6 +133,7 @@ impl Default for PeerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 6881)),
             public_ip: None,
             utp: true,
+            utp_congestion: UtpCongestion::Ledbat,
             encryption: Encryption::Prefer,
             upload_slots: 50,
             max_upload_rate: 0,

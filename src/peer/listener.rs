@@ -333,6 +333,10 @@ impl PeerListener {
             vsock_tx_bufsize_bytes_max: NonZeroUsize::new(UTP_TX_BUF),
             // Requests answered late stall the peer's pipeline (as TCP_NODELAY on TCP).
             disable_nagle: true,
+            congestion: librqbit_utp::CongestionConfig {
+                kind: config.utp_congestion.kind(),
+                tracing: false,
+            },
             // Each uTP connection is a task and buffers: room for every slot and the pending
             // ones, no more.
             max_live_vsocks: NonZeroUsize::new(config.max_connections + super::shared::PENDING_MAX),

@@ -26,7 +26,7 @@ mod super_seed;
 mod test_support;
 pub mod v2_hashes;
 
-pub use config::{PeerConfig, SuperSeedMode};
+pub use config::{PeerConfig, SuperSeedMode, UtpCongestion};
 pub use connection::{Connection, ReadJob};
 pub use handshake::Handshake;
 pub use listener::PeerListener;

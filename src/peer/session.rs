@@ -28,7 +28,7 @@ use super::counts::Refusal;
 use super::extended::ut_pex::{self, PexState};
 use super::handshake::{HANDSHAKE_LEN, PLAIN_HEADER};
 use super::listener::{Incoming, PeerRead, PeerWrite};
-use super::mse::{self, Encryption, Mode, MseError};
+use super::mse::{self, rc4::Rc4, Encryption, Mode, MseError};
 use super::published::Published;
 use super::shared::{lock, Entry, Inner, SessionView, Slot};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
@@ -97,6 +97,8 @@ enum SessionError {
     Storage(#[from] StorageError),
     #[error("disk read task failed")]
     Join,
+    #[error("internal error (a bug): {0}")]
+    Internal(&'static str),
 }
 
 /// Serves one peer until it leaves, misbehaves or `shutdown`.
@@ -140,20 +142,44 @@ impl SessionError {
 
 /// Outgoing bytes as a queue of chunks (control messages and framed block batches), counted
 /// in the seeder's total as well as here.
+///
+/// In RC4 mode the chunks are encrypted in place, the front one just before it is written
+/// (so in the order the bytes go out, whatever order they were queued in).
 struct Out<'a> {
     chunks: VecDeque<Vec<u8>>,
     pos: usize,
     bytes: usize,
     total: &'a std::sync::atomic::AtomicUsize,
+    cipher: Option<Rc4>,
+    /// Whether the front chunk is encrypted already.
+    sealed: bool,
 }
 
 impl<'a> Out<'a> {
-    fn new(total: &'a std::sync::atomic::AtomicUsize) -> Self {
+    fn new(total: &'a std::sync::atomic::AtomicUsize, cipher: Option<Rc4>) -> Self {
         Out {
             chunks: VecDeque::new(),
             pos: 0,
             bytes: 0,
             total,
+            cipher,
+            sealed: false,
+        }
+    }
+    /// Encrypts `bytes` written around the queue (they go out before its front).
+    fn seal(&mut self, bytes: &mut [u8]) {
+        if let Some(c) = &mut self.cipher {
+            c.apply_keystream(bytes);
+        }
+    }
+    /// Encrypts the front chunk, once, before it is written.
+    fn seal_front(&mut self) {
+        if self.sealed {
+            return;
+        }
+        if let (Some(c), Some(chunk)) = (&mut self.cipher, self.chunks.front_mut()) {
+            c.apply_keystream(&mut chunk[self.pos..]);
+            self.sealed = true;
         }
     }
     fn push(&mut self, chunk: Vec<u8>) {
@@ -184,6 +210,7 @@ impl<'a> Out<'a> {
         if self.chunks.front().is_some_and(|c| self.pos >= c.len()) {
             self.chunks.pop_front();
             self.pos = 0;
+            self.sealed = false;
         }
     }
     fn is_empty(&self) -> bool {
@@ -445,7 +472,7 @@ async fn serve(
 
     let handshake_timeout = PeerConfig::secs(cfg.handshake_timeout);
     let deadline = tokio::time::Instant::now() + handshake_timeout;
-    let (rd, wr, theirs, mode) = tokio::select! {
+    let (rd, wr, tx, theirs, mode) = tokio::select! {
         _ = shutdown.cancelled() => return Ok(Mode::Plaintext),
         _ = pushed_out.cancelled() => return Err((SessionError::PushedOut, None)),
         r = tokio::time::timeout_at(deadline, open(inner, rd, wr, &mut inbuf, deadline)) => {
@@ -454,7 +481,7 @@ async fn serve(
     };
     inner.refusals.opened(mode);
     serve_open(
-        inner, rd, wr, theirs, inbuf, addr, pending, pushed_out, shutdown,
+        inner, rd, wr, tx, theirs, inbuf, addr, pending, pushed_out, shutdown,
     )
     .await
     .map(|()| mode)
@@ -470,7 +497,7 @@ async fn open(
     wr: PeerWrite,
     inbuf: &mut Vec<u8>,
     deadline: tokio::time::Instant,
-) -> Result<(PeerRead, PeerWrite, Handshake, Mode), SessionError> {
+) -> Result<(PeerRead, PeerWrite, Option<Rc4>, Handshake, Mode), SessionError> {
     // Enough bytes to tell a plaintext handshake (its 20-byte header) from an MSE key, which
     // differs from it at some byte (a key may start with the header's first bytes).
     while inbuf.len() < PLAIN_HEADER.len() && PLAIN_HEADER.starts_with(inbuf) {
@@ -485,7 +512,7 @@ async fn open(
             return Err(MseError::PlaintextRefused.into());
         }
         let theirs = read_handshake(&mut rd, inbuf).await?;
-        return Ok((rd, wr, theirs, Mode::Plaintext));
+        return Ok((rd, wr, None, theirs, Mode::Plaintext));
     }
     if policy == Encryption::Disable {
         return Err(WireError::BadHandshake.into());
@@ -497,12 +524,17 @@ async fn open(
     let asked = accepted.info_hash;
     let mode = accepted.mode;
     let (rd, wr) = accepted.stream.into_split(|joined| joined.into_inner());
+    // From here the session encrypts in place in its own buffers (`Out`); the handshake
+    // flushed everything it wrote.
+    let (wr, tx) = wr.into_raw().ok_or(SessionError::Internal(
+        "MSE bytes pending after the handshake",
+    ))?;
     let (mut rd, wr): (PeerRead, PeerWrite) = (Box::new(rd), Box::new(wr));
     let theirs = read_handshake(&mut rd, inbuf).await?;
     if asked != Some(theirs.info_hash) {
         return Err(SessionError::MseHashMismatch);
     }
-    Ok((rd, wr, theirs, mode))
+    Ok((rd, wr, tx, theirs, mode))
 }
 
 /// This session's peer in its torrent's swarm list (by its listen address), while it lasts.
@@ -558,6 +590,7 @@ async fn serve_open(
     inner: &Inner,
     mut rd: PeerRead,
     mut wr: PeerWrite,
+    tx: Option<Rc4>,
     theirs: Handshake,
     mut inbuf: Vec<u8>,
     addr: SocketAddr,
@@ -590,7 +623,7 @@ async fn serve_open(
         },
     );
 
-    let mut out = Out::new(&inner.queued);
+    let mut out = Out::new(&inner.queued, tx);
     let mut in_flight_bytes = InFlight {
         bytes: 0,
         total: &inner.queued,
@@ -625,8 +658,10 @@ async fn serve_open(
     // once), and on its own, before the greeting: Transmission 3.00 over uTP with
     // encryption loses the messages that arrive in the same packet as the handshake.
     let send_timeout = PeerConfig::secs(cfg.send_timeout);
+    let mut ours_bytes = ours.serialize();
+    out.seal(&mut ours_bytes);
     let handshake = async {
-        wr.write_all(&ours.serialize()).await?;
+        wr.write_all(&ours_bytes).await?;
         wr.flush().await
     };
     tokio::time::timeout(send_timeout, handshake)
@@ -754,6 +789,8 @@ async fn serve_open(
             }
         }
 
+        // In RC4 mode: the next bytes to write, encrypted where they lie.
+        out.seal_front();
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = async { hash_waiting.as_mut().map(|h| &mut h.1).expect("guarded").await }, if hash_waiting.is_some() => {

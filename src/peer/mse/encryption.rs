@@ -10,7 +10,7 @@ use super::{CRYPTO_PLAINTEXT, CRYPTO_RC4};
 pub enum Encryption {
     /// Plaintext and MSE handshakes; in MSE, plaintext after the handshake when the peer offers
     /// it, RC4 when that is all it offers. As libtorrent's receiver by default: aria2c and
-    /// libtorrent at their defaults offer both, and RC4 would cost about 2 s of a core per GiB
+    /// libtorrent at their defaults offer both, and RC4 would cost about 1.5 s of a core per GiB
     /// sent to every one of them; the handshake itself stays obfuscated.
     #[default]
     Prefer,

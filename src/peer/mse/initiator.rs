@@ -1,7 +1,7 @@
 //! The initiating side (A) of an MSE handshake: what a connecting client does. The seeder never
 //! connects out; tests, fuzzing and benchmarks use it as the client.
 
-use rc4::{Rc4, StreamCipher};
+use super::rc4::Rc4;
 
 use super::{
     decrypt_at, dh, keys, sync, Handshaken, Mode, MseError, Random, CRYPTO_PLAINTEXT, CRYPTO_RC4,

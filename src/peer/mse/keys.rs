@@ -1,7 +1,7 @@
 //! What MSE derives from the secret S and the info hash (SKEY): the sync and obfuscation
 //! hashes, and the two RC4 streams.
 
-use rc4::{KeyInit, Rc4, StreamCipher};
+use super::rc4::Rc4;
 use sha1::{Digest, Sha1};
 
 use super::KEY_LEN;
@@ -36,8 +36,7 @@ pub(crate) fn req3(s: &[u8; KEY_LEN]) -> [u8; 20] {
 /// The RC4 stream keyed with HASH(name, S, SKEY), past its discarded start.
 fn stream(name: &[u8; 4], s: &[u8; KEY_LEN], skey: &[u8; 20]) -> Rc4 {
     let key = sha1(&[name, s, skey]);
-    // RC4 takes keys of 1 to 256 bytes: a 20-byte one never fails.
-    let mut rc4 = Rc4::new_from_slice(&key).expect("RC4 takes 20-byte keys");
+    let mut rc4 = Rc4::new(&key);
     let mut discard = [0u8; RC4_DISCARD];
     rc4.apply_keystream(&mut discard);
     rc4

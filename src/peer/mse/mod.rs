@@ -27,6 +27,7 @@ mod encryption;
 mod error;
 pub(crate) mod initiator;
 pub(crate) mod keys;
+pub(crate) mod rc4;
 pub(crate) mod receiver;
 mod stream;
 
@@ -137,7 +138,7 @@ fn decrypt_at<'a>(
     }
     let rx = rx.ok_or(MseError::Invariant("no RC4 stream yet"))?;
     if end > *decrypted {
-        rc4::StreamCipher::apply_keystream(rx, &mut buf[(*decrypted).max(at)..end]);
+        rx.apply_keystream(&mut buf[(*decrypted).max(at)..end]);
         *decrypted = end;
     }
     Ok(Some(&buf[at..end]))

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use rc4::{Rc4, StreamCipher};
+use super::rc4::Rc4;
 
 use super::{
     decrypt_at, dh, keys, sync, Encryption, Handshaken, Mode, MseError, Random, CRYPTO_RC4,

@@ -11,7 +11,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use rc4::{Rc4, StreamCipher};
+use super::rc4::Rc4;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Handshaken, Mode};
@@ -86,6 +86,15 @@ impl<S> MseStream<S> {
                 side: self.wr,
             },
         )
+    }
+}
+
+impl<W> MseWriter<W> {
+    /// The inner writer and the RC4 stream that encrypts what goes to it, for a caller that
+    /// encrypts in place in buffers of its own (no copy into ours); `None` while bytes
+    /// encrypted earlier are still pending (they would be lost).
+    pub fn into_raw(self) -> Option<(W, Option<Rc4>)> {
+        (self.side.sent == self.side.pending.len()).then_some((self.inner, self.side.rc4))
     }
 }
 
@@ -359,6 +368,47 @@ mod tests {
             peer_rx.apply_keystream(&mut got);
             assert!(got == data[..at], "max {max}");
         }
+    }
+
+    /// The raw writer and cipher are handed over only with nothing pending, and the cipher
+    /// goes on where the stream's writes left it.
+    #[tokio::test]
+    async fn into_raw_hands_over_the_keystream_in_step() {
+        let mut s = MseStream::new(
+            Trickle {
+                got: Vec::new(),
+                max: 10,
+                calls: 0,
+            },
+            rc4_done(b""),
+        );
+        s.write_all(b"first, through the stream").await.unwrap();
+        // Flushed (as the handshake is), nothing is pending: handed over.
+        s.flush().await.unwrap();
+        let (_, wr) = s.into_split(|t| ((), t));
+        let (mut raw, tx) = wr.into_raw().expect("nothing pending");
+        let mut tx = tx.expect("RC4 mode");
+        let mut then = b"then in place".to_vec();
+        tx.apply_keystream(&mut then);
+        raw.write_all(&then).await.unwrap();
+        let (_, mut peer_rx) = peer_streams();
+        let mut got = raw.got.clone();
+        peer_rx.apply_keystream(&mut got);
+        assert_eq!(got, b"first, through the streamthen in place");
+
+        // With bytes pending (the inner writer took only some of them), no hand-over.
+        let mut s = MseStream::new(
+            Trickle {
+                got: Vec::new(),
+                max: 4,
+                calls: 0,
+            },
+            rc4_done(b""),
+        );
+        let n = s.write(b"more than four bytes").await.unwrap();
+        assert_eq!(n, 20, "encrypted, so written as far as the caller knows");
+        let (_, wr) = s.into_split(|t| ((), t));
+        assert!(wr.into_raw().is_none());
     }
 
     #[tokio::test]
