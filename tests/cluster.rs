@@ -135,7 +135,9 @@ fn three_nodes_share_swarms_counts_links_and_hashing_through_redis() {
     c.wait_nodes(3);
 
     // Every node lists every node's seeder, and counts them.
-    let seeds: Vec<[u8; 6]> = (0..3).map(|i| compact_local(peer_port(c.node(i)))).collect();
+    let seeds: Vec<[u8; 6]> = (0..3)
+        .map(|i| compact_local(peer_port(c.node(i))))
+        .collect();
     for i in 0..3 {
         let (peers, (complete, _)) = http_ports(c.node(i), &h, 40_000 + i as u16);
         assert_eq!(complete, 3, "node {i}");
@@ -162,7 +164,12 @@ fn three_nodes_share_swarms_counts_links_and_hashing_through_redis() {
     let r = c.node(0).get("/torrents/big.bin.torrent");
     let meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
     // (The WebSocket tracker follows in a tier of its own.)
-    assert_eq!(meta.trackers[0].len(), 6, "HTTP and UDP of 3 nodes: {:?}", meta.trackers);
+    assert_eq!(
+        meta.trackers[0].len(),
+        6,
+        "HTTP and UDP of 3 nodes: {:?}",
+        meta.trackers
+    );
     assert_eq!(meta.web_seeds.len(), 3, "{:?}", meta.web_seeds);
     for s in c.nodes.iter().flatten() {
         let base = format!("http://{}", s.http);

@@ -65,7 +65,7 @@ impl Catalog {
 
         if let Some((share, key)) = &shared {
             if let Some(record) = share.find_or_claim(key) {
-                match self.from_shared(name, &content, &record) {
+                match self.rebuild_shared(name, &content, &record) {
                     Ok(p) => {
                         tracing::info!("`{name}`: hashes reused from another node");
                         return publish(p, false);
@@ -131,7 +131,12 @@ impl Catalog {
 
     /// The torrent another node recorded for this content, rebuilt under this entry's name
     /// and spot-checked against the files here.
-    fn from_shared(&self, name: &str, content: &Content, record: &[u8]) -> Result<Published, String> {
+    fn rebuild_shared(
+        &self,
+        name: &str,
+        content: &Content,
+        record: &[u8],
+    ) -> Result<Published, String> {
         let (torrent, merkle_pieces, file_sha256) =
             shared::Record::decode(record).ok_or("a record that does not decode")?;
         let retired = Retired {

@@ -26,6 +26,9 @@ pub trait SharedHashing: Send + Sync {
 /// Pieces read and checked before a record is trusted: the first, the last and one between.
 const SPOT_CHECKS: u64 = 3;
 
+/// A record's torrent, Merkle piece hashes and file digests.
+pub type Decoded = (Vec<u8>, Option<Vec<[u8; 20]>>, Vec<[u8; 32]>);
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Record {
     /// The torrent file, hex.
@@ -51,11 +54,15 @@ impl Record {
 
     /// `(torrent, merkle piece hashes, file digests)`, or `None` for a record that does not
     /// decode.
-    pub fn decode(bytes: &[u8]) -> Option<(Vec<u8>, Option<Vec<[u8; 20]>>, Vec<[u8; 32]>)> {
+    pub fn decode(bytes: &[u8]) -> Option<Decoded> {
         let r: Record = serde_json::from_slice(bytes).ok()?;
         let torrent = hex::decode(&r.torrent).ok()?;
         let merkle = match r.merkle_pieces {
-            Some(p) => Some(p.iter().map(|h| fixed::<20>(h)).collect::<Option<Vec<_>>>()?),
+            Some(p) => Some(
+                p.iter()
+                    .map(|h| fixed::<20>(h))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
             None => None,
         };
         let digests = r

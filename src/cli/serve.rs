@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use bitseed::cluster::{Cluster, NodeInfo};
 use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
+use bitseed::cluster::{Cluster, NodeInfo};
 use bitseed::config::{parse_listen, Overrides, Settings};
 use bitseed::dht::{Dht, DhtAnnouncer};
 use bitseed::egress::Egress;
@@ -414,7 +414,13 @@ fn node_info(settings: &Settings, own: SocketAddr, udp_port: u16) -> anyhow::Res
             .split_once("://")
             .map_or(base_url.as_str(), |(_, r)| r)
             .chars()
-            .map(|ch| if ch.is_ascii_alphanumeric() || ch == '.' { ch } else { '-' })
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || ch == '.' {
+                    ch
+                } else {
+                    '-'
+                }
+            })
             .collect()
     } else {
         c.node_id.clone()
@@ -515,7 +521,13 @@ impl peer::SwarmPeers for TrackerPeers {
 }
 
 /// The web face's view of the tracker's swarms.
-struct TrackerView(Arc<Tracker>, Arc<Seeder>, OwnSeeds, Option<Dht>, Option<Arc<Cluster>>);
+struct TrackerView(
+    Arc<Tracker>,
+    Arc<Seeder>,
+    OwnSeeds,
+    Option<Dht>,
+    Option<Arc<Cluster>>,
+);
 
 impl SwarmView for TrackerView {
     fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {

@@ -63,8 +63,10 @@ impl Heard {
                 peer: *peer,
                 seeder: *seeder,
                 stopped: false,
-                age_secs: now.saturating_duration_since(*at).as_secs().min(u64::from(u16::MAX))
-                    as u16,
+                age_secs: now
+                    .saturating_duration_since(*at)
+                    .as_secs()
+                    .min(u64::from(u16::MAX)) as u16,
             })
             .collect()
     }
@@ -151,7 +153,11 @@ pub async fn write_snapshot(
     let key = snap_key(name, node);
     let mut pipe = redis::pipe();
     pipe.atomic().del(&key).ignore();
-    for (i, chunk) in peers.chunks(codec::MAX_RECORDS).take(MAX_CHUNKS).enumerate() {
+    for (i, chunk) in peers
+        .chunks(codec::MAX_RECORDS)
+        .take(MAX_CHUNKS)
+        .enumerate()
+    {
         pipe.hset(&key, i, codec::encode(chunk)).ignore();
     }
     pipe.pexpire(&key, ttl.as_millis() as i64).ignore();

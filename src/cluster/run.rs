@@ -241,8 +241,7 @@ impl Cluster {
                 return;
             }
             for other in self.nodes().iter().filter(|n| n.id != self.me.id) {
-                if let Some(deltas) = self.mark(peers::read_snapshot(conn, name, &other.id).await)
-                {
+                if let Some(deltas) = self.mark(peers::read_snapshot(conn, name, &other.id).await) {
                     self.apply(deltas).await;
                 }
             }

@@ -36,15 +36,15 @@ impl Shard {
         if d.peer.port() == 0 || (!limits.open && !self.published.contains(&d.info_hash)) {
             return change;
         }
-        if !self.swarms.contains_key(&d.info_hash) {
-            if d.stopped || !limits.may_create {
-                return change;
+        let swarm = match self.swarms.entry(d.info_hash) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                if d.stopped || !limits.may_create {
+                    return change;
+                }
+                change.created = true;
+                e.insert(Swarm::default())
             }
-            self.swarms.insert(d.info_hash, Swarm::default());
-            change.created = true;
-        }
-        let Some(swarm) = self.swarms.get_mut(&d.info_hash) else {
-            return change;
         };
         let a = Announce {
             info_hash: d.info_hash,
@@ -108,7 +108,10 @@ mod tests {
         assert!(c.created);
         shard.apply_remote(&delta("10.0.0.2:1", true, false), limits(), 0);
         let counts = shard.counts(&[1; 20]);
-        assert_eq!((counts.complete, counts.incomplete, counts.downloaded), (1, 1, 0));
+        assert_eq!(
+            (counts.complete, counts.incomplete, counts.downloaded),
+            (1, 1, 0)
+        );
         shard.apply_remote(&delta("10.0.0.1:1", false, true), limits(), 0);
         let c = shard.apply_remote(&delta("10.0.0.2:1", true, true), limits(), 0);
         assert_eq!(c.removed, Some(0));
@@ -137,7 +140,10 @@ mod tests {
         shard
             .announce(&a, limits(), 0, 0, &mut claim, &mut vec![], &mut vec![])
             .unwrap();
-        assert_eq!(shard.outbox.as_deref(), Some(&[delta("10.0.0.1:1", false, false)][..]));
+        assert_eq!(
+            shard.outbox.as_deref(),
+            Some(&[delta("10.0.0.1:1", false, false)][..])
+        );
     }
 
     #[test]

@@ -370,7 +370,13 @@ impl Shard {
     }
 }
 
-pub(super) fn update(swarm: &mut Swarm, a: &Announce, report: Report, now: u16, limits: Limits) -> Was {
+pub(super) fn update(
+    swarm: &mut Swarm,
+    a: &Announce,
+    report: Report,
+    now: u16,
+    limits: Limits,
+) -> Was {
     let (max_peers, per_client) = (limits.max_peers, limits.max_peers_per_ip);
     let stopped = a.event == Event::Stopped;
     if a.peer.port() == 0 {

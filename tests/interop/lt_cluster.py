@@ -2,7 +2,7 @@
 who sent what: for the cluster tests (several bitseed nodes, each listing every node's seeder).
 
 Usage: lt_cluster.py --torrent FILE --save DIR [--rate BYTES_PER_S] [--timeout SECONDS]
-Prints a JSON line every half second {"progress", "peers": {"ip:port": bytes}} (bytes received
+Prints a JSON line every quarter second {"progress", "peers": {"ip:port": bytes}} (bytes received
 from each peer so far, kept after it disconnects), then a last one with "ok": exits 0 only when
 the download completed (libtorrent checked every piece). Loopback only, TCP only.
 """
@@ -27,6 +27,8 @@ def main():
         # Every node's seeder is on 127.0.0.1: all of them, not the first only.
         allow_multiple_connections_per_ip=True,
         download_rate_limit=a.rate,
+        # Loopback is a "local network": the limit would not apply there otherwise.
+        ignore_limits_on_local_network=False,
         # A tracker that stops answering (a node killed) is left for the next one soon.
         tracker_completion_timeout=5,
         tracker_receive_timeout=3,
@@ -55,7 +57,7 @@ def main():
         for alert in ses.pop_alerts():
             events.append("%.3f %s: %s" % (time.time() - start, alert.what(), alert.message()))
         print(json.dumps({"progress": st.progress, "peers": received}), flush=True)
-        time.sleep(0.5)
+        time.sleep(0.25)
     if not ok:
         print("\n".join(events[-200:]), file=sys.stderr)
     st = h.status()
