@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,15 +25,20 @@ struct Cluster {
 }
 
 fn start_cluster(files: &[(&str, usize)]) -> Option<Cluster> {
-    if !have_redis() {
-        return None;
-    }
-    let redis = Redis::start();
     let tmp = tempfile::tempdir().unwrap();
     let content = tmp.path().join("content");
     std::fs::create_dir_all(&content).unwrap();
     write_tree(&content, files);
-    let nodes = (1..=3)
+    start_nodes(tmp, &[&content, &content, &content])
+}
+
+/// One node per content folder (one folder, or copies of it), with a Redis for them.
+fn start_nodes(tmp: tempfile::TempDir, contents: &[&Path]) -> Option<Cluster> {
+    if !have_redis() {
+        return None;
+    }
+    let redis = Redis::start();
+    let nodes = (1..=contents.len())
         .map(|i| {
             let port = free_port();
             let state = tmp.path().join(format!("state{i}"));
@@ -40,16 +46,16 @@ fn start_cluster(files: &[(&str, usize)]) -> Option<Cluster> {
             std::fs::write(
                 &config,
                 format!(
-                    "[tracker]\ninterval = 60\nmin_interval = 30\n[cluster]\nredis_url = \"{}\"\nnode_id = \"n{i}\"\n\
-                     node_url = \"http://127.0.0.1:{port}\"\nheartbeat_secs = 1\nnode_ttl_secs = 5\n\
-                     reconcile_secs = 5\n",
+                    "[tracker]\ninterval = 60\nmin_interval = 30\n[cluster]\nredis_url = \"{}\"\n\
+                     node_id = \"n{i}\"\nnode_url = \"http://127.0.0.1:{port}\"\n\
+                     heartbeat_secs = 1\nnode_ttl_secs = 5\nreconcile_secs = 5\n",
                     redis.url()
                 ),
             )
             .unwrap();
             let http = format!("127.0.0.1:{port}");
             Some(Server::start(
-                &content,
+                contents[i - 1],
                 &state,
                 &["--config", config.to_str().unwrap(), "--http", &http],
             ))
@@ -282,4 +288,43 @@ fn libtorrent_downloads_from_all_three_seeders_and_finishes_when_one_dies() {
     assert_eq!(last["ok"], true);
     let want = std::fs::read(c._tmp.path().join("content/film.bin")).unwrap();
     assert_eq!(std::fs::read(save.join("film.bin")).unwrap(), want);
+}
+
+/// Hash once, checked: nodes with copies of the folder reuse the first node's hashes for an
+/// identical copy, but hash an entry themselves when their copy differs (same names, sizes and
+/// times, other bytes), and publish what they have, not the other node's hashes.
+#[test]
+fn a_copy_that_differs_is_hashed_again_not_published_with_the_other_nodes_hashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("same.bin"), data(1 << 20, 1)).unwrap();
+    }
+    let mut other = data(1 << 20, 2);
+    std::fs::write(a.join("differs.bin"), &other).unwrap();
+    other[0] ^= 1; // in the first piece, which is always checked
+    std::fs::write(b.join("differs.bin"), &other).unwrap();
+    // The same times on both sides, as `rsync -a` keeps them.
+    let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for dir in [&a, &b] {
+        for f in ["same.bin", "differs.bin"] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.join(f))
+                .unwrap();
+            file.set_modified(when).unwrap();
+        }
+    }
+    let Some(c) = start_nodes(tmp, &[&a, &b]) else {
+        return;
+    };
+    let hash = |i: usize, name: &str| c.node(i).published_hash(name);
+    assert_eq!(hash(0, "same.bin"), hash(1, "same.bin"));
+    assert_ne!(hash(0, "differs.bin"), hash(1, "differs.bin"));
+    let logs = [log(c.node(0)), log(c.node(1))];
+    let count = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("hashed `same.bin`"), 1, "{logs:?}");
+    assert_eq!(count("hashed `differs.bin`"), 2, "{logs:?}");
+    assert_eq!(count("`differs.bin`: another node's hashes not used"), 1);
 }

@@ -45,11 +45,13 @@ impl Catalog {
         // A renamed entry: same files, same options — rebuild under the new name from its hashes.
         let content_key = fp.content_key();
         let retired = self.state().retired.get(&content_key).cloned();
-        // Cluster mode: another node may have hashed it (or be hashing it) already.
-        let shared = self
-            .shared
-            .get()
-            .map(|s| (s.clone(), format!("{content_key}/{}", self.options.key())));
+        // Cluster mode: another node may have hashed it (or be hashing it) already. Keyed by
+        // the whole fingerprint (names included: the content key leaves a single file's name
+        // out, and two files of one size and time would share it) and the options.
+        let shared = self.shared.get().map(|s| {
+            let key = format!("{}/{}", hex::encode(encoded.digest), self.options.key());
+            (s.clone(), key)
+        });
         let publish = |p, hashed| JobResult::Publish {
             published: Box::new(p),
             fingerprint: encoded,
@@ -63,6 +65,9 @@ impl Catalog {
             };
         }
 
+        // Kept only while this node holds the claim to hash it for the others: a node whose
+        // copy differs hashes it for itself and records nothing over the first node's record.
+        let mut shared = shared;
         if let Some((share, key)) = &shared {
             if let Some(record) = share.find_or_claim(key) {
                 match self.rebuild_shared(name, &content, &record) {
@@ -74,6 +79,7 @@ impl Catalog {
                         "`{name}`: another node's hashes not used ({why}): hashing it here"
                     ),
                 }
+                shared = None;
             }
         }
 

@@ -381,6 +381,9 @@ impl Settings {
         if let Err(why) = self.egress.validate() {
             return invalid("egress", why);
         }
+        if let Some(why) = self.cluster.problem() {
+            return invalid("cluster", why);
+        }
         if self.torrent.piece_size != 0 {
             if let Err(why) = piece_size::check(self.torrent.piece_size) {
                 return invalid("torrent.piece_size", why);
