@@ -1,7 +1,8 @@
 //! Peers across nodes. The hot path stays local: every node answers announces from its own
 //! memory. Each node sends its announces (taken from the tracker's shard outboxes) every
 //! `batch_ms` as one entry of the stream `{name}:announces` (capped length), and reads the
-//! others' entries into its swarms. Every `reconcile_secs` each node also writes a snapshot of
+//! others' entries into its swarms. The stream keeps the last 30 s (trimmed by entry id, which
+//! is Redis's own clock, so the nodes' clocks do not matter). Every `reconcile_secs` each node also writes a snapshot of
 //! the peers it heard itself (`{name}:snap:{node}`, with their ages) and reads the others':
 //! that covers entries it missed (Redis away, the stream trimmed) and a Redis restart.
 
@@ -17,8 +18,10 @@ use redis::Value;
 use super::codec;
 use crate::tracker::{InfoHash, PeerDelta};
 
-/// Stream entries kept (approximately): a few minutes of batches from a few nodes.
-const STREAM_LEN: usize = 10_000;
+/// Stream entries kept (approximately) until a node knows Redis's clock.
+const STREAM_LEN: usize = 1_000;
+/// Then: milliseconds of history kept. A node away longer reads the snapshots instead.
+const STREAM_KEEP_MS: u64 = 30_000;
 /// Entries read per call.
 const READ_COUNT: usize = 64;
 /// Snapshot chunks read per node (each up to 65,535 peers).
@@ -72,28 +75,34 @@ impl Heard {
     }
 }
 
-/// Appends `deltas` to the stream, as this node's.
+/// Appends `deltas` to the stream, as this node's, trimming entries older than
+/// [`STREAM_KEEP_MS`] before the last entry this node added (`last_ms`, Redis's clock: the
+/// ids it gives; no trim by age before the first). Returns the new last entry's milliseconds.
 pub async fn send(
     conn: &mut ConnectionManager,
     name: &str,
     node: &str,
     deltas: &[PeerDelta],
-) -> redis::RedisResult<()> {
+    last_ms: Option<u64>,
+) -> redis::RedisResult<Option<u64>> {
     let mut pipe = redis::pipe();
     for chunk in deltas.chunks(codec::MAX_RECORDS) {
-        pipe.cmd("XADD")
-            .arg(stream_key(name))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(STREAM_LEN)
-            .arg("*")
+        let xadd = pipe.cmd("XADD").arg(stream_key(name));
+        match last_ms {
+            Some(ms) => xadd
+                .arg("MINID")
+                .arg("~")
+                .arg(ms.saturating_sub(STREAM_KEEP_MS)),
+            None => xadd.arg("MAXLEN").arg("~").arg(STREAM_LEN),
+        };
+        xadd.arg("*")
             .arg("n")
             .arg(node)
             .arg("d")
-            .arg(codec::encode(chunk))
-            .ignore();
+            .arg(codec::encode(chunk));
     }
-    pipe.query_async(conn).await
+    let ids: Vec<String> = pipe.query_async(conn).await?;
+    Ok(ids.last().and_then(|id| id.split('-').next()?.parse().ok()))
 }
 
 /// Reads the entries after `last` (blocking up to `block`), returns the other nodes' deltas and

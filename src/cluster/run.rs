@@ -117,6 +117,7 @@ impl Cluster {
         };
         let mut every = tokio::time::interval(Duration::from_millis(self.config.batch_ms));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_ms = None;
         loop {
             tokio::select! {
                 _ = every.tick() => {}
@@ -128,8 +129,9 @@ impl Cluster {
             }
             heard.record(&deltas, Instant::now());
             // Lost when Redis is away: the snapshot after it returns carries them.
-            let sent = peers::send(&mut conn, &self.config.name, &self.me.id, &deltas).await;
-            if self.mark(sent).is_some() {
+            let sent = peers::send(&mut conn, &self.config.name, &self.me.id, &deltas, last_ms);
+            if let Some(ms) = self.mark(sent.await) {
+                last_ms = ms.or(last_ms);
                 self.stats
                     .sent
                     .fetch_add(deltas.len() as u64, Ordering::Relaxed);
