@@ -46,7 +46,7 @@ impl Default for ClusterConfig {
             batch_ms: 250,
             heartbeat_secs: 5,
             node_ttl_secs: 20,
-            reconcile_secs: 30,
+            reconcile_secs: 120,
         }
     }
 }
