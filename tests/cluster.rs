@@ -140,6 +140,13 @@ fn three_nodes_share_swarms_counts_links_and_hashing_through_redis() {
     let h = hex20(&hashes[0]);
     c.wait_nodes(3);
 
+    // The page counts people: the three seeders are the nodes, not people.
+    let api = c.node(1).wait_published("big.bin", None);
+    assert_eq!(
+        (api["seeders"].as_u64(), api["people_sharing"].as_u64()),
+        (Some(3), Some(0))
+    );
+
     // Every node lists every node's seeder, and counts them.
     let seeds: Vec<[u8; 6]> = (0..3)
         .map(|i| compact_local(peer_port(c.node(i))))

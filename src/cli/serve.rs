@@ -532,15 +532,22 @@ struct TrackerView(
 impl SwarmView for TrackerView {
     fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {
         let c = self.0.torrent(info_hash);
+        let own_seed = self
+            .2
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(info_hash);
+        // The tracker counts the other nodes' seeders with the own seed (see `Shard::counts`).
+        let node_seeds = match (&self.4, own_seed) {
+            (Some(cluster), true) => cluster.nodes().len().saturating_sub(1) as u64,
+            _ => 0,
+        };
         SwarmCounts {
             seeders: u64::from(c.complete),
             leechers: u64::from(c.incomplete),
             completed: c.downloaded,
-            own_seed: self
-                .2
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(info_hash),
+            own_seed,
+            node_seeds,
         }
     }
 

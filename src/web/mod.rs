@@ -36,6 +36,8 @@ pub struct SwarmCounts {
     pub completed: u64,
     /// Whether bitseed's own seeder is one of `seeders`.
     pub own_seed: bool,
+    /// Cluster mode: the other nodes' seeders among `seeders` (not people either).
+    pub node_seeds: u64,
 }
 
 /// Where the web face gets swarm numbers; `serve` plugs the tracker in.
