@@ -260,7 +260,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(_) => {
             let me = node_info(&settings, own, udp_port)?;
             let cluster = Cluster::new(settings.cluster.clone(), me, tracker.clone())?;
-            catalog.set_shared_hashing(Arc::new(cluster.hash_share()));
+            catalog.set_shared_hashing(Arc::new(cluster.hash_share(shutdown.child_token())));
             let task = tokio::spawn(cluster.clone().run(shutdown.child_token()));
             Some((cluster, task))
         }

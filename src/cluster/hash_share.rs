@@ -25,6 +25,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct HashShare {
     client: redis::Client,
+    /// Set when the node stops: a job waiting for another node's hashing stops waiting.
+    stop: tokio_util::sync::CancellationToken,
     name: String,
     me: String,
     /// Claims held, with the flag that keeps their renewing thread going.
@@ -32,9 +34,15 @@ pub struct HashShare {
 }
 
 impl HashShare {
-    pub(super) fn new(client: redis::Client, name: &str, me: &str) -> Self {
+    pub(super) fn new(
+        client: redis::Client,
+        name: &str,
+        me: &str,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Self {
         HashShare {
             client,
+            stop,
             name: name.to_owned(),
             me: me.to_owned(),
             held: Mutex::new(HashMap::new()),
@@ -75,6 +83,10 @@ impl HashShare {
                 .query(&mut conn)?;
             if claimed.is_some() || started.elapsed() > MAX_WAIT {
                 self.hold(key);
+                return Ok(None);
+            }
+            if self.stop.is_cancelled() {
+                // Stopping: no claim taken, nothing recorded; the job goes on alone.
                 return Ok(None);
             }
             std::thread::sleep(POLL_EVERY);

@@ -95,9 +95,10 @@ impl Cluster {
             .clone()
     }
 
-    /// The hashing of new entries, shared (for `Catalog::set_hash_share`).
-    pub fn hash_share(&self) -> HashShare {
-        HashShare::new(self.client.clone(), &self.config.name, &self.me.id)
+    /// The hashing of new entries, shared (for `Catalog::set_shared_hashing`); waiting for
+    /// another node ends at `stop`.
+    pub fn hash_share(&self, stop: tokio_util::sync::CancellationToken) -> HashShare {
+        HashShare::new(self.client.clone(), &self.config.name, &self.me.id, stop)
     }
 
     /// A connection that reconnects by itself, with short timeouts: a Redis that is away makes
