@@ -77,3 +77,63 @@ impl ClusterConfig {
         None
     }
 }
+
+/// `url` without its password (`redis://user:secret@host` → `redis://user:***@host`), for logs
+/// and errors.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redacted("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://:***@10.0.0.5:6379/0"
+        );
+        assert_eq!(redacted("redis://u:p@h/0"), "redis://u:***@h/0");
+        assert_eq!(redacted("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn problems_are_named() {
+        let ok = ClusterConfig {
+            redis_url: Some("redis://h".into()),
+            node_url: Some("http://n1:8080".into()),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(ok.problem(), None);
+        assert_eq!(
+            ClusterConfig::default().problem(),
+            None,
+            "no cluster, no problem"
+        );
+        let no_url = ClusterConfig {
+            node_url: None,
+            ..ok.clone()
+        };
+        assert!(no_url.problem().unwrap().contains("node_url"));
+        let bad_id = ClusterConfig {
+            node_id: "a b".into(),
+            ..ok.clone()
+        };
+        assert!(bad_id.problem().is_some());
+        let short_ttl = ClusterConfig {
+            node_ttl_secs: 5,
+            ..ok
+        };
+        assert!(short_ttl.problem().unwrap().contains("node_ttl_secs"));
+    }
+}

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-pub use config::ClusterConfig;
+pub use config::{redacted, ClusterConfig};
 pub use hash_share::HashShare;
 pub use node::NodeInfo;
 pub use run::ClusterStats;
@@ -69,7 +69,7 @@ impl Cluster {
         }
         let url = config.redis_url.clone().unwrap_or_default();
         let client = redis::Client::open(url.as_str()).map_err(|source| ClusterError::Redis {
-            url: url.clone(),
+            url: redacted(&url),
             source,
         })?;
         tracker.replicate();

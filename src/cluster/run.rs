@@ -77,7 +77,7 @@ impl Cluster {
             self.config.name,
             self.me.id,
             self.me.base_url,
-            self.config.redis_url.as_deref().unwrap_or_default()
+            super::redacted(self.config.redis_url.as_deref().unwrap_or_default())
         );
         let heard = Arc::new(Heard::default());
         tokio::join!(
