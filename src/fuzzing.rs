@@ -435,6 +435,34 @@ pub fn krpc(data: &[u8]) {
     }
 }
 
+/// A batch of peers from Redis (cluster mode), and a node's hashing record: a batch that
+/// decodes re-encodes to the same bytes, and its peers go into a tracker's swarms.
+pub fn cluster_batch(data: &[u8]) {
+    use crate::cluster::codec;
+    use crate::tracker::{Mode, Tracker, TrackerConfig};
+
+    let _ = crate::catalog::shared::Record::decode(data);
+    let Ok(peers) = codec::decode(data) else {
+        return;
+    };
+    assert_eq!(
+        codec::encode(&peers),
+        data,
+        "a batch re-encodes to its bytes"
+    );
+    static TRACKER: OnceLock<(Tracker, tempfile::TempDir)> = OnceLock::new();
+    let (tracker, _) = TRACKER.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temp folder");
+        let config = TrackerConfig {
+            mode: Mode::Open,
+            ..TrackerConfig::default()
+        };
+        let t = Tracker::new(config, dir.path()).expect("a tracker");
+        (t, dir)
+    });
+    tracker.apply_remote(&peers);
+}
+
 #[cfg(test)]
 mod tests {
     use crate::peer::mse::Mode;

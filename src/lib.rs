@@ -26,6 +26,7 @@
 pub mod announce;
 pub mod bencode;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod dht;
 pub mod egress;

@@ -43,6 +43,80 @@ fn systemd_unit_verifies() {
     assert!(o.status.success() && ours.is_empty(), "{err}");
 }
 
+/// A cluster node's settings (deploy/cluster/bitseed-node.conf), as a drop-in over the unit:
+/// systemd reads it (a bad line in it would be named) and finds nothing to say.
+#[test]
+fn cluster_node_drop_in_verifies() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: systemd-analyze is not installed");
+        return;
+    }
+    let unit = std::fs::read_to_string(deploy("bitseed.service")).unwrap();
+    let unit = unit.replace("/usr/local/bin/bitseed", env!("CARGO_BIN_EXE_bitseed"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bitseed.service");
+    std::fs::write(&path, unit).unwrap();
+    let drop_in = dir.path().join("bitseed.service.d");
+    std::fs::create_dir(&drop_in).unwrap();
+    let verify = |conf: &str| {
+        std::fs::write(drop_in.join("cluster.conf"), conf).unwrap();
+        let o = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let conf = std::fs::read_to_string(deploy("cluster/bitseed-node.conf")).unwrap();
+    // The drop-in is read: a key systemd does not know in it is named.
+    let (_, err) = verify(&format!("{conf}Bogus=1\n"));
+    assert!(err.contains("cluster.conf"), "drop-in not read: {err}");
+    let (ok, err) = verify(&conf);
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("bitseed.service") || l.contains("cluster.conf"))
+        .collect();
+    assert!(ok && ours.is_empty(), "{err}");
+    // Its settings are the ones `serve` reads (a misspelt variable would pass systemd).
+    let env: Vec<(String, String)> = conf
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert!(env.len() >= 4, "{env:?}");
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bitseed"))
+        .args(["serve", "--check", "--config"])
+        .arg(&empty)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("node_url = \"http://node1.example.com:8080\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("peer_addr = \"203.0.113.11:6881\""),
+        "{shown}"
+    );
+}
+
 #[test]
 fn nginx_config_passes_nginx_t() {
     if !crate::common::have_nginx() {
@@ -56,6 +130,42 @@ fn nginx_config_passes_nginx_t() {
             "pid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  include {1};\n}}\n",
             dir.path().display(),
             deploy("nginx.conf").display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new("nginx")
+        .args(["-t", "-q", "-c"])
+        .arg(&main)
+        .arg("-p")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// deploy/cluster/nginx.conf (nginx in front of three nodes) passes `nginx -t`, its node names
+/// (which resolve only inside the compose network) replaced by loopback.
+#[test]
+fn cluster_nginx_config_passes_nginx_t() {
+    if !crate::common::have_nginx() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = std::fs::read_to_string(deploy("cluster/nginx.conf")).unwrap();
+    assert_eq!(
+        conf.matches("server node").count(),
+        3,
+        "three nodes upstream"
+    );
+    let site = dir.path().join("cluster.conf");
+    std::fs::write(&site, conf.replace("server node", "server 127.0.0.")).unwrap();
+    let main = dir.path().join("nginx.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "pid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  include {1};\n}}\n",
+            dir.path().display(),
+            site.display()
         ),
     )
     .unwrap();

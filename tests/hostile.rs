@@ -15,7 +15,7 @@ use crate::serve::{dirs, http_get, Server};
 fn fuzz_regressions_and_seed_corpus_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     type Body = fn(&[u8]);
-    let targets: [(&str, Body); 10] = [
+    let targets: [(&str, Body); 11] = [
         ("bencode_metainfo", bitseed::fuzzing::bencode_metainfo),
         ("magnet", bitseed::fuzzing::magnet),
         ("http_query", bitseed::fuzzing::http_query),
@@ -26,6 +26,7 @@ fn fuzz_regressions_and_seed_corpus_replay() {
         ("mse_receiver", bitseed::fuzzing::mse_receiver),
         ("krpc", bitseed::fuzzing::krpc),
         ("ws_message", bitseed::fuzzing::ws_message),
+        ("cluster_batch", bitseed::fuzzing::cluster_batch),
     ];
     for (name, body) in targets {
         let mut seeds = 0;

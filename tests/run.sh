@@ -12,6 +12,8 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v transmission-daemon >/dev/null 2>&1 || need+=(transmission-daemon)
 command -v transmission-remote >/dev/null 2>&1 || need+=(transmission-cli)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The cluster tests run their own Redis.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The page's layout test drives headless Chromium.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

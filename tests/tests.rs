@@ -4,6 +4,7 @@
 mod bounds;
 mod browser_download;
 mod catalog;
+mod cluster;
 mod common;
 mod create;
 mod deploy;

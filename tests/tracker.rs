@@ -525,13 +525,13 @@ fn http_bounds_of_the_standalone_tracker() {
 
 // ---- UDP ----
 
-struct Udp {
+pub(crate) struct Udp {
     socket: UdpSocket,
     server: SocketAddr,
 }
 
 impl Udp {
-    fn new(server: SocketAddr) -> Udp {
+    pub(crate) fn new(server: SocketAddr) -> Udp {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -539,14 +539,14 @@ impl Udp {
         Udp { socket, server }
     }
 
-    fn exchange(&self, packet: &[u8]) -> Vec<u8> {
+    pub(crate) fn exchange(&self, packet: &[u8]) -> Vec<u8> {
         self.socket.send_to(packet, self.server).unwrap();
         let mut buf = [0u8; 4096];
         let (n, _) = self.socket.recv_from(&mut buf).expect("udp answer");
         buf[..n].to_vec()
     }
 
-    fn connect(&self) -> u64 {
+    pub(crate) fn connect(&self) -> u64 {
         let mut p = 0x0417_2710_1980u64.to_be_bytes().to_vec();
         p.extend_from_slice(&[0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe]);
         let r = self.exchange(&p);
@@ -556,7 +556,7 @@ impl Udp {
     }
 }
 
-fn udp_announce(
+pub(crate) fn udp_announce(
     conn: u64,
     h: &[u8; 20],
     port: u16,
@@ -916,7 +916,7 @@ fn hex20(hex: &str) -> [u8; 20] {
 }
 
 /// complete, incomplete, downloaded of `h` in an HTTP scrape.
-fn scraped(http: SocketAddr, h: &[u8; 20]) -> (i64, i64, i64) {
+pub(crate) fn scraped(http: SocketAddr, h: &[u8; 20]) -> (i64, i64, i64) {
     let body = http_get(http, &format!("/scrape?info_hash={}", enc(h)));
     let node = decode(&body).unwrap();
     let entry = &node.get("files").unwrap().as_dict().unwrap()[0].1;
@@ -928,7 +928,7 @@ fn scraped(http: SocketAddr, h: &[u8; 20]) -> (i64, i64, i64) {
 }
 
 /// The compact peers of an HTTP announce answer, and its complete / incomplete counts.
-fn http_peers(http: SocketAddr, path: &str) -> (Vec<[u8; 6]>, (i64, i64)) {
+pub(crate) fn http_peers(http: SocketAddr, path: &str) -> (Vec<[u8; 6]>, (i64, i64)) {
     let body = http_get(http, path);
     let node = decode(&body).unwrap();
     let peers = bytes(&node, "peers")
@@ -939,13 +939,13 @@ fn http_peers(http: SocketAddr, path: &str) -> (Vec<[u8; 6]>, (i64, i64)) {
 }
 
 /// The compact peers of a UDP announce answer, and its seeders / leechers counts.
-fn udp_peers(r: &[u8]) -> (Vec<[u8; 6]>, (u32, u32)) {
+pub(crate) fn udp_peers(r: &[u8]) -> (Vec<[u8; 6]>, (u32, u32)) {
     assert_eq!(be32(r, 0), 1, "an announce answer: {r:?}");
     let peers = r[20..].chunks(6).map(|c| c.try_into().unwrap()).collect();
     (peers, (be32(r, 16), be32(r, 12)))
 }
 
-fn compact_local(port: u16) -> [u8; 6] {
+pub(crate) fn compact_local(port: u16) -> [u8; 6] {
     let mut c = [127, 0, 0, 1, 0, 0];
     c[4..].copy_from_slice(&port.to_be_bytes());
     c

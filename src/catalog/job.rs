@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::store::now_secs;
-use super::{publishable_name, Catalog, Fingerprint, JobResult, Kept, Published, Retired, Source};
+use super::{
+    publishable_name, shared, Catalog, Fingerprint, JobResult, Kept, Published, Retired, Source,
+};
 use crate::hash::walk::{self, Content};
 use crate::hash::{self, CreateOptions};
 use crate::metainfo::{piece_size, plan_files, ContentHashes, Format, Metainfo, NewTorrent};
@@ -43,6 +45,13 @@ impl Catalog {
         // A renamed entry: same files, same options — rebuild under the new name from its hashes.
         let content_key = fp.content_key();
         let retired = self.state().retired.get(&content_key).cloned();
+        // Cluster mode: another node may have hashed it (or be hashing it) already. Keyed by
+        // the whole fingerprint (names included: the content key leaves a single file's name
+        // out, and two files of one size and time would share it) and the options.
+        let shared = self.shared.get().map(|s| {
+            let key = format!("{}/{}", hex::encode(encoded.digest), self.options.key());
+            (s.clone(), key)
+        });
         let publish = |p, hashed| JobResult::Publish {
             published: Box::new(p),
             fingerprint: encoded,
@@ -54,6 +63,24 @@ impl Catalog {
                 Ok(p) => publish(p, false),
                 Err(e) => JobResult::Failed(e.to_string()),
             };
+        }
+
+        // Kept only while this node holds the claim to hash it for the others: a node whose
+        // copy differs hashes it for itself and records nothing over the first node's record.
+        let mut shared = shared;
+        if let Some((share, key)) = &shared {
+            if let Some(record) = share.find_or_claim(key) {
+                match self.rebuild_shared(name, &content, &record) {
+                    Ok(p) => {
+                        tracing::info!("`{name}`: hashes reused from another node");
+                        return publish(p, false);
+                    }
+                    Err(why) => tracing::warn!(
+                        "`{name}`: another node's hashes not used ({why}): hashing it here"
+                    ),
+                }
+                shared = None;
+            }
         }
 
         // A version hashed again to the same torrent (its files touched, not changed) keeps its
@@ -81,6 +108,10 @@ impl Catalog {
                     started.elapsed().as_secs_f64()
                 );
                 let merkle = (meta.format == Format::Merkle).then_some(pieces);
+                if let Some((share, key)) = &shared {
+                    let record = shared::Record::new(&meta, merkle.as_deref(), &file_sha256);
+                    share.record(key, &record.encode());
+                }
                 let published_at = match before {
                     Some((hash, at)) if hash == meta.info_hash => at,
                     _ => now_secs(),
@@ -95,8 +126,40 @@ impl Catalog {
                     Err(e) => JobResult::Failed(e.to_string()),
                 }
             }
-            Err(e) => JobResult::Failed(e.to_string()),
+            Err(e) => {
+                if let Some((share, key)) = &shared {
+                    share.release(key);
+                }
+                JobResult::Failed(e.to_string())
+            }
         }
+    }
+
+    /// The torrent another node recorded for this content, rebuilt under this entry's name
+    /// and spot-checked against the files here.
+    fn rebuild_shared(
+        &self,
+        name: &str,
+        content: &Content,
+        record: &[u8],
+    ) -> Result<Published, String> {
+        let (torrent, merkle_pieces, file_sha256) =
+            shared::Record::decode(record).ok_or("a record that does not decode")?;
+        let retired = Retired {
+            torrent,
+            merkle_pieces,
+            file_sha256: Some(file_sha256),
+            at: Instant::now(),
+        };
+        let (meta, kept) = self
+            .rebuild(content, &retired)
+            .ok_or("made with other options, or of other files")?;
+        let merkle = kept.merkle_pieces.clone();
+        let p = self
+            .published(name, content, meta, kept)
+            .map_err(|e| e.to_string())?;
+        shared::spot_check(&p.meta, merkle.as_deref(), &p.content)?;
+        Ok(p)
     }
 
     fn create_options(&self) -> CreateOptions {

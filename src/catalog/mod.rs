@@ -7,6 +7,7 @@ mod fingerprint;
 mod job;
 pub mod planner;
 pub mod registry;
+pub mod shared;
 pub mod store;
 
 use std::collections::HashMap;
@@ -96,6 +97,8 @@ pub struct Catalog {
     registry: Arc<Registry>,
     store: Mutex<Store>,
     state: Mutex<State>,
+    /// Cluster mode: hashing shared with the other nodes (`shared`).
+    shared: std::sync::OnceLock<Arc<dyn shared::SharedHashing>>,
 }
 
 struct State {
@@ -223,6 +226,7 @@ impl Catalog {
             options,
             registry,
             store: Mutex::new(store),
+            shared: std::sync::OnceLock::new(),
             state: Mutex::new(State {
                 planner: Planner::new(settle, hash_jobs, BATCH),
                 published: HashMap::new(),
@@ -231,6 +235,11 @@ impl Catalog {
                 said: std::collections::HashSet::new(),
             }),
         }))
+    }
+
+    /// Cluster mode: entries are hashed once for all nodes (call before `run`).
+    pub fn set_shared_hashing(&self, shared: Arc<dyn shared::SharedHashing>) {
+        let _ = self.shared.set(shared);
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use bitseed::catalog::{Catalog, Event, Published, Registry, TorrentOptions};
+use bitseed::cluster::{Cluster, NodeInfo};
 use bitseed::config::{parse_listen, Overrides, Settings};
 use bitseed::dht::{Dht, DhtAnnouncer};
 use bitseed::egress::Egress;
@@ -249,11 +250,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on udp.listen {}", settings.udp.listen))?;
     tracing::info!("udp tracker listening on {}", udp.local_addr()?);
+    let udp_port = udp.local_addr()?.port();
     let udp_task = tokio::spawn(tracker::run_udp(
         udp,
         tracker.clone(),
         shutdown.clone().cancelled_owned(),
     ));
+    let cluster = match &settings.cluster.redis_url {
+        Some(_) => {
+            let me = node_info(&settings, own, udp_port)?;
+            let cluster = Cluster::new(settings.cluster.clone(), me, tracker.clone())?;
+            catalog.set_shared_hashing(Arc::new(cluster.hash_share(shutdown.child_token())));
+            let task = tokio::spawn(cluster.clone().run(shutdown.child_token()));
+            Some((cluster, task))
+        }
+        None => None,
+    };
     let maintenance_task = tokio::spawn(tracker::run_maintenance(
         tracker.clone(),
         shutdown.clone().cancelled_owned(),
@@ -275,6 +287,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             seeder.clone(),
             own_seeds,
             dht.as_ref().map(|(d, _)| d.clone()),
+            cluster.as_ref().map(|(c, _)| c.clone()),
         )),
         dht_port: dht.as_ref().map(|(d, _)| d.local_addr().port()),
         public_url: settings.public_url.clone(),
@@ -295,6 +308,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             integrity: settings.page.webtorrent_integrity.clone(),
             max_bytes: settings.page.browser_max_bytes,
         }),
+        cluster: cluster.as_ref().map(|(c, _)| c.clone()),
     });
     let access = web::Data::new(face::access::Access {
         log: settings.http.access_log,
@@ -355,6 +369,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = task.await;
     }
     let _ = udp_task.await;
+    if let Some((_, task)) = cluster {
+        let _ = task.await;
+    }
     let _ = maintenance_task.await;
     let _ = downloads_task.await;
     if let Err(e) = tracker.flush() {
@@ -367,6 +384,69 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This node as the other nodes of its cluster list it (`[cluster]`).
+fn node_info(settings: &Settings, own: SocketAddr, udp_port: u16) -> anyhow::Result<NodeInfo> {
+    let c = &settings.cluster;
+    let base_url = c
+        .node_url
+        .as_deref()
+        .context("cluster.node_url is required with cluster.redis_url")?
+        .trim_end_matches('/')
+        .to_owned();
+    let host = host_of_url(&base_url).context("cluster.node_url: not an http(s) URL")?;
+    let peer = match c.peer_addr {
+        Some(a) => a,
+        None => {
+            let ip = match settings.peer.public_ip {
+                Some(ip) => ip,
+                None => host.trim_matches(['[', ']']).parse().context(
+                    "cluster.peer_addr (or peer.public_ip) is needed when cluster.node_url's \
+                     host is a name",
+                )?,
+            };
+            SocketAddr::new(ip, own.port())
+        }
+    };
+    let id = if c.node_id.is_empty() {
+        base_url
+            .split_once("://")
+            .map_or(base_url.as_str(), |(_, r)| r)
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || ch == '.' {
+                    ch
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    } else {
+        c.node_id.clone()
+    };
+    Ok(NodeInfo {
+        id,
+        udp_announce: c
+            .udp_tracker
+            .then(|| format!("udp://{host}:{udp_port}/announce")),
+        base_url,
+        peer,
+    })
+}
+
+/// The host of `http(s)://host[:port][/…]` (IPv6 in brackets, kept).
+fn host_of_url(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split('/').next()?;
+    let host = if authority.starts_with('[') {
+        &authority[..=authority.find(']')?]
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 /// Writes the download counts once a minute, and once more at `stop`.
@@ -441,20 +521,33 @@ impl peer::SwarmPeers for TrackerPeers {
 }
 
 /// The web face's view of the tracker's swarms.
-struct TrackerView(Arc<Tracker>, Arc<Seeder>, OwnSeeds, Option<Dht>);
+struct TrackerView(
+    Arc<Tracker>,
+    Arc<Seeder>,
+    OwnSeeds,
+    Option<Dht>,
+    Option<Arc<Cluster>>,
+);
 
 impl SwarmView for TrackerView {
     fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {
         let c = self.0.torrent(info_hash);
+        let own_seed = self
+            .2
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(info_hash);
+        // The tracker counts the other nodes' seeders with the own seed (see `Shard::counts`).
+        let node_seeds = match (&self.4, own_seed) {
+            (Some(cluster), true) => cluster.nodes().len().saturating_sub(1) as u64,
+            _ => 0,
+        };
         SwarmCounts {
             seeders: u64::from(c.complete),
             leechers: u64::from(c.incomplete),
             completed: c.downloaded,
-            own_seed: self
-                .2
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(info_hash),
+            own_seed,
+            node_seeds,
         }
     }
 
@@ -473,5 +566,6 @@ impl SwarmView for TrackerView {
         ) + &self.1.metrics()
             + &self.1.egress().metrics()
             + &self.3.as_ref().map(Dht::metrics).unwrap_or_default()
+            + &self.4.as_ref().map(|c| c.metrics()).unwrap_or_default()
     }
 }

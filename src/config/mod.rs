@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::cluster::ClusterConfig;
 use crate::dht::DhtConfig;
 use crate::egress::EgressConfig;
 use crate::lsd::LsdConfig;
@@ -56,6 +57,8 @@ pub struct Settings {
     pub dht: DhtConfig,
     /// Local service discovery (BEP 14) announces on the LAN.
     pub lsd: LsdConfig,
+    /// Several nodes sharing one catalog and its swarms through Redis.
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -185,6 +188,7 @@ impl Default for Settings {
             page: PageSettings::default(),
             dht: DhtConfig::default(),
             lsd: LsdConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -376,6 +380,9 @@ impl Settings {
         }
         if let Err(why) = self.egress.validate() {
             return invalid("egress", why);
+        }
+        if let Some(why) = self.cluster.problem() {
+            return invalid("cluster", why);
         }
         if self.torrent.piece_size != 0 {
             if let Err(why) = piece_size::check(self.torrent.piece_size) {

@@ -18,6 +18,7 @@ use super::connection_id::ConnectionIds;
 use super::http_request::{Event, InfoHash};
 use super::http_response::Counts;
 use super::peer_list::TICK_MASK;
+use super::remote::PeerDelta;
 use super::rtc_swarm::{Relay, RtcLimits, RtcOutcome, Sender};
 use super::swarm::{Announce, Limits, Refusal, Shard, SwarmChange};
 use super::twins::Twins;
@@ -478,6 +479,80 @@ impl Tracker {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Cluster mode: from now on each announce is kept for [`take_outbox`](Self::take_outbox).
+    pub fn replicate(&self) {
+        for shard in self.shards.iter() {
+            lock(shard).outbox.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Cluster mode: the announces since the last call (at most `OUTBOX_MAX` per shard).
+    pub fn take_outbox(&self) -> Vec<PeerDelta> {
+        let mut all = Vec::new();
+        for shard in self.shards.iter() {
+            if let Some(out) = lock(shard).outbox.as_mut() {
+                all.append(out);
+            }
+        }
+        all
+    }
+
+    /// Cluster mode: other nodes' peers join (or leave) the swarms.
+    pub fn apply_remote(&self, deltas: &[PeerDelta]) {
+        let open = self.config.mode == Mode::Open;
+        let now = self.tick();
+        for d in deltas {
+            let limits = Limits {
+                own_seed: false,
+                open,
+                max_peers: self.config.max_peers_per_torrent as usize,
+                max_peers_per_ip: self.config.max_peers_per_ip as usize,
+                may_create: !open
+                    || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
+            };
+            let ticks = (u64::from(d.age_secs) / self.tick_secs) as u16;
+            let at = now.wrapping_sub(ticks) & TICK_MASK;
+            let change = self.shard(&d.info_hash).apply_remote(d, limits, at);
+            if change.created {
+                self.torrents.fetch_add(1, Ordering::Relaxed);
+            }
+            if change.removed.is_some() {
+                self.torrents.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Cluster mode: the other live nodes' seeders, listed with the own seed.
+    pub fn set_cluster_seeds(&self, seeds: &[SocketAddr]) {
+        let seeds: std::sync::Arc<[SocketAddr]> = seeds.into();
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            if shard.cluster_seeds != seeds {
+                shard.cluster_seeds = seeds.clone();
+            }
+        }
+    }
+
+    /// This node's own completed counts, per swarm (cluster mode shares them).
+    pub fn local_completed(&self) -> Vec<(InfoHash, u64)> {
+        let mut all = Vec::new();
+        for shard in self.shards.iter() {
+            all.extend(lock(shard).completed.iter().map(|(h, n)| (*h, *n)));
+        }
+        all
+    }
+
+    /// Cluster mode: what the other nodes counted, added to this node's counts.
+    pub fn set_remote_completed(&self, totals: &HashMap<InfoHash, u64>) {
+        let mut by_shard: Vec<HashMap<InfoHash, u64>> = vec![HashMap::new(); SHARDS];
+        for (h, n) in totals {
+            by_shard[usize::from(h[0])].insert(*h, *n);
+        }
+        for (shard, mine) in self.shards.iter().zip(by_shard) {
+            lock(shard).remote_completed = mine;
+        }
     }
 
     /// Announces handled so far (for the rate).

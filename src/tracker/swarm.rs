@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::http_request::{Event, InfoHash};
 use super::http_response::Counts;
 use super::peer_list::{seeds, Addr, PeerList, Report, Was};
+use super::remote::{PeerDelta, OUTBOX_MAX};
 
 /// The peers of one torrent. The v6 half is boxed: most swarms have no v6 peer, and an empty
 /// box costs 8 bytes where two empty vectors cost 48.
@@ -126,6 +127,13 @@ pub struct Shard {
     pub announces: u64,
     /// Browser peers (WebSocket tracker), counted with the others.
     pub rtc: HashMap<InfoHash, super::rtc_swarm::RtcSwarm>,
+    /// Cluster mode (`remote`): the announces to pass on to the other nodes; `None` on a single
+    /// node, which then does nothing more per announce.
+    pub outbox: Option<Vec<PeerDelta>>,
+    /// Cluster mode: the other nodes' seeders, listed (and counted) with the own seed.
+    pub cluster_seeds: std::sync::Arc<[SocketAddr]>,
+    /// Cluster mode: completions the other nodes counted, per swarm.
+    pub remote_completed: HashMap<InfoHash, u64>,
 }
 
 /// What an announce did to the live swarms.
@@ -195,6 +203,15 @@ impl Shard {
         let report = a.report();
         let was = update(swarm, a, report, now, limits);
         let seeder = seeds(was, report);
+        if let Some(out) = self.outbox.as_mut().filter(|o| o.len() < OUTBOX_MAX) {
+            out.push(PeerDelta {
+                info_hash: a.info_hash,
+                peer: a.peer,
+                seeder,
+                stopped: a.event == Event::Stopped,
+                age_secs: 0,
+            });
+        }
         if report == Report::Completed && was != Was::Seeder {
             *self.completed.entry(a.info_hash).or_default() += 1;
             *self.unsaved.entry(a.info_hash).or_default() += 1;
@@ -235,9 +252,11 @@ impl Shard {
                     Some(*own)
                 }
             });
-        if let Some(own) = own.filter(|_| want > 0) {
-            if own.is_ipv4() == v4_first || a.both_families {
-                match compact(own) {
+        // The other nodes' seeders (cluster mode) with it: they publish the same torrents.
+        let cluster = own.map_or(&[][..], |_| &self.cluster_seeds[..]);
+        for own in own.iter().chain(cluster) {
+            if want > 0 && (own.is_ipv4() == v4_first || a.both_families) {
+                match compact(*own) {
                     Compact::V4(c) => peers4.extend_from_slice(&c),
                     Compact::V6(c) => peers6.extend_from_slice(&c),
                 }
@@ -306,8 +325,12 @@ impl Shard {
 
     /// Live seeders (bitseed's own included), leechers and ever-completed for `info_hash`.
     pub fn counts(&self, info_hash: &InfoHash) -> Counts {
-        let own = u32::from(self.own_seeds.contains_key(info_hash));
-        let downloaded = self.completed.get(info_hash).copied().unwrap_or(0);
+        let own = match self.own_seeds.contains_key(info_hash) {
+            true => 1 + self.cluster_seeds.len() as u32,
+            false => 0,
+        };
+        let downloaded = self.completed.get(info_hash).copied().unwrap_or(0)
+            + self.remote_completed.get(info_hash).copied().unwrap_or(0);
         let (rtc_seeders, rtc_leechers) = self
             .rtc
             .get(info_hash)
@@ -347,7 +370,13 @@ impl Shard {
     }
 }
 
-fn update(swarm: &mut Swarm, a: &Announce, report: Report, now: u16, limits: Limits) -> Was {
+pub(super) fn update(
+    swarm: &mut Swarm,
+    a: &Announce,
+    report: Report,
+    now: u16,
+    limits: Limits,
+) -> Was {
     let (max_peers, per_client) = (limits.max_peers, limits.max_peers_per_ip);
     let stopped = a.event == Event::Stopped;
     if a.peer.port() == 0 {

@@ -140,8 +140,8 @@ pub fn entry_json(state: &WebState, req: &HttpRequest, name: &str, status: &Stat
             j.seeders = counts.seeders;
             j.leechers = counts.leechers;
             j.completed = counts.completed;
-            j.people_sharing =
-                (counts.seeders + counts.leechers).saturating_sub(u64::from(counts.own_seed));
+            j.people_sharing = (counts.seeders + counts.leechers)
+                .saturating_sub(u64::from(counts.own_seed) + counts.node_seeds);
             j.progress = 1.0;
             let o = &p.offload;
             j.sent_peer = o.sent_on(Channel::Peer);

@@ -36,6 +36,8 @@ pub struct SwarmCounts {
     pub completed: u64,
     /// Whether bitseed's own seeder is one of `seeders`.
     pub own_seed: bool,
+    /// Cluster mode: the other nodes' seeders among `seeders` (not people either).
+    pub node_seeds: u64,
 }
 
 /// Where the web face gets swarm numbers; `serve` plugs the tracker in.
@@ -80,6 +82,8 @@ pub struct WebState {
     pub ws_tracker: bool,
     /// The page's "Download in browser" (WebTorrent), when `page.webtorrent_url` is set.
     pub browser: Option<BrowserDownload>,
+    /// Cluster mode: every live node is named as a tracker and a web seed.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Where the page loads WebTorrent from, and up to what size it offers it.
@@ -195,13 +199,16 @@ impl WebState {
         let base = self.base_url(req);
         let (download_url, web_seed) = file_urls(&base, &p.name, p.meta.single_file);
         let ws_announce = self.ws_tracker.then(|| ws_url(&base));
+        let (trackers, web_seeds) = self.mirrors(&base, &p.name, p.meta.single_file);
         let mut magnet = p.meta.magnet();
-        magnet.trackers = vec![format!("{base}/announce")];
+        magnet.trackers = trackers.clone();
         magnet.trackers.extend(ws_announce.clone());
         if p.meta.format != crate::metainfo::Format::Merkle {
-            magnet.web_seeds = vec![web_seed.clone()];
+            magnet.web_seeds = web_seeds.clone();
         }
         Links {
+            trackers,
+            web_seeds,
             torrent_url: format!("{base}/torrents/{}.torrent", encode_path(&p.name)),
             magnet: magnet.to_uri(),
             download_url,
@@ -209,6 +216,51 @@ impl WebState {
             ws_announce,
             web_seed,
         }
+    }
+}
+
+impl WebState {
+    /// The trackers (one BEP 12 tier) and web seeds to name: this base's alone on one node; in
+    /// cluster mode every live node's (or `public_url`'s tracker alone, when it is set),
+    /// shuffled per request so that clients spread over the nodes.
+    fn mirrors(&self, base: &str, name: &str, single_file: bool) -> (Vec<String>, Vec<String>) {
+        let (_, web_seed) = file_urls(base, name, single_file);
+        let mut trackers = vec![format!("{base}/announce")];
+        let mut web_seeds = vec![web_seed];
+        let Some(cluster) = &self.cluster else {
+            return (trackers, web_seeds);
+        };
+        let nodes = cluster.nodes();
+        if self.public_url.is_none() {
+            trackers.clear();
+            web_seeds.clear();
+            for n in nodes.iter() {
+                trackers.push(format!("{}/announce", n.base_url));
+                trackers.extend(n.udp_announce.clone());
+            }
+            shuffle(&mut trackers);
+        } else {
+            // The public name first, then the nodes by their own names.
+            web_seeds.truncate(1);
+        }
+        let mut nodes_seeds: Vec<String> = nodes
+            .iter()
+            .map(|n| file_urls(&n.base_url, name, single_file).1)
+            .filter(|w| !web_seeds.contains(w))
+            .collect();
+        shuffle(&mut nodes_seeds);
+        web_seeds.extend(nodes_seeds);
+        (trackers, web_seeds)
+    }
+}
+
+/// Fisher–Yates with the standard library's random keys (not for secrets).
+fn shuffle<T>(items: &mut [T]) {
+    use std::hash::BuildHasher;
+    let keys = std::collections::hash_map::RandomState::new();
+    for i in (1..items.len()).rev() {
+        let j = (keys.hash_one(i) % (i as u64 + 1)) as usize;
+        items.swap(i, j);
     }
 }
 
@@ -268,6 +320,10 @@ pub fn respond_with_etag(
 }
 
 pub struct Links {
+    /// Every tracker to name, in one tier (cluster mode: every node's).
+    pub trackers: Vec<String>,
+    /// Every web seed to name (cluster mode: every node's).
+    pub web_seeds: Vec<String>,
     pub torrent_url: String,
     pub magnet: String,
     pub download_url: String,

@@ -1,5 +1,6 @@
 //! .torrent downloads. The announce URL and the BEP 19 web seed are outside the info dict, so
-//! they are filled in per request (from `public_url` or the Host) without changing the info hash.
+//! they are filled in per request (from `public_url` or the Host; in cluster mode every live
+//! node's, see `WebState::mirrors`) without changing the info hash.
 //! `/latest/{name}.torrent` and `/latest/{name}.magnet` are the links to give out for good: by
 //! name, they follow each new version of the file.
 
@@ -57,11 +58,11 @@ pub fn respond(state: &WebState, req: &HttpRequest, p: &Published) -> HttpRespon
     let web_seeds = if p.meta.format == Format::Merkle {
         Vec::new()
     } else {
-        vec![links.web_seed]
+        links.web_seeds
     };
     // The WebSocket tracker in a tier of its own: a client that cannot speak it tries it
     // only after the HTTP tracker (BEP 12), WebTorrent announces to both.
-    let mut tiers = vec![vec![links.announce]];
+    let mut tiers = vec![links.trackers];
     tiers.extend(links.ws_announce.map(|ws| vec![ws]));
     // BEP 27: a private torrent names no DHT node.
     let nodes: Vec<(String, u16)> = match state.dht_port {
