@@ -651,6 +651,17 @@ fn check_prints_settings_and_bad_config_names_the_key() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.contains("format = \"v2\""), "{text}");
+    // A Redis password in the cluster settings is not printed.
+    let o = bitseed()
+        .args(["serve", "--check"])
+        .env("BITSEED_CLUSTER__REDIS_URL", "redis://:s3cret@127.0.0.1:6379/0")
+        .env("BITSEED_CLUSTER__NODE_URL", "http://127.0.0.1:8080")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("redis://:***@127.0.0.1:6379/0"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
     let bad = d.state.with_extension("toml");
     std::fs::write(&bad, "[torrent]\npiece_size = 12345\n").unwrap();
     let o = bitseed()

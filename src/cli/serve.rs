@@ -92,7 +92,12 @@ impl Args {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let settings = Settings::load(args.config.as_deref(), &args.overrides())?;
     if args.check {
-        println!("{}", toml::to_string_pretty(&settings)?);
+        // The settings as loaded, but never the Redis password.
+        let mut shown = settings.clone();
+        if let Some(url) = shown.cluster.redis_url.as_mut() {
+            *url = bitseed::cluster::redacted(url);
+        }
+        println!("{}", toml::to_string_pretty(&shown)?);
         return Ok(0);
     }
     super::init_logging(args.log_json);
