@@ -13,22 +13,31 @@ fn deploy(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-#[test]
-fn systemd_unit_verifies() {
+/// The shipped unit, pointed at the binary just built, written into `dir`; None (the test is
+/// skipped) where `systemd-analyze` is not installed.
+fn unit_in(dir: &Path) -> Option<std::path::PathBuf> {
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()
         .is_err()
     {
         eprintln!("skipping: systemd-analyze is not installed");
-        return;
+        return None;
     }
     // The unit names the installed binary; point it at the one just built.
     let unit = std::fs::read_to_string(deploy("bitseed.service")).unwrap();
     let unit = unit.replace("/usr/local/bin/bitseed", env!("CARGO_BIN_EXE_bitseed"));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bitseed.service");
+    let path = dir.join("bitseed.service");
     std::fs::write(&path, unit).unwrap();
+    Some(path)
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(path) = unit_in(dir.path()) else {
+        return;
+    };
     let o = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
@@ -47,19 +56,10 @@ fn systemd_unit_verifies() {
 /// systemd reads it (a bad line in it would be named) and finds nothing to say.
 #[test]
 fn cluster_node_drop_in_verifies() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: systemd-analyze is not installed");
-        return;
-    }
-    let unit = std::fs::read_to_string(deploy("bitseed.service")).unwrap();
-    let unit = unit.replace("/usr/local/bin/bitseed", env!("CARGO_BIN_EXE_bitseed"));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bitseed.service");
-    std::fs::write(&path, unit).unwrap();
+    let Some(path) = unit_in(dir.path()) else {
+        return;
+    };
     let drop_in = dir.path().join("bitseed.service.d");
     std::fs::create_dir(&drop_in).unwrap();
     let verify = |conf: &str| {

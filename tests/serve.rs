@@ -654,7 +654,10 @@ fn check_prints_settings_and_bad_config_names_the_key() {
     // A Redis password in the cluster settings is not printed.
     let o = bitseed()
         .args(["serve", "--check"])
-        .env("BITSEED_CLUSTER__REDIS_URL", "redis://:s3cret@127.0.0.1:6379/0")
+        .env(
+            "BITSEED_CLUSTER__REDIS_URL",
+            "redis://:s3cret@127.0.0.1:6379/0",
+        )
         .env("BITSEED_CLUSTER__NODE_URL", "http://127.0.0.1:8080")
         .output()
         .unwrap();

@@ -125,14 +125,7 @@ impl HashShare {
 
     /// Stops renewing the claim and deletes it if it is still ours.
     fn let_go(&self, key: &str, conn: &mut redis::Connection) -> redis::RedisResult<()> {
-        if let Some(going) = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key)
-        {
-            going.store(false, Ordering::Relaxed);
-        }
+        self.stop_renewing(key);
         let owner: Option<String> = redis::cmd("GET").arg(self.claim_key(key)).query(conn)?;
         if owner.as_deref() == Some(self.me.as_str()) {
             let _: i64 = redis::cmd("DEL").arg(self.claim_key(key)).query(conn)?;
