@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::shared::SharedHashing;
 
+/// Renews or deletes a claim only while this node owns it, in one step: a claim that expired
+/// and was taken by another node in between is left alone.
+const RENEW_IF_OURS: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+const DELETE_IF_OURS: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
+
 /// A claim lives this long unless renewed.
 const CLAIM_TTL: Duration = Duration::from_secs(15);
 const RENEW_EVERY: Duration = Duration::from_secs(5);
@@ -102,6 +109,7 @@ impl HashShare {
             .insert(key.to_owned(), going.clone());
         let client = self.client.clone();
         let claim = self.claim_key(key);
+        let me = self.me.clone();
         let spawned = std::thread::Builder::new()
             .name("cluster-claim".into())
             .spawn(move || {
@@ -111,10 +119,11 @@ impl HashShare {
                         break;
                     }
                     if let Ok(mut conn) = client.get_connection_with_timeout(CONNECT_TIMEOUT) {
-                        let _: redis::RedisResult<i64> = redis::cmd("PEXPIRE")
-                            .arg(&claim)
+                        let _: redis::RedisResult<i64> = redis::Script::new(RENEW_IF_OURS)
+                            .key(&claim)
+                            .arg(&me)
                             .arg(CLAIM_TTL.as_millis() as u64)
-                            .query(&mut conn);
+                            .invoke(&mut conn);
                     }
                 }
             });
@@ -126,10 +135,10 @@ impl HashShare {
     /// Stops renewing the claim and deletes it if it is still ours.
     fn let_go(&self, key: &str, conn: &mut redis::Connection) -> redis::RedisResult<()> {
         self.stop_renewing(key);
-        let owner: Option<String> = redis::cmd("GET").arg(self.claim_key(key)).query(conn)?;
-        if owner.as_deref() == Some(self.me.as_str()) {
-            let _: i64 = redis::cmd("DEL").arg(self.claim_key(key)).query(conn)?;
-        }
+        let _: i64 = redis::Script::new(DELETE_IF_OURS)
+            .key(self.claim_key(key))
+            .arg(&self.me)
+            .invoke(conn)?;
         Ok(())
     }
 }
