@@ -160,6 +160,32 @@ impl Tracker {
     }
 
     /// Takes one more live swarm for `client`, if it is under `max_torrents_per_ip`.
+    /// The bounds an announce to one swarm works under.
+    fn limits(&self, own_seed: bool) -> Limits {
+        let open = self.config.mode == Mode::Open;
+        Limits {
+            own_seed,
+            open,
+            max_peers: self.config.max_peers_per_torrent as usize,
+            max_peers_per_ip: self.config.max_peers_per_ip as usize,
+            // Read without a lock: concurrent announces in other shards may overshoot the cap
+            // by a few swarms, which is fine for a memory bound.
+            may_create: !open
+                || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
+        }
+    }
+
+    /// Counts a swarm an announce created or emptied, and gives its creator's claim back.
+    fn account(&self, change: SwarmChange) {
+        if change.created {
+            self.torrents.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(creator) = change.removed {
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
+            self.release(&[creator]);
+        }
+    }
+
     fn claim(&self, client: u64) -> bool {
         let cap = self.config.max_torrents_per_ip;
         if cap == 0 {
@@ -284,7 +310,6 @@ impl Tracker {
         peers4: &mut Vec<u8>,
         peers6: &mut Vec<u8>,
     ) -> Result<Counts, Refusal> {
-        let open = self.config.mode == Mode::Open;
         // With no hybrid torrent linked, one atomic load and nothing else.
         let pair = self.twins.pair(&a.info_hash);
         let own_seed = match &pair {
@@ -309,16 +334,7 @@ impl Tracker {
             }
             _ => a,
         };
-        let limits = Limits {
-            own_seed,
-            open,
-            max_peers: self.config.max_peers_per_torrent as usize,
-            max_peers_per_ip: self.config.max_peers_per_ip as usize,
-            // Read without a lock: concurrent announces in other shards may overshoot the cap
-            // by a few swarms, which is fine for a memory bound.
-            may_create: !open
-                || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
-        };
+        let limits = self.limits(own_seed);
         let now = self.tick();
         let (counts, change): (Counts, SwarmChange) = self.shard(&a.info_hash).announce(
             a,
@@ -329,13 +345,7 @@ impl Tracker {
             peers4,
             peers6,
         )?;
-        if change.created {
-            self.torrents.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(creator) = change.removed {
-            self.torrents.fetch_sub(1, Ordering::Relaxed);
-            self.release(&[creator]);
-        }
+        self.account(change);
         Ok(counts)
     }
 
@@ -348,16 +358,8 @@ impl Tracker {
         ip: std::net::IpAddr,
         out: &mut Vec<Relay>,
     ) -> Result<RtcOutcome, Refusal> {
-        let open = self.config.mode == Mode::Open;
         let key = self.twins.swarm_key(&a.info_hash);
-        let limits = Limits {
-            own_seed: false,
-            open,
-            max_peers: self.config.max_peers_per_torrent as usize,
-            max_peers_per_ip: self.config.max_peers_per_ip as usize,
-            may_create: !open
-                || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
-        };
+        let limits = self.limits(false);
         let rtc = RtcLimits {
             max_peers: limits.max_peers,
             max_peers_per_ip: limits.max_peers_per_ip,
@@ -380,13 +382,7 @@ impl Tracker {
             &mut |client| self.claim(client),
             out,
         )?;
-        if outcome.change.created {
-            self.torrents.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(creator) = outcome.change.removed {
-            self.torrents.fetch_sub(1, Ordering::Relaxed);
-            self.release(&[creator]);
-        }
+        self.account(outcome.change);
         Ok(outcome)
     }
 
@@ -501,26 +497,13 @@ impl Tracker {
 
     /// Cluster mode: other nodes' peers join (or leave) the swarms.
     pub fn apply_remote(&self, deltas: &[PeerDelta]) {
-        let open = self.config.mode == Mode::Open;
         let now = self.tick();
         for d in deltas {
-            let limits = Limits {
-                own_seed: false,
-                open,
-                max_peers: self.config.max_peers_per_torrent as usize,
-                max_peers_per_ip: self.config.max_peers_per_ip as usize,
-                may_create: !open
-                    || self.torrents.load(Ordering::Relaxed) < self.config.max_torrents as usize,
-            };
+            let limits = self.limits(false);
             let ticks = (u64::from(d.age_secs) / self.tick_secs) as u16;
             let at = now.wrapping_sub(ticks) & TICK_MASK;
             let change = self.shard(&d.info_hash).apply_remote(d, limits, at);
-            if change.created {
-                self.torrents.fetch_add(1, Ordering::Relaxed);
-            }
-            if change.removed.is_some() {
-                self.torrents.fetch_sub(1, Ordering::Relaxed);
-            }
+            self.account(change);
         }
     }
 
