@@ -25,15 +25,20 @@ struct Cluster {
 }
 
 fn start_cluster(files: &[(&str, usize)]) -> Option<Cluster> {
+    start_cluster_with(files, "")
+}
+
+/// Three nodes on one folder, each with `top` (top-level settings) in its configuration.
+fn start_cluster_with(files: &[(&str, usize)], top: &str) -> Option<Cluster> {
     let tmp = tempfile::tempdir().unwrap();
     let content = tmp.path().join("content");
     std::fs::create_dir_all(&content).unwrap();
     write_tree(&content, files);
-    start_nodes(tmp, &[&content, &content, &content])
+    start_nodes(tmp, &[&content, &content, &content], top)
 }
 
 /// One node per content folder (one folder, or copies of it), with a Redis for them.
-fn start_nodes(tmp: tempfile::TempDir, contents: &[&Path]) -> Option<Cluster> {
+fn start_nodes(tmp: tempfile::TempDir, contents: &[&Path], top: &str) -> Option<Cluster> {
     if !have_redis() {
         return None;
     }
@@ -46,7 +51,7 @@ fn start_nodes(tmp: tempfile::TempDir, contents: &[&Path]) -> Option<Cluster> {
             std::fs::write(
                 &config,
                 format!(
-                    "[tracker]\ninterval = 60\nmin_interval = 30\n[cluster]\nredis_url = \"{}\"\n\
+                    "{top}[tracker]\ninterval = 60\nmin_interval = 30\n[cluster]\nredis_url = \"{}\"\n\
                      node_id = \"n{i}\"\nnode_url = \"http://127.0.0.1:{port}\"\n\
                      heartbeat_secs = 1\nnode_ttl_secs = 5\nreconcile_secs = 5\n",
                     redis.url()
@@ -297,6 +302,95 @@ fn libtorrent_downloads_from_all_three_seeders_and_finishes_when_one_dies() {
     assert_eq!(std::fs::read(save.join("film.bin")).unwrap(), want);
 }
 
+/// deploy/cluster/nginx.conf in front of the three nodes, as the compose file runs it (the node
+/// names pointed at loopback): with `public_url` naming nginx, the page, the API and the torrents
+/// answer through it, the torrent names nginx's tracker and every node's web seed, and an
+/// announce through it finds the three seeders; node 1 killed, nginx skips it
+/// (`proxy_next_upstream`) and every request through it still answers.
+#[test]
+fn nginx_in_front_of_three_nodes_keeps_answering_when_one_dies() {
+    if !have_nginx() {
+        return;
+    }
+    let front = free_port();
+    let top = format!("public_url = \"http://127.0.0.1:{front}\"\n");
+    let Some(mut c) = start_cluster_with(&[("film.bin", 1 << 20)], &top) else {
+        return;
+    };
+    let h = hex20(
+        c.node(0).wait_published("film.bin", None)["info_hash"]
+            .as_str()
+            .unwrap(),
+    );
+    for i in 1..3 {
+        c.node(i).wait_published("film.bin", None);
+    }
+    c.wait_nodes(3);
+    let mut site = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cluster/nginx.conf"),
+    )
+    .unwrap()
+    .replace("listen 80;", &format!("listen 127.0.0.1:{front};"));
+    for i in 0..3 {
+        let node = format!("server node{}:8080 ", i + 1);
+        assert!(site.contains(&node), "{node} upstream");
+        site = site.replace(&node, &format!("server {} ", c.node(i).http));
+    }
+    let nginx = Nginx::start(&site, front);
+    let base = format!("http://{}", nginx.addr);
+    let seeds: Vec<[u8; 6]> = (0..3)
+        .map(|i| compact_local(peer_port(c.node(i))))
+        .collect();
+    let want = std::fs::read(c._tmp.path().join("content/film.bin")).unwrap();
+
+    // Everything a client asks for, through nginx, answered by whichever node it picks.
+    let everything = |round: &str| {
+        for path in ["/", "/api/torrents", "/healthz"] {
+            let r = crate::serve::http_get(nginx.addr, path, &[]);
+            assert_eq!(r.status, 200, "{round}: {path}\n{}", nginx.errors());
+        }
+        let r = crate::serve::http_get(nginx.addr, "/torrents/film.bin.torrent", &[]);
+        assert_eq!(r.status, 200, "{round}: torrent\n{}", nginx.errors());
+        let meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
+        assert_eq!(meta.trackers[0], [format!("{base}/announce")], "{round}");
+        assert_eq!(
+            meta.web_seeds[0],
+            format!("{base}/files/film.bin"),
+            "{round}"
+        );
+        let r = crate::serve::http_get(
+            nginx.addr,
+            "/files/film.bin",
+            &[("Range", "bytes=1000-1999")],
+        );
+        assert_eq!(r.status, 206, "{round}: range\n{}", nginx.errors());
+        assert_eq!(r.body, want[1000..2000], "{round}: range bytes");
+    };
+    for _ in 0..3 {
+        everything("three nodes");
+    }
+    // Every node's web seed is in the torrent, behind nginx's own.
+    let r = crate::serve::http_get(nginx.addr, "/torrents/film.bin.torrent", &[]);
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
+    assert_eq!(meta.web_seeds.len(), 4, "{:?}", meta.web_seeds);
+    let (peers, (complete, _)) =
+        http_peers(nginx.addr, &announce_path(&h, 46_001, 100, "&compact=1"));
+    assert_eq!(complete, 3, "three node seeds through nginx");
+    for s in &seeds {
+        assert!(peers.contains(s), "nginx's answer lists {s:?}: {peers:?}");
+    }
+
+    c.nodes[0].take();
+    for _ in 0..6 {
+        everything("node 1 killed");
+    }
+    let (peers, _) = http_peers(nginx.addr, &announce_path(&h, 46_002, 100, "&compact=1"));
+    assert!(
+        peers.contains(&seeds[1]) && peers.contains(&seeds[2]),
+        "{peers:?}"
+    );
+}
+
 /// Hash once, checked: nodes with copies of the folder reuse the first node's hashes for an
 /// identical copy, but hash an entry themselves when their copy differs (same names, sizes and
 /// times, other bytes), and publish what they have, not the other node's hashes.
@@ -323,7 +417,7 @@ fn a_copy_that_differs_is_hashed_again_not_published_with_the_other_nodes_hashes
             file.set_modified(when).unwrap();
         }
     }
-    let Some(c) = start_nodes(tmp, &[&a, &b]) else {
+    let Some(c) = start_nodes(tmp, &[&a, &b], "") else {
         return;
     };
     let hash = |i: usize, name: &str| c.node(i).published_hash(name);

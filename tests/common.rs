@@ -937,3 +937,67 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// nginx in the foreground (no daemon, no master process) with one site configuration, its
+/// prefix (pid, logs, temp files) in a folder of its own; stopped (and reaped) when dropped.
+pub struct Nginx {
+    child: Child,
+    /// Where the site listens: the caller wrote `listen 127.0.0.1:{port};` into it.
+    pub addr: std::net::SocketAddr,
+    prefix: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx on `site`, which listens on 127.0.0.1:`port`, and waits until it accepts.
+    pub fn start(site: &str, port: u16) -> Nginx {
+        let prefix = tempfile::tempdir().unwrap();
+        let p = prefix.path();
+        std::fs::write(p.join("site.conf"), site).unwrap();
+        std::fs::write(
+            p.join("nginx.conf"),
+            format!(
+                "daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\n\
+                 events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {0};\n  \
+                 proxy_temp_path {0};\n  include {0}/site.conf;\n}}\n",
+                p.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(p.join("nginx.conf"))
+            .arg("-p")
+            .arg(p)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let n = Nginx {
+            child,
+            addr: std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            prefix,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(n.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                n.errors()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        n
+    }
+
+    /// Its error log, for failure messages.
+    pub fn errors(&self) -> String {
+        std::fs::read_to_string(self.prefix.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

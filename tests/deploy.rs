@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn deploy(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -205,15 +205,6 @@ fn get_from(local: IpAddr, addr: SocketAddr, path: &str, headers: &[&str]) -> St
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// nginx stopped when dropped.
-struct Nginx(std::process::Child);
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// bitseed behind deploy/nginx.conf on loopback: an announce from 127.0.0.2 through the proxy is
 /// stored under 127.0.0.2 (from X-Forwarded-For, trusted because the proxy is listed in
 /// `tracker.trusted_proxies`), not under the proxy's 127.0.0.1, and not under any address the
@@ -240,45 +231,14 @@ fn tracker_sees_the_client_address_through_nginx() {
     let hash = t["info_hash"].as_str().unwrap().to_owned();
 
     // The deploy config, pointed at this bitseed and a free local port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let site = std::fs::read_to_string(deploy("nginx.conf"))
         .unwrap()
         .replace("127.0.0.1:8080", &server.http.to_string())
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
         .replace("listen [::]:80;", "");
-    let site_path = dir.path().join("site.conf");
-    std::fs::write(&site_path, site).unwrap();
-    let main = dir.path().join("nginx.conf");
-    std::fs::write(
-        &main,
-        format!(
-            "daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {0};\n  proxy_temp_path {0};\n  include {1};\n}}\n",
-            dir.path().display(),
-            site_path.display()
-        ),
-    )
-    .unwrap();
-    let _nginx = Nginx(
-        Command::new("nginx")
-            .arg("-c")
-            .arg(&main)
-            .arg("-p")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(proxy).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let nginx = crate::common::Nginx::start(&site, port);
+    let proxy = nginx.addr;
 
     let client: IpAddr = "127.0.0.2".parse().unwrap();
     let spoofs = [
