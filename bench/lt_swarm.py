@@ -30,6 +30,9 @@ def main():
     a = p.parse_args()
 
     sessions, handles = [], []
+    # LT_SWARM_PEERLOG=DIR: every leecher's libtorrent peer log into DIR/i.log (for stalls).
+    peerlog = os.environ.get("LT_SWARM_PEERLOG")
+    logs = [open(os.path.join(peerlog, f"{i}.log"), "w") for i in range(a.n)] if peerlog else []
     for i in range(a.n):
         ip = f"127.0.0.{a.first + i}"
         ses = lt_session.session(
@@ -44,6 +47,8 @@ def main():
             announce_to_all_tiers=True,
             min_announce_interval=5,
         )
+        if peerlog:
+            ses.apply_settings({"alert_mask": lt.alert_category.peer_log | lt.alert_category.error})
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(a.torrent)
         params.save_path = os.path.join(a.save, str(i))
@@ -57,23 +62,29 @@ def main():
     # LT_SWARM_TRACE=1: once a second on stderr, each leecher's progress and rates, and what
     # each of its peers is sending it (kB/s, by the last byte of the peer's address).
     trace = os.environ.get("LT_SWARM_TRACE") == "1"
+    # LT_SWARM_TRACE_PERIOD: seconds between traces (default 1).
+    period = float(os.environ.get("LT_SWARM_TRACE_PERIOD", "1"))
     next_trace = start
     while time.time() - start < a.timeout and any(d is None for d in done):
         for i, h in enumerate(handles):
             if done[i] is None and h.status().is_seeding:
                 done[i] = time.time() - start
         if trace and time.time() >= next_trace:
-            next_trace += 1
+            next_trace += period
             print(f"t={time.time() - start:5.1f}", file=sys.stderr)
             for i, h in enumerate(handles):
                 st = h.status()
                 by = []
                 for pi in h.get_peer_info():
-                    # By the last byte of the address: 1 is bitseed (or its web seed).
-                    by.append(f"{pi.ip[0].split('.')[-1]}:{pi.down_speed // 1000}")
+                    # By the last byte of the address (1 is bitseed's seeder); ws: a web seed.
+                    who = "ws" if pi.connection_type != lt.peer_info.standard_bittorrent else pi.ip[0].split('.')[-1]
+                    by.append(f"{who}:{pi.down_speed // 1000}")
                 print(f"  {i} {st.progress * 100:5.1f}% down {st.download_rate // 1000:5d} kB/s"
                       f" up {st.upload_rate // 1000:5d} | " + " ".join(by), file=sys.stderr)
-        time.sleep(0.05)
+        for i, log in enumerate(logs):
+            for al in sessions[i].pop_alerts():
+                log.write(f"{time.time() - start:7.3f} {al.message()}\n")
+        time.sleep(min(0.05, period / 2))
     uploaded = [h.status().all_time_upload for h in handles]
     ok = all(d is not None for d in done)
     print(json.dumps({

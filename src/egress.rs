@@ -282,6 +282,9 @@ struct WebClaim {
 pub const WEB_CLAIM_HOLD: Duration = Duration::from_secs(6);
 /// Addresses remembered with a claim; beyond it, newer claims are not recorded.
 const MAX_WEB_CLAIMS: usize = 4096;
+/// Claims that order super-seeding's pieces (`Offload::web_claims`): a bound on its per-pick
+/// work, plenty for the clients that start together.
+const CLAIMS_IN_ORDER: usize = 64;
 
 impl Offload {
     /// `ip` asked the web seed for `pieces`: its client will not ask the peer wire for them
@@ -310,6 +313,19 @@ impl Offload {
             }
             None => None,
         }
+    }
+
+    /// The pieces clients are waiting on the web seed for now, one range per address (at most
+    /// `CLAIMS_IN_ORDER`, the latest): super-seeding hands out first the pieces fewest of them
+    /// cover, which those clients can take from the peers that get them.
+    pub fn web_claims(&self, now: Instant) -> Vec<Range<u32>> {
+        let m = self.web_claims.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live: Vec<&WebClaim> = m.values().filter(|c| c.until > now).collect();
+        if live.len() > CLAIMS_IN_ORDER {
+            live.sort_unstable_by_key(|c| std::cmp::Reverse(c.until));
+            live.truncate(CLAIMS_IN_ORDER);
+        }
+        live.into_iter().map(|c| c.pieces.clone()).collect()
     }
 
     pub fn joined_wire(&self, ip: IpAddr) {

@@ -223,6 +223,53 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
     }
 }
 
+/// Pieces some client is waiting on the web seed for go out last to everyone else too: that
+/// client asks no peer for them meanwhile, so the first copies handed out are pieces every
+/// peer can pass on to it.
+#[test]
+fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
+    use bitseed::peer::Message;
+    let d = dirs();
+    let len = 4 << 20;
+    std::fs::write(d.content.join("c.bin"), data(len, 46)).unwrap();
+    let server = Server::with_config(&d, "[egress]\nmax_rate = 100000000\n");
+    server.wait_published("c.bin", None);
+    let peer = server.logged_addr("peer listening on ");
+    let bytes = server.get("/torrents/c.bin.torrent").body;
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+    let piece = meta.piece_length;
+    let pieces = len.div_ceil(piece as usize) as u32;
+    // 127.0.0.7 asks the web seed for the first three quarters; 127.0.0.8 joins the peer wire.
+    let claimed = pieces * 3 / 4;
+    let range = format!("bytes=0-{}", u64::from(claimed) * piece - 1);
+    let web = connect_from([127, 0, 0, 7].into(), server.http);
+    let headers = [
+        ("User-Agent", "libtorrent/2.0.8.0"),
+        ("Range", range.as_str()),
+    ];
+    assert_eq!(
+        request_on(web, server.http, "GET", "/files/c.bin", &headers).status,
+        206
+    );
+    let (mut s, mut buf) = crate::seeder::handshake(
+        connect_from([127, 0, 0, 8].into(), peer),
+        meta.info_hash.wire().unwrap(),
+    );
+    std::io::Write::write_all(&mut s, &Message::Interested.to_bytes()).unwrap();
+    let mut shown = Vec::new();
+    while shown.len() < 4 {
+        match crate::seeder::read_message(&mut s, &mut buf).expect("seeder closed") {
+            Message::Have(p) => shown.push(p),
+            Message::HaveAll | Message::Bitfield(_) => panic!("shown everything: {shown:?}"),
+            _ => {}
+        }
+    }
+    assert!(
+        shown.iter().all(|&p| p >= claimed),
+        "shown {shown:?}, another client waits on 0..{claimed} of {pieces}"
+    );
+}
+
 /// A client that asked the web seed for a range of pieces and then joins the peer wire is
 /// shown other pieces while that request holds them (libtorrent asks no one else for them
 /// until it has read our answer), not pieces it would leave unrequested.

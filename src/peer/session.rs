@@ -365,6 +365,8 @@ fn offer_next(
     // Pieces the peer's client lately asked our web seed for are not shown: it asks no one
     // else for them until that request ends (see `egress::WEB_CLAIM_HOLD`).
     let claimed = entry.torrent.offload.web_claim(view.ip, now);
+    // Other clients' pieces on the web seed go out last (see `SuperSeed::pick`).
+    let waited = entry.torrent.offload.web_claims(now);
     // While the first copy goes out, several pieces are shown at once (see
     // `Connection::offer_wanted`).
     let first_copy = picker
@@ -384,7 +386,7 @@ fn offer_next(
             for p in new_haves {
                 picker.seen(p);
             }
-            picker.pick(&has)
+            picker.pick(&has, &waited)
         };
         match piece {
             Some(p) => {
