@@ -987,6 +987,41 @@ fn auto_super_seeding_shows_a_lone_peer_everything() {
     );
 }
 
+/// A super-seeded peer that asks for none of the pieces it was shown (libtorrent leaves alone
+/// the pieces it waits on its web seed for) is shown others, and unchoked again after them:
+/// libtorrent picks what to request on an unchoke or an arriving block, never on a `have`.
+#[test]
+fn super_seeding_unchokes_again_after_showing_pieces_to_a_peer_asking_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, meta) = published(dir.path(), &[1 << 20], &["-p", "16K"]);
+    let config = PeerConfig {
+        super_seed: bitseed::peer::SuperSeedMode::On,
+        ..PeerConfig::default()
+    };
+    let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+    let (mut s, mut buf) = connect(seeder.addr, meta.info_hash.wire().unwrap());
+    s.write_all(&Message::Interested.to_bytes()).unwrap();
+    // The first pieces shown, then (2 s later, unrequested) others: is an unchoke after them?
+    let mut first: Vec<u32> = Vec::new();
+    let mut later = 0;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let m = read_message(&mut s, &mut buf).expect("seeder closed");
+        seen.push(format!("{m:?}"));
+        match m {
+            Message::Have(p) if later == 0 && first.len() < 8 => first.push(p),
+            Message::Have(p) => {
+                assert!(!first.contains(&p), "shown again: {seen:?}");
+                later += 1;
+            }
+            Message::Unchoke if later > 0 => return,
+            _ => {}
+        }
+    }
+    panic!("no unchoke after the later pieces: {seen:?}");
+}
+
 #[test]
 fn v2_block_hashes_are_answered_from_disk_with_proofs() {
     use bitseed::peer::HashRequest;

@@ -374,6 +374,7 @@ fn offer_next(
         .unwrap_or_else(|e| e.into_inner())
         .first_copy();
     // Fill the peer's window of shown pieces, one rarest piece at a time.
+    let mut shown_any = false;
     while let Some((mut has, new_haves)) = conn.offer_wanted(now, first_copy) {
         if let Some(r) = &claimed {
             let end = (r.end as usize).min(has.len());
@@ -392,9 +393,17 @@ fn offer_next(
             Some(p) => {
                 debug!(piece = p, "super-seeding: showing a piece");
                 out.push_msgs(conn.offer(p, now));
+                shown_any = true;
             }
             None => break,
         }
+    }
+    // libtorrent picks blocks to request when unchoked and when a block arrives, not on a
+    // `have`: a peer asking us for nothing (what it was shown before, it took elsewhere or
+    // waits for from its web seed) would leave these unrequested. An unchoke repeated makes
+    // it pick again; to other clients it changes nothing.
+    if shown_any && !conn.choking() && conn.queued() == 0 {
+        out.push_msgs(vec![Message::Unchoke]);
     }
 }
 
