@@ -360,6 +360,9 @@ impl PeerListener {
                             return;
                         }
                     }
+                    // Stopping ends the uTP dispatcher too, sometimes before this task sees
+                    // the token: not worth a warning then.
+                    Err(_) if token.is_cancelled() => return,
                     Err(e) => {
                         warn!("uTP stopped accepting on {local}: {e}; TCP goes on");
                         return;

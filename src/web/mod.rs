@@ -197,7 +197,7 @@ impl WebState {
 
     pub fn links(&self, req: &HttpRequest, p: &Published) -> Links {
         let base = self.base_url(req);
-        let (download_url, web_seed) = file_urls(&base, &p.name, p.meta.single_file);
+        let (download_url, _) = file_urls(&base, &p.name, p.meta.single_file);
         let ws_announce = self.ws_tracker.then(|| ws_url(&base));
         let (trackers, web_seeds) = self.mirrors(&base, &p.name, p.meta.single_file);
         let mut magnet = p.meta.magnet();
@@ -212,9 +212,7 @@ impl WebState {
             torrent_url: format!("{base}/torrents/{}.torrent", encode_path(&p.name)),
             magnet: magnet.to_uri(),
             download_url,
-            announce: format!("{base}/announce"),
             ws_announce,
-            web_seed,
         }
     }
 }
@@ -327,10 +325,8 @@ pub struct Links {
     pub torrent_url: String,
     pub magnet: String,
     pub download_url: String,
-    pub announce: String,
     /// The WebSocket tracker, when it runs.
     pub ws_announce: Option<String>,
-    pub web_seed: String,
 }
 
 /// Everything percent-encoded but RFC 3986's unreserved characters: for path segments and query
