@@ -3,55 +3,10 @@
 //! whole /8, so clients from different addresses are sockets bound to 127.0.0.2, 127.0.0.3...
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
-
-use crate::common::data;
-use crate::serve::{dirs, Server};
-
-/// A TCP connection to `to` from the loopback address `from`.
-pub fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
-    s.connect(&to.into()).unwrap();
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Sends a keep-alive GET /healthz on `s`; the status, or `None` when the server closes the
-/// connection (or says nothing within `wait`) instead of answering.
-pub fn ask(s: &mut TcpStream, wait: Duration) -> Option<u16> {
-    s.set_read_timeout(Some(wait)).unwrap();
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: bitseed\r\n\r\n")
-        .is_err()
-    {
-        return None;
-    }
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let text = String::from_utf8_lossy(&head);
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let len: usize = text
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    s.read_exact(&mut body).ok()?;
-    Some(status)
-}
+use crate::common::*;
 
 /// Retries `f` until it is true, for at most 10 s: a closed connection is noticed by the server
 /// asynchronously.
@@ -74,7 +29,7 @@ fn peer_connections_per_ip_are_capped() {
     let peer = server.logged_addr("peer listening on ");
     let admitted = |from: [u8; 4]| {
         let mut s = connect_from(from, peer);
-        let ok = crate::hostile::handshake_answered(&mut s, ih);
+        let ok = crate::common::handshake_answered(&mut s, ih);
         (s, ok)
     };
     let (first, ok) = admitted([127, 0, 0, 1]);
@@ -203,7 +158,7 @@ fn a_folder_of_more_files_than_the_soft_fd_limit_is_seeded() {
     let peer = server.logged_addr("peer listening on ");
     eventually("the seeder never served the folder of 300 files", || {
         let mut s = connect_from([127, 0, 0, 1], peer);
-        crate::hostile::handshake_answered(&mut s, ih)
+        crate::common::handshake_answered(&mut s, ih)
     });
     assert!(
         !server.log.lock().unwrap().contains("Too many open files"),
@@ -257,7 +212,7 @@ fn more_published_files_than_descriptors_are_all_served() {
     let meta = bitseed::metainfo::Metainfo::from_bytes(&torrent).unwrap();
     assert_eq!(meta.info_hash.wire(), Some(ih));
     let peer = server.logged_addr("peer listening on ");
-    let got = crate::seeder::download(peer, &meta);
+    let got = crate::common::download(peer, &meta);
     let want: Vec<u8> = (0..600u64).flat_map(|i| data(700, i)).collect();
     assert_eq!(got, want, "the seeded folder");
     let fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
@@ -289,7 +244,7 @@ fn idle_connections_make_way_for_a_real_downloader() {
     for a in 0..6u8 {
         for _ in 0..8 {
             let mut s = connect_from([127, 0, 0, 40 + a], peer);
-            if crate::hostile::handshake_answered(&mut s, ih) {
+            if crate::common::handshake_answered(&mut s, ih) {
                 idle.push(s);
             }
         }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384};
 
 use crate::common::*;
-use crate::serve::{dirs, Server};
+use crate::common::{dirs, Server};
 
 /// WebRTC between two headless Chromium instances on loopback: host candidates on the loopback
 /// interface (not gathered by default), as IP addresses (not mDNS `.local` names, which

@@ -4,10 +4,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use serde_json::Value;
-
-use crate::common::data;
-use crate::serve::{dirs, http_get, Server};
 
 /// The publisher's token: entries not published yet are shown to the publisher only.
 const TOKEN: &str = "catalog-test-token-0123";

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::Server;
 use crate::common::*;
-use crate::serve::Server;
-use crate::tracker::{
+use crate::common::{
     announce_path, compact_local, http_peers, scraped, udp_announce, udp_peers, Udp,
 };
 
@@ -204,7 +204,7 @@ fn three_nodes_share_swarms_counts_links_and_hashing_through_redis() {
 
     // Completions on two nodes add up on all three.
     let complete = |s: &Server, port| {
-        crate::serve::http_get(s.http, &announce_path(&h, port, 0, "&event=completed"), &[])
+        crate::common::http_get(s.http, &announce_path(&h, port, 0, "&event=completed"), &[])
     };
     complete(c.node(0), 42_001);
     complete(c.node(2), 42_003);
@@ -346,10 +346,10 @@ fn nginx_in_front_of_three_nodes_keeps_answering_when_one_dies() {
     // Everything a client asks for, through nginx, answered by whichever node it picks.
     let everything = |round: &str| {
         for path in ["/", "/api/torrents", "/healthz"] {
-            let r = crate::serve::http_get(nginx.addr, path, &[]);
+            let r = crate::common::http_get(nginx.addr, path, &[]);
             assert_eq!(r.status, 200, "{round}: {path}\n{}", nginx.errors());
         }
-        let r = crate::serve::http_get(nginx.addr, "/torrents/film.bin.torrent", &[]);
+        let r = crate::common::http_get(nginx.addr, "/torrents/film.bin.torrent", &[]);
         assert_eq!(r.status, 200, "{round}: torrent\n{}", nginx.errors());
         let meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
         assert_eq!(meta.trackers[0], [format!("{base}/announce")], "{round}");
@@ -358,7 +358,7 @@ fn nginx_in_front_of_three_nodes_keeps_answering_when_one_dies() {
             format!("{base}/files/film.bin"),
             "{round}"
         );
-        let r = crate::serve::http_get(
+        let r = crate::common::http_get(
             nginx.addr,
             "/files/film.bin",
             &[("Range", "bytes=1000-1999")],
@@ -370,7 +370,7 @@ fn nginx_in_front_of_three_nodes_keeps_answering_when_one_dies() {
         everything("three nodes");
     }
     // Every node's web seed is in the torrent, behind nginx's own.
-    let r = crate::serve::http_get(nginx.addr, "/torrents/film.bin.torrent", &[]);
+    let r = crate::common::http_get(nginx.addr, "/torrents/film.bin.torrent", &[]);
     let meta = bitseed::metainfo::Metainfo::from_bytes(&r.body).unwrap();
     assert_eq!(meta.web_seeds.len(), 4, "{:?}", meta.web_seeds);
     let (peers, (complete, _)) =

@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::serve::Server;
+mod server;
+mod tracker_client;
+mod wire;
+
+pub use server::*;
+pub use tracker_client::*;
+pub use wire::*;
 
 pub fn bitseed() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bitseed"))
@@ -478,14 +484,20 @@ pub fn webtorrent_download(torrent: &Path, out: &Path, flags: &[&str]) -> Output
 
 /// A TCP connection to `to` from the loopback address `from` (127.0.0.x), so one test can be
 /// several clients.
-pub fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> std::net::TcpStream {
+pub fn connect_from(
+    from: impl Into<std::net::IpAddr>,
+    to: std::net::SocketAddr,
+) -> std::net::TcpStream {
+    let from = from.into();
     let domain = socket2::Domain::for_address(to);
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
     s.bind(&std::net::SocketAddr::new(from, 0).into())
         .unwrap_or_else(|e| panic!("binding {from}: {e}"));
     s.connect(&to.into())
         .unwrap_or_else(|e| panic!("connecting {to} from {from}: {e}"));
-    s.into()
+    let s: std::net::TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
 }
 
 /// A WebSocket tracker connection (`ws://ADDR/announce`) as a browser opens it, its reads

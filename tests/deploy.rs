@@ -222,7 +222,7 @@ fn tracker_sees_the_client_address_through_nginx() {
     std::fs::write(content.join("file.bin"), crate::common::data(100_000, 1)).unwrap();
     let config = dir.path().join("bitseed.toml");
     std::fs::write(&config, "[tracker]\ntrusted_proxies = [\"127.0.0.1\"]\n").unwrap();
-    let server = crate::serve::Server::start(
+    let server = crate::common::Server::start(
         &content,
         &dir.path().join("state"),
         &["--config", config.to_str().unwrap()],
@@ -251,7 +251,7 @@ fn tracker_sees_the_client_address_through_nginx() {
     let via_proxy = get_from(
         client,
         proxy,
-        &crate::serve::announce_path(&hash).replace("port=6881", "port=7001"),
+        &crate::common::leecher_announce(&hash).replace("port=6881", "port=7001"),
         &spoofs,
     );
     assert!(via_proxy.contains("8:intervali"), "{via_proxy}");
@@ -266,11 +266,11 @@ fn tracker_sees_the_client_address_through_nginx() {
         "{page}"
     );
     // Another peer asks bitseed directly, with the dictionary model to read addresses as text.
-    let direct = crate::serve::http_get(
+    let direct = crate::common::http_get(
         server.http,
         &format!(
             "{}&compact=0",
-            crate::serve::announce_path(&hash).replace("port=6881", "port=7002")
+            crate::common::leecher_announce(&hash).replace("port=6881", "port=7002")
         ),
         &[],
     );

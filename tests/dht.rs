@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::serve::{dirs, Dirs, Server};
+use crate::common::{dirs, Dirs, Server};
 
 /// `bitseed serve` with its DHT node on and no bootstrap node of its own.
 fn start_with_dht(d: &Dirs, extra: &[&str], env: &[(&str, &str)]) -> Server {

@@ -1,13 +1,11 @@
 //! Hostile input against the real binary: fuzz regressions replayed, resource bounds pushed past,
 //! slow clients cut off.
 
+use crate::common::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
-
-use crate::common::data;
-use crate::serve::{dirs, http_get, Server};
 
 /// Every saved fuzz input (crashes found, in `tests/fuzz_regressions/TARGET/`) and every seed of
 /// the fuzz corpus (`fuzz/corpus/TARGET/`) goes through the same body the fuzzer ran.
@@ -56,7 +54,7 @@ fn fuzz_regressions_and_seed_corpus_replay() {
 
 /// A server with short timeouts (from a config file, as an operator would set them) and one
 /// published file; returns it with the file's v1 info hash and the peer address.
-fn short_timeouts(d: &crate::serve::Dirs) -> (Server, [u8; 20], SocketAddr) {
+fn short_timeouts(d: &crate::common::Dirs) -> (Server, [u8; 20], SocketAddr) {
     std::fs::write(d.content.join("one.bin"), data(100_000, 3)).unwrap();
     let server = Server::with_config(
         d,
@@ -90,15 +88,6 @@ fn trickle(s: &mut TcpStream, bytes: &[u8], gap: Duration) -> usize {
     bytes.len()
 }
 
-fn handshake(ih: [u8; 20]) -> Vec<u8> {
-    let mut h = vec![19];
-    h.extend_from_slice(b"BitTorrent protocol");
-    h.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
-    h.extend_from_slice(&ih);
-    h.extend_from_slice(b"-XX0001-slowslowslow");
-    h
-}
-
 /// A peer or HTTP client that sends one byte at a time is cut off by the configured timeouts
 /// (peer.handshake_timeout, peer.frame_timeout, http.request_timeout), long before it finishes,
 /// while the server keeps answering others.
@@ -111,13 +100,13 @@ fn slow_clients_are_cut_off() {
 
     // A handshake trickled in: 68 bytes would take 27 s.
     let mut s = TcpStream::connect(peer).unwrap();
-    let sent = trickle(&mut s, &handshake(ih), gap);
+    let sent = trickle(&mut s, &handshake_bytes(ih), gap);
     assert!(sent < 20, "slow handshake: {sent} of 68 bytes accepted");
 
     // A whole handshake, then a request frame trickled in. Each byte is news, so only a bound
     // on the frame (not on silence) cuts this peer off.
     let mut s = TcpStream::connect(peer).unwrap();
-    s.write_all(&handshake(ih)).unwrap();
+    s.write_all(&handshake_bytes(ih)).unwrap();
     let mut frame = vec![0, 0, 0, 13, 6];
     frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0]);
     let sent = trickle(&mut s, &frame.repeat(3), gap);
@@ -283,21 +272,13 @@ fn admitted(peer: SocketAddr, ih: [u8; 20]) -> (TcpStream, bool) {
     let _ = s.write_all(&bitseed::peer::Message::Interested.to_bytes());
     let mut buf = Vec::new();
     let ok = loop {
-        match crate::seeder::read_message(&mut s, &mut buf) {
+        match crate::common::read_message(&mut s, &mut buf) {
             Some(bitseed::peer::Message::Unchoke) => break true,
             Some(_) => continue,
             None => break false,
         }
     };
     (s, ok)
-}
-
-/// Handshakes for `ih` on `s`: true when the seeder answers with its own handshake.
-pub fn handshake_answered(s: &mut TcpStream, ih: [u8; 20]) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = s.write_all(&handshake(ih));
-    let mut theirs = [0u8; 68];
-    s.read_exact(&mut theirs).is_ok() && theirs[28..48] == ih
 }
 
 /// peer.max_connections_per_torrent and peer.max_connections hold against the real binary: the
@@ -394,15 +375,6 @@ fn tracker_caps_hold_in_open_mode() {
     );
 }
 
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS in /proc")
-}
-
 /// A 60-second flood of random UDP announces (open mode, caps small enough to reach during the
 /// warm-up) and junk peer connections: the server's RSS after the warm-up stays within 10%, and
 /// a normal download beside the flood completes with the right bytes.
@@ -475,7 +447,7 @@ fn rss_stays_flat_under_a_flood_while_a_download_completes() {
     };
     let good = {
         let meta = meta.clone();
-        std::thread::spawn(move || crate::seeder::download(peer, &meta))
+        std::thread::spawn(move || crate::common::download(peer, &meta))
     };
 
     // Warm-up: the tracker's store fills to its caps, buffers reach their working size.
@@ -559,8 +531,8 @@ fn a_file_rewritten_while_seeded_never_serves_a_bad_piece() {
     );
     let peer = server.logged_addr("peer listening on ");
 
-    let (mut s, mut buf) = crate::seeder::connect(peer, meta.info_hash.wire().unwrap());
-    crate::seeder::wait_unchoke(&mut s, &mut buf);
+    let (mut s, mut buf) = crate::common::connect(peer, meta.info_hash.wire().unwrap());
+    crate::common::wait_unchoke(&mut s, &mut buf);
     let writer = {
         let path = path.clone();
         std::thread::spawn(move || {
@@ -591,7 +563,7 @@ fn a_file_rewritten_while_seeded_never_serves_a_bad_piece() {
         let mut piece = vec![0u8; size];
         let mut got = 0;
         while got < size {
-            match crate::seeder::read_message(&mut s, &mut buf) {
+            match crate::common::read_message(&mut s, &mut buf) {
                 Some(Message::Piece { begin, data, .. }) => {
                     piece[begin as usize..begin as usize + data.len()].copy_from_slice(&data);
                     got += data.len();
@@ -640,8 +612,8 @@ fn a_published_file_swapped_for_an_outside_symlink_is_never_followed() {
     let ih = server.published_hash("a.bin");
     let peer = server.logged_addr("peer listening on ");
     // A peer connected before the swap, and one request after it.
-    let (mut s, mut buf) = crate::seeder::connect(peer, ih);
-    crate::seeder::wait_unchoke(&mut s, &mut buf);
+    let (mut s, mut buf) = crate::common::connect(peer, ih);
+    crate::common::wait_unchoke(&mut s, &mut buf);
 
     std::fs::remove_file(&path).unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret"), &path).unwrap();
@@ -652,8 +624,8 @@ fn a_published_file_swapped_for_an_outside_symlink_is_never_followed() {
         "/files followed the symlink: {}",
         r.status
     );
-    let _ = s.write_all(&crate::seeder::request(0, 0, 16384));
-    while let Some(m) = crate::seeder::read_message(&mut s, &mut buf) {
+    let _ = s.write_all(&crate::common::request(0, 0, 16384));
+    while let Some(m) = crate::common::read_message(&mut s, &mut buf) {
         if let Message::Piece { data, .. } = m {
             assert_ne!(
                 &data[..64],

@@ -4,10 +4,8 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use serde_json::Value;
-
-use crate::common::{data, write_tree};
-use crate::serve::{dirs, http_get, http_request, Server};
 
 /// Lines of the server's log that contain `needle`, once there are at least `n` of them.
 fn wait_lines(server: &Server, needle: &str, n: usize) -> Vec<String> {
@@ -81,7 +79,7 @@ fn other_methods_get_405_with_allow() {
         assert_eq!((r.status, r.header("allow")), (405, Some("GET")), "{path}");
     }
     // GET still reaches the tracker.
-    let r = server.get(&crate::serve::announce_path(&"ab".repeat(20)));
+    let r = server.get(&crate::common::leecher_announce(&"ab".repeat(20)));
     assert_eq!(r.status, 200);
     assert!(r.body.starts_with(b"d"), "a bencoded answer");
     let r = http_request(
@@ -161,7 +159,7 @@ fn every_route_says_how_to_cache() {
         ("/files/a.bin".to_owned(), "public, no-cache"),
         ("/metrics".to_owned(), "no-store"),
         ("/healthz".to_owned(), "no-store"),
-        (crate::serve::announce_path(&ih), "no-store"),
+        (crate::common::leecher_announce(&ih), "no-store"),
         ("/no/such/thing".to_owned(), "no-store"),
     ];
     for (path, want) in &cases {

@@ -2,10 +2,8 @@
 //! binary: the budget holds over the peer wire and `/files` together, a client that only has
 //! the web seed still finishes under it, and the counters match the bytes clients received.
 
+use crate::common::*;
 use std::time::{Duration, Instant};
-
-use crate::common::{connect_from, data};
-use crate::serve::{dirs, http_get, request_on, Server};
 
 /// Bytes sent per channel, from `/metrics`: (peer, web seed, direct).
 fn egress(server: &Server) -> (u64, u64, u64) {
@@ -37,7 +35,7 @@ fn the_budget_holds_over_the_peer_wire_and_files_together() {
     let http = server.http;
     let mut clients = Vec::new();
     clients.push(std::thread::spawn(move || {
-        let _ = std::panic::catch_unwind(|| crate::seeder::download(peer, &meta));
+        let _ = std::panic::catch_unwind(|| crate::common::download(peer, &meta));
     }));
     // The web seed client from another address than the peer-wire one, which it would be
     // turned away for (see below).
@@ -47,7 +45,7 @@ fn the_budget_holds_over_the_peer_wire_and_files_together() {
     ] {
         clients.push(std::thread::spawn(move || {
             let _ = std::panic::catch_unwind(|| {
-                let s = connect_from(from.into(), http);
+                let s = connect_from(from, http);
                 request_on(s, http, "GET", "/files/big.bin", &[("User-Agent", ua)])
             });
         }));
@@ -137,7 +135,7 @@ fn counters_match_the_bytes_clients_received() {
     let peer = server.logged_addr("peer listening on ");
     let meta = bitseed::metainfo::Metainfo::from_bytes(&server.get("/torrents/c.bin.torrent").body)
         .unwrap();
-    assert_eq!(crate::seeder::download(peer, &meta), body);
+    assert_eq!(crate::common::download(peer, &meta), body);
     // Counted as the next chunk is asked for or the stream ends: give the server a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -181,13 +179,13 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
         let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
         let http = server.http;
         let fetch = |from: [u8; 4], ua: &str| {
-            let s = connect_from(from.into(), http);
+            let s = connect_from(from, http);
             let headers = [("User-Agent", ua), ("Range", "bytes=0-65535")];
             request_on(s, http, "GET", "/files/w.bin", &headers)
         };
         let lt = "libtorrent/2.0.8.0";
         assert_eq!(fetch([127, 0, 0, 1], lt).status, 206, "not on the wire yet");
-        let wire = crate::seeder::connect(peer, meta.info_hash.wire().unwrap());
+        let wire = crate::common::connect(peer, meta.info_hash.wire().unwrap());
         // The session holds its slot a moment after the handshake.
         let on_wire = if budget {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -242,7 +240,7 @@ fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
     // 127.0.0.7 asks the web seed for the first three quarters; 127.0.0.8 joins the peer wire.
     let claimed = pieces * 3 / 4;
     let range = format!("bytes=0-{}", u64::from(claimed) * piece - 1);
-    let web = connect_from([127, 0, 0, 7].into(), server.http);
+    let web = connect_from([127, 0, 0, 7], server.http);
     let headers = [
         ("User-Agent", "libtorrent/2.0.8.0"),
         ("Range", range.as_str()),
@@ -251,14 +249,14 @@ fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
         request_on(web, server.http, "GET", "/files/c.bin", &headers).status,
         206
     );
-    let (mut s, mut buf) = crate::seeder::handshake(
-        connect_from([127, 0, 0, 8].into(), peer),
+    let (mut s, mut buf) = crate::common::handshake(
+        connect_from([127, 0, 0, 8], peer),
         meta.info_hash.wire().unwrap(),
     );
     std::io::Write::write_all(&mut s, &Message::Interested.to_bytes()).unwrap();
     let mut shown = Vec::new();
     while shown.len() < 4 {
-        match crate::seeder::read_message(&mut s, &mut buf).expect("seeder closed") {
+        match crate::common::read_message(&mut s, &mut buf).expect("seeder closed") {
             Message::Have(p) => shown.push(p),
             Message::HaveAll | Message::Bitfield(_) => panic!("shown everything: {shown:?}"),
             _ => {}
@@ -301,11 +299,11 @@ fn super_seeding_shows_pieces_outside_a_web_seed_request() {
         206
     );
     let (mut s, mut buf) =
-        crate::seeder::handshake(connect_from(from, peer), meta.info_hash.wire().unwrap());
+        crate::common::handshake(connect_from(from, peer), meta.info_hash.wire().unwrap());
     std::io::Write::write_all(&mut s, &Message::Interested.to_bytes()).unwrap();
     let mut shown = Vec::new();
     while shown.len() < 4 {
-        match crate::seeder::read_message(&mut s, &mut buf).expect("seeder closed") {
+        match crate::common::read_message(&mut s, &mut buf).expect("seeder closed") {
             Message::Have(p) => shown.push(p),
             Message::HaveAll | Message::Bitfield(_) => panic!("shown everything: {shown:?}"),
             _ => {}

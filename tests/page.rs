@@ -8,11 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-use crate::common::{data, have_client, write_tree, Browser};
-use crate::serve::{dirs, http_get, http_request, Dirs, Response, Server};
 
 const TOKEN: &str = "publisher-token-0123456789";
 
@@ -794,7 +792,7 @@ fn announces_are_a_counter_in_metrics() {
     let t = server.wait_published("a.bin", None);
     let before = server.metric("bitseed_tracker_announces_total").unwrap();
     for _ in 0..3 {
-        let r = server.get(&crate::serve::announce_path(
+        let r = server.get(&crate::common::leecher_announce(
             t["info_hash"].as_str().unwrap(),
         ));
         assert_eq!(r.status, 200);

@@ -7,12 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bitseed::peer::{HashRequest, Message};
 use serde_json::Value;
-
-use crate::bounds::connect_from;
-use crate::common::data;
-use crate::serve::{dirs, http_get, http_request, request_on, Dirs, Response, Server};
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
@@ -29,7 +26,7 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    crate::hostile::rss_kib(pid) as f64 / 1024.0
+    crate::common::rss_kib(pid) as f64 / 1024.0
 }
 
 /// A GET from the loopback address `from`.
@@ -38,7 +35,7 @@ fn get_from(from: [u8; 4], to: SocketAddr, path: &str) -> Response {
 }
 
 fn announce(hash: &[u8; 20], port: u16, left: u64, extra: &str) -> String {
-    crate::tracker::announce_path(hash, port, left, &format!("&compact=1{extra}"))
+    crate::common::announce_path(hash, port, left, &format!("&compact=1{extra}"))
 }
 
 fn failure(body: &[u8]) -> Option<String> {
@@ -166,10 +163,10 @@ fn a_symlink_swapped_in_while_stopped_is_neither_seeded_nor_served() {
     let mut requested = false;
     let mut answer = [0u8; 68];
     if s.read_exact(&mut answer).is_ok() && s.write_all(&Message::Interested.to_bytes()).is_ok() {
-        while let Some(m) = crate::seeder::read_message(&mut s, &mut buf) {
+        while let Some(m) = crate::common::read_message(&mut s, &mut buf) {
             match m {
                 Message::Unchoke if !requested => {
-                    let _ = s.write_all(&crate::seeder::request(0, 0, 16384));
+                    let _ = s.write_all(&crate::common::request(0, 0, 16384));
                     requested = true;
                 }
                 Message::Piece { data, .. } => {
@@ -231,7 +228,7 @@ fn cheap_requests_from_peers_that_read_nothing_queue_little() {
         let mut buf = Vec::new();
         let mut pieces = 0;
         while pieces < 10 {
-            match crate::seeder::read_message(&mut s, &mut buf) {
+            match crate::common::read_message(&mut s, &mut buf) {
                 Some(Message::Extended { id: 3, payload }) if payload.len() > 16384 => pieces += 1,
                 Some(_) => {}
                 None => panic!("the reading peer was dropped after {pieces} metadata pieces"),
@@ -457,7 +454,7 @@ fn block_hash_requests_cannot_keep_the_seeder_busy() {
             let mut buf = Vec::new();
             let mut k = 4;
             while !stop.load(Ordering::Relaxed) {
-                match crate::seeder::read_message(&mut s, &mut buf) {
+                match crate::common::read_message(&mut s, &mut buf) {
                     Some(Message::Hashes { .. }) | Some(Message::HashReject(_)) => {
                         answered.fetch_add(1, Ordering::Relaxed);
                         let next = Message::HashRequest(HashRequest {
@@ -629,7 +626,7 @@ fn messages_sent_with_the_handshake_are_read_at_once() {
     s.read_exact(&mut head).unwrap();
     let mut buf = Vec::new();
     loop {
-        match crate::seeder::read_message(&mut s, &mut buf) {
+        match crate::common::read_message(&mut s, &mut buf) {
             Some(Message::Unchoke) => break,
             Some(_) => continue,
             None => panic!("never unchoked after handshake + interested in one write"),

@@ -6,10 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use serde_json::Value;
-
-use crate::common::{bitseed, data, run, stderr, stdout};
-use crate::serve::{dirs, Server};
 
 /// Runs bitseed with `args` and `env`; its exit code and stderr.
 fn run_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -235,7 +233,7 @@ fn list_settings_come_from_the_environment() {
         &[("BITSEED_TRACKER__TRUSTED_PROXIES", "127.0.0.1")],
     );
     server.wait_published("a.bin", None);
-    let r = crate::serve::http_get(
+    let r = crate::common::http_get(
         server.http,
         "/api/torrents",
         &[

@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bitseed::bencode::{decode, Node};
 
 /// A running `bitseed tracker`, killed when dropped.
@@ -87,7 +88,7 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> Vec<u8> {
-        http_get(self.http, path)
+        ok_body(self.http, path)
     }
 }
 
@@ -96,44 +97,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One GET with `Connection: close`; asserts HTTP 200 and returns the body.
-fn http_get(addr: SocketAddr, path: &str) -> Vec<u8> {
-    http_get_with(addr, path, &[])
-}
-
-/// `http_get` with extra headers.
-fn http_get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let r = crate::serve::http_get(addr, path, headers);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    r.body
-}
-
-fn enc(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("%{b:02X}")).collect()
-}
-
-pub fn announce_path(hash: &[u8; 20], port: u16, left: u64, extra: &str) -> String {
-    let mut peer_id = *b"-BS0001-000000000000";
-    peer_id[14..].copy_from_slice(format!("{port:06}").as_bytes());
-    format!(
-        "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left={left}{extra}",
-        enc(hash),
-        enc(&peer_id)
-    )
-}
-
-fn int(node: &Node, key: &str) -> i64 {
-    node.get(key)
-        .and_then(Node::as_int)
-        .unwrap_or_else(|| panic!("no int {key}"))
-}
-
-fn bytes<'a>(node: &Node<'a>, key: &str) -> &'a [u8] {
-    node.get(key)
-        .and_then(Node::as_bytes)
-        .unwrap_or_else(|| panic!("no bytes {key}"))
 }
 
 fn failure(body: &[u8]) -> String {
@@ -403,7 +366,7 @@ fn http_policy_flags_proxies_ip_param_and_torrent_cap() {
     // Forwarded headers count only from a trusted proxy.
     let server = Server::start(state.path(), &[]);
     let fwd = &[("X-Forwarded-For", "198.51.100.7")];
-    let body = http_get_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
+    let body = ok_body_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
     assert_eq!(
         bytes(&decode(&body).unwrap(), "external ip"),
         [127, 0, 0, 1]
@@ -413,12 +376,12 @@ fn http_policy_flags_proxies_ip_param_and_torrent_cap() {
         state.path(),
         &["--trusted-proxy", "127.0.0.1", "--accept-ip-param"],
     );
-    let body = http_get_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
+    let body = ok_body_with(server.http, &announce_path(&h, 1, 0, ""), fwd);
     assert_eq!(
         bytes(&decode(&body).unwrap(), "external ip"),
         [198, 51, 100, 7]
     );
-    let body = http_get_with(
+    let body = ok_body_with(
         server.http,
         &announce_path(&h, 2, 0, "&ip=203.0.113.5"),
         &[],
@@ -482,7 +445,7 @@ fn http_newtrackon_style_check() {
 /// --keep-alive closes an idle connection.
 #[test]
 fn http_bounds_of_the_standalone_tracker() {
-    use crate::bounds::{ask, connect_from};
+    use crate::common::{ask, connect_from};
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(
         state.path(),
@@ -524,65 +487,6 @@ fn http_bounds_of_the_standalone_tracker() {
 }
 
 // ---- UDP ----
-
-pub(crate) struct Udp {
-    socket: UdpSocket,
-    server: SocketAddr,
-}
-
-impl Udp {
-    pub(crate) fn new(server: SocketAddr) -> Udp {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Udp { socket, server }
-    }
-
-    pub(crate) fn exchange(&self, packet: &[u8]) -> Vec<u8> {
-        self.socket.send_to(packet, self.server).unwrap();
-        let mut buf = [0u8; 4096];
-        let (n, _) = self.socket.recv_from(&mut buf).expect("udp answer");
-        buf[..n].to_vec()
-    }
-
-    pub(crate) fn connect(&self) -> u64 {
-        let mut p = 0x0417_2710_1980u64.to_be_bytes().to_vec();
-        p.extend_from_slice(&[0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe]);
-        let r = self.exchange(&p);
-        assert_eq!(r.len(), 16);
-        assert_eq!(&r[..8], [0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe]);
-        u64::from_be_bytes(r[8..16].try_into().unwrap())
-    }
-}
-
-pub(crate) fn udp_announce(
-    conn: u64,
-    h: &[u8; 20],
-    port: u16,
-    left: u64,
-    event: u32,
-    num_want: i32,
-) -> Vec<u8> {
-    let mut p = conn.to_be_bytes().to_vec();
-    p.extend_from_slice(&1u32.to_be_bytes());
-    p.extend_from_slice(&u32::from(port).to_be_bytes());
-    p.extend_from_slice(h);
-    p.extend_from_slice(b"-BS0001-udpudpudpudp");
-    p.extend_from_slice(&0u64.to_be_bytes());
-    p.extend_from_slice(&left.to_be_bytes());
-    p.extend_from_slice(&0u64.to_be_bytes());
-    p.extend_from_slice(&event.to_be_bytes());
-    p.extend_from_slice(&0u32.to_be_bytes());
-    p.extend_from_slice(&0x1234u32.to_be_bytes());
-    p.extend_from_slice(&num_want.to_be_bytes());
-    p.extend_from_slice(&port.to_be_bytes());
-    p
-}
-
-fn be32(r: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(r[at..at + 4].try_into().unwrap())
-}
 
 #[test]
 fn udp_connect_announce_scrape_many_peers() {
@@ -702,12 +606,12 @@ fn ipv6_peers6_and_v4_mapped_clients() {
     let v4: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, server.http.port()).into();
     let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, server.http.port()).into();
     let h = hash(12);
-    let body = http_get(v4, &announce_path(&h, 1, 100, ""));
+    let body = ok_body(v4, &announce_path(&h, 1, 100, ""));
     assert_eq!(
         bytes(&decode(&body).unwrap(), "external ip"),
         [127, 0, 0, 1]
     );
-    let body = http_get(v6, &announce_path(&h, 2, 100, ""));
+    let body = ok_body(v6, &announce_path(&h, 2, 100, ""));
     let node = decode(&body).unwrap();
     assert_eq!(
         bytes(&node, "external ip"),
@@ -718,7 +622,7 @@ fn ipv6_peers6_and_v4_mapped_clients() {
         node.get("peers6").is_none(),
         "a peer never gets itself back"
     );
-    let body = http_get(v4, &announce_path(&h, 3, 100, ""));
+    let body = ok_body(v4, &announce_path(&h, 3, 100, ""));
     let node = decode(&body).unwrap();
     assert_eq!(compact_ports(bytes(&node, "peers")), [1]);
     let mut v6_peer = std::net::Ipv6Addr::LOCALHOST.octets().to_vec();
@@ -885,8 +789,8 @@ fn libtorrent_announces_over_http_and_udp_and_gets_peers() {
 
 /// `bitseed serve` with `file` (of `len` bytes) published; its addresses.
 struct Published {
-    server: crate::serve::Server,
-    _dirs: crate::serve::Dirs,
+    server: crate::common::Server,
+    _dirs: crate::common::Dirs,
     udp: SocketAddr,
     /// Our seed in compact form, as the tracker lists it.
     own: [u8; 6],
@@ -894,8 +798,8 @@ struct Published {
 }
 
 fn publish(file: &str, len: usize, extra: &[&str]) -> Published {
-    let d = crate::serve::dirs();
-    let server = crate::serve::Server::start(&d.content, &d.state, extra);
+    let d = crate::common::dirs();
+    let server = crate::common::Server::start(&d.content, &d.state, extra);
     std::fs::write(d.content.join(file), crate::common::data(len, 15)).unwrap();
     let entry = server.wait_published(file, None);
     let udp = server.logged_addr("udp tracker listening on ");
@@ -915,42 +819,6 @@ fn hex20(hex: &str) -> [u8; 20] {
     hex::decode(&hex[..40]).unwrap().try_into().unwrap()
 }
 
-/// complete, incomplete, downloaded of `h` in an HTTP scrape.
-pub(crate) fn scraped(http: SocketAddr, h: &[u8; 20]) -> (i64, i64, i64) {
-    let body = http_get(http, &format!("/scrape?info_hash={}", enc(h)));
-    let node = decode(&body).unwrap();
-    let entry = &node.get("files").unwrap().as_dict().unwrap()[0].1;
-    (
-        int(entry, "complete"),
-        int(entry, "incomplete"),
-        int(entry, "downloaded"),
-    )
-}
-
-/// The compact peers of an HTTP announce answer, and its complete / incomplete counts.
-pub(crate) fn http_peers(http: SocketAddr, path: &str) -> (Vec<[u8; 6]>, (i64, i64)) {
-    let body = http_get(http, path);
-    let node = decode(&body).unwrap();
-    let peers = bytes(&node, "peers")
-        .chunks(6)
-        .map(|c| c.try_into().unwrap())
-        .collect();
-    (peers, (int(&node, "complete"), int(&node, "incomplete")))
-}
-
-/// The compact peers of a UDP announce answer, and its seeders / leechers counts.
-pub(crate) fn udp_peers(r: &[u8]) -> (Vec<[u8; 6]>, (u32, u32)) {
-    assert_eq!(be32(r, 0), 1, "an announce answer: {r:?}");
-    let peers = r[20..].chunks(6).map(|c| c.try_into().unwrap()).collect();
-    (peers, (be32(r, 16), be32(r, 12)))
-}
-
-pub(crate) fn compact_local(port: u16) -> [u8; 6] {
-    let mut c = [127, 0, 0, 1, 0, 0];
-    c[4..].copy_from_slice(&port.to_be_bytes());
-    c
-}
-
 /// Issue 15: aria2 fetching a magnet link's metadata announces `left=0`, and was treated as a
 /// seeder: given no peer, not even bitseed's own seed, and counted in `complete`. Over HTTP
 /// and UDP, a `left=0` announce without `completed` gets the own seed and counts as incomplete.
@@ -968,7 +836,7 @@ fn serve_lists_its_seed_to_a_left_zero_announce_and_does_not_count_it_as_a_seed(
     assert_eq!(peers, [p.own, compact_local(7101)]);
     assert_eq!(counts, (1, 2));
     // Said again, still not a seed; the page counts as the scrape does.
-    http_get(http, &announce_path(&h, 7101, 0, ""));
+    ok_body(http, &announce_path(&h, 7101, 0, ""));
     assert_eq!(scraped(http, &h), (1, 2, 0));
     let api = p.server.wait_published("f.bin", None);
     assert_eq!(
@@ -976,8 +844,8 @@ fn serve_lists_its_seed_to_a_left_zero_announce_and_does_not_count_it_as_a_seed(
         (Some(1), Some(2))
     );
     // Once it shows it has the data (`left` from above zero to zero), it is a seed.
-    http_get(http, &announce_path(&h, 7101, 40_000, ""));
-    http_get(http, &announce_path(&h, 7101, 0, ""));
+    ok_body(http, &announce_path(&h, 7101, 40_000, ""));
+    ok_body(http, &announce_path(&h, 7101, 0, ""));
     // And `completed` is shown at once.
     udp.exchange(&udp_announce(conn, &h, 7102, 0, 1, -1));
     assert_eq!(scraped(http, &h), (3, 0, 1));
@@ -1019,7 +887,7 @@ fn serve_tracks_a_hybrid_torrent_as_one_swarm_over_http_and_udp() {
     assert_eq!((be32(&r, 8), be32(&r, 12), be32(&r, 16)), (2, 1, 1));
     // `stopped` under the v2 hash removes the peer that announced under v1; back under v2
     // only, from the same address and port, it is given our seed and the other peer.
-    http_get(http, &announce_path(&v2, 7201, 100, "&event=stopped"));
+    ok_body(http, &announce_path(&v2, 7201, 100, "&event=stopped"));
     assert_eq!(scraped(http, &v1), (2, 0, 1));
     let (peers, counts) = http_peers(http, &announce_path(&v2, 7201, 100, "&event=started"));
     assert_eq!(peers, [p.own, compact_local(7202)]);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use crate::serve::{dirs, Server};
+use crate::common::{dirs, Server};
 
 /// bitseed on the host end of `ns` publishes a 3 MiB file (192 pieces) and a folder as v1
 /// torrents, which one Transmission with `settings` downloads at once, web seed removed: every

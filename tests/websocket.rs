@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::serve::{announce_path, dirs, Dirs, Server};
+use crate::common::{dirs, leecher_announce, Dirs, Server};
 
 const READ: Duration = Duration::from_secs(10);
 
@@ -111,7 +111,7 @@ fn browsers_meet_through_offers_and_answers_and_are_counted() {
         "{t}"
     );
     let hex_hash = hex::encode(hash);
-    let http = server.get(&announce_path(&hex_hash));
+    let http = server.get(&leecher_announce(&hex_hash));
     let body = String::from_utf8_lossy(&http.body).into_owned();
     assert!(
         body.contains("8:completei2e") && body.contains("10:incompletei2e"),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::common::*;
-use crate::serve::{dirs, Dirs, Server};
+use crate::common::{dirs, Dirs, Server};
 
 /// A 3 MiB file and a folder, published in `format`.
 fn published(format: &str) -> (Dirs, Server) {
