@@ -13,6 +13,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use bitseed::tracker::http_request::Event;
+use bitseed::tracker::udp_protocol::{self, Response};
+
 const WINDOW: usize = 32;
 
 fn main() {
@@ -48,6 +51,8 @@ struct Client {
     conn: u64,
     connected_at: Instant,
     server: SocketAddr,
+    /// The datagram being sent, reused.
+    out: Vec<u8>,
 }
 
 impl Client {
@@ -61,21 +66,29 @@ impl Client {
             conn: 0,
             connected_at: Instant::now(),
             server,
+            out: Vec::with_capacity(98),
         };
         c.connect();
         c
     }
 
     fn connect(&mut self) {
+        const TX: u32 = 0xffff_ffff;
         loop {
-            let mut p = 0x0417_2710_1980u64.to_be_bytes().to_vec();
-            p.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
-            self.socket.send_to(&p, self.server).expect("send connect");
+            self.out.clear();
+            udp_protocol::write_connect_request(TX, &mut self.out);
+            self.socket
+                .send_to(&self.out, self.server)
+                .expect("send connect");
             let mut buf = [0u8; 64];
             // Skip stale announce answers until the connect answer arrives.
             while let Ok(n) = self.socket.recv(&mut buf) {
-                if n >= 16 && buf[..8] == [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff] {
-                    self.conn = u64::from_be_bytes(buf[8..16].try_into().unwrap());
+                if let Ok(Response::Connect {
+                    transaction_id: TX,
+                    connection_id,
+                }) = udp_protocol::parse_response(&buf[..n])
+                {
+                    self.conn = connection_id;
                     self.connected_at = Instant::now();
                     return;
                 }
@@ -83,20 +96,35 @@ impl Client {
         }
     }
 
-    fn send(&self, tx: u32, hash: &[u8; 20], port: u16, left: u64, event: u32, num_want: i32) {
-        let mut p = [0u8; 98];
-        p[..8].copy_from_slice(&self.conn.to_be_bytes());
-        p[8..12].copy_from_slice(&1u32.to_be_bytes());
-        p[12..16].copy_from_slice(&tx.to_be_bytes());
-        p[16..36].copy_from_slice(hash);
-        p[36..44].copy_from_slice(b"-BL0001-");
-        p[44..56].copy_from_slice(format!("{tx:012}").as_bytes());
-        p[64..72].copy_from_slice(&left.to_be_bytes());
-        p[80..84].copy_from_slice(&event.to_be_bytes());
-        p[88..92].copy_from_slice(&tx.to_be_bytes());
-        p[92..96].copy_from_slice(&num_want.to_be_bytes());
-        p[96..98].copy_from_slice(&port.to_be_bytes());
-        let _ = self.socket.send_to(&p, self.server);
+    fn send(
+        &mut self,
+        tx: u32,
+        hash: &[u8; 20],
+        port: u16,
+        left: u64,
+        event: Event,
+        num_want: u32,
+    ) {
+        let mut peer_id = [0u8; 20];
+        peer_id[..8].copy_from_slice(b"-BL0001-");
+        peer_id[8..].copy_from_slice(format!("{tx:012}").as_bytes());
+        let a = udp_protocol::Announce {
+            connection_id: self.conn,
+            transaction_id: tx,
+            info_hash: *hash,
+            peer_id,
+            downloaded: 0,
+            left,
+            uploaded: 0,
+            event,
+            ip: 0,
+            key: tx,
+            num_want: Some(num_want),
+            port,
+        };
+        self.out.clear();
+        udp_protocol::write_announce_request(&a, &mut self.out);
+        let _ = self.socket.send_to(&self.out, self.server);
     }
 }
 
@@ -123,7 +151,7 @@ fn fill(server: SocketAddr, hashes: &[[u8; 20]], n: u64) {
             let hash = &hashes[(i % per) as usize];
             let port = 1024 + (i / per) as u16;
             let left = if i % 10 == 0 { 0 } else { 1000 };
-            client.send(i as u32, hash, port, left, 2, 0);
+            client.send(i as u32, hash, port, left, Event::Started, 0);
         }
         let mut got = 0;
         while got < end - k {
@@ -152,29 +180,34 @@ fn load(server: SocketAddr, hashes: &[[u8; 20]], duration: Duration, sockets: us
                 let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1000_0001));
                 let mut buf = [0u8; 2048];
                 let mut answered = 0u64;
-                let send_one = |client: &Client, rng: &mut Rng| {
+                let send_one = |client: &mut Client, rng: &mut Rng| {
                     let r = rng.next();
                     let hash = &hashes[(r % hashes.len() as u64) as usize];
                     let port = (r >> 20) as u16 | 1;
                     let left = if (r >> 40) & 3 == 0 { 0 } else { r >> 44 };
-                    client.send(r as u32, hash, port, left, 0, 50);
+                    client.send(r as u32, hash, port, left, Event::None, 50);
                 };
                 for _ in 0..WINDOW {
-                    send_one(&client, &mut rng);
+                    send_one(&mut client, &mut rng);
                 }
                 while start.elapsed() < duration {
                     match client.socket.recv(&mut buf) {
-                        Ok(n) if n >= 20 && buf[..4] == [0, 0, 0, 1] => {
+                        Ok(n)
+                            if matches!(
+                                udp_protocol::parse_response(&buf[..n]),
+                                Ok(Response::Announce { .. })
+                            ) =>
+                        {
                             answered += 1;
-                            send_one(&client, &mut rng);
+                            send_one(&mut client, &mut rng);
                         }
-                        Ok(_) => send_one(&client, &mut rng),
+                        Ok(_) => send_one(&mut client, &mut rng),
                         Err(_) => {
                             if client.connected_at.elapsed() > Duration::from_secs(60) {
                                 client.connect();
                             }
                             for _ in 0..WINDOW {
-                                send_one(&client, &mut rng);
+                                send_one(&mut client, &mut rng);
                             }
                         }
                     }

@@ -11,6 +11,8 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::bencode::decode;
+use crate::tracker::http_request::Event as TrackerEvent;
+use crate::tracker::udp_protocol;
 
 /// Longest tracker response read: a seed's announce answer is small.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -164,10 +166,6 @@ pub async fn announce(url: &str, a: &Announce) -> Result<Duration, AnnounceError
 
 // ---- BEP 15: UDP trackers ----
 
-const UDP_PROTOCOL_ID: u64 = 0x41727101980;
-const ACTION_CONNECT: u32 = 0;
-const ACTION_ANNOUNCE: u32 = 1;
-const ACTION_ERROR: u32 = 3;
 /// BEP 15 retries with a timeout of 15 × 2^n s; a seed announcing on its own schedule gives up
 /// sooner and tries again at the next interval.
 const UDP_TRIES: u32 = 3;
@@ -187,56 +185,47 @@ pub fn split_udp_url(url: &str) -> Option<(String, u16)> {
     ))
 }
 
-pub fn udp_connect_request(txid: u32) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&UDP_PROTOCOL_ID.to_be_bytes());
-    out[8..12].copy_from_slice(&ACTION_CONNECT.to_be_bytes());
-    out[12..].copy_from_slice(&txid.to_be_bytes());
-    out
-}
-
-pub fn udp_announce_request(connection_id: u64, txid: u32, key: u32, a: &Announce) -> [u8; 98] {
-    let event: u32 = match a.event {
-        Event::None => 0,
-        Event::Started => 2,
-        Event::Stopped => 3,
-    };
-    let ip = match a.ip {
-        Some(IpAddr::V4(ip)) => u32::from(ip),
-        _ => 0,
-    };
-    let mut out = [0u8; 98];
-    out[..8].copy_from_slice(&connection_id.to_be_bytes());
-    out[8..12].copy_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
-    out[12..16].copy_from_slice(&txid.to_be_bytes());
-    out[16..36].copy_from_slice(&a.info_hash);
-    out[36..56].copy_from_slice(&a.peer_id);
-    // downloaded 0, left 0: a seed.
-    out[72..80].copy_from_slice(&a.uploaded.to_be_bytes());
-    out[80..84].copy_from_slice(&event.to_be_bytes());
-    out[84..88].copy_from_slice(&ip.to_be_bytes());
-    out[88..92].copy_from_slice(&key.to_be_bytes());
-    // num_want 0: a seed wants no peers.
-    out[96..98].copy_from_slice(&a.port.to_be_bytes());
-    out
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Reads a UDP tracker reply to `txid`: `Ok(None)` for a stray packet (another transaction).
-pub fn udp_response(packet: &[u8], txid: u32, action: u32) -> Result<Option<&[u8]>, String> {
-    if packet.len() < 8 || be32(packet, 4) != txid {
-        return Ok(None);
+/// Our announce as BEP 15 puts it: a seed (nothing downloaded, nothing left) wanting no peers.
+pub fn udp_announce(
+    connection_id: u64,
+    txid: u32,
+    key: u32,
+    a: &Announce,
+) -> udp_protocol::Announce {
+    udp_protocol::Announce {
+        connection_id,
+        transaction_id: txid,
+        info_hash: a.info_hash,
+        peer_id: a.peer_id,
+        downloaded: 0,
+        left: 0,
+        uploaded: a.uploaded,
+        event: match a.event {
+            Event::None => TrackerEvent::None,
+            Event::Started => TrackerEvent::Started,
+            Event::Stopped => TrackerEvent::Stopped,
+        },
+        ip: match a.ip {
+            Some(IpAddr::V4(ip)) => u32::from(ip),
+            _ => 0,
+        },
+        key,
+        num_want: Some(0),
+        port: a.port,
     }
-    match be32(packet, 0) {
-        ACTION_ERROR => Err(format!(
-            "failure: {}",
-            String::from_utf8_lossy(&packet[8..])
-        )),
-        got if got == action => Ok(Some(&packet[8..])),
-        got => Err(format!("unexpected action {got}")),
+}
+
+/// Reads a tracker's answer to `txid`: `Ok(None)` for a stray packet (another transaction, or
+/// not an answer at all).
+pub fn udp_answer(packet: &[u8], txid: u32) -> Result<Option<udp_protocol::Response<'_>>, String> {
+    match udp_protocol::parse_response(packet) {
+        Ok(r) if r.transaction_id() != txid => Ok(None),
+        Ok(udp_protocol::Response::Error { message, .. }) => {
+            Err(format!("failure: {}", String::from_utf8_lossy(message)))
+        }
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.transaction_id == Some(txid) => Err(e.message.to_string()),
+        Err(_) => Ok(None),
     }
 }
 
@@ -271,7 +260,8 @@ async fn announce_udp(url: &str, a: &Announce) -> Result<Duration, AnnounceError
             .finish() as u32
     };
 
-    let exchange = |request: Vec<u8>, txid: u32, action: u32| {
+    // One request, sent up to UDP_TRIES times; the answer to it (its datagram).
+    let exchange = |request: Vec<u8>, txid: u32| {
         let socket = &socket;
         async move {
             let mut buf = [0u8; 2048];
@@ -283,8 +273,8 @@ async fn announce_udp(url: &str, a: &Announce) -> Result<Duration, AnnounceError
                         Err(_) => break,
                         Ok(r) => r.map_err(|e| e.to_string())?,
                     };
-                    if let Some(body) = udp_response(&buf[..n], txid, action)? {
-                        return Ok(body.to_vec());
+                    if udp_answer(&buf[..n], txid)?.is_some() {
+                        return Ok(buf[..n].to_vec());
                     }
                 }
             }
@@ -293,27 +283,25 @@ async fn announce_udp(url: &str, a: &Announce) -> Result<Duration, AnnounceError
     };
 
     let txid = random();
-    let body = exchange(udp_connect_request(txid).to_vec(), txid, ACTION_CONNECT)
-        .await
-        .map_err(failed)?;
-    if body.len() < 8 {
-        return Err(failed("short connect response".into()));
-    }
-    let connection_id = u64::from_be_bytes(body[..8].try_into().unwrap_or_default());
+    let mut request = Vec::new();
+    udp_protocol::write_connect_request(txid, &mut request);
+    let answer = exchange(request, txid).await.map_err(failed)?;
+    let Ok(udp_protocol::Response::Connect { connection_id, .. }) =
+        udp_protocol::parse_response(&answer)
+    else {
+        return Err(failed("answered a connect with something else".into()));
+    };
     let txid = random();
-    let body = exchange(
-        udp_announce_request(connection_id, txid, random(), a).to_vec(),
-        txid,
-        ACTION_ANNOUNCE,
-    )
-    .await
-    .map_err(failed)?;
-    if body.len() < 12 {
-        return Err(failed("short announce response".into()));
-    }
-    Ok(Duration::from_secs(
-        u64::from(be32(&body, 0)).clamp(30, 3600),
-    ))
+    let mut request = Vec::new();
+    let ours = udp_announce(connection_id, txid, random(), a);
+    udp_protocol::write_announce_request(&ours, &mut request);
+    let answer = exchange(request, txid).await.map_err(failed)?;
+    let Ok(udp_protocol::Response::Announce { interval, .. }) =
+        udp_protocol::parse_response(&answer)
+    else {
+        return Err(failed("answered an announce with something else".into()));
+    };
+    Ok(Duration::from_secs(u64::from(interval).clamp(30, 3600)))
 }
 
 /// The address trackers should list for us, when configured.
@@ -361,8 +349,10 @@ mod tests {
             Some(("tracker.example".into(), 6969))
         );
         assert_eq!(split_udp_url("udp://x"), None);
+        let mut connect = Vec::new();
+        udp_protocol::write_connect_request(0x01020304, &mut connect);
         assert_eq!(
-            udp_connect_request(0x01020304),
+            connect,
             [0, 0, 0x04, 0x17, 0x27, 0x10, 0x19, 0x80, 0, 0, 0, 0, 1, 2, 3, 4]
         );
         let a = Announce {
@@ -373,7 +363,11 @@ mod tests {
             event: Event::Stopped,
             ip: Some("10.0.0.1".parse().unwrap()),
         };
-        let p = udp_announce_request(0x1122334455667788, 9, 0xCAFEBABE, &a);
+        let mut p = Vec::new();
+        udp_protocol::write_announce_request(
+            &udp_announce(0x1122334455667788, 9, 0xCAFEBABE, &a),
+            &mut p,
+        );
         let mut expected = vec![
             0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0, 0, 0, 1, 0, 0, 0, 9,
         ];
@@ -386,13 +380,22 @@ mod tests {
         expected.extend_from_slice(&[0xCA, 0xFE, 0xBA, 0xBE]);
         expected.extend_from_slice(&[0, 0, 0, 0]); // num_want
         expected.extend_from_slice(&[0x1A, 0xE1]);
-        assert_eq!(p.to_vec(), expected);
+        assert_eq!(p, expected);
 
-        let reply = [0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 7, 8, 0, 0, 0, 0];
-        assert_eq!(udp_response(&reply, 9, 1), Ok(Some(&reply[8..])));
-        assert_eq!(udp_response(&reply, 8, 1), Ok(None), "another transaction");
-        assert!(udp_response(b"\0\0\0\x03\0\0\0\x09nope", 9, 1).is_err());
-        assert_eq!(udp_response(&reply[..5], 9, 1), Ok(None));
+        let reply = [0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 7, 8, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(
+            udp_answer(&reply, 9),
+            Ok(Some(udp_protocol::Response::Announce {
+                transaction_id: 9,
+                interval: 0x708,
+                leechers: 0,
+                seeders: 1,
+                peers: &[],
+            }))
+        );
+        assert_eq!(udp_answer(&reply, 8), Ok(None), "another transaction");
+        assert!(udp_answer(b"\0\0\0\x03\0\0\0\x09nope", 9).is_err());
+        assert_eq!(udp_answer(&reply[..5], 9), Ok(None));
     }
 
     #[test]

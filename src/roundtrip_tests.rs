@@ -196,7 +196,8 @@ proptest! {
             event: [announce::Event::None, announce::Event::Started, announce::Event::Stopped][event],
             ip: ip.map(|ip| std::net::Ipv4Addr::from(ip).into()),
         };
-        let packet = announce::udp_announce_request(connection_id, txid, key, &a);
+        let mut packet = Vec::new();
+        udp_protocol::write_announce_request(&announce::udp_announce(connection_id, txid, key, &a), &mut packet);
         let udp_protocol::Request::Announce(got) = udp_protocol::parse(&packet).unwrap() else {
             panic!("not read as an announce");
         };
@@ -207,7 +208,8 @@ proptest! {
         prop_assert_eq!(got.ip, ip.unwrap_or(0));
         prop_assert_eq!(got.num_want, Some(0));
 
-        let connect = announce::udp_connect_request(txid);
+        let mut connect = Vec::new();
+        udp_protocol::write_connect_request(txid, &mut connect);
         prop_assert_eq!(udp_protocol::parse(&connect).unwrap(), udp_protocol::Request::Connect { transaction_id: txid });
     }
 
@@ -215,18 +217,18 @@ proptest! {
     fn udp_answers_round_trip(txid in any::<u32>(), cid in any::<u64>(), interval in any::<u32>(), peers in prop::collection::vec(any::<[u8; 6]>(), 0..50), message in text()) {
         let mut out = Vec::new();
         udp_protocol::write_connect(txid, cid, &mut out);
-        prop_assert_eq!(announce::udp_response(&out, txid, 0).unwrap(), Some(&cid.to_be_bytes()[..]));
+        prop_assert_eq!(announce::udp_answer(&out, txid).unwrap(), Some(udp_protocol::Response::Connect { transaction_id: txid, connection_id: cid }));
         out.clear();
         let compact = peers.concat();
         udp_protocol::write_announce(txid, interval, 3, 4, &compact, &mut out);
-        let body = announce::udp_response(&out, txid, 1).unwrap().unwrap();
-        prop_assert_eq!(&body[..4], &interval.to_be_bytes());
-        prop_assert_eq!(&body[12..], &compact[..]);
+        prop_assert_eq!(announce::udp_answer(&out, txid).unwrap(), Some(udp_protocol::Response::Announce {
+            transaction_id: txid, interval, leechers: 3, seeders: 4, peers: &compact[..],
+        }));
         // Another transaction's answer is not ours.
-        prop_assert_eq!(announce::udp_response(&out, txid.wrapping_add(1), 1).unwrap(), None);
+        prop_assert_eq!(announce::udp_answer(&out, txid.wrapping_add(1)).unwrap(), None);
         out.clear();
         udp_protocol::write_error(txid, &message, &mut out);
-        let err = announce::udp_response(&out, txid, 1).unwrap_err();
+        let err = announce::udp_answer(&out, txid).unwrap_err();
         prop_assert_eq!(err, format!("failure: {message}"));
     }
 

@@ -1,4 +1,6 @@
-//! UDP tracker packets (BEP 15) with BEP 41 options, parsed from and written to bytes.
+//! UDP tracker packets (BEP 15) with BEP 41 options, parsed from and written to bytes, in
+//! both directions: the tracker parses requests and writes answers, the announcer, the load
+//! tool and the tests write requests and parse answers, all with this one codec.
 //!
 //! ```text
 //! connect   req: protocol_id u64 | action=0 u32 | transaction u32                       (16)
@@ -202,6 +204,137 @@ pub fn write_error(transaction_id: u32, message: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&ERROR.to_be_bytes());
     out.extend_from_slice(&transaction_id.to_be_bytes());
     out.extend_from_slice(message.as_bytes());
+}
+
+/// The code of `event` in an announce; BEP 21's `paused` has none in BEP 15 and goes as none.
+fn event_code(event: Event) -> u32 {
+    match event {
+        Event::None | Event::Paused => 0,
+        Event::Completed => 1,
+        Event::Started => 2,
+        Event::Stopped => 3,
+    }
+}
+
+/// A client's connect request.
+pub fn write_connect_request(transaction_id: u32, out: &mut Vec<u8>) {
+    out.extend_from_slice(&PROTOCOL_ID.to_be_bytes());
+    out.extend_from_slice(&CONNECT.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+}
+
+/// A client's announce request (98 bytes, no BEP 41 options): what `parse` reads back as `a`.
+pub fn write_announce_request(a: &Announce, out: &mut Vec<u8>) {
+    out.extend_from_slice(&a.connection_id.to_be_bytes());
+    out.extend_from_slice(&ANNOUNCE.to_be_bytes());
+    out.extend_from_slice(&a.transaction_id.to_be_bytes());
+    out.extend_from_slice(&a.info_hash);
+    out.extend_from_slice(&a.peer_id);
+    out.extend_from_slice(&a.downloaded.to_be_bytes());
+    out.extend_from_slice(&a.left.to_be_bytes());
+    out.extend_from_slice(&a.uploaded.to_be_bytes());
+    out.extend_from_slice(&event_code(a.event).to_be_bytes());
+    out.extend_from_slice(&a.ip.to_be_bytes());
+    out.extend_from_slice(&a.key.to_be_bytes());
+    let num_want = a
+        .num_want
+        .map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX));
+    out.extend_from_slice(&num_want.to_be_bytes());
+    out.extend_from_slice(&a.port.to_be_bytes());
+}
+
+/// A client's scrape request for `info_hashes` (at most [`MAX_SCRAPE_HASHES`] are read).
+pub fn write_scrape_request(
+    connection_id: u64,
+    transaction_id: u32,
+    info_hashes: &[InfoHash],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(&connection_id.to_be_bytes());
+    out.extend_from_slice(&SCRAPE.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+    for h in info_hashes {
+        out.extend_from_slice(h);
+    }
+}
+
+/// A tracker's answer, as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response<'a> {
+    Connect {
+        transaction_id: u32,
+        connection_id: u64,
+    },
+    Announce {
+        transaction_id: u32,
+        interval: u32,
+        leechers: u32,
+        seeders: u32,
+        /// Compact peers: 6 bytes each over IPv4, 18 over IPv6 (BEP 15 by the socket's family).
+        peers: &'a [u8],
+    },
+    Scrape {
+        transaction_id: u32,
+        /// Seeders, completed, leechers, 12 bytes per torrent, whole entries only; read them
+        /// with [`scrape_entries`].
+        entries: &'a [u8],
+    },
+    Error {
+        transaction_id: u32,
+        message: &'a [u8],
+    },
+}
+
+impl Response<'_> {
+    pub fn transaction_id(&self) -> u32 {
+        match self {
+            Response::Connect { transaction_id, .. }
+            | Response::Announce { transaction_id, .. }
+            | Response::Scrape { transaction_id, .. }
+            | Response::Error { transaction_id, .. } => *transaction_id,
+        }
+    }
+}
+
+/// Parses one answer datagram.
+pub fn parse_response(packet: &[u8]) -> Result<Response<'_>, ParseError> {
+    if packet.len() < 8 {
+        return Err(err(None, "answer too short"));
+    }
+    let tx = u32_at(packet, 4);
+    match u32_at(packet, 0) {
+        CONNECT if packet.len() >= 16 => Ok(Response::Connect {
+            transaction_id: tx,
+            connection_id: u64_at(packet, 8),
+        }),
+        ANNOUNCE if packet.len() >= 20 => Ok(Response::Announce {
+            transaction_id: tx,
+            interval: u32_at(packet, 8),
+            leechers: u32_at(packet, 12),
+            seeders: u32_at(packet, 16),
+            peers: &packet[20..],
+        }),
+        SCRAPE => {
+            let body = &packet[8..];
+            Ok(Response::Scrape {
+                transaction_id: tx,
+                entries: &body[..body.len() / 12 * 12],
+            })
+        }
+        ERROR => Ok(Response::Error {
+            transaction_id: tx,
+            message: &packet[8..],
+        }),
+        CONNECT | ANNOUNCE => Err(err(Some(tx), "answer too short")),
+        _ => Err(err(Some(tx), "unknown action")),
+    }
+}
+
+/// A scrape answer's entries: (seeders, completed, leechers) per torrent.
+pub fn scrape_entries(entries: &[u8]) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+    entries
+        .chunks_exact(12)
+        .map(|e| (u32_at(e, 0), u32_at(e, 4), u32_at(e, 8)))
 }
 
 #[cfg(test)]
@@ -414,5 +547,83 @@ mod tests {
             }
             let _ = parse(&p);
         }
+    }
+
+    #[test]
+    fn client_requests_read_back_as_written() {
+        let mut out = Vec::new();
+        write_connect_request(7, &mut out);
+        assert_eq!(parse(&out), Ok(Request::Connect { transaction_id: 7 }));
+        let a = Announce {
+            connection_id: 0x1122_3344_5566_7788,
+            transaction_id: 9,
+            info_hash: [1; 20],
+            peer_id: [2; 20],
+            downloaded: 3,
+            left: 4,
+            uploaded: 5,
+            event: Event::Completed,
+            ip: 0x7f00_0001,
+            key: 6,
+            num_want: None,
+            port: 6881,
+        };
+        out.clear();
+        write_announce_request(&a, &mut out);
+        assert_eq!(out.len(), 98);
+        assert_eq!(parse(&out), Ok(Request::Announce(a.clone())));
+        out.clear();
+        write_scrape_request(1, 2, &[[3; 20], [4; 20]], &mut out);
+        let Ok(Request::Scrape { info_hashes, .. }) = parse(&out) else {
+            panic!("not a scrape");
+        };
+        assert_eq!(info_hashes.len(), 40);
+    }
+
+    #[test]
+    fn answers_read_back_as_written() {
+        let mut out = Vec::new();
+        write_connect(5, 99, &mut out);
+        assert_eq!(
+            parse_response(&out),
+            Ok(Response::Connect {
+                transaction_id: 5,
+                connection_id: 99
+            })
+        );
+        out.clear();
+        write_announce(6, 1800, 2, 3, &[127, 0, 0, 1, 0x1a, 0xe1], &mut out);
+        assert_eq!(
+            parse_response(&out),
+            Ok(Response::Announce {
+                transaction_id: 6,
+                interval: 1800,
+                leechers: 2,
+                seeders: 3,
+                peers: &[127, 0, 0, 1, 0x1a, 0xe1],
+            })
+        );
+        out.clear();
+        write_scrape(8, &[(1, 2, 3), (4, 5, 6)], &mut out);
+        out.push(0); // a partial entry is left out
+        let Ok(Response::Scrape { entries, .. }) = parse_response(&out) else {
+            panic!("not a scrape answer");
+        };
+        assert_eq!(
+            scrape_entries(entries).collect::<Vec<_>>(),
+            [(1, 2, 3), (4, 5, 6)]
+        );
+        out.clear();
+        write_error(9, "no", &mut out);
+        assert_eq!(
+            parse_response(&out),
+            Ok(Response::Error {
+                transaction_id: 9,
+                message: b"no"
+            })
+        );
+        // Truncated answers are errors, not panics.
+        assert!(parse_response(&out[..4]).is_err());
+        assert!(parse_response(&[0, 0, 0, 1, 0, 0, 0, 1, 0]).is_err());
     }
 }

@@ -1,9 +1,13 @@
 //! A tracker's client by hand: HTTP announces and scrapes, BEP 15 over UDP, their answers.
+//! UDP answers are read with bitseed's own codec (`tracker::udp_protocol`, the one the
+//! announcer and the load tool use); announces are built byte by byte here, since tests also
+//! send what no codec would write (unknown events, bad connection ids, truncated options).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use bitseed::bencode::{decode, Node};
+use bitseed::tracker::udp_protocol;
 
 use super::http_get;
 
@@ -67,12 +71,15 @@ impl Udp {
     }
 
     pub fn connect(&self) -> u64 {
-        let mut p = 0x0417_2710_1980u64.to_be_bytes().to_vec();
-        p.extend_from_slice(&[0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe]);
-        let r = self.exchange(&p);
-        assert_eq!(r.len(), 16);
-        assert_eq!(&r[..8], [0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe]);
-        u64::from_be_bytes(r[8..16].try_into().unwrap())
+        let mut p = Vec::new();
+        udp_protocol::write_connect_request(0xcafe_babe, &mut p);
+        match udp_protocol::parse_response(&self.exchange(&p)) {
+            Ok(udp_protocol::Response::Connect {
+                transaction_id: 0xcafe_babe,
+                connection_id,
+            }) => connection_id,
+            other => panic!("not our connect answer: {other:?}"),
+        }
     }
 }
 
@@ -129,9 +136,18 @@ pub fn http_peers(http: SocketAddr, path: &str) -> (Vec<[u8; 6]>, (i64, i64)) {
 
 /// The compact peers of a UDP announce answer, and its seeders / leechers counts.
 pub fn udp_peers(r: &[u8]) -> (Vec<[u8; 6]>, (u32, u32)) {
-    assert_eq!(be32(r, 0), 1, "an announce answer: {r:?}");
-    let peers = r[20..].chunks(6).map(|c| c.try_into().unwrap()).collect();
-    (peers, (be32(r, 16), be32(r, 12)))
+    match udp_protocol::parse_response(r) {
+        Ok(udp_protocol::Response::Announce {
+            seeders,
+            leechers,
+            peers,
+            ..
+        }) => (
+            peers.chunks(6).map(|c| c.try_into().unwrap()).collect(),
+            (seeders, leechers),
+        ),
+        other => panic!("not an announce answer: {other:?}"),
+    }
 }
 
 pub fn compact_local(port: u16) -> [u8; 6] {
