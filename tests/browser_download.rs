@@ -206,3 +206,89 @@ fn wait_card_state(browser: &mut Browser, state: &str) -> Value {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Issue 17 item 4, bitseed as a browser peer: Chromium clicks "Download in browser" while
+/// it cannot reach the web seed (`Network.setBlockedURLs` blocks `/files/`, as a filter or a
+/// broken path would), and no other browser is in the swarm: every byte comes from bitseed's
+/// seeder over WebRTC, which answered the browser's offer through the WebSocket tracker. The
+/// card counts them as bitseed's (`data-seed-bytes`), the SHA-256 and the saved bytes are the
+/// published ones, and `/metrics` counts what the seeder sent in data channels: the pieces
+/// plus the wire protocol's framing.
+#[test]
+fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
+    if !have_client("chromium", &["--version"]) || !have_webtorrent() {
+        return;
+    }
+    let bundle = std::fs::read(interop_script(
+        "webtorrent/node_modules/webtorrent/dist/webtorrent.min.js",
+    ))
+    .expect("the webtorrent package's browser bundle");
+    let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
+    let cdn = TinyHttp::file(bundle, "text/javascript");
+    let d = dirs();
+    let bytes = data(2 << 20, 91);
+    std::fs::write(d.content.join("direct.bin"), &bytes).unwrap();
+    let server = Server::with_config(
+        &d,
+        &format!(
+            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
+             webtorrent_integrity = \"{integrity}\"\n",
+            cdn.addr
+        ),
+    );
+    let want = hex::encode(Sha256::digest(&bytes));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.wait_published("direct.bin", None)["sha256"] != want.as_str() {
+        assert!(Instant::now() < deadline, "no SHA-256 in the API");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::start_with(&WEBRTC_ON_LOOPBACK);
+    browser.call("Network.enable", serde_json::json!({}));
+    browser.call(
+        "Network.setBlockedURLs",
+        serde_json::json!({"urls": ["*/files/*"]}),
+    );
+    click_download(&mut browser, &server, dir.path());
+    let card = wait_card(&mut browser, "download from bitseed", &server, |c| {
+        c["state"] == "done"
+    });
+    let seed = browser.eval("Number(document.querySelector('.inbrowser').dataset.seedBytes || 0)");
+    let seed = seed.as_u64().unwrap();
+    eprintln!("card: {card}, from bitseed: {seed}");
+    assert_eq!(card["sha256"], want.as_str(), "{card}");
+    assert!(
+        saved(dir.path(), "direct.bin") == bytes,
+        "saved bytes differ"
+    );
+    assert_eq!(card["web"], 0, "the web seed was reachable: {card}");
+    assert_eq!(card["peer"], 0, "bytes from another browser: {card}");
+    assert!(
+        seed >= bytes.len() as u64,
+        "{seed} bytes from bitseed's wire: {card}"
+    );
+    assert!(
+        card["text"]
+            .as_str()
+            .unwrap()
+            .contains("0 kB from other browsers, 2.1 MB from this server"),
+        "{card}"
+    );
+    assert_eq!(
+        browser.trouble().len(),
+        0,
+        "exceptions or dialogs in the page"
+    );
+    // What the seeder sent in data channels: the pieces the page counted, and the framing of
+    // the wire (13 bytes a block, the handshakes, bitfield and haves): far under 1 %.
+    let sent = server.metric("bitseed_webrtc_sent_bytes_total").unwrap();
+    assert!(
+        sent >= seed && sent <= seed + seed / 100 + 4096,
+        "sent {sent} over WebRTC for {seed} received"
+    );
+    assert_eq!(
+        server.metric("bitseed_peer_connections_accepted_total{transport=\"webrtc\"}"),
+        Some(1)
+    );
+    assert!(server.metric("bitseed_webrtc_answers_total").unwrap() >= 1);
+}

@@ -1,0 +1,521 @@
+//! The seeder as a WebRTC peer of browsers (issue 17): a browser that announces to our
+//! WebSocket tracker with WebRTC offers gets an answer from the seeder for one of them, opens
+//! a data channel to us, and speaks the BitTorrent wire in it, which the same session code
+//! as TCP and uTP serves (choking, v1/v2, the egress budget and its counters unchanged).
+//!
+//! str0m does the WebRTC (ICE, DTLS, SCTP): sans-IO, one `Rtc` per browser, driven from our
+//! own tokio UDP socket. One task reads the socket and hands each datagram to its browser's
+//! task (`demux`); each browser's task (`conn`) feeds its `Rtc`, sends what it says to send,
+//! and moves the data channel's bytes to and from the session (`pipe`).
+//!
+//! Signalling goes through our tracker in process: `answer` takes a browser's offer (the
+//! tracker has bounded its size already; it is checked again here), makes the answer SDP
+//! with our host candidate, and the tracker sends that to the browser as an `answer` from
+//! our peer id.
+//!
+//! Bounds: sessions in total and per client address, one session per (torrent, browser peer
+//! id), the offer's size, the time to open the data channel, the datagrams queued per
+//! session and the bytes a browser sends ahead of the session (`pipe`).
+
+mod config;
+mod conn;
+mod demux;
+mod pipe;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+pub use config::WebRtcConfig;
+
+use super::shared::Inner;
+use demux::Demux;
+
+/// An offer's SDP at most (the tracker's `websocket.max_sdp_bytes` bounds it first; a
+/// WebTorrent offer with its candidates is 1 to 3 KiB).
+pub const MAX_OFFER_BYTES: usize = 16 * 1024;
+/// Datagrams waiting for a browser's task at most; past this they are dropped (UDP: ICE,
+/// DTLS and SCTP retransmit).
+const DATAGRAM_QUEUE: usize = 256;
+/// Largest datagram read (the WebRTC MTU is about 1200 bytes).
+const MAX_DATAGRAM: usize = 2048;
+
+/// A datagram for one browser's task.
+struct Datagram {
+    at: Instant,
+    from: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// Why an offer got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("peer.webrtc.max_sessions reached")]
+    MaxSessions,
+    #[error("peer.webrtc.max_sessions_per_ip reached")]
+    MaxSessionsPerIp,
+    #[error("already connected to this browser for this torrent")]
+    AlreadyConnected,
+    #[error("not seeding this torrent to browsers (unknown or private)")]
+    UnknownTorrent,
+    #[error("offer of {0} bytes (at most {MAX_OFFER_BYTES})")]
+    OfferTooLong(usize),
+    #[error("bad offer: {0}")]
+    BadOffer(String),
+}
+
+impl Refused {
+    const REASONS: [&'static str; 6] = [
+        "max_sessions",
+        "max_sessions_per_ip",
+        "already_connected",
+        "unknown_torrent",
+        "offer_too_long",
+        "bad_offer",
+    ];
+
+    fn index(&self) -> usize {
+        match self {
+            Refused::MaxSessions => 0,
+            Refused::MaxSessionsPerIp => 1,
+            Refused::AlreadyConnected => 2,
+            Refused::UnknownTorrent => 3,
+            Refused::OfferTooLong(_) => 4,
+            Refused::BadOffer(_) => 5,
+        }
+    }
+}
+
+/// Counts for `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    answered: AtomicU64,
+    refused: [AtomicU64; Refused::REASONS.len()],
+    /// Data channels opened (handed to the session code).
+    opened: AtomicU64,
+    /// Sessions whose data channel never opened within `connect_timeout`.
+    timed_out: AtomicU64,
+    /// Data-channel payload bytes sent to and received from browsers.
+    sent: AtomicU64,
+    received: AtomicU64,
+    /// Datagrams that named no session.
+    unrouted: AtomicU64,
+    sessions: AtomicU64,
+}
+
+/// One browser session's place in the table.
+struct Live {
+    client: IpAddr,
+    key: ([u8; 20], [u8; 20]),
+}
+
+#[derive(Default)]
+struct Table {
+    demux: Demux<mpsc::Sender<Datagram>>,
+    live: HashMap<u64, Live>,
+    per_ip: HashMap<IpAddr, usize>,
+    keys: HashSet<([u8; 20], [u8; 20])>,
+}
+
+struct Shared {
+    config: WebRtcConfig,
+    inner: Arc<Inner>,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    table: Mutex<Table>,
+    next_id: AtomicU64,
+    stats: Arc<Stats>,
+    runtime: tokio::runtime::Handle,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Held for map updates only, never across an `.await`.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A session ended: it leaves the table.
+    fn forget(&self, id: u64) {
+        let mut t = self.table();
+        t.demux.remove(id);
+        if let Some(live) = t.live.remove(&id) {
+            t.keys.remove(&live.key);
+            if let Some(n) = t.per_ip.get_mut(&live.client) {
+                *n -= 1;
+                if *n == 0 {
+                    t.per_ip.remove(&live.client);
+                }
+            }
+        }
+        self.stats
+            .sessions
+            .store(t.live.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The seeder's WebRTC side. Cheap to clone.
+#[derive(Clone)]
+pub struct WebRtc {
+    shared: Arc<Shared>,
+}
+
+impl WebRtc {
+    /// Binds the UDP socket (`config.bind`, else `default_ip` on an ephemeral port) and
+    /// starts reading it on the current runtime, until `shutdown`.
+    pub(super) async fn start(
+        inner: Arc<Inner>,
+        default_ip: IpAddr,
+        shutdown: CancellationToken,
+    ) -> io::Result<WebRtc> {
+        let config = inner.config.webrtc.clone();
+        let bind = config.bind.unwrap_or(SocketAddr::new(default_ip, 0));
+        let socket = Arc::new(UdpSocket::bind(bind).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot bind peer.webrtc.bind {bind}: {e}"),
+            )
+        })?);
+        let local = socket.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            inner,
+            socket,
+            local,
+            table: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            stats: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
+            tasks: TaskTracker::new(),
+            stop: shutdown,
+        });
+        let reader = shared.clone();
+        shared.tasks.spawn(async move { read_socket(reader).await });
+        Ok(WebRtc { shared })
+    }
+
+    /// The UDP address browsers connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Waits for every browser session and the socket reader to end (after `shutdown`).
+    pub async fn closed(&self) {
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+
+    /// Whether an offer from browser `from` for `info_hash` would be answered now (cheap: no
+    /// SDP work), so the tracker keeps one of its offers for us.
+    pub fn wants(&self, info_hash: &[u8; 20], from: &[u8; 20], client: IpAddr) -> bool {
+        self.admit(info_hash, from, client).is_ok()
+    }
+
+    fn admit(&self, info_hash: &[u8; 20], from: &[u8; 20], client: IpAddr) -> Result<(), Refused> {
+        let s = &self.shared;
+        if s.stop.is_cancelled() {
+            return Err(Refused::MaxSessions);
+        }
+        match s.inner.lookup(info_hash) {
+            Some(e) if !e.torrent.metainfo.private => {}
+            _ => return Err(Refused::UnknownTorrent),
+        }
+        let t = s.table();
+        if t.keys.contains(&(*info_hash, *from)) {
+            return Err(Refused::AlreadyConnected);
+        }
+        if t.live.len() >= s.config.max_sessions {
+            return Err(Refused::MaxSessions);
+        }
+        if t.per_ip.get(&client).copied().unwrap_or(0) >= s.config.max_sessions_per_ip {
+            return Err(Refused::MaxSessionsPerIp);
+        }
+        Ok(())
+    }
+
+    /// Answers browser `from`'s offer (`sdp`) for `info_hash`, the browser being at `client`
+    /// (as the tracker saw it): the answer's SDP, and a session waiting for the browser to
+    /// connect.
+    pub fn answer(
+        &self,
+        info_hash: &[u8; 20],
+        from: &[u8; 20],
+        client: IpAddr,
+        sdp: &str,
+    ) -> Result<String, Refused> {
+        let r = self.try_answer(info_hash, from, client, sdp);
+        let stats = &self.shared.stats;
+        match &r {
+            Ok(_) => stats.answered.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                debug!(%client, "webrtc offer not answered: {e}");
+                stats.refused[e.index()].fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        r
+    }
+
+    fn try_answer(
+        &self,
+        info_hash: &[u8; 20],
+        from: &[u8; 20],
+        client: IpAddr,
+        sdp: &str,
+    ) -> Result<String, Refused> {
+        self.admit(info_hash, from, client)?;
+        let offer = parse_offer(sdp)?;
+        let s = &self.shared;
+        let candidate = self.candidate_for(client);
+        let (rtc, ufrag, answer) = accept_offer(offer, candidate, Instant::now())?;
+        let (tx, rx) = mpsc::channel(DATAGRAM_QUEUE);
+        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            // Checked again under the lock the admission is taken in: two offers at once
+            // must not both take the last place.
+            let mut t = s.table();
+            let key = (*info_hash, *from);
+            let mine = t.per_ip.get(&client).copied().unwrap_or(0);
+            if t.keys.contains(&key) {
+                return Err(Refused::AlreadyConnected);
+            }
+            if t.live.len() >= s.config.max_sessions {
+                return Err(Refused::MaxSessions);
+            }
+            if mine >= s.config.max_sessions_per_ip {
+                return Err(Refused::MaxSessionsPerIp);
+            }
+            if !t.demux.insert(id, ufrag.as_bytes(), tx) {
+                return Err(Refused::BadOffer("ICE ufrag collision".into()));
+            }
+            t.live.insert(id, Live { client, key });
+            t.keys.insert(key);
+            *t.per_ip.entry(client).or_default() += 1;
+            s.stats
+                .sessions
+                .store(t.live.len() as u64, Ordering::Relaxed);
+        }
+        let conn = conn::Conn {
+            id,
+            rtc,
+            rx,
+            candidate,
+            client,
+        };
+        let shared = s.clone();
+        let task = s.tasks.track_future(async move {
+            conn::run(&shared, conn).await;
+            shared.forget(id);
+        });
+        s.runtime.spawn(task);
+        Ok(answer)
+    }
+
+    /// Our ICE host candidate for a browser at `client`: `public_addr`, else the bound
+    /// address, else (bound to 0.0.0.0 or ::) the local address the system routes to it from.
+    fn candidate_for(&self, client: IpAddr) -> SocketAddr {
+        let s = &self.shared;
+        if let Some(a) = s.config.public_addr {
+            return a;
+        }
+        if !s.local.ip().is_unspecified() {
+            return s.local;
+        }
+        let routed = std::net::UdpSocket::bind(SocketAddr::new(s.local.ip(), 0))
+            .and_then(|u| u.connect(SocketAddr::new(client, 9)).map(|()| u))
+            .and_then(|u| u.local_addr());
+        match routed {
+            Ok(a) => SocketAddr::new(a.ip(), s.local.port()),
+            Err(_) => s.local,
+        }
+    }
+
+    /// Prometheus lines.
+    pub fn metrics(&self) -> String {
+        self.shared.stats.metrics()
+    }
+}
+
+/// An offer's SDP, bounded and parsed; it must offer a data channel.
+fn parse_offer(sdp: &str) -> Result<SdpOffer, Refused> {
+    if sdp.len() > MAX_OFFER_BYTES {
+        return Err(Refused::OfferTooLong(sdp.len()));
+    }
+    if !sdp.lines().any(|l| l.starts_with("m=application")) {
+        return Err(Refused::BadOffer("no data channel (m=application)".into()));
+    }
+    SdpOffer::from_sdp_string(sdp).map_err(|e| Refused::BadOffer(e.to_string()))
+}
+
+/// A new `Rtc` that accepted `offer`, with our host candidate `candidate`: it, its ICE ufrag
+/// (how the browser's checks name it) and the answer's SDP.
+fn accept_offer(
+    offer: SdpOffer,
+    candidate: SocketAddr,
+    now: Instant,
+) -> Result<(Rtc, String, String), Refused> {
+    let creds = IceCreds::new();
+    let mut rtc = RtcConfig::new()
+        .set_local_ice_credentials(creds.clone())
+        .build(now);
+    let host = Candidate::host(candidate, "udp")
+        .map_err(|e| Refused::BadOffer(format!("our candidate {candidate}: {e}")))?;
+    rtc.add_local_candidate(host);
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| Refused::BadOffer(e.to_string()))?
+        .to_sdp_string();
+    Ok((rtc, creds.ufrag, answer))
+}
+
+/// Reads the socket and hands each datagram to the session it belongs to.
+async fn read_socket(s: Arc<Shared>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let got = tokio::select! {
+            _ = s.stop.cancelled() => return,
+            got = s.socket.recv_from(&mut buf) => got,
+        };
+        match got {
+            Ok((n, from)) => {
+                let mut t = s.table();
+                match t.demux.route(from, &buf[..n]) {
+                    Some((_, tx)) => {
+                        let d = Datagram {
+                            at: Instant::now(),
+                            from,
+                            data: buf[..n].to_vec(),
+                        };
+                        // Full: dropped, as the network may.
+                        let _ = tx.try_send(d);
+                    }
+                    None => {
+                        s.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            // ICMP errors and the like: read on.
+            Err(e) => {
+                debug!("webrtc socket: {e}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+impl Stats {
+    pub fn metrics(&self) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = format!(
+            "# HELP bitseed_webrtc_sessions Browser (WebRTC) sessions answered and not yet closed.\n\
+             # TYPE bitseed_webrtc_sessions gauge\nbitseed_webrtc_sessions {}\n\
+             # HELP bitseed_webrtc_answers_total Browser offers answered.\n\
+             # TYPE bitseed_webrtc_answers_total counter\nbitseed_webrtc_answers_total {}\n\
+             # HELP bitseed_webrtc_channels_opened_total Data channels opened (sessions handed to the seeder).\n\
+             # TYPE bitseed_webrtc_channels_opened_total counter\nbitseed_webrtc_channels_opened_total {}\n\
+             # HELP bitseed_webrtc_connect_timeouts_total Sessions whose data channel did not open within peer.webrtc.connect_timeout.\n\
+             # TYPE bitseed_webrtc_connect_timeouts_total counter\nbitseed_webrtc_connect_timeouts_total {}\n\
+             # HELP bitseed_webrtc_sent_bytes_total Data-channel bytes sent to browsers (the peer wire inside; also counted in the peer channel of the egress).\n\
+             # TYPE bitseed_webrtc_sent_bytes_total counter\nbitseed_webrtc_sent_bytes_total {}\n\
+             # HELP bitseed_webrtc_received_bytes_total Data-channel bytes received from browsers.\n\
+             # TYPE bitseed_webrtc_received_bytes_total counter\nbitseed_webrtc_received_bytes_total {}\n\
+             # HELP bitseed_webrtc_unrouted_datagrams_total Datagrams on the WebRTC socket that named no session (dropped).\n\
+             # TYPE bitseed_webrtc_unrouted_datagrams_total counter\nbitseed_webrtc_unrouted_datagrams_total {}\n\
+             # HELP bitseed_webrtc_offers_refused_total Browser offers not answered, by reason.\n\
+             # TYPE bitseed_webrtc_offers_refused_total counter\n",
+            n(&self.sessions),
+            n(&self.answered),
+            n(&self.opened),
+            n(&self.timed_out),
+            n(&self.sent),
+            n(&self.received),
+            n(&self.unrouted),
+        );
+        for (i, reason) in Refused::REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "bitseed_webrtc_offers_refused_total{{reason=\"{reason}\"}} {}",
+                n(&self.refused[i])
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_are_bounded_and_must_offer_a_data_channel() {
+        let long = "v=0\r\n".repeat(MAX_OFFER_BYTES / 5 + 1);
+        assert!(matches!(parse_offer(&long), Err(Refused::OfferTooLong(_))));
+        let audio = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+        assert!(matches!(parse_offer(audio), Err(Refused::BadOffer(_))));
+        assert!(matches!(
+            parse_offer("m=application garbage"),
+            Err(Refused::BadOffer(_))
+        ));
+        assert!(matches!(parse_offer(""), Err(Refused::BadOffer(_))));
+    }
+
+    /// An offer as Chromium makes it for a data channel (simple-peer, no trickle).
+    const CHROMIUM_OFFER: &str = "v=0\r\n\
+        o=- 4215775240449105457 2 IN IP4 127.0.0.1\r\n\
+        s=-\r\n\
+        t=0 0\r\n\
+        a=group:BUNDLE 0\r\n\
+        a=extmap-allow-mixed\r\n\
+        a=msid-semantic: WMS\r\n\
+        m=application 50000 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+        c=IN IP4 127.0.0.1\r\n\
+        a=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host generation 0 network-cost 999\r\n\
+        a=ice-ufrag:Hk3T\r\n\
+        a=ice-pwd:jZl2rTYxN5VsaqJ1mOxXqUFp\r\n\
+        a=ice-options:trickle\r\n\
+        a=fingerprint:sha-256 8B:0B:9C:1C:6A:45:BB:4F:3E:52:1D:A4:CE:71:5D:0B:6E:5E:37:7C:DF:2B:A5:E0:9E:6B:3C:9F:AD:49:51:2C\r\n\
+        a=setup:actpass\r\n\
+        a=mid:0\r\n\
+        a=sctp-port:5000\r\n\
+        a=max-message-size:262144\r\n";
+
+    #[test]
+    fn a_chromium_offer_gets_an_answer_with_our_candidate() {
+        let offer = parse_offer(CHROMIUM_OFFER).unwrap();
+        let ours: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let (rtc, ufrag, answer) = accept_offer(offer, ours, Instant::now()).unwrap();
+        assert!(rtc.is_alive());
+        assert!(answer.contains("m=application"), "{answer}");
+        assert!(answer.contains(&format!("a=ice-ufrag:{ufrag}")), "{answer}");
+        assert!(answer.contains("127.0.0.1 40000 typ host"), "{answer}");
+        assert!(answer.contains("a=fingerprint:sha-256"), "{answer}");
+    }
+
+    #[test]
+    fn every_refusal_has_a_metric() {
+        let s = Stats::default();
+        s.refused[Refused::OfferTooLong(1).index()].fetch_add(2, Ordering::Relaxed);
+        let m = s.metrics();
+        assert!(m.contains("bitseed_webrtc_offers_refused_total{reason=\"offer_too_long\"} 2\n"));
+        for r in Refused::REASONS {
+            assert!(m.contains(&format!("{{reason=\"{r}\"}}")), "{r}");
+        }
+    }
+}
