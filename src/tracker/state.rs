@@ -395,16 +395,23 @@ impl Tracker {
             client: super::swarm::client_key(ip),
             hash: a.info_hash,
         };
-        // A leecher's last offer is kept for our seeder, when it has room for this browser;
-        // the others go to browsers as before, so browsers still find each other.
-        let seed = self.browser_seed.get().filter(|s| {
-            !a.offers.is_empty()
-                && a.event != Event::Stopped
-                && a.left != Some(0)
-                && s.wants(&a.info_hash, &a.peer_id, ip)
-        });
+        // A leecher's last offer goes to our seeder when it has room for this browser and
+        // answers it (made before the shard's lock is taken: SDP and key work); the others go
+        // to browsers as before, so browsers still find each other. An offer the seeder cannot
+        // answer goes to browsers too.
+        let ours = match (self.browser_seed.get(), a.offers.last()) {
+            (Some(seed), Some(offer))
+                if a.event != Event::Stopped
+                    && a.left != Some(0)
+                    && seed.wants(&a.info_hash, &a.peer_id, ip) =>
+            {
+                seed.answer(&a.info_hash, &a.peer_id, ip, &offer.sdp)
+                    .map(|sdp| answer_message(&a.info_hash, &seed.peer_id(), &offer.offer_id, &sdp))
+            }
+            _ => None,
+        };
         let trimmed;
-        let to_swarm = match seed {
+        let to_swarm = match ours {
             Some(_) => {
                 trimmed = WsAnnounce {
                     offers: a.offers[..a.offers.len() - 1].to_vec(),
@@ -428,14 +435,10 @@ impl Tracker {
             out,
         )?;
         self.account(outcome.change);
-        if let (Some(seed), Some(offer), None) = (seed, a.offers.last(), outcome.notice) {
-            // Made outside the shard's lock: building the answer is SDP and key work.
-            if let Some(sdp) = seed.answer(&a.info_hash, &a.peer_id, ip, &offer.sdp) {
-                out.push(Relay {
-                    conn,
-                    message: answer_message(&a.info_hash, &seed.peer_id(), &offer.offer_id, &sdp),
-                });
-            }
+        // (Refused: the seeder's session waits for a browser that never comes, until its
+        // connect timeout.)
+        if let Some(message) = ours {
+            out.push(Relay { conn, message });
         }
         Ok(outcome)
     }
@@ -935,7 +938,7 @@ mod browser_seed_tests {
         }
         fn answer(&self, _: &InfoHash, _: &PeerId, _: IpAddr, sdp: &str) -> Option<String> {
             self.0.lock().unwrap().push(sdp.to_owned());
-            Some(format!("answer:{sdp}"))
+            (!sdp.contains("bad")).then(|| format!("answer:{sdp}"))
         }
     }
 
@@ -1000,5 +1003,13 @@ mod browser_seed_tests {
             .unwrap();
         assert_eq!(seed.0.lock().unwrap().len(), 1);
         assert!(out.iter().all(|r| !r.message.contains("answer:")));
+        // An offer our seed cannot answer goes to a browser as any other.
+        out.clear();
+        let mut bad = announce(1, 6, 10, 1);
+        bad.offers[0].sdp = "bad".into();
+        t.rtc_announce(&bad, 6, ip, &mut out).unwrap();
+        assert_eq!(seed.0.lock().unwrap().len(), 2);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].message.contains("\"sdp\":\"bad\""), "{out:?}");
     }
 }

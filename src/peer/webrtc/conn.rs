@@ -49,7 +49,7 @@ impl std::fmt::Display for End {
             End::ConnectTimeout => {
                 f.write_str("no data channel within peer.webrtc.connect_timeout")
             }
-            End::Disconnected => f.write_str("ICE disconnected"),
+            End::Disconnected => f.write_str("ICE disconnected or the connection closed"),
             End::ChannelClosed => f.write_str("the browser closed the data channel"),
             End::SessionClosed => f.write_str("the peer-wire session ended"),
             End::Overflow(e) => write!(f, "{e}"),
@@ -62,6 +62,18 @@ impl std::fmt::Display for End {
 /// Runs the connection until it ends; the session it started (if any) sees its stream close.
 pub(super) async fn run(shared: &Arc<Shared>, mut conn: Conn) {
     let end = drive(shared, &mut conn).await;
+    // Tells the browser (SCTP and DTLS close), best effort, then goes inert.
+    if conn.rtc.close().is_ok() {
+        for _ in 0..16 {
+            match conn.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    let _ = shared.socket.send_to(&t.contents, t.destination).await;
+                }
+                Ok(Output::Event(_)) => {}
+                Ok(Output::Timeout(_)) | Err(_) => break,
+            }
+        }
+    }
     conn.rtc.disconnect();
     if matches!(end, End::ConnectTimeout) {
         shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +123,10 @@ async fn drive(shared: &Arc<Shared>, conn: &mut Conn) -> End {
                 Err(e) => return End::Rtc(e),
             }
         };
+        // Closed by what it received (a DTLS fingerprint that is not the offer's, …).
+        if !conn.rtc.is_alive() {
+            return End::Disconnected;
+        }
         // The chunk the session wrote, into the channel if SCTP has room (else it waits for
         // the browser's acknowledgements, which arrive as datagrams).
         if let Some((id, pipe)) = &mut channel {
@@ -152,8 +168,13 @@ async fn drive(shared: &Arc<Shared>, conn: &mut Conn) -> End {
                 if conn.rtc.accepts(&input) {
                     remote = Some(d.from);
                 }
+                // A datagram it cannot take (anyone can send one from the browser's address)
+                // ends the connection only if the Rtc itself gave up.
                 if let Err(e) = conn.rtc.handle_input(input) {
-                    return End::Rtc(e);
+                    if !conn.rtc.is_alive() {
+                        return End::Rtc(e);
+                    }
+                    debug!(client = %conn.client, id = conn.id, "webrtc datagram refused: {e}");
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {
