@@ -286,6 +286,11 @@ fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
         sent >= seed && sent <= seed + seed / 100 + 4096,
         "sent {sent} over WebRTC for {seed} received"
     );
+    // The same egress accounting as TCP and uTP: peer-wire bytes.
+    let egress = server
+        .metric("bitseed_egress_bytes_total{channel=\"peer\"}")
+        .unwrap();
+    assert!(egress >= seed, "egress counted {egress} peer-wire bytes");
     assert_eq!(
         server.metric("bitseed_peer_connections_accepted_total{transport=\"webrtc\"}"),
         Some(1)

@@ -67,7 +67,10 @@ pub(super) async fn run(shared: &Arc<Shared>, mut conn: Conn) {
         for _ in 0..16 {
             match conn.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
-                    let _ = shared.socket.send_to(&t.contents, t.destination).await;
+                    let _ = shared
+                        .socket
+                        .send_to(&t.contents, super::send_addr(shared.local, t.destination))
+                        .await;
                 }
                 Ok(Output::Event(_)) => {}
                 Ok(Output::Timeout(_)) | Err(_) => break,
@@ -94,7 +97,10 @@ async fn drive(shared: &Arc<Shared>, conn: &mut Conn) -> End {
                 Ok(Output::Timeout(t)) => break t,
                 Ok(Output::Transmit(t)) => {
                     // A send that fails is a datagram lost: ICE, DTLS and SCTP resend.
-                    let _ = shared.socket.send_to(&t.contents, t.destination).await;
+                    let _ = shared
+                        .socket
+                        .send_to(&t.contents, super::send_addr(shared.local, t.destination))
+                        .await;
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

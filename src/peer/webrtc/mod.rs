@@ -337,7 +337,12 @@ impl WebRtc {
         if !s.local.ip().is_unspecified() {
             return s.local;
         }
-        let routed = std::net::UdpSocket::bind(SocketAddr::new(s.local.ip(), 0))
+        let any: IpAddr = if client.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        let routed = std::net::UdpSocket::bind(SocketAddr::new(any, 0))
             .and_then(|u| u.connect(SocketAddr::new(client, 9)).map(|()| u))
             .and_then(|u| u.local_addr());
         match routed {
@@ -385,6 +390,17 @@ fn accept_offer(
     Ok((rtc, creds.ufrag, answer))
 }
 
+/// Where to send to `to` on a socket bound to `local`: an IPv4 address as IPv4-mapped on an
+/// IPv6 (dual-stack) socket, which takes no other form.
+fn send_addr(local: SocketAddr, to: SocketAddr) -> SocketAddr {
+    match (local, to) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        _ => to,
+    }
+}
+
 /// Reads the socket and hands each datagram to the session it belongs to.
 async fn read_socket(s: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -395,6 +411,8 @@ async fn read_socket(s: Arc<Shared>) {
         };
         match got {
             Ok((n, from)) => {
+                // An IPv4 browser on a dual-stack socket: as the IPv4 address it is.
+                let from = SocketAddr::new(from.ip().to_canonical(), from.port());
                 let mut t = s.table();
                 match t.demux.route(from, &buf[..n]) {
                     Some((_, tx)) => {
@@ -506,6 +524,20 @@ mod tests {
         assert!(answer.contains(&format!("a=ice-ufrag:{ufrag}")), "{answer}");
         assert!(answer.contains("127.0.0.1 40000 typ host"), "{answer}");
         assert!(answer.contains("a=fingerprint:sha-256"), "{answer}");
+    }
+
+    #[test]
+    fn ipv4_browsers_are_sent_to_as_mapped_addresses_on_a_dual_stack_socket() {
+        let v4: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        let dual: SocketAddr = "[::]:6000".parse().unwrap();
+        let four: SocketAddr = "0.0.0.0:6000".parse().unwrap();
+        assert_eq!(
+            send_addr(dual, v4),
+            "[::ffff:192.0.2.1]:5000".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(send_addr(dual, v6), v6);
+        assert_eq!(send_addr(four, v4), v4);
     }
 
     #[test]
