@@ -27,6 +27,7 @@ const CARD: &str = r#"(() => {
   const box = document.querySelector('.inbrowser');
   return {state: box.dataset.state || '', sha256: box.dataset.sha256 || '',
           peer: Number(box.dataset.peerBytes || 0), web: Number(box.dataset.webBytes || 0),
+          seed: Number(box.dataset.seedBytes || 0),
           text: box.querySelector('.wt-state').textContent};
 })()"#;
 
@@ -86,8 +87,9 @@ fn saved(dir: &Path, name: &str) -> Vec<u8> {
 }
 
 /// Two browsers download a published file from the page: the first starts alone (the web seed
-/// and its budget: 384 KiB/s, so the download takes seconds), the second joins while the
-/// first is under way and gets bytes from it over WebRTC, found through the WebSocket tracker.
+/// and bitseed's seeder over WebRTC, under one budget: 384 KiB/s, so the download takes
+/// seconds), the second joins while the first is under way and gets bytes from it over WebRTC,
+/// found through the WebSocket tracker.
 /// Each checks the SHA-256 in the page against the published one and saves the file, whose
 /// bytes are the published ones; the tracker counted both browsers.
 #[test]
@@ -253,9 +255,8 @@ fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
     let card = wait_card(&mut browser, "download from bitseed", &server, |c| {
         c["state"] == "done"
     });
-    let seed = browser.eval("Number(document.querySelector('.inbrowser').dataset.seedBytes || 0)");
-    let seed = seed.as_u64().unwrap();
-    eprintln!("card: {card}, from bitseed: {seed}");
+    let seed = card["seed"].as_u64().unwrap();
+    eprintln!("card: {card}");
     assert_eq!(card["sha256"], want.as_str(), "{card}");
     assert!(
         saved(dir.path(), "direct.bin") == bytes,
