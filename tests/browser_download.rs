@@ -297,4 +297,16 @@ fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
         Some(1)
     );
     assert!(server.metric("bitseed_webrtc_answers_total").unwrap() >= 1);
+    // The page's WebTorrent closes (it may have closed its wire to us already, done): the
+    // browser ends the association, and the seeder's session ends with nothing left behind.
+    browser.eval("client.destroy(), true");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.metric("bitseed_webrtc_sessions") != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the session outlived its browser"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.metric("bitseed_peer_connections"), Some(0));
 }

@@ -309,7 +309,7 @@ fn wait_metric(server: &Server, series: &str, want: u64) {
 /// `connect_timeout`; datagrams naming no session are dropped and counted.
 #[test]
 fn the_seeder_answers_a_browsers_offer_through_the_tracker() {
-    let (_d, server, hash) = published("[peer.webrtc]\nconnect_timeout = 1\n");
+    let (_d, server, hash) = published("[peer.webrtc]\nconnect_timeout = 3\n");
     let seed_id = server.wait_published("one.bin", None);
     assert!(seed_id["info_hash"].is_string());
     let mut b = ws_connect(server.http, READ);

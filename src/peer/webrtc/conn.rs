@@ -106,6 +106,8 @@ async fn drive(shared: &Arc<Shared>, conn: &mut Conn) -> End {
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         return End::Disconnected
                     }
+                    // The browser ended the association (SCTP ABORT or SHUTDOWN).
+                    Event::Closed => return End::ChannelClosed,
                     Event::ChannelOpen(id, _label) if channel.is_none() => {
                         let (pipe, stream) = Pipe::new(CHUNK, MAX_INBOUND);
                         channel = Some((id, pipe));

@@ -43,8 +43,10 @@ pub struct Pipe {
     front_pos: usize,
     inbound_bytes: usize,
     max_inbound: usize,
-    outgoing: Option<Vec<u8>>,
-    chunk: usize,
+    /// The chunk read from the session for the channel: `out[..out_len]`, none when 0 (a read
+    /// of 0 bytes is the end of the stream, so a chunk is never empty).
+    out: Vec<u8>,
+    out_len: usize,
     closed: bool,
 }
 
@@ -60,8 +62,8 @@ impl Pipe {
             front_pos: 0,
             inbound_bytes: 0,
             max_inbound,
-            outgoing: None,
-            chunk: chunk.max(1),
+            out: vec![0; chunk.max(1)],
+            out_len: 0,
             closed: false,
         };
         (pipe, theirs)
@@ -83,12 +85,12 @@ impl Pipe {
 
     /// The chunk waiting for room in the channel.
     pub fn outgoing(&self) -> Option<&[u8]> {
-        self.outgoing.as_deref()
+        (self.out_len > 0).then(|| &self.out[..self.out_len])
     }
 
     /// The channel took the waiting chunk.
     pub fn sent(&mut self) {
-        self.outgoing = None;
+        self.out_len = 0;
     }
 
     /// Bytes received and not yet read by the session.
@@ -101,24 +103,22 @@ impl Pipe {
     /// next chunk from it once the last one went into the channel. Never resolves while there
     /// is nothing it can do. Cancel-safe: a step dropped before it resolves did nothing.
     pub async fn step(&mut self) -> Step {
-        let can_take = self.outgoing.is_none();
+        let can_take = self.out_len == 0;
         if self.closed || (!can_take && self.inbound.is_empty()) {
             return std::future::pending().await;
         }
-        let mut buf = vec![0u8; if can_take { self.chunk } else { 0 }];
         let got = {
             let front = self.inbound.front().map(|f| &f[self.front_pos..]);
             let has_front = front.is_some();
             tokio::select! {
-                r = self.rd.read(&mut buf), if can_take => Ok(r),
+                r = self.rd.read(&mut self.out), if can_take => Ok(r),
                 r = self.wr.write(front.unwrap_or_default()), if has_front => Err(r),
             }
         };
         let step = match got {
             Ok(Ok(0) | Err(_)) | Err(Ok(0) | Err(_)) => Step::Closed,
             Ok(Ok(n)) => {
-                buf.truncate(n);
-                self.outgoing = Some(buf);
+                self.out_len = n;
                 Step::Taken(n)
             }
             Err(Ok(n)) => {
