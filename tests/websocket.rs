@@ -378,3 +378,50 @@ fn the_seeder_answers_a_browsers_offer_through_the_tracker() {
         Some(1)
     );
 }
+
+/// The seeder's WebRTC bounds, through the tracker: with `max_sessions_per_ip = 2`, three
+/// browsers from one address get two answers (the third's offer goes to other browsers); with
+/// the WebRTC side off, none.
+#[test]
+fn the_seeder_answers_browsers_within_its_bounds() {
+    let (_d, server, hash) = published("[peer.webrtc]\nmax_sessions_per_ip = 2\n");
+    let mut answered = 0;
+    let mut conns = Vec::new();
+    for peer in [b'x', b'y', b'z'] {
+        let mut ws = ws_connect(server.http, READ);
+        let mut msg = announce(&hash, peer, 1000, "started", &[1]);
+        msg["offers"][0]["offer"]["sdp"] = json!(CHROMIUM_OFFER);
+        ws_send(&mut ws, &msg);
+        let first = ws_recv(&mut ws).expect("an announce answer");
+        assert_eq!(first["action"], "announce", "{first}");
+        conns.push(ws);
+        // Counted when made, before the announce answer: the gauge says whether it was.
+        if server.metric("bitseed_webrtc_answers_total") == Some(answered + 1) {
+            answered += 1;
+            let ours = ws_recv(conns.last_mut().unwrap()).expect("bitseed's answer");
+            assert!(ours.get("answer").is_some(), "{ours}");
+        }
+    }
+    assert_eq!(answered, 2);
+    assert_eq!(server.metric("bitseed_webrtc_sessions"), Some(2));
+    // The third browser's offer went to one of the first two instead.
+    let relayed: Vec<Value> = conns[..2]
+        .iter_mut()
+        .filter_map(|ws| {
+            ws.get_mut()
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            ws_recv(ws)
+        })
+        .collect();
+    assert_eq!(relayed.len(), 1, "{relayed:?}");
+    assert_eq!(relayed[0]["peer_id"], binary_string(&[b'z'; 20]));
+
+    let (_d, off, hash) = published("[peer.webrtc]\nenabled = false\n");
+    let mut ws = ws_connect(off.http, READ);
+    let mut msg = announce(&hash, b'x', 1000, "started", &[1]);
+    msg["offers"][0]["offer"]["sdp"] = json!(CHROMIUM_OFFER);
+    ws_send(&mut ws, &msg);
+    ws_recv(&mut ws).expect("an announce answer");
+    assert_eq!(off.metric("bitseed_webrtc_answers_total"), None);
+}
