@@ -167,6 +167,15 @@ impl Shared {
     }
 }
 
+/// A session's place in the table, given up when dropped.
+struct Leave(Arc<Shared>, u64);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
+}
+
 /// The seeder's WebRTC side. Cheap to clone.
 #[derive(Clone)]
 pub struct WebRtc {
@@ -320,8 +329,9 @@ impl WebRtc {
         };
         let shared = s.clone();
         let task = s.tasks.track_future(async move {
+            // Leaves the table however the task ends, a panic in the WebRTC stack included.
+            let _leave = Leave(shared.clone(), id);
             conn::run(&shared, conn).await;
-            shared.forget(id);
         });
         s.runtime.spawn(task);
         Ok(answer)
@@ -524,6 +534,20 @@ mod tests {
         assert!(answer.contains(&format!("a=ice-ufrag:{ufrag}")), "{answer}");
         assert!(answer.contains("127.0.0.1 40000 typ host"), "{answer}");
         assert!(answer.contains("a=fingerprint:sha-256"), "{answer}");
+    }
+
+    /// Chromium's default: its host candidates as mDNS names, which nothing resolves here;
+    /// the answer is made all the same (the browser's checks teach ICE its address).
+    #[test]
+    fn an_offer_with_mdns_candidates_is_answered() {
+        let offer = CHROMIUM_OFFER.replace(
+            "127.0.0.1 50000 typ host",
+            "0bd9ee9f-0d4f-4b52-a8a3-07a7e0d8b38b.local 50000 typ host",
+        );
+        let ours: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let (_, _, answer) =
+            accept_offer(parse_offer(&offer).unwrap(), ours, Instant::now()).expect("answered");
+        assert!(answer.contains("192.0.2.7 40000 typ host"), "{answer}");
     }
 
     #[test]
