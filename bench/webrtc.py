@@ -67,7 +67,7 @@ class Bitseed:
         with open(cfg, "w") as f:
             f.write(config)
         self.log = open(os.path.join(self.dir, "log"), "w+")
-        env = dict(os.environ, BITSEED_DHT__ENABLED="false", NO_COLOR="1", RUST_LOG="info")
+        env = dict(os.environ, BITSEED_DHT__ENABLED="false", NO_COLOR="1", RUST_LOG=os.environ.get("RUST_LOG", "info"))
         self.proc = subprocess.Popen(
             [binary, "serve", "--content", self.content, "--state", os.path.join(self.dir, "state"),
              "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--peer", "127.0.0.1:0",

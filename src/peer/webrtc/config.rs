@@ -21,7 +21,8 @@ pub struct WebRtcConfig {
     pub public_addr: Option<SocketAddr>,
     /// Browser connections at once (answered and not yet closed).
     pub max_sessions: usize,
-    /// Browser connections at once from one address (as the tracker saw it).
+    /// Browser connections at once from one address (as the tracker saw it; an IPv6 client
+    /// counts per /64); 0 = no limit.
     pub max_sessions_per_ip: usize,
     /// Seconds a browser has to open its data channel (ICE, DTLS, SCTP) after the answer.
     pub connect_timeout: f64,

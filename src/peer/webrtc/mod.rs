@@ -41,6 +41,7 @@ use tracing::debug;
 pub use config::WebRtcConfig;
 
 use super::shared::Inner;
+use crate::ip_limit::client_key;
 use demux::Demux;
 
 /// An offer's SDP at most (the tracker's `websocket.max_sdp_bytes` bounds it first; a
@@ -117,7 +118,8 @@ pub struct Stats {
 
 /// One browser session's place in the table.
 struct Live {
-    client: IpAddr,
+    /// `ip_limit::client_key` of its address: an IPv6 client counts per /64.
+    client: u64,
     key: ([u8; 20], [u8; 20]),
 }
 
@@ -125,7 +127,7 @@ struct Live {
 struct Table {
     demux: Demux<mpsc::Sender<Datagram>>,
     live: HashMap<u64, Live>,
-    per_ip: HashMap<IpAddr, usize>,
+    per_ip: HashMap<u64, usize>,
     keys: HashSet<([u8; 20], [u8; 20])>,
 }
 
@@ -146,6 +148,12 @@ impl Shared {
     fn table(&self) -> MutexGuard<'_, Table> {
         // Held for map updates only, never across an `.await`.
         self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `client` holds `max_sessions_per_ip` sessions already (0: no limit).
+    fn over_per_ip(&self, t: &Table, client: IpAddr) -> bool {
+        let max = self.config.max_sessions_per_ip;
+        max > 0 && t.per_ip.get(&client_key(client)).copied().unwrap_or(0) >= max
     }
 
     /// A session ended: it leaves the table.
@@ -253,7 +261,7 @@ impl WebRtc {
         if t.live.len() >= s.config.max_sessions {
             return Err(Refused::MaxSessions);
         }
-        if t.per_ip.get(&client).copied().unwrap_or(0) >= s.config.max_sessions_per_ip {
+        if s.over_per_ip(&t, client) {
             return Err(Refused::MaxSessionsPerIp);
         }
         Ok(())
@@ -300,19 +308,19 @@ impl WebRtc {
             // must not both take the last place.
             let mut t = s.table();
             let key = (*info_hash, *from);
-            let mine = t.per_ip.get(&client).copied().unwrap_or(0);
             if t.keys.contains(&key) {
                 return Err(Refused::AlreadyConnected);
             }
             if t.live.len() >= s.config.max_sessions {
                 return Err(Refused::MaxSessions);
             }
-            if mine >= s.config.max_sessions_per_ip {
+            if s.over_per_ip(&t, client) {
                 return Err(Refused::MaxSessionsPerIp);
             }
             if !t.demux.insert(id, ufrag.as_bytes(), tx) {
                 return Err(Refused::BadOffer("ICE ufrag collision".into()));
             }
+            let client = client_key(client);
             t.live.insert(id, Live { client, key });
             t.keys.insert(key);
             *t.per_ip.entry(client).or_default() += 1;
