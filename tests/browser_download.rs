@@ -215,7 +215,8 @@ fn wait_card_state(browser: &mut Browser, state: &str) -> Value {
 /// seeder over WebRTC, which answered the browser's offer through the WebSocket tracker. The
 /// card counts them as bitseed's (`data-seed-bytes`), the SHA-256 and the saved bytes are the
 /// published ones, and `/metrics` counts what the seeder sent in data channels: the pieces
-/// plus the wire protocol's framing.
+/// plus the wire protocol's framing. The torrent is hybrid (WebTorrent speaks its v1 hash; the
+/// two-browser test above covers v1 alone).
 #[test]
 fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
     if !have_client("chromium", &["--version"]) || !have_webtorrent() {
@@ -234,7 +235,7 @@ fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
         &d,
         &format!(
             "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
-             webtorrent_integrity = \"{integrity}\"\n",
+             webtorrent_integrity = \"{integrity}\"\n\n[torrent]\nformat = \"hybrid\"\n",
             cdn.addr
         ),
     );
