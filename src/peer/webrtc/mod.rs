@@ -75,16 +75,19 @@ pub enum Refused {
     OfferTooLong(usize),
     #[error("bad offer: {0}")]
     BadOffer(String),
+    #[error("no local address to give a browser at {0} (set peer.webrtc.public_addr)")]
+    NoCandidate(IpAddr),
 }
 
 impl Refused {
-    const REASONS: [&'static str; 6] = [
+    const REASONS: [&'static str; 7] = [
         "max_sessions",
         "max_sessions_per_ip",
         "already_connected",
         "unknown_torrent",
         "offer_too_long",
         "bad_offer",
+        "no_candidate",
     ];
 
     fn index(&self) -> usize {
@@ -95,6 +98,7 @@ impl Refused {
             Refused::UnknownTorrent => 3,
             Refused::OfferTooLong(_) => 4,
             Refused::BadOffer(_) => 5,
+            Refused::NoCandidate(_) => 6,
         }
     }
 }
@@ -299,7 +303,7 @@ impl WebRtc {
         self.admit(info_hash, from, client)?;
         let offer = parse_offer(sdp)?;
         let s = &self.shared;
-        let candidate = self.candidate_for(client);
+        let candidate = self.candidate_for(client)?;
         let (rtc, ufrag, answer) = accept_offer(offer, candidate, Instant::now())?;
         let (tx, rx) = mpsc::channel(DATAGRAM_QUEUE);
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
@@ -346,32 +350,45 @@ impl WebRtc {
     }
 
     /// Our ICE host candidate for a browser at `client`: `public_addr`, else the bound
-    /// address, else (bound to 0.0.0.0 or ::) the local address the system routes to it from.
-    fn candidate_for(&self, client: IpAddr) -> SocketAddr {
+    /// address, else (bound to 0.0.0.0 or ::) the local address the system routes to it from
+    /// (`route_target`; a lookup, nothing is sent). An unspecified address is no candidate.
+    fn candidate_for(&self, client: IpAddr) -> Result<SocketAddr, Refused> {
         let s = &self.shared;
         if let Some(a) = s.config.public_addr {
-            return a;
+            return Ok(a);
         }
         if !s.local.ip().is_unspecified() {
-            return s.local;
+            return Ok(s.local);
         }
-        let any: IpAddr = if client.is_ipv4() {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
+        let target = route_target(s.local, client);
+        let any: IpAddr = match target {
+            IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
         };
         let routed = std::net::UdpSocket::bind(SocketAddr::new(any, 0))
-            .and_then(|u| u.connect(SocketAddr::new(client, 9)).map(|()| u))
+            .and_then(|u| u.connect(SocketAddr::new(target, 9)).map(|()| u))
             .and_then(|u| u.local_addr());
         match routed {
-            Ok(a) => SocketAddr::new(a.ip(), s.local.port()),
-            Err(_) => s.local,
+            Ok(a) if !a.ip().is_unspecified() => Ok(SocketAddr::new(a.ip(), s.local.port())),
+            _ => Err(Refused::NoCandidate(client)),
         }
     }
 
     /// Prometheus lines.
     pub fn metrics(&self) -> String {
         self.shared.stats.metrics()
+    }
+}
+
+/// Where to look up the local address for a browser at `client` on a socket bound to the
+/// unspecified `local`: the browser itself when the socket can reach its family (IPv4-mapped
+/// counts as IPv4; an IPv6 socket is dual-stack), else a documentation address of the
+/// socket's family (RFC 5737, 3849), whose route is the default one: a browser with both
+/// families reaches us on ours.
+fn route_target(local: SocketAddr, client: IpAddr) -> IpAddr {
+    match (local, client.to_canonical()) {
+        (SocketAddr::V4(_), c @ IpAddr::V4(_)) | (SocketAddr::V6(_), c) => c,
+        (SocketAddr::V4(_), IpAddr::V6(_)) => std::net::Ipv4Addr::new(192, 0, 2, 1).into(),
     }
 }
 
@@ -570,6 +587,20 @@ mod tests {
         );
         assert_eq!(send_addr(dual, v6), v6);
         assert_eq!(send_addr(four, v4), v4);
+    }
+
+    #[test]
+    fn the_route_is_looked_up_in_a_family_the_socket_has() {
+        let v4: SocketAddr = "0.0.0.0:6000".parse().unwrap();
+        let dual: SocketAddr = "[::]:6000".parse().unwrap();
+        let b4: IpAddr = "198.51.100.7".parse().unwrap();
+        let b6: IpAddr = "2001:db8::7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(route_target(v4, b4), b4);
+        assert_eq!(route_target(v4, mapped), b4);
+        assert_eq!(route_target(v4, b6), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(route_target(dual, b6), b6);
+        assert_eq!(route_target(dual, b4), b4);
     }
 
     #[test]
