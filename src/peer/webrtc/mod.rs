@@ -20,6 +20,8 @@
 mod config;
 mod conn;
 mod demux;
+#[cfg(test)]
+mod loopback_tests;
 mod pipe;
 
 use std::collections::{HashMap, HashSet};
