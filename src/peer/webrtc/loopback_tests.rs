@@ -30,7 +30,14 @@ struct Browser {
 
 impl Browser {
     async fn new() -> (Browser, String, str0m::change::SdpPendingOffer) {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // Room for a burst of the seeder's window (the default buffer drops some on a busy
+        // machine, and SCTP then waits its 1 s retransmission timeout).
+        let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        let _ = raw.set_recv_buffer_size(4 << 20);
+        raw.set_nonblocking(true).unwrap();
+        raw.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let socket = UdpSocket::from_std(raw.into()).unwrap();
         let local = socket.local_addr().unwrap();
         let mut rtc = RtcConfig::new().build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());

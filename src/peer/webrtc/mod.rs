@@ -52,6 +52,8 @@ pub const MAX_OFFER_BYTES: usize = 16 * 1024;
 /// Datagrams waiting for a browser's task at most; past this they are dropped (UDP: ICE,
 /// DTLS and SCTP retransmit).
 const DATAGRAM_QUEUE: usize = 256;
+/// The WebRTC socket's receive buffer.
+const RCVBUF: usize = 1 << 20;
 /// Largest datagram read (the WebRTC MTU is about 1200 bytes).
 const MAX_DATAGRAM: usize = 2048;
 
@@ -206,7 +208,7 @@ impl WebRtc {
     ) -> io::Result<WebRtc> {
         let config = inner.config.webrtc.clone();
         let bind = config.bind.unwrap_or(SocketAddr::new(default_ip, 0));
-        let socket = Arc::new(UdpSocket::bind(bind).await.map_err(|e| {
+        let socket = Arc::new(bind_udp(bind).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot bind peer.webrtc.bind {bind}: {e}"),
@@ -425,6 +427,20 @@ fn accept_offer(
         .map_err(|e| Refused::BadOffer(e.to_string()))?
         .to_sdp_string();
     Ok((rtc, creds.ufrag, answer))
+}
+
+/// The UDP socket: dual-stack when bound to `::`, with room for bursts from many browsers
+/// (acknowledgements and requests; the kernel caps it at net.core.rmem_max).
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    let _ = socket.set_recv_buffer_size(RCVBUF);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// Where to send to `to` on a socket bound to `local`: an IPv4 address as IPv4-mapped on an
