@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use str0m::channel::ChannelId;
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
@@ -21,6 +22,9 @@ use crate::peer::listener::{Incoming, Via};
 const CHUNK: usize = 16 * 1024;
 /// Bytes a browser may send ahead of the session's reading (see `pipe`).
 const MAX_INBOUND: usize = 1 << 20;
+/// Datagrams fed to the Rtc, or chunks written into its channel, at most between two polls of
+/// it (each poll walks SCTP's queue of unacknowledged chunks).
+const BATCH: usize = 32;
 
 pub(super) struct Conn {
     pub id: u64,
@@ -135,21 +139,37 @@ async fn drive(shared: &Arc<Shared>, conn: &mut Conn) -> End {
         if !conn.rtc.is_alive() {
             return End::Disconnected;
         }
-        // The chunk the session wrote, into the channel if SCTP has room (else it waits for
-        // the browser's acknowledgements, which arrive as datagrams).
+        // What the session wrote, into the channel while SCTP has room (else it waits for
+        // the browser's acknowledgements, which arrive as datagrams): the chunk waiting, and
+        // those the session has ready, up to `BATCH` before the Rtc is polled again.
         if let Some((id, pipe)) = &mut channel {
-            if let (Some(chunk), Some(mut ch)) = (pipe.outgoing(), conn.rtc.channel(*id)) {
+            let mut wrote = false;
+            for _ in 0..BATCH {
+                if pipe.outgoing().is_none() {
+                    // Only a chunk already there; a step that would wait is dropped unmade.
+                    match pipe.step().now_or_never() {
+                        Some(Step::Closed) => return End::SessionClosed,
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                let (Some(chunk), Some(mut ch)) = (pipe.outgoing(), conn.rtc.channel(*id)) else {
+                    break;
+                };
                 match ch.write(true, chunk) {
                     Ok(true) => {
                         let n = chunk.len() as u64;
                         pipe.sent();
                         shared.stats.sent.fetch_add(n, Ordering::Relaxed);
-                        // The Rtc has packets to send now.
-                        continue;
+                        wrote = true;
                     }
-                    Ok(false) => {}
+                    Ok(false) => break,
                     Err(e) => return End::Rtc(e),
                 }
+            }
+            if wrote {
+                // The Rtc has packets to send now.
+                continue;
             }
         }
         let opened = channel.is_some();
@@ -167,22 +187,19 @@ async fn drive(shared: &Arc<Shared>, conn: &mut Conn) -> End {
             _ = shared.stop.cancelled() => return End::Shutdown,
             d = conn.rx.recv() => {
                 let Some(d) = d else { return End::Shutdown };
-                let Ok(r) = Receive::new(Protocol::Udp, d.from, conn.candidate, &d.data) else {
-                    // Not STUN, DTLS, RTP or RTCP: ignored.
-                    continue;
-                };
-                let input = Input::Receive(d.at, r);
-                // The browser's address: where the datagrams this Rtc takes come from.
-                if conn.rtc.accepts(&input) {
-                    remote = Some(d.from);
-                }
-                // A datagram it cannot take (anyone can send one from the browser's address)
-                // ends the connection only if the Rtc itself gave up.
-                if let Err(e) = conn.rtc.handle_input(input) {
-                    if !conn.rtc.is_alive() {
-                        return End::Rtc(e);
+                // The datagrams queued behind it too, before the Rtc is polled again: each
+                // poll walks SCTP's queue of unacknowledged chunks, so one poll per batch of
+                // acknowledgements, not per acknowledgement.
+                let mut next = Some(d);
+                let mut batch = 0;
+                while let Some(d) = next.take() {
+                    if let Err(e) = receive(conn, d, &mut remote) {
+                        return e;
                     }
-                    debug!(client = %conn.client, id = conn.id, "webrtc datagram refused: {e}");
+                    batch += 1;
+                    if batch < BATCH {
+                        next = conn.rx.try_recv().ok();
+                    }
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {
@@ -197,6 +214,28 @@ async fn drive(shared: &Arc<Shared>, conn: &mut Conn) -> End {
             }
         }
     }
+}
+
+/// Feeds one datagram to the Rtc; the browser's address is where the datagrams it takes come
+/// from.
+fn receive(conn: &mut Conn, d: Datagram, remote: &mut Option<SocketAddr>) -> Result<(), End> {
+    let Ok(r) = Receive::new(Protocol::Udp, d.from, conn.candidate, &d.data) else {
+        // Not STUN, DTLS, RTP or RTCP: ignored.
+        return Ok(());
+    };
+    let input = Input::Receive(d.at, r);
+    if conn.rtc.accepts(&input) {
+        *remote = Some(d.from);
+    }
+    // A datagram it cannot take (anyone can send one from the browser's address) ends the
+    // connection only if the Rtc itself gave up.
+    if let Err(e) = conn.rtc.handle_input(input) {
+        if !conn.rtc.is_alive() {
+            return Err(End::Rtc(e));
+        }
+        debug!(client = %conn.client, id = conn.id, "webrtc datagram refused: {e}");
+    }
+    Ok(())
 }
 
 /// Hands the data channel's stream to the seeder's session code, as the peer port's accept
