@@ -9,9 +9,9 @@
 //! and moves the data channel's bytes to and from the session (`pipe`).
 //!
 //! Signalling goes through our tracker in process: `answer` takes a browser's offer (the
-//! tracker has bounded its size already; it is checked again here), makes the answer SDP
-//! with our host candidate, and the tracker sends that to the browser as an `answer` from
-//! our peer id.
+//! tracker has bounded its size already; it is checked again here, `sdp`), makes the answer
+//! SDP with our host candidate, and the tracker sends that to the browser as an `answer` from
+//! our peer id. `stats` counts it all for `/metrics`.
 //!
 //! Bounds: sessions in total and per client address, one session per (torrent, browser peer
 //! id), the offer's size, the time to open the data channel, the datagrams queued per
@@ -23,17 +23,16 @@ mod demux;
 #[cfg(test)]
 mod loopback_tests;
 mod pipe;
+mod sdp;
+mod stats;
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
-use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -41,14 +40,14 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 pub use config::WebRtcConfig;
+pub use sdp::MAX_OFFER_BYTES;
+pub use stats::{Refused, Stats};
 
 use super::shared::Inner;
 use crate::ip_limit::client_key;
 use demux::Demux;
+use sdp::{accept_offer, parse_offer};
 
-/// An offer's SDP at most (the tracker's `websocket.max_sdp_bytes` bounds it first; a
-/// WebTorrent offer with its candidates is 1 to 3 KiB).
-pub const MAX_OFFER_BYTES: usize = 16 * 1024;
 /// Datagrams waiting for a browser's task at most; past this they are dropped (UDP: ICE,
 /// DTLS and SCTP retransmit).
 const DATAGRAM_QUEUE: usize = 256;
@@ -62,66 +61,6 @@ struct Datagram {
     at: Instant,
     from: SocketAddr,
     data: Vec<u8>,
-}
-
-/// Why an offer got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
-    #[error("peer.webrtc.max_sessions reached")]
-    MaxSessions,
-    #[error("peer.webrtc.max_sessions_per_ip reached")]
-    MaxSessionsPerIp,
-    #[error("already connected to this browser for this torrent")]
-    AlreadyConnected,
-    #[error("not seeding this torrent to browsers (unknown or private)")]
-    UnknownTorrent,
-    #[error("offer of {0} bytes (at most {MAX_OFFER_BYTES})")]
-    OfferTooLong(usize),
-    #[error("bad offer: {0}")]
-    BadOffer(String),
-    #[error("no local address to give a browser at {0} (set peer.webrtc.public_addr)")]
-    NoCandidate(IpAddr),
-}
-
-impl Refused {
-    const REASONS: [&'static str; 7] = [
-        "max_sessions",
-        "max_sessions_per_ip",
-        "already_connected",
-        "unknown_torrent",
-        "offer_too_long",
-        "bad_offer",
-        "no_candidate",
-    ];
-
-    fn index(&self) -> usize {
-        match self {
-            Refused::MaxSessions => 0,
-            Refused::MaxSessionsPerIp => 1,
-            Refused::AlreadyConnected => 2,
-            Refused::UnknownTorrent => 3,
-            Refused::OfferTooLong(_) => 4,
-            Refused::BadOffer(_) => 5,
-            Refused::NoCandidate(_) => 6,
-        }
-    }
-}
-
-/// Counts for `/metrics`.
-#[derive(Default)]
-pub struct Stats {
-    answered: AtomicU64,
-    refused: [AtomicU64; Refused::REASONS.len()],
-    /// Data channels opened (handed to the session code).
-    opened: AtomicU64,
-    /// Sessions whose data channel never opened within `connect_timeout`.
-    timed_out: AtomicU64,
-    /// Data-channel payload bytes sent to and received from browsers.
-    sent: AtomicU64,
-    received: AtomicU64,
-    /// Datagrams that named no session.
-    unrouted: AtomicU64,
-    sessions: AtomicU64,
 }
 
 /// One browser session's place in the table.
@@ -396,39 +335,6 @@ fn route_target(local: SocketAddr, client: IpAddr) -> IpAddr {
     }
 }
 
-/// An offer's SDP, bounded and parsed; it must offer a data channel.
-fn parse_offer(sdp: &str) -> Result<SdpOffer, Refused> {
-    if sdp.len() > MAX_OFFER_BYTES {
-        return Err(Refused::OfferTooLong(sdp.len()));
-    }
-    if !sdp.lines().any(|l| l.starts_with("m=application")) {
-        return Err(Refused::BadOffer("no data channel (m=application)".into()));
-    }
-    SdpOffer::from_sdp_string(sdp).map_err(|e| Refused::BadOffer(e.to_string()))
-}
-
-/// A new `Rtc` that accepted `offer`, with our host candidate `candidate`: it, its ICE ufrag
-/// (how the browser's checks name it) and the answer's SDP.
-fn accept_offer(
-    offer: SdpOffer,
-    candidate: SocketAddr,
-    now: Instant,
-) -> Result<(Rtc, String, String), Refused> {
-    let creds = IceCreds::new();
-    let mut rtc = RtcConfig::new()
-        .set_local_ice_credentials(creds.clone())
-        .build(now);
-    let host = Candidate::host(candidate, "udp")
-        .map_err(|e| Refused::BadOffer(format!("our candidate {candidate}: {e}")))?;
-    rtc.add_local_candidate(host);
-    let answer = rtc
-        .sdp_api()
-        .accept_offer(offer)
-        .map_err(|e| Refused::BadOffer(e.to_string()))?
-        .to_sdp_string();
-    Ok((rtc, creds.ufrag, answer))
-}
-
 /// The UDP socket: dual-stack when bound to `::`, with room for bursts from many browsers
 /// (acknowledgements and requests; the kernel caps it at net.core.rmem_max).
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -491,107 +397,9 @@ async fn read_socket(s: Arc<Shared>) {
     }
 }
 
-impl Stats {
-    pub fn metrics(&self) -> String {
-        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = format!(
-            "# HELP bitseed_webrtc_sessions Browser (WebRTC) sessions answered and not yet closed.\n\
-             # TYPE bitseed_webrtc_sessions gauge\nbitseed_webrtc_sessions {}\n\
-             # HELP bitseed_webrtc_answers_total Browser offers answered.\n\
-             # TYPE bitseed_webrtc_answers_total counter\nbitseed_webrtc_answers_total {}\n\
-             # HELP bitseed_webrtc_channels_opened_total Data channels opened (sessions handed to the seeder).\n\
-             # TYPE bitseed_webrtc_channels_opened_total counter\nbitseed_webrtc_channels_opened_total {}\n\
-             # HELP bitseed_webrtc_connect_timeouts_total Sessions whose data channel did not open within peer.webrtc.connect_timeout.\n\
-             # TYPE bitseed_webrtc_connect_timeouts_total counter\nbitseed_webrtc_connect_timeouts_total {}\n\
-             # HELP bitseed_webrtc_sent_bytes_total Data-channel bytes sent to browsers (the peer wire inside; also counted in the peer channel of the egress).\n\
-             # TYPE bitseed_webrtc_sent_bytes_total counter\nbitseed_webrtc_sent_bytes_total {}\n\
-             # HELP bitseed_webrtc_received_bytes_total Data-channel bytes received from browsers.\n\
-             # TYPE bitseed_webrtc_received_bytes_total counter\nbitseed_webrtc_received_bytes_total {}\n\
-             # HELP bitseed_webrtc_unrouted_datagrams_total Datagrams on the WebRTC socket that named no session (dropped).\n\
-             # TYPE bitseed_webrtc_unrouted_datagrams_total counter\nbitseed_webrtc_unrouted_datagrams_total {}\n\
-             # HELP bitseed_webrtc_offers_refused_total Browser offers not answered, by reason.\n\
-             # TYPE bitseed_webrtc_offers_refused_total counter\n",
-            n(&self.sessions),
-            n(&self.answered),
-            n(&self.opened),
-            n(&self.timed_out),
-            n(&self.sent),
-            n(&self.received),
-            n(&self.unrouted),
-        );
-        for (i, reason) in Refused::REASONS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "bitseed_webrtc_offers_refused_total{{reason=\"{reason}\"}} {}",
-                n(&self.refused[i])
-            );
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn offers_are_bounded_and_must_offer_a_data_channel() {
-        let long = "v=0\r\n".repeat(MAX_OFFER_BYTES / 5 + 1);
-        assert!(matches!(parse_offer(&long), Err(Refused::OfferTooLong(_))));
-        let audio = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
-        assert!(matches!(parse_offer(audio), Err(Refused::BadOffer(_))));
-        assert!(matches!(
-            parse_offer("m=application garbage"),
-            Err(Refused::BadOffer(_))
-        ));
-        assert!(matches!(parse_offer(""), Err(Refused::BadOffer(_))));
-    }
-
-    /// An offer as Chromium makes it for a data channel (simple-peer, no trickle).
-    const CHROMIUM_OFFER: &str = "v=0\r\n\
-        o=- 4215775240449105457 2 IN IP4 127.0.0.1\r\n\
-        s=-\r\n\
-        t=0 0\r\n\
-        a=group:BUNDLE 0\r\n\
-        a=extmap-allow-mixed\r\n\
-        a=msid-semantic: WMS\r\n\
-        m=application 50000 UDP/DTLS/SCTP webrtc-datachannel\r\n\
-        c=IN IP4 127.0.0.1\r\n\
-        a=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host generation 0 network-cost 999\r\n\
-        a=ice-ufrag:Hk3T\r\n\
-        a=ice-pwd:jZl2rTYxN5VsaqJ1mOxXqUFp\r\n\
-        a=ice-options:trickle\r\n\
-        a=fingerprint:sha-256 8B:0B:9C:1C:6A:45:BB:4F:3E:52:1D:A4:CE:71:5D:0B:6E:5E:37:7C:DF:2B:A5:E0:9E:6B:3C:9F:AD:49:51:2C\r\n\
-        a=setup:actpass\r\n\
-        a=mid:0\r\n\
-        a=sctp-port:5000\r\n\
-        a=max-message-size:262144\r\n";
-
-    #[test]
-    fn a_chromium_offer_gets_an_answer_with_our_candidate() {
-        let offer = parse_offer(CHROMIUM_OFFER).unwrap();
-        let ours: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let (rtc, ufrag, answer) = accept_offer(offer, ours, Instant::now()).unwrap();
-        assert!(rtc.is_alive());
-        assert!(answer.contains("m=application"), "{answer}");
-        assert!(answer.contains(&format!("a=ice-ufrag:{ufrag}")), "{answer}");
-        assert!(answer.contains("127.0.0.1 40000 typ host"), "{answer}");
-        assert!(answer.contains("a=fingerprint:sha-256"), "{answer}");
-    }
-
-    /// Chromium's default: its host candidates as mDNS names, which nothing resolves here;
-    /// the answer is made all the same (the browser's checks teach ICE its address).
-    #[test]
-    fn an_offer_with_mdns_candidates_is_answered() {
-        let offer = CHROMIUM_OFFER.replace(
-            "127.0.0.1 50000 typ host",
-            "0bd9ee9f-0d4f-4b52-a8a3-07a7e0d8b38b.local 50000 typ host",
-        );
-        let ours: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-        let (_, _, answer) =
-            accept_offer(parse_offer(&offer).unwrap(), ours, Instant::now()).expect("answered");
-        assert!(answer.contains("192.0.2.7 40000 typ host"), "{answer}");
-    }
 
     #[test]
     fn ipv4_browsers_are_sent_to_as_mapped_addresses_on_a_dual_stack_socket() {
@@ -619,16 +427,5 @@ mod tests {
         assert_eq!(route_target(v4, b6), "192.0.2.1".parse::<IpAddr>().unwrap());
         assert_eq!(route_target(dual, b6), b6);
         assert_eq!(route_target(dual, b4), b4);
-    }
-
-    #[test]
-    fn every_refusal_has_a_metric() {
-        let s = Stats::default();
-        s.refused[Refused::OfferTooLong(1).index()].fetch_add(2, Ordering::Relaxed);
-        let m = s.metrics();
-        assert!(m.contains("bitseed_webrtc_offers_refused_total{reason=\"offer_too_long\"} 2\n"));
-        for r in Refused::REASONS {
-            assert!(m.contains(&format!("{{reason=\"{r}\"}}")), "{r}");
-        }
     }
 }
