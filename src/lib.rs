@@ -7,8 +7,9 @@
 //! - [`storage`]: piece → file-span layout, positioned reads with change detection.
 //! - [`hash`]: which files (`walk`) and the hashing pipeline (bounded threads, one read for
 //!   SHA-1, SHA-256 blocks and each file's SHA-256); `create` makes a torrent from content.
-//! - [`tracker`]: HTTP and UDP tracker with a sharded swarm store.
-//! - [`peer`]: the seeder: peer wire codec, connection state machine, extensions, choker.
+//! - [`tracker`]: HTTP, UDP and WebSocket tracker with a sharded swarm store.
+//! - [`peer`]: the seeder: peer wire codec, connection state machine, extensions, choker;
+//!   over TCP, uTP and browsers' WebRTC data channels.
 //! - [`dht`]: the mainline DHT node (BEP 5, 42) on the peer port's UDP side.
 //! - [`announce`]: the client side of trackers, for `bitseed seed`.
 //! - [`catalog`]: what the content folder publishes (walk, watch, settle, SQLite store) and the

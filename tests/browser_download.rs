@@ -27,6 +27,7 @@ const CARD: &str = r#"(() => {
   const box = document.querySelector('.inbrowser');
   return {state: box.dataset.state || '', sha256: box.dataset.sha256 || '',
           peer: Number(box.dataset.peerBytes || 0), web: Number(box.dataset.webBytes || 0),
+          seed: Number(box.dataset.seedBytes || 0),
           text: box.querySelector('.wt-state').textContent};
 })()"#;
 
@@ -86,8 +87,9 @@ fn saved(dir: &Path, name: &str) -> Vec<u8> {
 }
 
 /// Two browsers download a published file from the page: the first starts alone (the web seed
-/// and its budget: 384 KiB/s, so the download takes seconds), the second joins while the
-/// first is under way and gets bytes from it over WebRTC, found through the WebSocket tracker.
+/// and bitseed's seeder over WebRTC, under one budget: 384 KiB/s, so the download takes
+/// seconds), the second joins while the first is under way and gets bytes from it over WebRTC,
+/// found through the WebSocket tracker.
 /// Each checks the SHA-256 in the page against the published one and saves the file, whose
 /// bytes are the published ones; the tracker counted both browsers.
 #[test]
@@ -205,4 +207,110 @@ fn wait_card_state(browser: &mut Browser, state: &str) -> Value {
         assert!(Instant::now() < deadline, "never {state}: {card}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Issue 17 item 4, bitseed as a browser peer: Chromium clicks "Download in browser" while
+/// it cannot reach the web seed (`Network.setBlockedURLs` blocks `/files/`, as a filter or a
+/// broken path would), and no other browser is in the swarm: every byte comes from bitseed's
+/// seeder over WebRTC, which answered the browser's offer through the WebSocket tracker. The
+/// card counts them as bitseed's (`data-seed-bytes`), the SHA-256 and the saved bytes are the
+/// published ones, and `/metrics` counts what the seeder sent in data channels: the pieces
+/// plus the wire protocol's framing. The torrent is hybrid (WebTorrent speaks its v1 hash; the
+/// two-browser test above covers v1 alone).
+#[test]
+fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
+    if !have_client("chromium", &["--version"]) || !have_webtorrent() {
+        return;
+    }
+    let bundle = std::fs::read(interop_script(
+        "webtorrent/node_modules/webtorrent/dist/webtorrent.min.js",
+    ))
+    .expect("the webtorrent package's browser bundle");
+    let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
+    let cdn = TinyHttp::file(bundle, "text/javascript");
+    let d = dirs();
+    let bytes = data(2 << 20, 91);
+    std::fs::write(d.content.join("direct.bin"), &bytes).unwrap();
+    let server = Server::with_config(
+        &d,
+        &format!(
+            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
+             webtorrent_integrity = \"{integrity}\"\n\n[torrent]\nformat = \"hybrid\"\n",
+            cdn.addr
+        ),
+    );
+    let want = hex::encode(Sha256::digest(&bytes));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.wait_published("direct.bin", None)["sha256"] != want.as_str() {
+        assert!(Instant::now() < deadline, "no SHA-256 in the API");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Chromium's WebRTC at its defaults but for loopback: its host candidates are mDNS names
+    // nobody resolves, as on a visitor's machine; the seeder learns the browser's address
+    // from its connectivity checks.
+    let mut browser = Browser::start_with(&["--allow-loopback-in-peer-connection"]);
+    browser.call("Network.enable", serde_json::json!({}));
+    browser.call(
+        "Network.setBlockedURLs",
+        serde_json::json!({"urls": ["*/files/*"]}),
+    );
+    click_download(&mut browser, &server, dir.path());
+    let card = wait_card(&mut browser, "download from bitseed", &server, |c| {
+        c["state"] == "done"
+    });
+    let seed = card["seed"].as_u64().unwrap();
+    eprintln!("card: {card}");
+    assert_eq!(card["sha256"], want.as_str(), "{card}");
+    assert!(
+        saved(dir.path(), "direct.bin") == bytes,
+        "saved bytes differ"
+    );
+    assert_eq!(card["web"], 0, "the web seed was reachable: {card}");
+    assert_eq!(card["peer"], 0, "bytes from another browser: {card}");
+    assert!(
+        seed >= bytes.len() as u64,
+        "{seed} bytes from bitseed's wire: {card}"
+    );
+    assert!(
+        card["text"]
+            .as_str()
+            .unwrap()
+            .contains("0 kB from other browsers, 2.1 MB from this server"),
+        "{card}"
+    );
+    assert_eq!(
+        browser.trouble().len(),
+        0,
+        "exceptions or dialogs in the page"
+    );
+    // What the seeder sent in data channels: the pieces the page counted, and the framing of
+    // the wire (13 bytes a block, the handshakes, bitfield and haves): far under 1 %.
+    let sent = server.metric("bitseed_webrtc_sent_bytes_total").unwrap();
+    assert!(
+        sent >= seed && sent <= seed + seed / 100 + 4096,
+        "sent {sent} over WebRTC for {seed} received"
+    );
+    // The same egress accounting as TCP and uTP: peer-wire bytes.
+    let egress = server
+        .metric("bitseed_egress_bytes_total{channel=\"peer\"}")
+        .unwrap();
+    assert!(egress >= seed, "egress counted {egress} peer-wire bytes");
+    assert_eq!(
+        server.metric("bitseed_peer_connections_accepted_total{transport=\"webrtc\"}"),
+        Some(1)
+    );
+    assert!(server.metric("bitseed_webrtc_answers_total").unwrap() >= 1);
+    // The page's WebTorrent closes (it may have closed its wire to us already, done): the
+    // browser ends the association, and the seeder's session ends with nothing left behind.
+    browser.eval("client.destroy(), true");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.metric("bitseed_webrtc_sessions") != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the session outlived its browser"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.metric("bitseed_peer_connections"), Some(0));
 }

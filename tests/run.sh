@@ -16,6 +16,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The page's layout test drives headless Chromium.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The build: OpenSSL's headers for the DTLS of the seeder's WebRTC side (str0m).
+pkg-config --exists openssl >/dev/null 2>&1 || need+=(libssl-dev pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing ${need[*]}" >&2

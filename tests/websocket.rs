@@ -278,3 +278,148 @@ fn torrents_and_magnets_name_the_websocket_tracker() {
     let stream = std::net::TcpStream::connect(server.http).unwrap();
     assert!(tungstenite::client(format!("ws://{}/announce", server.http), stream).is_err());
 }
+
+/// An offer as Chromium makes it for a data channel (its candidate never answers here).
+const CHROMIUM_OFFER: &str = "v=0\r\no=- 4215775240449105457 2 IN IP4 127.0.0.1\r\ns=-\r\n\
+    t=0 0\r\na=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\n\
+    m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n\
+    a=candidate:1 1 udp 2113937151 127.0.0.1 9 typ host generation 0 network-cost 999\r\n\
+    a=ice-ufrag:Hk3T\r\na=ice-pwd:jZl2rTYxN5VsaqJ1mOxXqUFp\r\na=ice-options:trickle\r\n\
+    a=fingerprint:sha-256 8B:0B:9C:1C:6A:45:BB:4F:3E:52:1D:A4:CE:71:5D:0B:6E:5E:37:7C:DF:2B:A5:E0:9E:6B:3C:9F:AD:49:51:2C\r\n\
+    a=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n";
+
+/// Waits until the `/metrics` series `series` reads `want`.
+fn wait_metric(server: &Server, series: &str, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.metric(series) != Some(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} = {:?}, never {want}",
+            server.metric(series)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 17 item 4, the signalling half (the Chromium test in `browser_download` does the
+/// whole path): a leecher's last offer goes to bitseed's seeder, which answers it through the
+/// tracker from its own peer id with a host candidate on loopback; a second announce from the
+/// same browser gets no second answer while the first session lives; an offer that is not SDP
+/// goes to other browsers as before. The session whose browser never connects ends at
+/// `connect_timeout`; datagrams naming no session are dropped and counted.
+#[test]
+fn the_seeder_answers_a_browsers_offer_through_the_tracker() {
+    let (_d, server, hash) = published("[peer.webrtc]\nconnect_timeout = 3\n");
+    let mut b = ws_connect(server.http, READ);
+    let mut msg = announce(&hash, b'b', 1000, "started", &[7]);
+    msg["offers"][0]["offer"]["sdp"] = json!(CHROMIUM_OFFER);
+    ws_send(&mut b, &msg);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.push(ws_recv(&mut b).expect("the announce answer and bitseed's answer"));
+    }
+    let ours = got
+        .iter()
+        .find(|m| m.get("answer").is_some())
+        .unwrap_or_else(|| panic!("no answer from the seeder: {got:?}"));
+    assert_eq!(ours["offer_id"], binary_string(&[7; 20]));
+    assert_eq!(ours["info_hash"], binary_string(&hash));
+    assert_eq!(ours["answer"]["type"], "answer");
+    let peer_id = ours["peer_id"].as_str().unwrap();
+    assert!(peer_id.starts_with("-bS0100-"), "{peer_id}");
+    let sdp = ours["answer"]["sdp"].as_str().unwrap();
+    let candidate = sdp
+        .lines()
+        .find(|l| l.starts_with("a=candidate:") && l.contains(" typ host"))
+        .unwrap_or_else(|| panic!("no host candidate: {sdp}"));
+    let fields: Vec<&str> = candidate.split(' ').collect();
+    assert_eq!(fields[4], "127.0.0.1", "{candidate}");
+    let port: u16 = fields[5].parse().unwrap();
+    assert_eq!(server.metric("bitseed_webrtc_sessions"), Some(1));
+
+    // While that session lives, the same browser's next offers all go elsewhere.
+    ws_send(&mut b, &msg);
+    let next = ws_recv(&mut b).expect("an announce answer");
+    assert_eq!(next["action"], "announce");
+    assert!(next.get("answer").is_none(), "{next}");
+    // (Counted when made, before the announce answer is sent: none was.)
+    assert_eq!(server.metric("bitseed_webrtc_answers_total"), Some(1));
+
+    // Not STUN, and a STUN check naming nobody: dropped, counted.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"not webrtc", ("127.0.0.1", port)).unwrap();
+    let mut stun = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[1; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
+    stun.extend_from_slice(b"who:me\0\0");
+    udp.send_to(&stun, ("127.0.0.1", port)).unwrap();
+    wait_metric(&server, "bitseed_webrtc_unrouted_datagrams_total", 2);
+
+    // Nobody connects: the session ends at its timeout and the browser may be answered again.
+    wait_metric(&server, "bitseed_webrtc_connect_timeouts_total", 1);
+    wait_metric(&server, "bitseed_webrtc_sessions", 0);
+
+    // An offer that is not SDP: refused by the seeder, relayed to another browser (b leaves
+    // first, so a is the only one).
+    ws_send(&mut b, &announce(&hash, b'b', 1000, "stopped", &[]));
+    while ws_recv(&mut b).is_some_and(|m| m["action"] != "announce") {}
+    let mut a = ws_connect(server.http, READ);
+    ws_send(&mut a, &announce(&hash, b'a', 1000, "started", &[]));
+    ws_recv(&mut a).expect("an announce answer");
+    let mut c = ws_connect(server.http, READ);
+    ws_send(&mut c, &announce(&hash, b'c', 1000, "started", &[9]));
+    ws_recv(&mut c).expect("an announce answer");
+    let relayed = ws_recv(&mut a).expect("c's offer relayed to a");
+    assert_eq!(relayed["offer_id"], binary_string(&[9; 20]));
+    assert_eq!(
+        server.metric("bitseed_webrtc_offers_refused_total{reason=\"bad_offer\"}"),
+        Some(1)
+    );
+}
+
+/// The seeder's WebRTC bounds, through the tracker: with `max_sessions_per_ip = 2`, three
+/// browsers from one address get two answers (the third's offer goes to other browsers); with
+/// the WebRTC side off, none.
+#[test]
+fn the_seeder_answers_browsers_within_its_bounds() {
+    let (_d, server, hash) = published("[peer.webrtc]\nmax_sessions_per_ip = 2\n");
+    let mut answered = 0;
+    let mut conns = Vec::new();
+    for peer in [b'x', b'y', b'z'] {
+        let mut ws = ws_connect(server.http, READ);
+        let mut msg = announce(&hash, peer, 1000, "started", &[1]);
+        msg["offers"][0]["offer"]["sdp"] = json!(CHROMIUM_OFFER);
+        ws_send(&mut ws, &msg);
+        let first = ws_recv(&mut ws).expect("an announce answer");
+        assert_eq!(first["action"], "announce", "{first}");
+        conns.push(ws);
+        // Counted when made, before the announce answer: the gauge says whether it was.
+        if server.metric("bitseed_webrtc_answers_total") == Some(answered + 1) {
+            answered += 1;
+            let ours = ws_recv(conns.last_mut().unwrap()).expect("bitseed's answer");
+            assert!(ours.get("answer").is_some(), "{ours}");
+        }
+    }
+    assert_eq!(answered, 2);
+    assert_eq!(server.metric("bitseed_webrtc_sessions"), Some(2));
+    // The third browser's offer went to one of the first two instead.
+    let relayed: Vec<Value> = conns[..2]
+        .iter_mut()
+        .filter_map(|ws| {
+            ws.get_mut()
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            ws_recv(ws)
+        })
+        .collect();
+    assert_eq!(relayed.len(), 1, "{relayed:?}");
+    assert_eq!(relayed[0]["peer_id"], binary_string(&[b'z'; 20]));
+
+    let (_d, off, hash) = published("[peer.webrtc]\nenabled = false\n");
+    let mut ws = ws_connect(off.http, READ);
+    let mut msg = announce(&hash, b'x', 1000, "started", &[1]);
+    msg["offers"][0]["offer"]["sdp"] = json!(CHROMIUM_OFFER);
+    ws_send(&mut ws, &msg);
+    ws_recv(&mut ws).expect("an announce answer");
+    assert_eq!(off.metric("bitseed_webrtc_answers_total"), None);
+}

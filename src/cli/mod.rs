@@ -56,7 +56,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 pub(crate) fn init_logging(json: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // str0m (the seeder's WebRTC side) warns about what browsers send (a bad SDP media
+        // line, a data-channel open it cannot read): remote input, counted in /metrics, not
+        // worth a line each at the default level.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,str0m=error,sctp_proto=error")
+        });
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()

@@ -186,6 +186,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         own,
     );
 
+    // Browsers' WebRTC offers reach the seeder through the WebSocket tracker.
+    let webrtc = if settings.peer.webrtc.enabled && settings.tracker.websocket.enabled {
+        let rtc = seeder
+            .start_webrtc(peer_addr.ip(), shutdown.child_token())
+            .await
+            .context("cannot start the WebRTC side of the seeder (peer.webrtc)")?;
+        tracing::info!("webrtc (browser peers) on udp {}", rtc.local_addr());
+        tracker.set_browser_seed(Arc::new(BrowserPeer {
+            rtc: rtc.clone(),
+            peer_id: seeder.peer_id(),
+        }));
+        Some(rtc)
+    } else {
+        None
+    };
+
     // PEX tells peers of the tracker's peers too.
     seeder.set_swarm_peers(Arc::new(TrackerPeers(tracker.clone())));
     // The DHT node shares the peer port's UDP socket; it hears of every torrent that is not
@@ -367,6 +383,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     http.stop(true).await;
     let _ = http_task.await;
     let _ = seeder_task.await;
+    if let Some(rtc) = &webrtc {
+        rtc.closed().await;
+    }
     if let Some((_, task)) = dht {
         let _ = task.await;
     }
@@ -513,6 +532,32 @@ impl SeedAnnouncer for OwnSeed {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&info_hash);
+    }
+}
+
+/// The seeder's WebRTC side as the tracker hands it browsers' offers.
+struct BrowserPeer {
+    rtc: peer::WebRtc,
+    peer_id: [u8; 20],
+}
+
+impl tracker::BrowserSeed for BrowserPeer {
+    fn peer_id(&self) -> [u8; 20] {
+        self.peer_id
+    }
+
+    fn wants(&self, info_hash: &[u8; 20], from: &[u8; 20], client: std::net::IpAddr) -> bool {
+        self.rtc.wants(info_hash, from, client)
+    }
+
+    fn answer(
+        &self,
+        info_hash: &[u8; 20],
+        from: &[u8; 20],
+        client: std::net::IpAddr,
+        sdp: &str,
+    ) -> Option<String> {
+        self.rtc.answer(info_hash, from, client, sdp).ok()
     }
 }
 

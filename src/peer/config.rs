@@ -125,6 +125,8 @@ pub struct PeerConfig {
     pub frame_timeout: f64,
     /// Seconds with data queued for a peer and none of it accepted before it is dropped.
     pub send_timeout: f64,
+    /// `[peer.webrtc]`: browsers as peers, over WebRTC data channels.
+    pub webrtc: super::webrtc::WebRtcConfig,
 }
 
 impl Default for PeerConfig {
@@ -148,6 +150,7 @@ impl Default for PeerConfig {
             idle_timeout: 180.0,
             frame_timeout: 30.0,
             send_timeout: 60.0,
+            webrtc: super::webrtc::WebRtcConfig::default(),
         }
     }
 }

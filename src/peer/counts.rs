@@ -70,6 +70,7 @@ impl Refusal {
 pub(super) struct Refusals {
     pub accepted_tcp: AtomicU64,
     pub accepted_utp: AtomicU64,
+    pub accepted_webrtc: AtomicU64,
     pub max_connections: AtomicU64,
     pub per_ip: AtomicU64,
     pub per_torrent: AtomicU64,
@@ -88,6 +89,7 @@ impl Refusals {
         match via {
             Via::Tcp => &self.accepted_tcp,
             Via::Utp => &self.accepted_utp,
+            Via::WebRtc => &self.accepted_webrtc,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -162,10 +164,12 @@ impl Refusals {
              # TYPE bitseed_peer_connections_accepted_total counter\n\
              bitseed_peer_connections_accepted_total{{transport=\"tcp\"}} {}\n\
              bitseed_peer_connections_accepted_total{{transport=\"utp\"}} {}\n\
+             bitseed_peer_connections_accepted_total{{transport=\"webrtc\"}} {}\n\
              # HELP bitseed_peer_connections_refused_total Peer connections refused, by the cap that refused them.\n\
              # TYPE bitseed_peer_connections_refused_total counter\n",
             n(&self.accepted_tcp),
             n(&self.accepted_utp),
+            n(&self.accepted_webrtc),
         );
         for (reason, c) in [
             ("max_connections", &self.max_connections),

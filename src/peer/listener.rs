@@ -33,6 +33,8 @@ pub type PeerWrite = Box<dyn AsyncWrite + Send + Unpin>;
 pub enum Via {
     Tcp,
     Utp,
+    /// A browser's WebRTC data channel (`peer::webrtc`).
+    WebRtc,
 }
 
 impl Via {
@@ -40,6 +42,7 @@ impl Via {
         match self {
             Via::Tcp => "tcp",
             Via::Utp => "utp",
+            Via::WebRtc => "webrtc",
         }
     }
 }

@@ -5,7 +5,8 @@
 //! `v2_hashes` (BEP 52 answers), `choker` (policy, time passed in).
 //! I/O shells: `listener` (the peer port: TCP and uTP on one port number), `session` (one
 //! connection, over any byte stream), `shared` (the torrent table, caps and choker every session
-//! uses) and `seeder` (owns them and runs the accept loop).
+//! uses) and `seeder` (owns them and runs the accept loop); `webrtc` takes browsers' data
+//! channels to the same session code.
 
 mod choker;
 mod config;
@@ -25,6 +26,7 @@ mod super_seed;
 #[cfg(test)]
 mod test_support;
 pub mod v2_hashes;
+pub mod webrtc;
 
 pub use config::{PeerConfig, SuperSeedMode, UtpCongestion};
 pub use connection::{Connection, ReadJob};
@@ -33,7 +35,8 @@ pub use listener::PeerListener;
 pub use message::{BlockRef, HashRequest, Message};
 pub use published::{file_paths, PublishError, Published};
 pub use seeder::Seeder;
-pub use shared::{DhtNodes, SeedAnnouncer, SwarmPeers};
+pub use shared::{DhtNodes, SeedAnnouncer, SwarmPeers, PEER_ID_PREFIX};
+pub use webrtc::{WebRtc, WebRtcConfig};
 
 use thiserror::Error;
 

@@ -146,13 +146,27 @@ impl Seeder {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Starts answering browsers' WebRTC offers (`peer.webrtc`), on a UDP socket bound to
+    /// `peer.webrtc.bind` or else `default_ip` (the peer port's address), until `shutdown`.
+    pub async fn start_webrtc(
+        &self,
+        default_ip: std::net::IpAddr,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<super::WebRtc> {
+        let rtc = super::WebRtc::start(self.inner.clone(), default_ip, shutdown).await?;
+        *lock(&self.inner.webrtc_stats) = Some(rtc.stats());
+        Ok(rtc)
+    }
+
     /// Prometheus lines for the seeder's connections: accepted by transport, refused by
     /// reason, and the peer port's datagrams.
     pub fn metrics(&self) -> String {
         let udp = lock(&self.inner.udp_counts).clone();
+        let webrtc = lock(&self.inner.webrtc_stats).clone();
         self.inner
             .refusals
             .metrics(self.inner.open_sessions(), udp.as_deref())
+            + &webrtc.map(|w| w.metrics()).unwrap_or_default()
     }
 }
 

@@ -153,6 +153,8 @@ pub(super) struct Inner {
     pub refusals: Refusals,
     /// The peer port's datagram counts, once the seeder runs on a listener.
     pub udp_counts: Mutex<Option<Arc<UdpCounts>>>,
+    /// The WebRTC side's counts, once it runs.
+    pub webrtc_stats: Mutex<Option<Arc<super::webrtc::Stats>>>,
     announcers: Mutex<Vec<(Arc<dyn SeedAnnouncer>, SocketAddr)>>,
     /// The DHT's port (the peer port) when a DHT node runs: the handshake's DHT bit and the
     /// PORT message (BEP 5).
@@ -165,7 +167,7 @@ pub(super) struct Inner {
 
 /// Our peer id's client prefix, Azureus style: `bS` is taken by no client we know of (`-BS`
 /// is BTSlave's, as Transmission names it).
-const PEER_ID_PREFIX: &[u8; 8] = b"-bS0100-";
+pub const PEER_ID_PREFIX: &[u8; 8] = b"-bS0100-";
 
 pub(super) fn random_u64() -> u64 {
     // RandomState is seeded from the OS per instance: enough for a peer id and optimistic picks.
@@ -207,6 +209,7 @@ impl Inner {
             pending: Mutex::new(VecDeque::new()),
             refusals: Refusals::default(),
             udp_counts: Mutex::new(None),
+            webrtc_stats: Mutex::new(None),
             announcers: Mutex::new(Vec::new()),
             dht_port: Mutex::new(None),
             swarm_peers: Mutex::new(None),

@@ -47,6 +47,6 @@ pub use http_request::InfoHash;
 pub use http_response::Counts;
 pub use maintenance::run_maintenance;
 pub use remote::PeerDelta;
-pub use state::{Tracker, TrackerError, TrackerStats};
+pub use state::{BrowserSeed, Tracker, TrackerError, TrackerStats};
 pub use swarm::{Announce, Refusal};
 pub use udp::run_udp;

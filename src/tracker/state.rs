@@ -23,7 +23,7 @@ use super::rtc_swarm::{Relay, RtcLimits, RtcOutcome, Sender};
 use super::swarm::{Announce, Limits, Refusal, Shard, SwarmChange};
 use super::twins::Twins;
 use super::ws::Hub;
-use super::ws_protocol::{PeerId, WsAnnounce};
+use super::ws_protocol::{answer_message, PeerId, WsAnnounce};
 use crate::proxy::Proxies;
 
 /// Shards by the info hash's first byte: an announce locks 1/256th of the store.
@@ -52,6 +52,23 @@ pub struct TrackerStats {
     pub announces_per_second: f64,
 }
 
+/// bitseed's own seeder as a WebRTC peer of browsers, as the WebSocket tracker hands it
+/// offers: one offer of a browser's announce is kept for it when it `wants` one, and its
+/// answer goes back to the browser as an `answer` from `peer_id`.
+pub trait BrowserSeed: Send + Sync {
+    fn peer_id(&self) -> PeerId;
+    /// Whether an offer from `from` (at `client`) for `info_hash` would be answered now.
+    fn wants(&self, info_hash: &InfoHash, from: &PeerId, client: std::net::IpAddr) -> bool;
+    /// The answer's SDP for the offer `sdp`, or `None` if it is not answered.
+    fn answer(
+        &self,
+        info_hash: &InfoHash,
+        from: &PeerId,
+        client: std::net::IpAddr,
+        sdp: &str,
+    ) -> Option<String>;
+}
+
 pub struct Tracker {
     config: TrackerConfig,
     proxies: Proxies,
@@ -74,6 +91,8 @@ pub struct Tracker {
     creators: Mutex<HashMap<u64, u32>>,
     /// The open WebSocket connections, for relaying offers and answers between browsers.
     hub: Hub,
+    /// Our seeder's WebRTC side, when it answers browsers.
+    browser_seed: std::sync::OnceLock<std::sync::Arc<dyn BrowserSeed>>,
 }
 
 impl Tracker {
@@ -112,6 +131,7 @@ impl Tracker {
             twins: Twins::default(),
             creators: Mutex::new(HashMap::new()),
             hub: Hub::default(),
+            browser_seed: std::sync::OnceLock::new(),
         })
     }
 
@@ -122,6 +142,11 @@ impl Tracker {
     /// Who is believed about the client's address.
     pub fn proxies(&self) -> &Proxies {
         &self.proxies
+    }
+
+    /// Browsers' offers are answered by `seed` too (once; later calls are ignored).
+    pub fn set_browser_seed(&self, seed: std::sync::Arc<dyn BrowserSeed>) {
+        let _ = self.browser_seed.set(seed);
     }
 
     pub(crate) fn hub(&self) -> &Hub {
@@ -370,10 +395,37 @@ impl Tracker {
             client: super::swarm::client_key(ip),
             hash: a.info_hash,
         };
+        // A leecher's last offer goes to our seeder when it has room for this browser and
+        // answers it (made before the shard's lock is taken: SDP and key work); the others go
+        // to browsers as before, so browsers still find each other. An offer the seeder cannot
+        // answer goes to browsers too.
+        let ours = match (self.browser_seed.get(), a.offers.last()) {
+            (Some(seed), Some(offer))
+                if a.event != Event::Stopped
+                    && a.left != Some(0)
+                    && seed.wants(&a.info_hash, &a.peer_id, ip) =>
+            {
+                seed.answer(&a.info_hash, &a.peer_id, ip, &offer.sdp)
+                    .map(|sdp| answer_message(&a.info_hash, &seed.peer_id(), &offer.offer_id, &sdp))
+            }
+            _ => None,
+        };
+        let trimmed;
+        let to_swarm = match ours {
+            Some(_) => {
+                trimmed = WsAnnounce {
+                    offers: a.offers[..a.offers.len() - 1].to_vec(),
+                    answer: a.answer.clone(),
+                    ..*a
+                };
+                &trimmed
+            }
+            None => a,
+        };
         let now = self.secs();
         let outcome = self.shard(&key).rtc_announce(
             key,
-            a,
+            to_swarm,
             from,
             limits,
             rtc,
@@ -383,6 +435,11 @@ impl Tracker {
             out,
         )?;
         self.account(outcome.change);
+        // (Refused: the seeder's session waits for a browser that never comes, until its
+        // connect timeout.)
+        if let Some(message) = ours {
+            out.push(Relay { conn, message });
+        }
         Ok(outcome)
     }
 
@@ -858,5 +915,101 @@ mod tests {
         .unwrap();
         let (c, list) = peers(&t, &ann(8, "10.0.0.2:1", Event::Started, 5));
         assert_eq!((c.incomplete, list.len()), (1, 0));
+    }
+}
+
+#[cfg(test)]
+mod browser_seed_tests {
+    use super::*;
+    use crate::tracker::ws_protocol::Offer;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    /// Answers every offer for hash 1 with `answer:<sdp>` and records what it was handed.
+    #[derive(Default)]
+    struct Seed(Mutex<Vec<String>>);
+
+    impl BrowserSeed for Seed {
+        fn peer_id(&self) -> PeerId {
+            *b"-bS0100-seedseedseed"
+        }
+        fn wants(&self, info_hash: &InfoHash, _: &PeerId, _: IpAddr) -> bool {
+            *info_hash == [1; 20]
+        }
+        fn answer(&self, _: &InfoHash, _: &PeerId, _: IpAddr, sdp: &str) -> Option<String> {
+            self.0.lock().unwrap().push(sdp.to_owned());
+            (!sdp.contains("bad")).then(|| format!("answer:{sdp}"))
+        }
+    }
+
+    fn announce(hash: u8, peer: u8, left: u64, offers: u8) -> WsAnnounce {
+        WsAnnounce {
+            info_hash: [hash; 20],
+            peer_id: [peer; 20],
+            left: Some(left),
+            event: Event::Started,
+            numwant: Some(5),
+            offers: (0..offers)
+                .map(|i| Offer {
+                    offer_id: [i; 20],
+                    sdp: format!("offer{i}"),
+                })
+                .collect(),
+            answer: None,
+        }
+    }
+
+    #[test]
+    fn a_leechers_last_offer_goes_to_our_seed_and_the_rest_to_browsers() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TrackerConfig {
+            mode: Mode::Open,
+            ..TrackerConfig::default()
+        };
+        let t = Tracker::new(config, dir.path()).unwrap();
+        let seed = Arc::new(Seed::default());
+        t.set_browser_seed(seed.clone());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        // A browser already there (a leecher) to take offers.
+        let mut out = Vec::new();
+        t.rtc_announce(&announce(1, 9, 10, 0), 9, ip, &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+        let counts = t
+            .rtc_announce(&announce(1, 2, 10, 3), 2, ip, &mut out)
+            .unwrap()
+            .counts;
+        assert_eq!(*seed.0.lock().unwrap(), ["offer2"]);
+        // One offer relayed to the other browser; our answer to the offerer's connection,
+        // from our peer id, for the offer it answers.
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out
+            .iter()
+            .any(|r| r.conn == 9 && !r.message.contains("offer2")));
+        let ours = out.iter().find(|r| r.conn == 2).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ours.message).unwrap();
+        assert_eq!(v["answer"]["sdp"], "answer:offer2");
+        assert_eq!(v["peer_id"], "-bS0100-seedseedseed");
+        assert_eq!(v["offer_id"], "\u{2}".repeat(20));
+        // We are not counted as a browser peer.
+        assert_eq!((counts.complete, counts.incomplete), (0, 2));
+        // A seeding browser, another torrent, or no offers: nothing for our seed.
+        out.clear();
+        t.rtc_announce(&announce(1, 3, 0, 2), 3, ip, &mut out)
+            .unwrap();
+        t.rtc_announce(&announce(4, 4, 10, 2), 4, ip, &mut out)
+            .unwrap();
+        t.rtc_announce(&announce(1, 5, 10, 0), 5, ip, &mut out)
+            .unwrap();
+        assert_eq!(seed.0.lock().unwrap().len(), 1);
+        assert!(out.iter().all(|r| !r.message.contains("answer:")));
+        // An offer our seed cannot answer goes to a browser as any other.
+        out.clear();
+        let mut bad = announce(1, 6, 10, 1);
+        bad.offers[0].sdp = "bad".into();
+        t.rtc_announce(&bad, 6, ip, &mut out).unwrap();
+        assert_eq!(seed.0.lock().unwrap().len(), 2);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].message.contains("\"sdp\":\"bad\""), "{out:?}");
     }
 }

@@ -142,8 +142,10 @@ setInterval(async () => {
 /// (the WebSocket one among them) and its web seed, shows progress, peers and speed, checks
 /// the SHA-256 against the page's, and saves the file: into the file the visitor picks where
 /// the browser has the File System Access API, else through a Blob URL. The bytes from other
-/// browsers and from the web seed are kept on the card (`data-peer-bytes`, `data-web-bytes`),
-/// and said in words when done. The tab keeps sharing the file while it stays open.
+/// browsers, from the web seed and from bitseed's own seeder over WebRTC (a wire whose peer id
+/// has our prefix, `data-seed-peer-id` on the body) are kept on the card (`data-peer-bytes`,
+/// `data-web-bytes`, `data-seed-bytes`), and said in words when done: the last two are what
+/// the publisher sent, "from this server". The tab keeps sharing the file while it stays open.
 const BROWSER_SCRIPT: &str = r#"
 let client = null;
 const loadWebTorrent = async () => {
@@ -175,11 +177,15 @@ for (const button of document.querySelectorAll('button.wt')) {
       say('Loading WebTorrent…');
       const wt = await loadWebTorrent();
       torrent = wt.add(new URL(d.torrent, location.href).href);
-      let fromPeers = 0, fromWeb = 0;
+      let fromPeers = 0, fromWeb = 0, fromSeed = 0;
+      const seedId = document.body.dataset.seedPeerId || '';
       torrent.on('wire', wire => wire.on('download', n => {
-        if (wire.type === 'webSeed') fromWeb += n; else fromPeers += n;
+        if (wire.type === 'webSeed') fromWeb += n;
+        else if (seedId && (wire.peerId || '').startsWith(seedId)) fromSeed += n;
+        else fromPeers += n;
         box.dataset.peerBytes = fromPeers;
         box.dataset.webBytes = fromWeb;
+        box.dataset.seedBytes = fromSeed;
       }));
       timer = setInterval(() => say(Math.floor(torrent.progress * 100) + '% · ' + torrent.numPeers
         + (torrent.numPeers === 1 ? ' source' : ' sources') + ' · ' + size(torrent.downloadSpeed) + '/s'), 500);
@@ -204,7 +210,7 @@ for (const button of document.querySelectorAll('button.wt')) {
       }
       box.dataset.state = 'done';
       say('Done' + (d.sha256 && crypto.subtle ? ', SHA-256 checked' : '') + ': ' + size(fromPeers)
-        + ' from other browsers, ' + size(fromWeb) + ' from this server. Sharing it while this tab is open.');
+        + ' from other browsers, ' + size(fromWeb + fromSeed) + ' from this server. Sharing it while this tab is open.');
     } catch (e) {
       clearInterval(timer);
       if (torrent) torrent.destroy();
@@ -351,9 +357,10 @@ pub async fn index(
     let (body_data, browser_script) = match &state.browser {
         Some(b) => (
             format!(
-                " data-webtorrent=\"{}\" data-integrity=\"{}\"",
+                " data-webtorrent=\"{}\" data-integrity=\"{}\" data-seed-peer-id=\"{}\"",
                 escape(&b.script_url),
-                escape(&b.integrity)
+                escape(&b.integrity),
+                hex::encode(crate::peer::PEER_ID_PREFIX)
             ),
             BROWSER_SCRIPT,
         ),
