@@ -334,3 +334,32 @@ fn example_config_is_complete_and_loads() {
         "optional keys are shown commented"
     );
 }
+
+/// The container build copies every folder the crate's manifest reaches (targets, the patched
+/// uTP crate): a folder left out only shows at `docker build`, which no test here can run.
+#[test]
+fn the_dockerfile_copies_every_folder_the_manifest_needs() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    let dockerfile = std::fs::read_to_string(deploy("Dockerfile")).unwrap();
+    let copied: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    let mut needed = 0;
+    for line in manifest.lines() {
+        let Some((_, rest)) = line.split_once("path = \"") else {
+            continue;
+        };
+        let path = rest.split('"').next().unwrap();
+        let top = path.split('/').next().unwrap();
+        needed += 1;
+        assert!(
+            copied.contains(&top),
+            "Cargo.toml needs `{path}`, the Dockerfile copies {copied:?}"
+        );
+    }
+    assert!(needed >= 4, "no paths found in Cargo.toml");
+}
