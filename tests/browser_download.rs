@@ -314,3 +314,104 @@ fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
     }
     assert_eq!(server.metric("bitseed_peer_connections"), Some(0));
 }
+
+/// A folder downloads in the browser too: "Download in browser" on a folder's card asks for a
+/// folder to write into (here the origin's private file system answers for the picker: the
+/// same kind of directory handle), checks every file against the API's SHA-256 and writes the
+/// files there, under the folder's name, sub-folders kept and padding files (BEP 47, hybrid)
+/// left out.
+#[test]
+fn a_folder_downloads_in_the_browser_into_a_picked_folder() {
+    if !have_client("chromium", &["--version"]) || !have_webtorrent() {
+        return;
+    }
+    let bundle = std::fs::read(interop_script(
+        "webtorrent/node_modules/webtorrent/dist/webtorrent.min.js",
+    ))
+    .expect("the webtorrent package's browser bundle");
+    let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
+    let cdn = TinyHttp::file(bundle, "text/javascript");
+    let d = dirs();
+    let files = [("a.bin", 300_000), ("sub/b.bin", 200_001)];
+    write_tree(&d.content.join("pack"), &files);
+    let server = Server::with_config(
+        &d,
+        &format!(
+            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
+             webtorrent_integrity = \"{integrity}\"\n\n[torrent]\nformat = \"hybrid\"\n",
+            cdn.addr
+        ),
+    );
+    // The page offers it once every file's SHA-256 is known.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let api = server.get("/api/torrents/by-name/pack");
+        let j: Value = serde_json::from_slice(&api.body).unwrap_or(Value::Null);
+        let known = j["file_list"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2 && l.iter().all(|f| f["sha256"].is_string()));
+        if known {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no SHA-256s in the API: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut browser = Browser::start_with(&WEBRTC_ON_LOOPBACK);
+    browser.open(&server.url("/"), &server.url("/"), 1280, 800);
+    let clicked = browser.eval(
+        "(() => { window.showDirectoryPicker = () => navigator.storage.getDirectory(); \
+         const b = document.querySelector('button.wt[data-folder]'); \
+         if (!b || b.hidden) return false; b.click(); return true; })()",
+    );
+    assert_eq!(
+        clicked, true,
+        "no visible Download in browser button on the folder"
+    );
+    let card = wait_card(&mut browser, "folder download", &server, |c| {
+        c["state"] == "done"
+    });
+    assert!(
+        card["text"]
+            .as_str()
+            .unwrap()
+            .contains("SHA-256 checked: 2 files"),
+        "{card}"
+    );
+    // What the page wrote, read back from that folder: each file's SHA-256 by its path (no
+    // `.pad` files).
+    let written = browser.call(
+        "Runtime.evaluate",
+        serde_json::json!({"awaitPromise": true, "returnByValue": true, "expression": r#"(async () => {
+            const hex = b => [...new Uint8Array(b)].map(x => x.toString(16).padStart(2, '0')).join('');
+            const out = {};
+            const walk = async (dir, prefix) => {
+              for await (const [name, h] of dir.entries()) {
+                if (h.kind === 'directory') await walk(h, prefix + name + '/');
+                else out[prefix + name] = hex(await crypto.subtle.digest('SHA-256',
+                  await (await h.getFile()).arrayBuffer()));
+              }
+            };
+            // Only what the page wrote: WebTorrent keeps its own pieces in this file system.
+            const root = await navigator.storage.getDirectory();
+            await walk(await root.getDirectoryHandle('pack'), 'pack/');
+            return out;
+        })()"#}),
+    );
+    let written = &written["result"]["value"];
+    let want: serde_json::Map<String, Value> = files
+        .iter()
+        .map(|(rel, _)| {
+            let bytes = std::fs::read(d.content.join("pack").join(rel)).unwrap();
+            (
+                format!("pack/{rel}"),
+                Value::from(hex::encode(Sha256::digest(&bytes))),
+            )
+        })
+        .collect();
+    assert_eq!(written, &Value::Object(want), "{card}");
+    assert_eq!(
+        browser.trouble().len(),
+        0,
+        "exceptions or dialogs in the page"
+    );
+}

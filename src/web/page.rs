@@ -141,7 +141,9 @@ setInterval(async () => {
 /// integrity hash, on the first click only), joins the swarm through the torrent's trackers
 /// (the WebSocket one among them) and its web seed, shows progress, peers and speed, checks
 /// the SHA-256 against the page's, and saves the file: into the file the visitor picks where
-/// the browser has the File System Access API, else through a Blob URL. The bytes from other
+/// the browser has the File System Access API, else through a Blob URL. A folder's files are
+/// checked against the API's SHA-256s and written into a folder the visitor picks (only where
+/// the browser has `showDirectoryPicker`). The bytes from other
 /// browsers, from the web seed and from bitseed's own seeder over WebRTC (a wire whose peer id
 /// has our prefix, `data-seed-peer-id` on the body) are kept on the card (`data-peer-bytes`,
 /// `data-web-bytes`, `data-seed-bytes`), and said in words when done: the last two are what
@@ -160,7 +162,44 @@ const loadWebTorrent = async () => {
 };
 const size = n => n < 1e6 ? (n / 1e3).toFixed(0) + ' kB' : (n / 1e6).toFixed(1) + ' MB';
 const hex = buf => [...new Uint8Array(buf)].map(b => b.toString(16).padStart(2, '0')).join('');
+// A folder's files, checked against the API's SHA-256s, then written under `name` in `dir`
+// (a directory handle the visitor picked); padding files (BEP 47) are not files. Returns how
+// many were written and whether every one was checked.
+const saveFolder = async (torrent, d, dir) => {
+  const r = await fetch(new URL(d.api, location.href).href);
+  const sums = {};
+  if (r.ok) for (const f of (await r.json()).file_list || []) sums[f.path] = f.sha256;
+  const files = [];
+  let checked = !!crypto.subtle;
+  for (const f of torrent.files) {
+    const parts = f.path.split('/').slice(1);
+    if (parts.length === 0 || parts.includes('.pad')) continue;
+    const buf = await f.arrayBuffer();
+    const rel = parts.join('/');
+    if (crypto.subtle && sums[rel]) {
+      if (hex(await crypto.subtle.digest('SHA-256', buf)) !== sums[rel])
+        throw new Error(rel + ': its SHA-256 is not the published one: nothing saved');
+    } else checked = false;
+    files.push([parts, buf]);
+  }
+  const top = await dir.getDirectoryHandle(d.name, {create: true});
+  for (const [parts, buf] of files) {
+    let at = top;
+    for (const p of parts.slice(0, -1)) at = await at.getDirectoryHandle(p, {create: true});
+    const w = await (await at.getFileHandle(parts[parts.length - 1], {create: true})).createWritable();
+    await w.write(new Blob([buf]));
+    await w.close();
+  }
+  return [files.length, checked];
+};
 for (const button of document.querySelectorAll('button.wt')) {
+  const folder = button.dataset.folder === '1';
+  // A folder needs a folder to write into: the File System Access API (Chromium).
+  if (folder && !window.showDirectoryPicker) {
+    button.closest('.inbrowser').querySelector('.wt-state').textContent =
+      'This browser cannot save a folder: use the .torrent.';
+    continue;
+  }
   button.hidden = false;
   button.addEventListener('click', async () => {
     const box = button.closest('.inbrowser');
@@ -168,7 +207,10 @@ for (const button of document.querySelectorAll('button.wt')) {
     const d = button.dataset;
     button.disabled = true;
     let handle = null;
-    if (window.showSaveFilePicker) {
+    if (folder) {
+      try { handle = await showDirectoryPicker({mode: 'readwrite'}); }
+      catch (e) { button.disabled = false; return; }
+    } else if (window.showSaveFilePicker) {
       try { handle = await showSaveFilePicker({suggestedName: d.name}); }
       catch (e) { button.disabled = false; return; }
     }
@@ -192,6 +234,15 @@ for (const button of document.querySelectorAll('button.wt')) {
       await new Promise((done, fail) => { torrent.once('done', done); torrent.once('error', fail); });
       clearInterval(timer);
       say('Checking…');
+      if (folder) {
+        const [n, checked] = await saveFolder(torrent, d, handle);
+        box.dataset.files = n;
+        box.dataset.state = 'done';
+        say('Done' + (checked ? ', SHA-256 checked' : '') + ': ' + n + (n === 1 ? ' file, ' : ' files, ')
+          + size(fromPeers) + ' from other browsers, ' + size(fromWeb + fromSeed)
+          + ' from this server. Sharing it while this tab is open.');
+        return;
+      }
       const buf = await torrent.files[0].arrayBuffer();
       if (crypto.subtle && d.sha256) {
         const sum = hex(await crypto.subtle.digest('SHA-256', buf));
@@ -474,7 +525,20 @@ fn published_card(
             escape(&p.meta.name),
             t.sha256.as_deref().unwrap_or("")
         ),
-        Some(b) if p.meta.single_file => format!(
+        // A folder: its files checked against the API's SHA-256s and written into a folder
+        // the visitor picks (the script shows the button only where the browser can).
+        Some(b) if t.size <= b.max_bytes => format!(
+            "<div class=inbrowser><button type=button class=\"btn wt\" hidden data-folder=1 \
+             data-torrent=\"{}\" data-name=\"{}\" data-api=\"{}\">Download in browser\
+             </button><span class=wt-state role=status></span></div>",
+            escape(torrent),
+            escape(&p.meta.name),
+            escape(&format!(
+                "api/torrents/by-name/{}",
+                super::encode_path(&t.path)
+            ))
+        ),
+        Some(b) => format!(
             "<p class=inbrowser>Over {} is too large to download in the browser: use the \
              .torrent.</p>",
             human_size(b.max_bytes)
