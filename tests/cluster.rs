@@ -429,3 +429,54 @@ fn a_copy_that_differs_is_hashed_again_not_published_with_the_other_nodes_hashes
     assert_eq!(count("hashed `differs.bin`"), 2, "{logs:?}");
     assert_eq!(count("`differs.bin`: another node's hashes not used"), 1);
 }
+
+/// A Redis that accepts connections and never answers (a partition dropping its packets) costs
+/// the node one timeout, not one per entry: after it, the node hashes alone for a while, so a
+/// folder of 20 entries is published within the bound (at the 4 s a silent Redis costs an
+/// entry, it took 80).
+#[test]
+fn a_silent_redis_costs_one_timeout_not_one_per_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let content = tmp.path().join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("f{i:02}.bin")).collect();
+    let files: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 50_000)).collect();
+    write_tree(&content, &files);
+    // Connections complete in the kernel's backlog; nothing ever reads them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free_port();
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nredis_url = \"redis://{}/0\"\nnode_url = \"http://127.0.0.1:{port}\"\n",
+            silent.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{port}");
+    let node = Server::start(
+        &content,
+        &tmp.path().join("state"),
+        &["--config", config.to_str().unwrap(), "--http", &http],
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let published = node
+            .torrents()
+            .iter()
+            .filter(|t| t["status"] == "published")
+            .count();
+        if published == names.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{published} of {} published:\n{}",
+            names.len(),
+            log(&node)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(log(&node).contains("hashing alone for the next"));
+}

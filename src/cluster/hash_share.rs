@@ -29,6 +29,10 @@ const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 3_600);
 const MAX_RECORD: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a Redis error, entries are hashed alone without asking Redis for this long: a Redis
+/// that accepts and never answers (a partition dropping its packets) would otherwise cost every
+/// new entry its timeouts, seconds each, and a big folder days.
+const DOWN_FOR: Duration = Duration::from_secs(30);
 
 pub struct HashShare {
     client: redis::Client,
@@ -38,6 +42,8 @@ pub struct HashShare {
     me: String,
     /// Claims held, with the flag that keeps their renewing thread going.
     held: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// Redis failed lately: not asked again before then (`DOWN_FOR`).
+    down_until: Mutex<Option<Instant>>,
 }
 
 impl HashShare {
@@ -53,7 +59,19 @@ impl HashShare {
             name: name.to_owned(),
             me: me.to_owned(),
             held: Mutex::new(HashMap::new()),
+            down_until: Mutex::new(None),
         }
+    }
+
+    /// Whether Redis may be asked now (it has not failed within `DOWN_FOR`).
+    fn usable(&self) -> bool {
+        let down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        down.is_none_or(|until| Instant::now() >= until)
+    }
+
+    fn failed(&self) {
+        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + DOWN_FOR);
     }
 
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
@@ -145,16 +163,27 @@ impl HashShare {
 
 impl SharedHashing for HashShare {
     fn find_or_claim(&self, key: &str) -> Option<Vec<u8>> {
+        if !self.usable() {
+            return None;
+        }
         match self.try_find_or_claim(key) {
             Ok(found) => found,
             Err(e) => {
-                tracing::info!("cluster: redis unreachable ({e}): hashing alone");
+                self.failed();
+                tracing::info!(
+                    "cluster: redis unreachable ({e}): hashing alone for the next {} s",
+                    DOWN_FOR.as_secs()
+                );
                 None
             }
         }
     }
 
     fn record(&self, key: &str, record: &[u8]) {
+        if !self.usable() {
+            self.stop_renewing(key);
+            return;
+        }
         let wrote = self.connect().and_then(|mut conn| {
             let _: () = redis::cmd("SET")
                 .arg(self.record_key(key))
@@ -165,16 +194,18 @@ impl SharedHashing for HashShare {
             self.let_go(key, &mut conn)
         });
         if let Err(e) = wrote {
+            self.failed();
             self.stop_renewing(key);
             tracing::info!("cluster: hashes not shared ({e})");
         }
     }
 
     fn release(&self, key: &str) {
-        if self
-            .connect()
-            .and_then(|mut conn| self.let_go(key, &mut conn))
-            .is_err()
+        if !self.usable()
+            || self
+                .connect()
+                .and_then(|mut conn| self.let_go(key, &mut conn))
+                .is_err()
         {
             self.stop_renewing(key);
         }
