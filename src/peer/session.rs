@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use super::listener::{Incoming, PeerRead, PeerWrite};
 use super::mse::{self, rc4::Rc4, Encryption, Mode, MseError};
 use super::published::Published;
 use super::shared::{lock, Entry, Inner, SessionView, Slot};
+use super::super_seed::Waited;
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::egress::Channel;
 use crate::metainfo::Format;
@@ -362,11 +364,11 @@ fn offer_next(
         }
         return;
     }
-    // Pieces the peer's client lately asked our web seed for are not shown: it asks no one
-    // else for them until that request ends (see `egress::WEB_CLAIM_HOLD`).
-    let claimed = entry.torrent.offload.web_claim(view.ip, now);
-    // Other clients' pieces on the web seed go out last (see `SuperSeed::pick`).
-    let waited = entry.torrent.offload.web_claims(now);
+    // The web seed's claims, read once the peer is ready for a piece (most calls show none):
+    // pieces its own client lately asked the web seed for are not shown (it asks no one else
+    // for them until that request ends, see `egress::WEB_CLAIM_HOLD`), and other clients'
+    // go out last (see `SuperSeed::pick`).
+    let mut claims: Option<(Option<Range<u32>>, Waited)> = None;
     // While the first copy goes out, several pieces are shown at once (see
     // `Connection::offer_wanted`).
     let first_copy = picker
@@ -376,7 +378,14 @@ fn offer_next(
     // Fill the peer's window of shown pieces, one rarest piece at a time.
     let mut shown_any = false;
     while let Some((mut has, new_haves)) = conn.offer_wanted(now, first_copy) {
-        if let Some(r) = &claimed {
+        let (claimed, waited) = claims.get_or_insert_with(|| {
+            let offload = &entry.torrent.offload;
+            (
+                offload.web_claim(view.ip, now),
+                Waited::new(&offload.web_claims(now)),
+            )
+        });
+        if let Some(r) = claimed {
             let end = (r.end as usize).min(has.len());
             if let Some(s) = has.get_mut(r.start as usize..end) {
                 s.fill(true);
@@ -387,7 +396,7 @@ fn offer_next(
             for p in new_haves {
                 picker.seen(p);
             }
-            picker.pick(&has, &waited)
+            picker.pick(&has, waited)
         };
         match piece {
             Some(p) => {

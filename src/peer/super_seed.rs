@@ -16,6 +16,26 @@ const AGAIN_BELOW_SEEN: u32 = 2;
 
 use std::ops::Range;
 
+/// The piece ranges clients are waiting on the web seed for, as `SuperSeed::pick` sweeps them:
+/// their starts and ends, each sorted (empty or reversed ranges left out). Built once per
+/// round of picks.
+#[derive(Debug, Default)]
+pub struct Waited {
+    starts: Vec<u32>,
+    ends: Vec<u32>,
+}
+
+impl Waited {
+    pub fn new(ranges: &[Range<u32>]) -> Self {
+        let ranges = ranges.iter().filter(|r| r.start < r.end);
+        let mut starts: Vec<u32> = ranges.clone().map(|r| r.start).collect();
+        let mut ends: Vec<u32> = ranges.map(|r| r.end).collect();
+        starts.sort_unstable();
+        ends.sort_unstable();
+        Waited { starts, ends }
+    }
+}
+
 /// Per torrent: how often each piece was offered and reported by peers.
 #[derive(Debug, Clone)]
 pub struct SuperSeed {
@@ -47,16 +67,9 @@ impl SuperSeed {
     ///
     /// Once every piece has been handed out, a piece goes out again only while it is rare
     /// (`AGAIN_BELOW_SEEN`).
-    pub fn pick(&mut self, has: &[bool], waited: &[Range<u32>]) -> Option<u32> {
-        // How many ranges cover piece i, swept in index order over sorted ends.
-        let mut starts: Vec<u32> = Vec::with_capacity(waited.len());
-        let mut ends: Vec<u32> = Vec::with_capacity(waited.len());
-        for r in waited.iter().filter(|r| r.start < r.end) {
-            starts.push(r.start);
-            ends.push(r.end);
-        }
-        starts.sort_unstable();
-        ends.sort_unstable();
+    pub fn pick(&mut self, has: &[bool], waited: &Waited) -> Option<u32> {
+        // How many ranges cover piece i, swept in index order over sorted starts and ends.
+        let (starts, ends) = (&waited.starts, &waited.ends);
         let (mut s, mut e) = (0, 0);
         let mut best: Option<((u32, usize, u32), usize)> = None;
         for i in 0..self.offered.len() {
@@ -100,35 +113,38 @@ mod tests {
         let none = [false; 4];
         // Three peers get three different pieces.
         assert!(s.first_copy());
-        assert_eq!(s.pick(&none, &[]), Some(0));
-        assert_eq!(s.pick(&none, &[]), Some(1));
-        assert_eq!(s.pick(&none, &[]), Some(2));
+        assert_eq!(s.pick(&none, &Waited::default()), Some(0));
+        assert_eq!(s.pick(&none, &Waited::default()), Some(1));
+        assert_eq!(s.pick(&none, &Waited::default()), Some(2));
         // Piece 3 seen elsewhere already still goes next (never offered), then the least seen.
         s.seen(3);
         s.seen(0);
-        assert_eq!(s.pick(&none, &[]), Some(3));
+        assert_eq!(s.pick(&none, &Waited::default()), Some(3));
         assert!(!s.first_copy());
-        assert_eq!(s.pick(&none, &[]), Some(1));
+        assert_eq!(s.pick(&none, &Waited::default()), Some(1));
         // A peer with everything gets nothing.
-        assert_eq!(s.pick(&[true; 4], &[]), None);
-        assert_eq!(s.pick(&[true, true, false, true], &[]), Some(2));
+        assert_eq!(s.pick(&[true; 4], &Waited::default()), None);
+        assert_eq!(
+            s.pick(&[true, true, false, true], &Waited::default()),
+            Some(2)
+        );
     }
 
     #[test]
     fn a_piece_that_has_spread_goes_out_again_only_while_rare() {
         let mut s = SuperSeed::new(2);
         let none = [false; 2];
-        let a = s.pick(&none, &[]).unwrap();
-        let b = s.pick(&none, &[]).unwrap();
+        let a = s.pick(&none, &Waited::default()).unwrap();
+        let b = s.pick(&none, &Waited::default()).unwrap();
         // Piece a reported by two peers, b by one: only b goes out again.
         for _ in 0..AGAIN_BELOW_SEEN {
             s.seen(a);
         }
         s.seen(b);
-        assert_eq!(s.pick(&none, &[]), Some(b));
+        assert_eq!(s.pick(&none, &Waited::default()), Some(b));
         let mut only_a = [false; 2];
         only_a[b as usize] = true;
-        assert_eq!(s.pick(&only_a, &[]), None);
+        assert_eq!(s.pick(&only_a, &Waited::default()), None);
     }
 
     #[test]
@@ -138,12 +154,14 @@ mod tests {
         // Two clients wait on the web seed for 0..4 and 2..6: 6 and 7 first, then 0, 1, 4, 5
         // (one client each), then 2 and 3 (both).
         let waited = [0..4, 2..6];
-        let order: Vec<u32> = (0..8).filter_map(|_| s.pick(&none, &waited)).collect();
+        let order: Vec<u32> = (0..8)
+            .filter_map(|_| s.pick(&none, &Waited::new(&waited)))
+            .collect();
         assert_eq!(order, [6, 7, 0, 1, 4, 5, 2, 3]);
         // Empty or reversed ranges count for nothing.
         let mut s = SuperSeed::new(3);
         #[allow(clippy::reversed_empty_ranges)]
         let odd = [1..1, 2..0];
-        assert_eq!(s.pick(&[false; 3], &odd), Some(0));
+        assert_eq!(s.pick(&[false; 3], &Waited::new(&odd)), Some(0));
     }
 }
