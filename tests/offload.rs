@@ -221,15 +221,15 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
     }
 }
 
-/// Pieces some client is waiting on the web seed for go out last to everyone else too: that
-/// client asks no peer for them meanwhile, so the first copies handed out are pieces every
-/// peer can pass on to it.
-#[test]
-fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
+/// A served 4 MiB file (its bytes from `seed`) under a budget, so super-seeding is on (`auto`)
+/// and web-seed requests are looked at; 127.0.0.7 asks the web seed for its first three
+/// quarters, as libtorrent does, then a peer from `peer_ip` joins the peer wire and says it is
+/// interested. The first 4 pieces shown to it, and how many pieces were claimed, of how many.
+fn shown_after_a_web_seed_request(seed: u64, peer_ip: [u8; 4]) -> (Vec<u32>, u32, u32) {
     use bitseed::peer::Message;
     let d = dirs();
     let len = 4 << 20;
-    std::fs::write(d.content.join("c.bin"), data(len, 46)).unwrap();
+    std::fs::write(d.content.join("c.bin"), data(len, seed)).unwrap();
     let server = Server::with_config(&d, "[egress]\nmax_rate = 100000000\n");
     server.wait_published("c.bin", None);
     let peer = server.logged_addr("peer listening on ");
@@ -237,7 +237,6 @@ fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
     let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
     let piece = meta.piece_length;
     let pieces = len.div_ceil(piece as usize) as u32;
-    // 127.0.0.7 asks the web seed for the first three quarters; 127.0.0.8 joins the peer wire.
     let claimed = pieces * 3 / 4;
     let range = format!("bytes=0-{}", u64::from(claimed) * piece - 1);
     let web = connect_from([127, 0, 0, 7], server.http);
@@ -249,10 +248,8 @@ fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
         request_on(web, server.http, "GET", "/files/c.bin", &headers).status,
         206
     );
-    let (mut s, mut buf) = crate::common::handshake(
-        connect_from([127, 0, 0, 8], peer),
-        meta.info_hash.wire().unwrap(),
-    );
+    let (mut s, mut buf) =
+        crate::common::handshake(connect_from(peer_ip, peer), meta.info_hash.wire().unwrap());
     std::io::Write::write_all(&mut s, &Message::Interested.to_bytes()).unwrap();
     let mut shown = Vec::new();
     while shown.len() < 4 {
@@ -262,6 +259,15 @@ fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
             _ => {}
         }
     }
+    (shown, claimed, pieces)
+}
+
+/// Pieces some client is waiting on the web seed for go out last to everyone else too: that
+/// client asks no peer for them meanwhile, so the first copies handed out are pieces every
+/// peer can pass on to it.
+#[test]
+fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
+    let (shown, claimed, pieces) = shown_after_a_web_seed_request(46, [127, 0, 0, 8]);
     assert!(
         shown.iter().all(|&p| p >= claimed),
         "shown {shown:?}, another client waits on 0..{claimed} of {pieces}"
@@ -273,42 +279,7 @@ fn super_seeding_hands_out_first_what_no_web_seed_request_covers() {
 /// until it has read our answer), not pieces it would leave unrequested.
 #[test]
 fn super_seeding_shows_pieces_outside_a_web_seed_request() {
-    use bitseed::peer::Message;
-    let d = dirs();
-    let len = 4 << 20;
-    std::fs::write(d.content.join("c.bin"), data(len, 45)).unwrap();
-    // A budget, so super-seeding is on (`auto`) and web-seed requests are looked at.
-    let server = Server::with_config(&d, "[egress]\nmax_rate = 100000000\n");
-    server.wait_published("c.bin", None);
-    let peer = server.logged_addr("peer listening on ");
-    let bytes = server.get("/torrents/c.bin.torrent").body;
-    let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
-    let piece = meta.piece_length;
-    let pieces = len.div_ceil(piece as usize) as u32;
-    // The first three quarters of the file, from 127.0.0.7, as libtorrent asks a web seed.
-    let claimed = pieces * 3 / 4;
-    let range = format!("bytes=0-{}", u64::from(claimed) * piece - 1);
-    let from = std::net::IpAddr::from([127, 0, 0, 7]);
-    let s = connect_from(from, server.http);
-    let headers = [
-        ("User-Agent", "libtorrent/2.0.8.0"),
-        ("Range", range.as_str()),
-    ];
-    assert_eq!(
-        request_on(s, server.http, "GET", "/files/c.bin", &headers).status,
-        206
-    );
-    let (mut s, mut buf) =
-        crate::common::handshake(connect_from(from, peer), meta.info_hash.wire().unwrap());
-    std::io::Write::write_all(&mut s, &Message::Interested.to_bytes()).unwrap();
-    let mut shown = Vec::new();
-    while shown.len() < 4 {
-        match crate::common::read_message(&mut s, &mut buf).expect("seeder closed") {
-            Message::Have(p) => shown.push(p),
-            Message::HaveAll | Message::Bitfield(_) => panic!("shown everything: {shown:?}"),
-            _ => {}
-        }
-    }
+    let (shown, claimed, pieces) = shown_after_a_web_seed_request(45, [127, 0, 0, 7]);
     // Were the claim ignored, these would be the first pieces of the file (rarest first, ties
     // by index).
     assert!(
