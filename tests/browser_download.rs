@@ -31,6 +31,37 @@ const CARD: &str = r#"(() => {
           text: box.querySelector('.wt-state').textContent};
 })()"#;
 
+/// `bitseed serve` on `d` whose page loads the `webtorrent` npm package's browser bundle from a
+/// stand-in CDN (kept running by the returned `TinyHttp`), with its integrity hash; `more` is
+/// the rest of the configuration.
+fn serve_with_webtorrent(d: &Dirs, more: &str) -> (TinyHttp, Server) {
+    let bundle = std::fs::read(interop_script(
+        "webtorrent/node_modules/webtorrent/dist/webtorrent.min.js",
+    ))
+    .expect("the webtorrent package's browser bundle");
+    let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
+    let cdn = TinyHttp::file(bundle, "text/javascript");
+    let server = Server::with_config(
+        d,
+        &format!(
+            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
+             webtorrent_integrity = \"{integrity}\"\n\n{more}",
+            cdn.addr
+        ),
+    );
+    (cdn, server)
+}
+
+/// Waits until the API lists `name` with the SHA-256 `want`: the page offers the download
+/// once it is known (computed while hashing).
+fn wait_sha256(server: &Server, name: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.wait_published(name, None)["sha256"] != want {
+        assert!(Instant::now() < deadline, "no SHA-256 in the API");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Opens the page in `browser`, saving downloads in `dir`, and clicks "Download in browser"
 /// (the Blob URL path: the save dialog of the File System Access API cannot be answered here).
 fn click_download(browser: &mut Browser, server: &Server, dir: &Path) {
@@ -97,30 +128,12 @@ fn two_browsers_download_over_the_swarm_in_the_page() {
     if !have_client("chromium", &["--version"]) || !have_webtorrent() {
         return;
     }
-    let bundle = std::fs::read(interop_script(
-        "webtorrent/node_modules/webtorrent/dist/webtorrent.min.js",
-    ))
-    .expect("the webtorrent package's browser bundle");
-    let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
-    let cdn = TinyHttp::file(bundle, "text/javascript");
     let d = dirs();
     let bytes = data(3 << 20, 77);
     std::fs::write(d.content.join("release.bin"), &bytes).unwrap();
-    let server = Server::with_config(
-        &d,
-        &format!(
-            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
-             webtorrent_integrity = \"{integrity}\"\n\n[egress]\nmax_rate = 393216\n",
-            cdn.addr
-        ),
-    );
+    let (_cdn, server) = serve_with_webtorrent(&d, "[egress]\nmax_rate = 393216\n");
     let want = hex::encode(Sha256::digest(&bytes));
-    // The page offers the download once the SHA-256 is known (computed while hashing).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.wait_published("release.bin", None)["sha256"] != want.as_str() {
-        assert!(Instant::now() < deadline, "no SHA-256 in the API");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_sha256(&server, "release.bin", &want);
 
     let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut first = Browser::start_with(&WEBRTC_ON_LOOPBACK);
@@ -222,29 +235,12 @@ fn a_browser_downloads_from_bitseed_over_webrtc_without_the_web_seed() {
     if !have_client("chromium", &["--version"]) || !have_webtorrent() {
         return;
     }
-    let bundle = std::fs::read(interop_script(
-        "webtorrent/node_modules/webtorrent/dist/webtorrent.min.js",
-    ))
-    .expect("the webtorrent package's browser bundle");
-    let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
-    let cdn = TinyHttp::file(bundle, "text/javascript");
     let d = dirs();
     let bytes = data(2 << 20, 91);
     std::fs::write(d.content.join("direct.bin"), &bytes).unwrap();
-    let server = Server::with_config(
-        &d,
-        &format!(
-            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
-             webtorrent_integrity = \"{integrity}\"\n\n[torrent]\nformat = \"hybrid\"\n",
-            cdn.addr
-        ),
-    );
+    let (_cdn, server) = serve_with_webtorrent(&d, "[torrent]\nformat = \"hybrid\"\n");
     let want = hex::encode(Sha256::digest(&bytes));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.wait_published("direct.bin", None)["sha256"] != want.as_str() {
-        assert!(Instant::now() < deadline, "no SHA-256 in the API");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_sha256(&server, "direct.bin", &want);
     let dir = tempfile::tempdir().unwrap();
     // Chromium's WebRTC at its defaults but for loopback: its host candidates are mDNS names
     // nobody resolves, as on a visitor's machine; the seeder learns the browser's address
@@ -325,23 +321,10 @@ fn a_folder_downloads_in_the_browser_into_a_picked_folder() {
     if !have_client("chromium", &["--version"]) || !have_webtorrent() {
         return;
     }
-    let bundle = std::fs::read(interop_script(
-        "webtorrent/node_modules/webtorrent/dist/webtorrent.min.js",
-    ))
-    .expect("the webtorrent package's browser bundle");
-    let integrity = format!("sha384-{}", base64_encode(&Sha384::digest(&bundle)));
-    let cdn = TinyHttp::file(bundle, "text/javascript");
     let d = dirs();
     let files = [("a.bin", 300_000), ("sub/b.bin", 200_001)];
     write_tree(&d.content.join("pack"), &files);
-    let server = Server::with_config(
-        &d,
-        &format!(
-            "[page]\nwebtorrent_url = \"http://{}/webtorrent.min.js\"\n\
-             webtorrent_integrity = \"{integrity}\"\n\n[torrent]\nformat = \"hybrid\"\n",
-            cdn.addr
-        ),
-    );
+    let (_cdn, server) = serve_with_webtorrent(&d, "[torrent]\nformat = \"hybrid\"\n");
     // The page offers it once every file's SHA-256 is known.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
