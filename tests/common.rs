@@ -306,19 +306,8 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx on `site`, which listens on 127.0.0.1:`port`, and waits until it accepts.
     pub fn start(site: &str, port: u16) -> Nginx {
-        let prefix = tempfile::tempdir().unwrap();
+        let prefix = Nginx::prefix_with(site);
         let p = prefix.path();
-        std::fs::write(p.join("site.conf"), site).unwrap();
-        std::fs::write(
-            p.join("nginx.conf"),
-            format!(
-                "daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\n\
-                 events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {0};\n  \
-                 proxy_temp_path {0};\n  include {0}/site.conf;\n}}\n",
-                p.display()
-            ),
-        )
-        .unwrap();
         let child = Command::new("nginx")
             .arg("-c")
             .arg(p.join("nginx.conf"))
@@ -343,6 +332,39 @@ impl Nginx {
             std::thread::sleep(Duration::from_millis(50));
         }
         n
+    }
+
+    /// A prefix folder with `site` as the one site of a foreground nginx's configuration
+    /// (`nginx.conf`; pid, logs and temporary files in the folder too).
+    fn prefix_with(site: &str) -> tempfile::TempDir {
+        let prefix = tempfile::tempdir().unwrap();
+        let p = prefix.path();
+        std::fs::write(p.join("site.conf"), site).unwrap();
+        std::fs::write(
+            p.join("nginx.conf"),
+            format!(
+                "daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\n\
+                 events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {0};\n  \
+                 proxy_temp_path {0};\n  include {0}/site.conf;\n}}\n",
+                p.display()
+            ),
+        )
+        .unwrap();
+        prefix
+    }
+
+    /// `nginx -t` on `site`: panics with nginx's complaint when it does not pass.
+    pub fn check(site: &str) {
+        let prefix = Nginx::prefix_with(site);
+        let p = prefix.path();
+        let o = Command::new("nginx")
+            .args(["-t", "-q", "-c"])
+            .arg(p.join("nginx.conf"))
+            .arg("-p")
+            .arg(p)
+            .output()
+            .expect("run nginx -t");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
     /// Its error log, for failure messages.

@@ -122,25 +122,7 @@ fn nginx_config_passes_nginx_t() {
     if !crate::common::have_nginx() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let main = dir.path().join("nginx.conf");
-    std::fs::write(
-        &main,
-        format!(
-            "pid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  include {1};\n}}\n",
-            dir.path().display(),
-            deploy("nginx.conf").display()
-        ),
-    )
-    .unwrap();
-    let o = Command::new("nginx")
-        .args(["-t", "-q", "-c"])
-        .arg(&main)
-        .arg("-p")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::common::Nginx::check(&std::fs::read_to_string(deploy("nginx.conf")).unwrap());
 }
 
 /// deploy/cluster/nginx.conf (nginx in front of three nodes) passes `nginx -t`, its node names
@@ -150,33 +132,13 @@ fn cluster_nginx_config_passes_nginx_t() {
     if !crate::common::have_nginx() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     let conf = std::fs::read_to_string(deploy("cluster/nginx.conf")).unwrap();
     assert_eq!(
         conf.matches("server node").count(),
         3,
         "three nodes upstream"
     );
-    let site = dir.path().join("cluster.conf");
-    std::fs::write(&site, conf.replace("server node", "server 127.0.0.")).unwrap();
-    let main = dir.path().join("nginx.conf");
-    std::fs::write(
-        &main,
-        format!(
-            "pid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  include {1};\n}}\n",
-            dir.path().display(),
-            site.display()
-        ),
-    )
-    .unwrap();
-    let o = Command::new("nginx")
-        .args(["-t", "-q", "-c"])
-        .arg(&main)
-        .arg("-p")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::common::Nginx::check(&conf.replace("server node", "server 127.0.0."));
 }
 
 /// A GET sent from a chosen loopback address, so the client is not the proxy's own address,
