@@ -4,7 +4,8 @@ download limits that hold on loopback (ignore_limits_on_local_network off). Each
 (its trackers and web seeds as they are in the file) and downloads into SAVE/i.
 
 Usage: lt_swarm.py TORRENT SAVE N UP_BPS DOWN_BPS [--first 10] [--timeout 600]
-Prints one JSON line: {"ok", "all_seconds", "seconds": [per leecher], "uploaded": [per leecher]}.
+Prints one JSON line: {"ok", "all_seconds", and per leecher "seconds", "uploaded", "downloaded"
+(payload received) and "redundant" (received twice)}.
 """
 import argparse
 import json
@@ -61,18 +62,36 @@ def main():
     done = [None] * a.n
     # LT_SWARM_TRACE=1: once a second on stderr, each leecher's progress and rates, and what
     # each of its peers is sending it (kB/s, by the last byte of the peer's address).
-    trace = os.environ.get("LT_SWARM_TRACE") == "1"
+    # LT_SWARM_TRACE=sum: one line per period instead: all leechers' payload download and upload
+    # rates (download minus upload: what the publisher sent), and the least and most progress.
+    trace = os.environ.get("LT_SWARM_TRACE") in ("1", "sum")
+    summary = os.environ.get("LT_SWARM_TRACE") == "sum"
     # LT_SWARM_TRACE_PERIOD: seconds between traces (default 1).
     period = float(os.environ.get("LT_SWARM_TRACE_PERIOD", "1"))
     next_trace = start
+    last = (start, 0, 0)
     while time.time() - start < a.timeout and any(d is None for d in done):
         for i, h in enumerate(handles):
             if done[i] is None and h.status().is_seeding:
                 done[i] = time.time() - start
         if trace and time.time() >= next_trace:
             next_trace += period
-            print(f"t={time.time() - start:5.1f}", file=sys.stderr)
-            for i, h in enumerate(handles):
+            if summary:
+                # Rates from the exact byte counts since the last line (libtorrent's own rates
+                # are averages over seconds).
+                sts = [h.status() for h in handles]
+                now = time.time()
+                up = sum(s.total_payload_upload for s in sts)
+                down = sum(s.total_payload_download for s in sts)
+                dt = max(now - last[0], 1e-3)
+                print(f"t={now - start:5.1f} down {(down - last[1]) / dt / 1000:6.0f}"
+                      f" up {(up - last[2]) / dt / 1000:6.0f} kB/s (leechers)"
+                      f" progress {min(s.progress for s in sts) * 100:5.1f}..{max(s.progress for s in sts) * 100:5.1f}%",
+                      file=sys.stderr)
+                last = (now, down, up)
+            else:
+                print(f"t={time.time() - start:5.1f}", file=sys.stderr)
+            for i, h in enumerate([] if summary else handles):
                 st = h.status()
                 by = []
                 for pi in h.get_peer_info():
@@ -86,12 +105,18 @@ def main():
                 log.write(f"{time.time() - start:7.3f} {al.message()}\n")
         time.sleep(min(0.05, period / 2))
     uploaded = [h.status().all_time_upload for h in handles]
+    # Payload each leecher received (more than the file: blocks that came twice in the endgame)
+    # and what libtorrent itself counted as redundant.
+    downloaded = [h.status().total_payload_download for h in handles]
+    redundant = [h.status().total_redundant_bytes for h in handles]
     ok = all(d is not None for d in done)
     print(json.dumps({
         "ok": ok,
         "all_seconds": max(d for d in done if d is not None) if ok else None,
         "seconds": done,
         "uploaded": uploaded,
+        "downloaded": downloaded,
+        "redundant": redundant,
     }), flush=True)
     sys.exit(0 if ok else 1)
 

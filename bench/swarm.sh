@@ -7,12 +7,14 @@
 #   libtorrent a libtorrent seeder under the same cap, on `bitseed tracker`
 # For each: the time until all N have the file, T_min = max(F/u_s, F/min d, N*F/(u_s + sum u))
 # (Kumar and Ross), their ratio, and the publisher's egress in copies of the file (bitseed: from
-# /metrics; libtorrent: its own upload count). Every leecher's file is compared with the original.
+# /metrics; libtorrent: its own upload count), and "twice": payload the leechers received beyond
+# one copy each. Every leecher's file is compared with the original.
 #
 # Usage: bench/swarm.sh        (N=8 SIZE_MIB=48 SEED_UP=4000000 UP=2000000 DOWN=8000000 RUNS=1;
 #                               CASES="served no-ws libtorrent")
 # EXTRA_ENV="BITSEED_PEER__SUPER_SEED=off" (or any setting) changes bitseed's settings for a run;
-# LT_SWARM_TRACE=1 prints each leecher's progress and peers once a second on stderr.
+# LT_SWARM_TRACE=1 prints each leecher's progress and peers once a second on stderr (=sum: one
+# line for all). BIN=path runs that bitseed instead of building this one.
 # Needs /usr/bin/python3 with libtorrent. Everything lives in /dev/shm and on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +29,11 @@ CASES=${CASES:-served no-ws libtorrent}
 # The setting that caps bitseed (the environment variable that sets it).
 CAP_ENV=${CAP_ENV:-BITSEED_EGRESS__MAX_RATE}
 PY=/usr/bin/python3
-cargo build --release -q
-BIN=$PWD/target/release/bitseed
+# BIN=path runs another build of bitseed (to compare two versions in turn).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q
+  BIN=$PWD/target/release/bitseed
+fi
 WORK=$(mktemp -d /dev/shm/bitseed-swarm.XXXXXX)
 PIDS=()
 cleanup() {
@@ -45,7 +50,7 @@ TMIN=$($PY -c "
 F, us, u, d, n = $F, $SEED_UP, $UP, $DOWN, $N
 print(f'{max(F / us, F / d, n * F / (us + n * u)):.2f}')")
 echo "N=$N, $SIZE_MIB MiB, publisher $SEED_UP B/s, leechers $UP up / $DOWN down; T_min = $TMIN s"
-printf '%-11s %4s %10s %8s %8s %8s %8s %8s   %s\n' case run "all done" "x T_min" copies "peer" "web seed" direct "per leecher (s)"
+printf '%-11s %4s %10s %8s %8s %8s %8s %8s %8s   %s\n' case run "all done" "x T_min" copies "peer" "web seed" direct "twice" "per leecher (s)"
 
 check_files() {
   local ok=0
@@ -84,9 +89,11 @@ peer, web, direct = int(peer), int(web), int(direct)
 total = peer + web + direct
 alls = r["all_seconds"]
 times = " ".join(f"{t:.1f}" if t is not None else "-" for t in r["seconds"])
+# Payload the leechers received beyond one copy each, in copies (blocks that came twice).
+twice = (sum(r.get("downloaded", [])) - len(r["seconds"]) * F) / F if r.get("downloaded") else 0
 print(f"{case:<11} {run:>4} {alls if alls is None else f'{alls:.1f}':>10} "
       f"{'-' if alls is None else f'{alls / tmin:.2f}':>8} {total / F:>8.2f} "
-      f"{peer / F:>8.2f} {web / F:>8.2f} {direct / F:>8.2f}   {times}")
+      f"{peer / F:>8.2f} {web / F:>8.2f} {direct / F:>8.2f} {twice:>8.2f}   {times}")
 EOF
 }
 
