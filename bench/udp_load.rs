@@ -13,7 +13,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use bitseed::tracker::http_request::Event;
+use bitseed::tracker::http_request::{Event, InfoHash};
 use bitseed::tracker::udp_protocol::{self, Response};
 
 const WINDOW: usize = 32;
@@ -111,7 +111,7 @@ impl Client {
         let a = udp_protocol::Announce {
             connection_id: self.conn,
             transaction_id: tx,
-            info_hash: *hash,
+            info_hash: InfoHash::new(*hash),
             peer_id,
             downloaded: 0,
             left,

@@ -195,7 +195,7 @@ pub fn udp_announce(
     udp_protocol::Announce {
         connection_id,
         transaction_id: txid,
-        info_hash: a.info_hash,
+        info_hash: a.info_hash.into(),
         peer_id: a.peer_id,
         downloaded: 0,
         left: 0,

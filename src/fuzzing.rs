@@ -129,7 +129,10 @@ pub fn ws_message(data: &[u8]) {
     let again = match &request {
         WsRequest::Scrape(hashes) => {
             assert!(hashes.len() <= limits.max_scrape_hashes);
-            let list: Vec<String> = hashes.iter().map(|h| ws::binary_string(h)).collect();
+            let list: Vec<String> = hashes
+                .iter()
+                .map(|h| ws::binary_string(h.as_bytes()))
+                .collect();
             serde_json::json!({"action": "scrape", "info_hash": list})
         }
         WsRequest::Announce(a) => {
@@ -151,7 +154,7 @@ pub fn ws_message(data: &[u8]) {
                 })
                 .collect();
             let mut v = serde_json::json!({"action": "announce",
-                "info_hash": ws::binary_string(&a.info_hash),
+                "info_hash": ws::binary_string(a.info_hash.as_bytes()),
                 "peer_id": ws::binary_string(&a.peer_id), "left": a.left, "event": event,
                 "numwant": a.numwant, "offers": offers});
             if let Some(answer) = &a.answer {

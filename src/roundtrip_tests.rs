@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 use crate::announce;
-use crate::metainfo::{plan_files, ContentHashes, Format, Metainfo, NewTorrent};
+use crate::metainfo::{plan_files, ContentHashes, Format, InfoHash, Metainfo, NewTorrent};
 use crate::peer::extended::{hashpiece, OurHandshake, PeerExtensions};
 use crate::peer::message::{BLOCK, MAX_FRAME};
 use crate::peer::{BlockRef, Handshake, HashRequest, Message};
@@ -202,7 +202,7 @@ proptest! {
             panic!("not read as an announce");
         };
         prop_assert_eq!((got.connection_id, got.transaction_id, got.key), (connection_id, txid, key));
-        prop_assert_eq!((got.info_hash, got.peer_id, got.port), (info_hash, peer_id, port));
+        prop_assert_eq!((got.info_hash, got.peer_id, got.port), (InfoHash::new(info_hash), peer_id, port));
         prop_assert_eq!((got.uploaded, got.downloaded, got.left), (uploaded, 0, 0));
         prop_assert_eq!(got.event, [http_request::Event::None, http_request::Event::Started, http_request::Event::Stopped][event]);
         prop_assert_eq!(got.ip, ip.unwrap_or(0));
@@ -250,7 +250,7 @@ proptest! {
         let target = announce::request_target(path, &a);
         let query = target.split_once('?').unwrap().1;
         let got = http_request::parse_announce(query.as_bytes()).unwrap();
-        prop_assert_eq!((got.info_hash, got.peer_id, got.port), (info_hash, peer_id, port));
+        prop_assert_eq!((got.info_hash, got.peer_id, got.port), (InfoHash::new(info_hash), peer_id, port));
         prop_assert_eq!((got.uploaded, got.downloaded, got.left), (uploaded, 0, 0));
         prop_assert_eq!(got.event, [http_request::Event::None, http_request::Event::Started, http_request::Event::Stopped][event]);
         prop_assert_eq!((got.numwant, got.compact), (Some(0), true));

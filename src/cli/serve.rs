@@ -14,6 +14,7 @@ use bitseed::config::{parse_listen, Overrides, Settings};
 use bitseed::dht::{Dht, DhtAnnouncer};
 use bitseed::egress::Egress;
 use bitseed::lsd::{Lsd, LsdAnnouncer};
+use bitseed::metainfo::InfoHash;
 use bitseed::peer::{self, SeedAnnouncer, Seeder};
 use bitseed::tracker::{self, Tracker};
 use bitseed::web::{self as face, SwarmCounts, SwarmView, WebState};
@@ -249,16 +250,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             let hashes = p.meta.info_hash.wire_hashes();
             // Linked first: no announce under the v2 hash makes a swarm of its own meanwhile.
             if let [v1, v2] = hashes[..] {
-                t.link_hybrid(v1, v2);
+                t.link_hybrid(v1.into(), v2.into());
             }
             for h in &hashes {
-                t.register(*h);
+                t.register((*h).into());
             }
         }
         Event::Retired(p) => {
             for h in p.meta.info_hash.wire_hashes() {
                 s.remove(&h);
-                t.unregister(h);
+                t.unregister(h.into());
             }
         }
     });
@@ -520,14 +521,14 @@ struct OwnSeed {
 
 impl SeedAnnouncer for OwnSeed {
     fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr) {
-        self.tracker.set_own_seed(info_hash, addr);
+        self.tracker.set_own_seed(info_hash.into(), addr);
         self.seeding
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(info_hash);
     }
     fn stopped(&self, info_hash: [u8; 20]) {
-        self.tracker.clear_own_seed(info_hash);
+        self.tracker.clear_own_seed(info_hash.into());
         self.seeding
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -546,18 +547,20 @@ impl tracker::BrowserSeed for BrowserPeer {
         self.peer_id
     }
 
-    fn wants(&self, info_hash: &[u8; 20], from: &[u8; 20], client: std::net::IpAddr) -> bool {
-        self.rtc.wants(info_hash, from, client)
+    fn wants(&self, info_hash: &InfoHash, from: &[u8; 20], client: std::net::IpAddr) -> bool {
+        self.rtc.wants(info_hash.as_bytes(), from, client)
     }
 
     fn answer(
         &self,
-        info_hash: &[u8; 20],
+        info_hash: &InfoHash,
         from: &[u8; 20],
         client: std::net::IpAddr,
         sdp: &str,
     ) -> Option<String> {
-        self.rtc.answer(info_hash, from, client, sdp).ok()
+        self.rtc
+            .answer(info_hash.as_bytes(), from, client, sdp)
+            .ok()
     }
 }
 
@@ -566,7 +569,7 @@ struct TrackerPeers(Arc<Tracker>);
 
 impl peer::SwarmPeers for TrackerPeers {
     fn peers(&self, info_hash: &[u8; 20], max: usize) -> Vec<SocketAddr> {
-        self.0.sample_peers(info_hash, max)
+        self.0.sample_peers(&InfoHash::new(*info_hash), max)
     }
 }
 
@@ -581,7 +584,7 @@ struct TrackerView(
 
 impl SwarmView for TrackerView {
     fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {
-        let c = self.0.torrent(info_hash);
+        let c = self.0.torrent(&InfoHash::new(*info_hash));
         let own_seed = self
             .2
             .lock()

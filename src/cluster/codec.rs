@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::tracker::PeerDelta;
+use crate::tracker::{InfoHash, PeerDelta};
 
 const VERSION: u8 = 1;
 /// Records per batch (the count is 16 bits).
@@ -33,7 +33,7 @@ pub fn encode(deltas: &[PeerDelta]) -> Vec<u8> {
         let ip = d.peer.ip().to_canonical();
         let flags = u8::from(d.seeder) | u8::from(d.stopped) << 1 | u8::from(ip.is_ipv6()) << 2;
         out.push(flags);
-        out.extend_from_slice(&d.info_hash);
+        out.extend_from_slice(d.info_hash.as_bytes());
         match ip {
             IpAddr::V4(v4) => out.extend_from_slice(&v4.octets()),
             IpAddr::V6(v6) => out.extend_from_slice(&v6.octets()),
@@ -70,8 +70,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<PeerDelta>, CodecError> {
                 IpAddr::V6(Ipv6Addr::from(v6))
             }
         };
-        let mut info_hash = [0; 20];
-        info_hash.copy_from_slice(hash);
+        let info_hash = InfoHash::from_slice(hash).ok_or_else(bad)?;
         out.push(PeerDelta {
             info_hash,
             peer: SocketAddr::new(ip, u16::from_be_bytes([tail[0], tail[1]])),
@@ -94,7 +93,7 @@ mod tests {
 
     fn delta(peer: &str, seeder: bool, stopped: bool, age_secs: u16) -> PeerDelta {
         PeerDelta {
-            info_hash: [7; 20],
+            info_hash: InfoHash::new([7; 20]),
             peer: peer.parse().unwrap(),
             seeder,
             stopped,

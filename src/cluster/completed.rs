@@ -49,7 +49,7 @@ pub async fn raise(
     for chunk in all.chunks(CHUNK) {
         let mut invocation = script.key(key(name, node));
         for (hash, n) in chunk {
-            invocation.arg(&hash[..]).arg(**n);
+            invocation.arg(hash.as_bytes().as_slice()).arg(**n);
         }
         let _: i64 = invocation.invoke_async(conn).await?;
     }
@@ -106,11 +106,23 @@ mod tests {
     #[test]
     fn others_sums_every_node_but_this_one() {
         let all = HashMap::from([
-            ("a".to_string(), HashMap::from([([1; 20], 2), ([2; 20], 1)])),
-            ("b".to_string(), HashMap::from([([1; 20], 3)])),
-            ("me".to_string(), HashMap::from([([1; 20], 100)])),
+            (
+                "a".to_string(),
+                HashMap::from([(InfoHash::new([1; 20]), 2), (InfoHash::new([2; 20]), 1)]),
+            ),
+            (
+                "b".to_string(),
+                HashMap::from([(InfoHash::new([1; 20]), 3)]),
+            ),
+            (
+                "me".to_string(),
+                HashMap::from([(InfoHash::new([1; 20]), 100)]),
+            ),
         ]);
         let sum = others(&all, "me");
-        assert_eq!(sum, HashMap::from([([1; 20], 5), ([2; 20], 1)]));
+        assert_eq!(
+            sum,
+            HashMap::from([(InfoHash::new([1; 20]), 5), (InfoHash::new([2; 20]), 1)])
+        );
     }
 }

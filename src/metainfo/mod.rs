@@ -4,6 +4,7 @@
 mod build;
 mod error;
 mod format;
+mod info_hash;
 mod load;
 mod magnet;
 pub mod merkle;
@@ -13,5 +14,6 @@ mod torrent;
 pub use build::{plan_files, ContentHashes, NewTorrent, V2FileHashes};
 pub use error::MetainfoError;
 pub use format::Format;
+pub use info_hash::InfoHash;
 pub use magnet::{Magnet, MagnetError};
 pub use torrent::{FileEntry, InfoHashes, Metainfo};

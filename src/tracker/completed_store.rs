@@ -82,7 +82,7 @@ impl CompletedStore {
                 .map_err(|e| self.err(e))?;
             for (hash, n) in increments {
                 let n = i64::try_from(*n).unwrap_or(i64::MAX);
-                stmt.execute(params![&hash[..], n])
+                stmt.execute(params![hash.as_bytes().as_slice(), n])
                     .map_err(|e| self.err(e))?;
             }
         }
@@ -105,11 +105,16 @@ mod tests {
     fn counts_add_up_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = CompletedStore::open(dir.path()).unwrap();
-        store.add(&[([1; 20], 2), ([2; 20], 1)]).unwrap();
-        store.add(&[([1; 20], 3)]).unwrap();
+        store
+            .add(&[(InfoHash::new([1; 20]), 2), (InfoHash::new([2; 20]), 1)])
+            .unwrap();
+        store.add(&[(InfoHash::new([1; 20]), 3)]).unwrap();
         drop(store);
         let mut rows = CompletedStore::open(dir.path()).unwrap().load().unwrap();
         rows.sort();
-        assert_eq!(rows, vec![([1; 20], 5), ([2; 20], 1)]);
+        assert_eq!(
+            rows,
+            vec![(InfoHash::new([1; 20]), 5), (InfoHash::new([2; 20]), 1)]
+        );
     }
 }

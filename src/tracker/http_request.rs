@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
-pub type InfoHash = [u8; 20];
+pub use crate::metainfo::InfoHash;
 pub type PeerId = [u8; 20];
 
 /// Most info hashes in one scrape; more is refused rather than answered at any size.
@@ -75,7 +75,8 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceRequest, RequestError> {
                 if info_hash.is_some() {
                     return Err(RequestError::Repeated("info_hash"));
                 }
-                info_hash = Some(decode_20(value).ok_or(RequestError::Malformed("info_hash"))?);
+                let hash = decode_20(value).ok_or(RequestError::Malformed("info_hash"))?;
+                info_hash = Some(InfoHash::new(hash));
             }
             b"peer_id" => {
                 peer_id = Some(decode_20(value).ok_or(RequestError::Malformed("peer_id"))?)
@@ -140,7 +141,8 @@ pub fn parse_scrape(query: &[u8]) -> Result<Vec<InfoHash>, RequestError> {
             if hashes.len() == MAX_SCRAPE_HASHES {
                 return Err(RequestError::TooManyHashes);
             }
-            hashes.push(decode_20(value).ok_or(RequestError::Malformed("info_hash"))?);
+            let hash = decode_20(value).ok_or(RequestError::Malformed("info_hash"))?;
+            hashes.push(InfoHash::new(hash));
         }
     }
     Ok(hashes)
@@ -228,10 +230,10 @@ mod tests {
     use super::*;
 
     const HASH_ESC: &str = "%124Vx%9A%BC%DE%F1%23Eg%89%AB%CD%EF%124Vx%9A";
-    const HASH: [u8; 20] = [
+    const HASH: InfoHash = InfoHash::new([
         0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf1, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
         0x12, 0x34, 0x56, 0x78, 0x9a,
-    ];
+    ]);
 
     fn base() -> String {
         format!("info_hash={HASH_ESC}&peer_id=-BS0001-abcdefghijkl&port=6881&uploaded=1&downloaded=2&left=3")
@@ -349,7 +351,10 @@ mod tests {
     #[test]
     fn scrape_lists_hashes() {
         let q = format!("info_hash={HASH_ESC}&x=1&info_hash={}", "a".repeat(20));
-        assert_eq!(parse_scrape(q.as_bytes()).unwrap(), vec![HASH, [b'a'; 20]]);
+        assert_eq!(
+            parse_scrape(q.as_bytes()).unwrap(),
+            vec![HASH, InfoHash::new([b'a'; 20])]
+        );
         assert_eq!(parse_scrape(b"").unwrap(), Vec::<InfoHash>::new());
         assert_eq!(
             parse_scrape(b"info_hash=abc"),

@@ -109,7 +109,7 @@ fn write_head(answer: &AnnounceAnswer, out: &mut Vec<u8>) {
 pub fn write_scrape(files: &[(InfoHash, Counts)], out: &mut Vec<u8>) {
     out.extend_from_slice(b"d5:filesd");
     for (hash, counts) in files {
-        bytes(out, hash);
+        bytes(out, hash.as_bytes());
         out.push(b'd');
         bytes(out, b"complete");
         int(out, u64::from(counts.complete));
@@ -259,7 +259,10 @@ mod tests {
             downloaded: 13772,
         };
         write_scrape(
-            &[([b'x'; 20], c), ([b'y'; 20], Counts::default())],
+            &[
+                (InfoHash::new([b'x'; 20]), c),
+                (InfoHash::new([b'y'; 20]), Counts::default()),
+            ],
             &mut out,
         );
         assert_eq!(

@@ -89,7 +89,7 @@ mod tests {
 
     fn delta(peer: &str, seeder: bool, stopped: bool) -> PeerDelta {
         PeerDelta {
-            info_hash: [1; 20],
+            info_hash: InfoHash::new([1; 20]),
             peer: peer.parse().unwrap(),
             seeder,
             stopped,
@@ -103,11 +103,11 @@ mod tests {
         // Unpublished: ignored.
         let c = shard.apply_remote(&delta("10.0.0.1:1", false, false), limits(), 0);
         assert!(!c.created && shard.swarms.is_empty());
-        shard.published.insert([1; 20]);
+        shard.published.insert(InfoHash::new([1; 20]));
         let c = shard.apply_remote(&delta("10.0.0.1:1", false, false), limits(), 0);
         assert!(c.created);
         shard.apply_remote(&delta("10.0.0.2:1", true, false), limits(), 0);
-        let counts = shard.counts(&[1; 20]);
+        let counts = shard.counts(&InfoHash::new([1; 20]));
         assert_eq!(
             (counts.complete, counts.incomplete, counts.downloaded),
             (1, 1, 0)
@@ -121,9 +121,9 @@ mod tests {
     #[test]
     fn local_announces_fill_the_outbox_only_when_replicating() {
         let mut shard = Shard::default();
-        shard.published.insert([1; 20]);
+        shard.published.insert(InfoHash::new([1; 20]));
         let a = Announce {
-            info_hash: [1; 20],
+            info_hash: InfoHash::new([1; 20]),
             peer: "10.0.0.1:1".parse().unwrap(),
             event: Event::Started,
             left: 5,
@@ -149,14 +149,14 @@ mod tests {
     #[test]
     fn cluster_seeds_are_listed_and_counted_with_the_own_seed() {
         let mut shard = Shard::default();
-        shard.published.insert([1; 20]);
+        shard.published.insert(InfoHash::new([1; 20]));
         shard
             .own_seeds
-            .insert([1; 20], "10.0.0.9:7000".parse().unwrap());
+            .insert(InfoHash::new([1; 20]), "10.0.0.9:7000".parse().unwrap());
         shard.cluster_seeds = vec!["10.0.0.10:7000".parse().unwrap()].into();
-        shard.remote_completed.insert([1; 20], 4);
+        shard.remote_completed.insert(InfoHash::new([1; 20]), 4);
         let a = Announce {
-            info_hash: [1; 20],
+            info_hash: InfoHash::new([1; 20]),
             peer: "10.0.0.1:1".parse().unwrap(),
             event: Event::Started,
             left: 5,

@@ -398,7 +398,7 @@ impl Shard {
 mod tests {
     use super::*;
 
-    const H: InfoHash = [7; 20];
+    const H: InfoHash = InfoHash::new([7; 20]);
     const LIMITS: RtcLimits = RtcLimits {
         max_peers: 100,
         max_peers_per_ip: 0,

@@ -109,7 +109,7 @@ impl Tracker {
         let store = CompletedStore::open(state_dir)?;
         let shards: Box<[Mutex<Shard>]> = (0..SHARDS).map(|_| Mutex::default()).collect();
         for (hash, count) in store.load()? {
-            let mut shard = lock(&shards[usize::from(hash[0])]);
+            let mut shard = lock(&shards[usize::from(hash.as_bytes()[0])]);
             shard.completed.insert(hash, count);
         }
         // Peer timestamps are 15-bit ticks (`peer_list`): ticks grow with the interval so that
@@ -588,7 +588,7 @@ impl Tracker {
     pub fn set_remote_completed(&self, totals: &HashMap<InfoHash, u64>) {
         let mut by_shard: Vec<HashMap<InfoHash, u64>> = vec![HashMap::new(); SHARDS];
         for (h, n) in totals {
-            by_shard[usize::from(h[0])].insert(*h, *n);
+            by_shard[usize::from(h.as_bytes()[0])].insert(*h, *n);
         }
         for (shard, mine) in self.shards.iter().zip(by_shard) {
             lock(shard).remote_completed = mine;
@@ -615,7 +615,7 @@ impl Tracker {
     }
 
     fn shard(&self, info_hash: &InfoHash) -> MutexGuard<'_, Shard> {
-        lock(&self.shards[usize::from(info_hash[0])])
+        lock(&self.shards[usize::from(info_hash.as_bytes()[0])])
     }
 }
 
@@ -654,7 +654,7 @@ mod tests {
 
     fn ann(hash: u8, peer: &str, event: Event, left: u64) -> Announce {
         Announce {
-            info_hash: [hash; 20],
+            info_hash: InfoHash::new([hash; 20]),
             peer: peer.parse().unwrap(),
             event,
             left,
@@ -677,8 +677,8 @@ mod tests {
         t.flush().unwrap();
         drop(t);
         let t = Tracker::new(open(), dir.path()).unwrap();
-        assert_eq!(t.torrent(&[1; 20]).downloaded, 1);
-        assert_eq!(t.torrent(&[1; 20]).complete, 0);
+        assert_eq!(t.torrent(&InfoHash::new([1; 20])).downloaded, 1);
+        assert_eq!(t.torrent(&InfoHash::new([1; 20])).complete, 0);
     }
 
     #[test]
@@ -738,8 +738,15 @@ mod tests {
             &mut vec![],
         )
         .unwrap();
-        let s = t.scrape(&[[9; 20], [2; 20], [9; 20]]);
-        assert_eq!(s.iter().map(|e| e.0[0]).collect::<Vec<_>>(), vec![2, 9]);
+        let s = t.scrape(&[
+            InfoHash::new([9; 20]),
+            InfoHash::new([2; 20]),
+            InfoHash::new([9; 20]),
+        ]);
+        assert_eq!(
+            s.iter().map(|e| e.0.as_bytes()[0]).collect::<Vec<_>>(),
+            vec![2, 9]
+        );
         assert_eq!(s[0].1.complete, 1);
         assert_eq!(t.scrape(&[]).len(), 1);
         let t2 = Tracker::new(open(), tempfile::tempdir().unwrap().path()).unwrap();
@@ -755,13 +762,16 @@ mod tests {
             t.announce(&a, &mut vec![], &mut vec![]),
             Err(Refusal::Unregistered)
         );
-        t.register([4; 20]);
-        t.set_own_seed([4; 20], "[::ffff:10.0.0.1]:7000".parse().unwrap());
+        t.register(InfoHash::new([4; 20]));
+        t.set_own_seed(
+            InfoHash::new([4; 20]),
+            "[::ffff:10.0.0.1]:7000".parse().unwrap(),
+        );
         let mut p4 = vec![];
         let c = t.announce(&a, &mut p4, &mut vec![]).unwrap();
         assert_eq!((c.complete, c.incomplete), (1, 1));
         assert_eq!(p4, [10, 0, 0, 1, 0x1b, 0x58]);
-        t.unregister([4; 20]);
+        t.unregister(InfoHash::new([4; 20]));
         assert_eq!(
             t.announce(&a, &mut vec![], &mut vec![]),
             Err(Refusal::Unregistered)
@@ -774,10 +784,10 @@ mod tests {
     fn hybrid(v1: u8, v2: u8) -> (Tracker, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let t = Tracker::new(TrackerConfig::default(), dir.path()).unwrap();
-        t.link_hybrid([v1; 20], [v2; 20]);
+        t.link_hybrid(InfoHash::new([v1; 20]), InfoHash::new([v2; 20]));
         for h in [v1, v2] {
-            t.register([h; 20]);
-            t.set_own_seed([h; 20], "10.0.0.99:7000".parse().unwrap());
+            t.register(InfoHash::new([h; 20]));
+            t.set_own_seed(InfoHash::new([h; 20]), "10.0.0.99:7000".parse().unwrap());
         }
         (t, dir)
     }
@@ -817,20 +827,26 @@ mod tests {
         assert_eq!(list, [OWN, compact("10.0.0.2:1")]);
         // One completed count, whichever hash it came under; one scrape answer for both.
         peers(&t, &ann(2, "10.0.0.1:1", Event::Completed, 0));
-        let s = t.scrape(&[[1; 20], [2; 20]]);
+        let s = t.scrape(&[InfoHash::new([1; 20]), InfoHash::new([2; 20])]);
         assert_eq!(s[0].1, s[1].1);
         assert_eq!(
             (s[0].1.complete, s[0].1.incomplete, s[0].1.downloaded),
             (2, 1, 1)
         );
-        assert_eq!(t.torrent(&[2; 20]), t.torrent(&[1; 20]));
+        assert_eq!(
+            t.torrent(&InfoHash::new([2; 20])),
+            t.torrent(&InfoHash::new([1; 20]))
+        );
         assert_eq!(t.stats().torrents, 1);
         assert_eq!((t.stats().seeders, t.stats().leechers), (1, 1));
         // `stopped` under the other hash removes the peer.
         peers(&t, &ann(2, "10.0.0.1:1", Event::Stopped, 0));
         peers(&t, &ann(1, "10.0.0.2:1", Event::Stopped, 5));
         assert_eq!(
-            (t.torrent(&[2; 20]).complete, t.torrent(&[2; 20]).incomplete),
+            (
+                t.torrent(&InfoHash::new([2; 20])).complete,
+                t.torrent(&InfoHash::new([2; 20])).incomplete
+            ),
             (1, 0)
         );
         assert_eq!(t.stats().torrents, 0);
@@ -844,9 +860,9 @@ mod tests {
             dir.path(),
         )
         .unwrap();
-        full.link_hybrid([1; 20], [2; 20]);
-        full.register([1; 20]);
-        full.register([2; 20]);
+        full.link_hybrid(InfoHash::new([1; 20]), InfoHash::new([2; 20]));
+        full.register(InfoHash::new([1; 20]));
+        full.register(InfoHash::new([2; 20]));
         full.announce(
             &ann(2, "10.0.0.1:1", Event::Started, 5),
             &mut vec![],
@@ -888,9 +904,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.stats().torrents, 2);
-        t.link_hybrid([5; 20], [6; 20]);
+        t.link_hybrid(InfoHash::new([5; 20]), InfoHash::new([6; 20]));
         assert_eq!(t.stats().torrents, 1);
-        let c = t.torrent(&[6; 20]);
+        let c = t.torrent(&InfoHash::new([6; 20]));
         assert_eq!((c.complete, c.incomplete, c.downloaded), (2, 1, 2));
         let (_, list) = peers(&t, &ann(5, "10.0.0.4:1", Event::Started, 5));
         assert_eq!(list.len(), 3);
@@ -898,8 +914,8 @@ mod tests {
         t.flush().unwrap();
         drop(t);
         let t = Tracker::new(open(), dir.path()).unwrap();
-        t.link_hybrid([5; 20], [6; 20]);
-        assert_eq!(t.torrent(&[5; 20]).downloaded, 2);
+        t.link_hybrid(InfoHash::new([5; 20]), InfoHash::new([6; 20]));
+        assert_eq!(t.torrent(&InfoHash::new([5; 20])).downloaded, 2);
     }
 
     /// `bitseed tracker` alone links nothing: every hash is its own swarm.
@@ -934,7 +950,7 @@ mod browser_seed_tests {
             *b"-bS0100-seedseedseed"
         }
         fn wants(&self, info_hash: &InfoHash, _: &PeerId, _: IpAddr) -> bool {
-            *info_hash == [1; 20]
+            *info_hash == InfoHash::new([1; 20])
         }
         fn answer(&self, _: &InfoHash, _: &PeerId, _: IpAddr, sdp: &str) -> Option<String> {
             self.0.lock().unwrap().push(sdp.to_owned());
@@ -944,7 +960,7 @@ mod browser_seed_tests {
 
     fn announce(hash: u8, peer: u8, left: u64, offers: u8) -> WsAnnounce {
         WsAnnounce {
-            info_hash: [hash; 20],
+            info_hash: InfoHash::new([hash; 20]),
             peer_id: [peer; 20],
             left: Some(left),
             event: Event::Started,

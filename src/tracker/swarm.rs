@@ -433,7 +433,7 @@ fn compact(addr: SocketAddr) -> Compact {
 mod tests {
     use super::*;
 
-    const H: InfoHash = [1; 20];
+    const H: InfoHash = InfoHash::new([1; 20]);
     const OPEN: Limits = Limits {
         open: true,
         max_peers: 100,
@@ -649,13 +649,13 @@ mod tests {
             .unwrap();
         assert!(change.created);
         // A second new swarm from the same client: refused by the claim.
-        a.info_hash = [2; 20];
+        a.info_hash = InfoHash::new([2; 20]);
         assert_eq!(
             shard.announce(&a, OPEN, 0, 0, &mut claim, &mut p4, &mut p6),
             Err(Refusal::TooManyTorrents)
         );
         // A published hash is tracked even when the tracker is full, and claims nothing.
-        shard.published.insert([2; 20]);
+        shard.published.insert(InfoHash::new([2; 20]));
         let full = Limits {
             may_create: false,
             ..OPEN
@@ -664,7 +664,7 @@ mod tests {
             .announce(&a, full, 0, 0, &mut claim, &mut p4, &mut p6)
             .unwrap();
         assert!(change.created);
-        assert_eq!(shard.swarms[&[2; 20]].creator, 0);
+        assert_eq!(shard.swarms[&InfoHash::new([2; 20])].creator, 0);
         assert_eq!(claimed.len(), 2);
     }
 

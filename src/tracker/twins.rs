@@ -125,8 +125,8 @@ impl Twins {
 mod tests {
     use super::*;
 
-    const V1: InfoHash = [1; 20];
-    const V2: InfoHash = [2; 20];
+    const V1: InfoHash = InfoHash::new([1; 20]);
+    const V2: InfoHash = InfoHash::new([2; 20]);
     const PAIR: Pair = Pair { v1: V1, v2: V2 };
 
     fn client(port: u16) -> SocketAddr {
@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(t.pair(&V1), Some(PAIR));
         assert_eq!(t.pair(&V2), Some(PAIR));
         assert_eq!((t.swarm_key(&V1), t.swarm_key(&V2)), (V1, V1));
-        assert_eq!(t.swarm_key(&[3; 20]), [3; 20]);
+        assert_eq!(t.swarm_key(&InfoHash::new([3; 20])), InfoHash::new([3; 20]));
         t.unlink(&V2);
         assert_eq!((t.pair(&V1), t.swarm_key(&V2)), (None, V2));
     }

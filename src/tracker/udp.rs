@@ -257,8 +257,9 @@ pub fn answer(
             let mut entries = [(0u32, 0u32, 0u32); udp_protocol::MAX_SCRAPE_HASHES];
             let mut n = 0;
             for chunk in info_hashes.chunks_exact(20) {
-                let mut hash: InfoHash = [0; 20];
-                hash.copy_from_slice(chunk);
+                let Some(hash) = InfoHash::from_slice(chunk) else {
+                    continue;
+                };
                 let c = tracker.torrent(&hash);
                 let completed = u32::try_from(c.downloaded).unwrap_or(u32::MAX);
                 entries[n] = (c.complete, completed, c.incomplete);

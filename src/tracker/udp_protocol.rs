@@ -121,7 +121,7 @@ fn parse_announce(packet: &[u8], connection_id: u64, tx: u32) -> Result<Request<
     Ok(Request::Announce(Announce {
         connection_id,
         transaction_id: tx,
-        info_hash: array(packet, 16),
+        info_hash: InfoHash::new(array(packet, 16)),
         peer_id: array(packet, 36),
         downloaded: u64_at(packet, 56),
         left: u64_at(packet, 64),
@@ -228,7 +228,7 @@ pub fn write_announce_request(a: &Announce, out: &mut Vec<u8>) {
     out.extend_from_slice(&a.connection_id.to_be_bytes());
     out.extend_from_slice(&ANNOUNCE.to_be_bytes());
     out.extend_from_slice(&a.transaction_id.to_be_bytes());
-    out.extend_from_slice(&a.info_hash);
+    out.extend_from_slice(a.info_hash.as_bytes());
     out.extend_from_slice(&a.peer_id);
     out.extend_from_slice(&a.downloaded.to_be_bytes());
     out.extend_from_slice(&a.left.to_be_bytes());
@@ -254,7 +254,7 @@ pub fn write_scrape_request(
     out.extend_from_slice(&SCRAPE.to_be_bytes());
     out.extend_from_slice(&transaction_id.to_be_bytes());
     for h in info_hashes {
-        out.extend_from_slice(h);
+        out.extend_from_slice(h.as_bytes());
     }
 }
 
@@ -390,7 +390,7 @@ mod tests {
             Announce {
                 connection_id: 0x1122_3344_5566_7788,
                 transaction_id: 0xdead_beef,
-                info_hash: [0xaa; 20],
+                info_hash: InfoHash::new([0xaa; 20]),
                 peer_id: [0xbb; 20],
                 downloaded: 100,
                 left: 200,
@@ -557,7 +557,7 @@ mod tests {
         let a = Announce {
             connection_id: 0x1122_3344_5566_7788,
             transaction_id: 9,
-            info_hash: [1; 20],
+            info_hash: InfoHash::new([1; 20]),
             peer_id: [2; 20],
             downloaded: 3,
             left: 4,
@@ -573,7 +573,12 @@ mod tests {
         assert_eq!(out.len(), 98);
         assert_eq!(parse(&out), Ok(Request::Announce(a.clone())));
         out.clear();
-        write_scrape_request(1, 2, &[[3; 20], [4; 20]], &mut out);
+        write_scrape_request(
+            1,
+            2,
+            &[InfoHash::new([3; 20]), InfoHash::new([4; 20])],
+            &mut out,
+        );
         let Ok(Request::Scrape { info_hashes, .. }) = parse(&out) else {
             panic!("not a scrape");
         };

@@ -148,7 +148,7 @@ pub fn parse(msg: &[u8], limits: &WsLimits) -> Result<WsRequest, WsError> {
 
 fn announce(raw: Raw, limits: &WsLimits) -> Result<WsAnnounce, WsError> {
     let info_hash = match raw.info_hash {
-        Some(Value::String(s)) => binary(&s, "info_hash")?,
+        Some(Value::String(s)) => InfoHash::new(binary(&s, "info_hash")?),
         Some(_) => return Err(WsError::NotTwentyBytes("info_hash")),
         None => return Err(WsError::Missing("info_hash")),
     };
@@ -204,14 +204,14 @@ fn announce(raw: Raw, limits: &WsLimits) -> Result<WsAnnounce, WsError> {
 fn scrape(hashes: Option<Value>, limits: &WsLimits) -> Result<Vec<InfoHash>, WsError> {
     match hashes {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![binary(&s, "info_hash")?]),
+        Some(Value::String(s)) => Ok(vec![InfoHash::new(binary(&s, "info_hash")?)]),
         Some(Value::Array(list)) => {
             if list.len() > limits.max_scrape_hashes {
                 return Err(WsError::TooManyHashes(limits.max_scrape_hashes));
             }
             list.iter()
                 .map(|v| match v {
-                    Value::String(s) => binary(s, "info_hash"),
+                    Value::String(s) => binary(s, "info_hash").map(InfoHash::new),
                     _ => Err(WsError::NotTwentyBytes("info_hash")),
                 })
                 .collect()
@@ -264,7 +264,7 @@ pub fn binary_string(bytes: &[u8]) -> String {
 pub fn announce_answer(info_hash: &InfoHash, counts: Counts, interval: u32) -> String {
     json!({
         "action": "announce",
-        "info_hash": binary_string(info_hash),
+        "info_hash": binary_string(info_hash.as_bytes()),
         "complete": counts.complete,
         "incomplete": counts.incomplete,
         "interval": interval,
@@ -276,7 +276,7 @@ pub fn announce_answer(info_hash: &InfoHash, counts: Counts, interval: u32) -> S
 pub fn offer_message(info_hash: &InfoHash, from: &PeerId, offer: &Offer) -> String {
     json!({
         "action": "announce",
-        "info_hash": binary_string(info_hash),
+        "info_hash": binary_string(info_hash.as_bytes()),
         "peer_id": binary_string(from),
         "offer_id": binary_string(&offer.offer_id),
         "offer": {"type": "offer", "sdp": offer.sdp},
@@ -293,7 +293,7 @@ pub fn answer_message(
 ) -> String {
     json!({
         "action": "announce",
-        "info_hash": binary_string(info_hash),
+        "info_hash": binary_string(info_hash.as_bytes()),
         "peer_id": binary_string(from),
         "offer_id": binary_string(offer_id),
         "answer": {"type": "answer", "sdp": sdp},
@@ -307,7 +307,7 @@ pub fn scrape_answer(files: &[(InfoHash, Counts)]) -> String {
         .iter()
         .map(|(h, c)| {
             (
-                binary_string(h),
+                binary_string(h.as_bytes()),
                 json!({"complete": c.complete, "incomplete": c.incomplete,
                        "downloaded": c.downloaded}),
             )
@@ -320,7 +320,7 @@ pub fn scrape_answer(files: &[(InfoHash, Counts)]) -> String {
 pub fn failure(action: &str, info_hash: Option<&InfoHash>, reason: &str) -> String {
     let mut v = json!({"action": action, "failure reason": reason});
     if let Some(h) = info_hash {
-        v["info_hash"] = Value::String(binary_string(h));
+        v["info_hash"] = Value::String(binary_string(h.as_bytes()));
     }
     v.to_string()
 }
@@ -338,7 +338,7 @@ pub fn parse_failure(msg: &[u8], error: &WsError) -> String {
         _ => "announce",
     };
     let hash = head.and_then(|h| match h.info_hash {
-        Some(Value::String(s)) => binary(&s, "info_hash").ok(),
+        Some(Value::String(s)) => binary(&s, "info_hash").ok().map(InfoHash::new),
         _ => None,
     });
     failure(action, hash.as_ref(), &error.to_string())
@@ -374,7 +374,7 @@ mod tests {
         let msg = json!({"action": "scrape", "info_hash": binary_string(&h)}).to_string();
         assert_eq!(
             parse(msg.as_bytes(), &LIMITS),
-            Ok(WsRequest::Scrape(vec![h]))
+            Ok(WsRequest::Scrape(vec![InfoHash::new(h)]))
         );
         // What WebTorrent's JSON.stringify writes for the same string.
         let js = r#"{"action":"scrape","info_hash":"\u0000\u0001ÿ\u0003\u0004\u0005\u0006\u0007\b\t\n\u000b\f\r\u000e\u000f\u0010\u0011\u0012\u0013"}"#;
@@ -385,7 +385,7 @@ mod tests {
         want[2] = 0xff;
         assert_eq!(
             parse(js.as_bytes(), &LIMITS),
-            Ok(WsRequest::Scrape(vec![want]))
+            Ok(WsRequest::Scrape(vec![InfoHash::new(want)]))
         );
     }
 
@@ -497,14 +497,15 @@ mod tests {
             incomplete: 1,
             downloaded: 7,
         };
-        let v: Value = serde_json::from_str(&announce_answer(&h, counts, 120)).unwrap();
+        let v: Value =
+            serde_json::from_str(&announce_answer(&InfoHash::new(h), counts, 120)).unwrap();
         assert_eq!(v["info_hash"].as_str().map(|s| s.chars().count()), Some(20));
         assert_eq!(v["info_hash"], binary_string(&h));
         assert_eq!(
             (v["complete"].as_u64(), v["interval"].as_u64()),
             (Some(2), Some(120))
         );
-        let v: Value = serde_json::from_str(&scrape_answer(&[(h, counts)])).unwrap();
+        let v: Value = serde_json::from_str(&scrape_answer(&[(InfoHash::new(h), counts)])).unwrap();
         assert_eq!(v["files"][binary_string(&h)]["downloaded"], 7);
         let bad = br#"{"action":"scrape","info_hash":5}"#;
         let err = parse(bad, &LIMITS).unwrap_err();
