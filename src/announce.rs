@@ -11,6 +11,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::bencode::decode;
+use crate::metainfo::InfoHash;
 use crate::tracker::http_request::Event as TrackerEvent;
 use crate::tracker::udp_protocol;
 
@@ -36,7 +37,7 @@ pub enum Event {
 
 #[derive(Debug, Clone)]
 pub struct Announce {
-    pub info_hash: [u8; 20],
+    pub info_hash: InfoHash,
     pub peer_id: [u8; 20],
     pub port: u16,
     pub uploaded: u64,
@@ -82,7 +83,7 @@ pub fn request_target(path: &str, a: &Announce) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut q = format!(
         "{path}{sep}info_hash={}&peer_id={}&port={}&uploaded={}&downloaded=0&left=0&compact=1&numwant=0",
-        escape(&a.info_hash),
+        escape(a.info_hash.as_bytes()),
         escape(&a.peer_id),
         a.port,
         a.uploaded
@@ -195,7 +196,7 @@ pub fn udp_announce(
     udp_protocol::Announce {
         connection_id,
         transaction_id: txid,
-        info_hash: a.info_hash.into(),
+        info_hash: a.info_hash,
         peer_id: a.peer_id,
         downloaded: 0,
         left: 0,
@@ -325,9 +326,9 @@ mod tests {
         );
         assert_eq!(split_url("udp://x:1"), None);
         let a = Announce {
-            info_hash: [
+            info_hash: InfoHash::new([
                 0x12, b'a', 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x7e,
-            ],
+            ]),
             peer_id: *b"-BS0100-abcdefghijkl",
             port: 6881,
             uploaded: 5,
@@ -356,7 +357,7 @@ mod tests {
             [0, 0, 0x04, 0x17, 0x27, 0x10, 0x19, 0x80, 0, 0, 0, 0, 1, 2, 3, 4]
         );
         let a = Announce {
-            info_hash: [0xAA; 20],
+            info_hash: InfoHash::new([0xAA; 20]),
             peer_id: [0xBB; 20],
             port: 0x1AE1,
             uploaded: 7,

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::metainfo::InfoHash;
 use crate::peer::SeedAnnouncer;
 
 /// BEP 14's IPv4 group.
@@ -169,13 +170,13 @@ impl Lsd {
 pub struct LsdAnnouncer(pub Lsd);
 
 impl SeedAnnouncer for LsdAnnouncer {
-    fn seeding(&self, info_hash: [u8; 20], _addr: SocketAddr) {
-        if lock(&self.0.hashes).insert(info_hash) {
+    fn seeding(&self, info_hash: InfoHash, _addr: SocketAddr) {
+        if lock(&self.0.hashes).insert(info_hash.into()) {
             self.0.wake.notify_one();
         }
     }
-    fn stopped(&self, info_hash: [u8; 20]) {
-        lock(&self.0.hashes).remove(&info_hash);
+    fn stopped(&self, info_hash: InfoHash) {
+        lock(&self.0.hashes).remove(info_hash.as_bytes());
     }
     fn public_only(&self) -> bool {
         true

@@ -111,7 +111,7 @@ proptest! {
 
     #[test]
     fn handshakes_round_trip(reserved in any::<[u8; 8]>(), info_hash in any::<[u8; 20]>(), peer_id in any::<[u8; 20]>()) {
-        let h = Handshake { reserved, info_hash, peer_id };
+        let h = Handshake { reserved, info_hash: InfoHash::new(info_hash), peer_id };
         let bytes = h.serialize();
         prop_assert_eq!(Handshake::parse(&bytes).unwrap(), Some(h));
         prop_assert_eq!(Handshake::parse(&bytes[..67]).unwrap(), None);
@@ -192,7 +192,7 @@ proptest! {
         ip in prop::option::of(any::<u32>()),
     ) {
         let a = announce::Announce {
-            info_hash, peer_id, port, uploaded,
+            info_hash: InfoHash::new(info_hash), peer_id, port, uploaded,
             event: [announce::Event::None, announce::Event::Started, announce::Event::Stopped][event],
             ip: ip.map(|ip| std::net::Ipv4Addr::from(ip).into()),
         };
@@ -243,7 +243,7 @@ proptest! {
         path in prop_oneof![Just("/announce"), Just("/announce?passkey=abc")],
     ) {
         let a = announce::Announce {
-            info_hash, peer_id, port, uploaded,
+            info_hash: InfoHash::new(info_hash), peer_id, port, uploaded,
             event: [announce::Event::None, announce::Event::Started, announce::Event::Stopped][event],
             ip,
         };

@@ -14,6 +14,7 @@ mod tracker_client;
 mod transmission;
 mod wire;
 
+pub use bitseed::metainfo::InfoHash;
 pub use browser::*;
 pub use redis::*;
 pub use server::*;

@@ -423,7 +423,7 @@ fn the_peer_wire_advertises_the_dht_node() {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut hs = b"\x13BitTorrent protocol".to_vec();
     hs.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x05]);
-    hs.extend_from_slice(&hash);
+    hs.extend_from_slice(hash.as_bytes());
     hs.extend_from_slice(b"-XX0001-abcdefghijkl");
     s.write_all(&hs).unwrap();
     let mut theirs = [0u8; 68];

@@ -54,7 +54,7 @@ fn fuzz_regressions_and_seed_corpus_replay() {
 
 /// A server with short timeouts (from a config file, as an operator would set them) and one
 /// published file; returns it with the file's v1 info hash and the peer address.
-fn short_timeouts(d: &crate::common::Dirs) -> (Server, [u8; 20], SocketAddr) {
+fn short_timeouts(d: &crate::common::Dirs) -> (Server, InfoHash, SocketAddr) {
     std::fs::write(d.content.join("one.bin"), data(100_000, 3)).unwrap();
     let server = Server::with_config(
         d,
@@ -264,7 +264,7 @@ fn sigkill_during_churn_keeps_the_catalog_true_to_the_folder() {
 
 /// Connects, handshakes for `ih` and says it is interested; true when the seeder gives it a slot
 /// (an unchoke follows), false when it is left choked and closed once its wait for room ends.
-fn admitted(peer: SocketAddr, ih: [u8; 20]) -> (TcpStream, bool) {
+fn admitted(peer: SocketAddr, ih: InfoHash) -> (TcpStream, bool) {
     let mut s = TcpStream::connect(peer).unwrap();
     if !handshake_answered(&mut s, ih) {
         return (s, false);

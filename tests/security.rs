@@ -413,10 +413,8 @@ fn block_hash_requests_cannot_keep_the_seeder_busy() {
     let server = Server::with_config(&d, "[torrent]\nformat = \"v2\"\npiece_size = 4194304\n");
     let t = server.wait_published("v2.bin", None);
     // A v2 torrent's handshake carries its SHA-256 info hash cut to 20 bytes.
-    let ih: [u8; 20] = hex::decode(&t["info_hash_v2"].as_str().unwrap()[..40])
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let ih =
+        bitseed::metainfo::InfoHash::from_hex(&t["info_hash_v2"].as_str().unwrap()[..40]).unwrap();
     let peer = server.logged_addr("peer listening on ");
     let bytes = http_get(server.http, &format!("/torrents/{}.torrent", "v2.bin"), &[]).body;
     let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
@@ -544,14 +542,14 @@ fn one_host_cannot_stuff_a_peer_list() {
         let r = get_from(
             [127, 0, 0, 9],
             server.http,
-            &announce(&ih, 20_000 + port, 10, ""),
+            &announce(ih.as_bytes(), 20_000 + port, 10, ""),
         );
         assert_eq!(failure(&r.body), None);
     }
     let r = get_from(
         [127, 0, 0, 8],
         server.http,
-        &announce(&ih, 6881, 10, "&numwant=200"),
+        &announce(ih.as_bytes(), 6881, 10, "&numwant=200"),
     );
     let top = bitseed::bencode::decode(&r.body).unwrap();
     let peers = top.get("peers").and_then(|p| p.as_bytes()).unwrap();

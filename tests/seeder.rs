@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use bitseed::metainfo::Metainfo;
+use bitseed::metainfo::{InfoHash, Metainfo};
 use bitseed::peer::{BlockRef, Handshake, Message, PeerConfig, PeerListener, Published, Seeder};
 use sha1::Digest;
 
@@ -730,6 +730,7 @@ fn seed_announces_started_and_stopped_on_sigterm() {
         .info_hash
         .wire()
         .unwrap()
+        .as_bytes()
         .iter()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(b) {
@@ -943,7 +944,7 @@ fn interest_sent_after_a_pause_is_answered_over_tcp_and_utp_plain_and_rc4() {
     async fn until_unchoke<S: AsyncRead + AsyncWrite + Unpin>(
         mut s: S,
         plain_handshake: bool,
-        ih: [u8; 20],
+        ih: InfoHash,
     ) {
         let ours = Handshake::ours(ih, *b"-TC0001-testclient00", false).serialize();
         if plain_handshake {
@@ -987,7 +988,7 @@ fn interest_sent_after_a_pause_is_answered_over_tcp_and_utp_plain_and_rc4() {
         runtime.block_on(async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             let offer = |p| Offer {
-                info_hash: ih,
+                info_hash: ih.into(),
                 provide: p,
                 pad_c: Vec::new(),
                 ia: Handshake::ours(ih, *b"-TC0001-testclient00", false)
@@ -1063,7 +1064,7 @@ fn encryption_policy_refuses_the_other_kind() {
     let refused = runtime.block_on(async {
         let tcp = tokio::net::TcpStream::connect(disable.addr).await.unwrap();
         let offer = Offer {
-            info_hash: ih,
+            info_hash: ih.into(),
             provide: CRYPTO_RC4,
             pad_c: Vec::new(),
             ia: Vec::new(),

@@ -700,7 +700,11 @@ fn refused_handshakes_are_counted_by_reason() {
     let peer = server.logged_addr("peer listening on ");
     let mut s = std::net::TcpStream::connect(peer).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let hs = bitseed::peer::Handshake::ours([7; 20], *b"-TC0001-testclient00", false);
+    let hs = bitseed::peer::Handshake::ours(
+        bitseed::metainfo::InfoHash::new([7; 20]),
+        *b"-TC0001-testclient00",
+        false,
+    );
     s.write_all(&hs.serialize()).unwrap();
     let mut buf = [0u8; 64];
     assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "closed");

@@ -17,7 +17,7 @@ fn published(extra_config: &str) -> (Dirs, Server, [u8; 20]) {
     std::fs::write(d.content.join("one.bin"), data(200_000, 5)).unwrap();
     let server = Server::with_config(&d, extra_config);
     let hash = server.published_hash("one.bin");
-    (d, server, hash)
+    (d, server, *hash.as_bytes())
 }
 
 fn announce(hash: &[u8; 20], peer: u8, left: u64, event: &str, offers: &[u8]) -> Value {

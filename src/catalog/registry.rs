@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::egress::Offload;
-use crate::metainfo::Metainfo;
+use crate::metainfo::{InfoHash, Metainfo};
 use crate::storage::Content;
 
 /// A published torrent and where its bytes are.
@@ -37,8 +37,8 @@ pub struct Published {
 
 impl Published {
     /// The 20-byte hash trackers and handshakes use.
-    pub fn wire_hash(&self) -> [u8; 20] {
-        self.meta.info_hash.wire().unwrap_or([0; 20])
+    pub fn wire_hash(&self) -> InfoHash {
+        self.meta.info_hash.wire().unwrap_or_default()
     }
 }
 
@@ -66,7 +66,7 @@ type Listener = Box<dyn Fn(&Event) + Send + Sync>;
 pub struct Registry {
     entries: RwLock<BTreeMap<String, Status>>,
     /// Keyed by both the v1 hash and the 20-byte truncated v2 hash.
-    by_hash: RwLock<HashMap<[u8; 20], Arc<Published>>>,
+    by_hash: RwLock<HashMap<InfoHash, Arc<Published>>>,
     listeners: RwLock<Vec<Listener>>,
     /// Bytes hashed since start (a restart over unchanged content hashes none).
     pub hashed_bytes: AtomicU64,
@@ -260,7 +260,7 @@ impl Registry {
     }
 
     /// By 20-byte v1 hash or truncated v2 hash.
-    pub fn by_hash(&self, hash: &[u8; 20]) -> Option<Arc<Published>> {
+    pub fn by_hash(&self, hash: &InfoHash) -> Option<Arc<Published>> {
         self.by_hash
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -271,10 +271,10 @@ impl Registry {
     /// Finds a published torrent by hex info hash (v1: 40, v2: 64 characters).
     pub fn by_hex(&self, hex_hash: &str) -> Option<Arc<Published>> {
         let bytes = hex::decode(hex_hash).ok()?;
-        let key: [u8; 20] = bytes.get(..20)?.try_into().ok()?;
+        let key = InfoHash::from_slice(bytes.get(..20)?)?;
         let p = self.by_hash(&key)?;
         let full_match = match bytes.len() {
-            20 => p.meta.info_hash.v1 == Some(key),
+            20 => p.meta.info_hash.v1 == Some(*key.as_bytes()),
             32 => p.meta.info_hash.v2.map(|h| h.to_vec()) == Some(bytes),
             _ => false,
         };
@@ -353,7 +353,7 @@ impl Registry {
     }
 }
 
-fn hash_keys(p: &Published) -> Vec<[u8; 20]> {
+fn hash_keys(p: &Published) -> Vec<InfoHash> {
     p.meta.info_hash.wire_hashes()
 }
 

@@ -250,16 +250,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             let hashes = p.meta.info_hash.wire_hashes();
             // Linked first: no announce under the v2 hash makes a swarm of its own meanwhile.
             if let [v1, v2] = hashes[..] {
-                t.link_hybrid(v1.into(), v2.into());
+                t.link_hybrid(v1, v2);
             }
             for h in &hashes {
-                t.register((*h).into());
+                t.register(*h);
             }
         }
         Event::Retired(p) => {
             for h in p.meta.info_hash.wire_hashes() {
                 s.remove(&h);
-                t.unregister(h.into());
+                t.unregister(h);
             }
         }
     });
@@ -511,7 +511,7 @@ fn seedable(p: &Published) -> Result<peer::Published, peer::PublishError> {
 
 /// Info hashes bitseed's own seeder is listed for (the tracker counts it as a seeder; the page
 /// counts people).
-type OwnSeeds = Arc<Mutex<HashSet<[u8; 20]>>>;
+type OwnSeeds = Arc<Mutex<HashSet<InfoHash>>>;
 
 /// The seeder tells the tracker about itself directly, without an HTTP round trip.
 struct OwnSeed {
@@ -520,15 +520,15 @@ struct OwnSeed {
 }
 
 impl SeedAnnouncer for OwnSeed {
-    fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr) {
-        self.tracker.set_own_seed(info_hash.into(), addr);
+    fn seeding(&self, info_hash: InfoHash, addr: SocketAddr) {
+        self.tracker.set_own_seed(info_hash, addr);
         self.seeding
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(info_hash);
     }
-    fn stopped(&self, info_hash: [u8; 20]) {
-        self.tracker.clear_own_seed(info_hash.into());
+    fn stopped(&self, info_hash: InfoHash) {
+        self.tracker.clear_own_seed(info_hash);
         self.seeding
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -548,7 +548,7 @@ impl tracker::BrowserSeed for BrowserPeer {
     }
 
     fn wants(&self, info_hash: &InfoHash, from: &[u8; 20], client: std::net::IpAddr) -> bool {
-        self.rtc.wants(info_hash.as_bytes(), from, client)
+        self.rtc.wants(info_hash, from, client)
     }
 
     fn answer(
@@ -558,9 +558,7 @@ impl tracker::BrowserSeed for BrowserPeer {
         client: std::net::IpAddr,
         sdp: &str,
     ) -> Option<String> {
-        self.rtc
-            .answer(info_hash.as_bytes(), from, client, sdp)
-            .ok()
+        self.rtc.answer(info_hash, from, client, sdp).ok()
     }
 }
 
@@ -568,8 +566,8 @@ impl tracker::BrowserSeed for BrowserPeer {
 struct TrackerPeers(Arc<Tracker>);
 
 impl peer::SwarmPeers for TrackerPeers {
-    fn peers(&self, info_hash: &[u8; 20], max: usize) -> Vec<SocketAddr> {
-        self.0.sample_peers(&InfoHash::new(*info_hash), max)
+    fn peers(&self, info_hash: &InfoHash, max: usize) -> Vec<SocketAddr> {
+        self.0.sample_peers(info_hash, max)
     }
 }
 
@@ -583,8 +581,8 @@ struct TrackerView(
 );
 
 impl SwarmView for TrackerView {
-    fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts {
-        let c = self.0.torrent(&InfoHash::new(*info_hash));
+    fn counts(&self, info_hash: &InfoHash) -> SwarmCounts {
+        let c = self.0.torrent(info_hash);
         let own_seed = self
             .2
             .lock()

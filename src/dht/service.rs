@@ -20,6 +20,7 @@ use super::krpc::{self, CompactNode};
 use super::node::{Node, Out};
 use super::DhtConfig;
 use crate::bencode::{decode, Node as BNode, Value};
+use crate::metainfo::InfoHash;
 use crate::peer::SeedAnnouncer;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -381,11 +382,11 @@ impl crate::peer::DhtNodes for Dht {
 pub struct DhtAnnouncer(pub Dht);
 
 impl SeedAnnouncer for DhtAnnouncer {
-    fn seeding(&self, info_hash: [u8; 20], _addr: SocketAddr) {
-        self.0.seed(info_hash);
+    fn seeding(&self, info_hash: InfoHash, _addr: SocketAddr) {
+        self.0.seed(info_hash.into());
     }
-    fn stopped(&self, info_hash: [u8; 20]) {
-        self.0.unseed(info_hash);
+    fn stopped(&self, info_hash: InfoHash) {
+        self.0.unseed(info_hash.into());
     }
     fn public_only(&self) -> bool {
         true

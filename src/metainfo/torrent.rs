@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
-use super::{Format, Magnet};
+use super::{Format, InfoHash, Magnet};
 use crate::bencode::Value;
 use crate::storage::Layout;
 
@@ -26,22 +26,22 @@ impl InfoHashes {
     }
 
     /// The 20 bytes that trackers and handshakes carry: the v1 hash, else the v2 hash truncated.
-    pub fn wire(&self) -> Option<[u8; 20]> {
-        self.v1.or_else(|| self.v2_truncated())
+    pub fn wire(&self) -> Option<InfoHash> {
+        self.v1.map(InfoHash::new).or_else(|| self.v2_truncated())
     }
 
     /// Every 20-byte hash a client may use for this torrent: v1, and the truncated v2 (a hybrid
     /// torrent is announced and handshaken under both).
-    pub fn wire_hashes(&self) -> Vec<[u8; 20]> {
-        self.v1.into_iter().chain(self.v2_truncated()).collect()
+    pub fn wire_hashes(&self) -> Vec<InfoHash> {
+        self.v1
+            .map(InfoHash::new)
+            .into_iter()
+            .chain(self.v2_truncated())
+            .collect()
     }
 
-    fn v2_truncated(&self) -> Option<[u8; 20]> {
-        self.v2.map(|h| {
-            let mut out = [0; 20];
-            out.copy_from_slice(&h[..20]);
-            out
-        })
+    fn v2_truncated(&self) -> Option<InfoHash> {
+        self.v2.and_then(|h| InfoHash::from_slice(&h[..20]))
     }
 }
 

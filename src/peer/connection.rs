@@ -531,6 +531,7 @@ fn full_bitfield(pieces: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metainfo::InfoHash;
     use std::path::Path;
 
     fn torrent(dir: &Path) -> Published {
@@ -538,7 +539,7 @@ mod tests {
     }
 
     fn peer(fast: bool) -> Handshake {
-        let mut h = Handshake::ours([0; 20], [1; 20], false);
+        let mut h = Handshake::ours(InfoHash::new([0; 20]), [1; 20], false);
         if !fast {
             h.reserved[7] = 0;
         }

@@ -9,6 +9,7 @@
 //! ```
 
 use super::WireError;
+use crate::metainfo::InfoHash;
 
 pub const HANDSHAKE_LEN: usize = 68;
 /// The handshake's first 20 bytes, the same in every plaintext handshake: what tells it from
@@ -27,13 +28,13 @@ const V2: (usize, u8) = (7, 0x10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handshake {
     pub reserved: [u8; 8],
-    pub info_hash: [u8; 20],
+    pub info_hash: InfoHash,
     pub peer_id: [u8; 20],
 }
 
 impl Handshake {
     /// Our handshake: fast and extended always, the v2 bit when the torrent has a v2 side.
-    pub fn ours(info_hash: [u8; 20], peer_id: [u8; 20], v2: bool) -> Self {
+    pub fn ours(info_hash: InfoHash, peer_id: [u8; 20], v2: bool) -> Self {
         let mut reserved = [0; 8];
         reserved[EXTENDED.0] |= EXTENDED.1;
         reserved[FAST.0] |= FAST.1;
@@ -71,7 +72,7 @@ impl Handshake {
         let mut out = [0; HANDSHAKE_LEN];
         out[..20].copy_from_slice(PLAIN_HEADER);
         out[20..28].copy_from_slice(&self.reserved);
-        out[28..48].copy_from_slice(&self.info_hash);
+        out[28..48].copy_from_slice(self.info_hash.as_bytes());
         out[48..68].copy_from_slice(&self.peer_id);
         out
     }
@@ -88,11 +89,11 @@ impl Handshake {
         }
         let mut h = Handshake {
             reserved: [0; 8],
-            info_hash: [0; 20],
+            info_hash: InfoHash::default(),
             peer_id: [0; 20],
         };
         h.reserved.copy_from_slice(&buf[20..28]);
-        h.info_hash.copy_from_slice(&buf[28..48]);
+        h.info_hash = InfoHash::from_slice(&buf[28..48]).unwrap_or_default();
         h.peer_id.copy_from_slice(&buf[48..68]);
         Ok(Some(h))
     }
@@ -104,7 +105,7 @@ mod tests {
 
     #[test]
     fn byte_exact_round_trip() {
-        let h = Handshake::ours([0xAA; 20], *b"-BS0100-abcdefghijkl", true);
+        let h = Handshake::ours(InfoHash::new([0xAA; 20]), *b"-BS0100-abcdefghijkl", true);
         let bytes = h.serialize();
         let mut expected = vec![19u8];
         expected.extend_from_slice(b"BitTorrent protocol");
@@ -114,7 +115,7 @@ mod tests {
         assert_eq!(bytes.to_vec(), expected);
         assert_eq!(Handshake::parse(&bytes).unwrap(), Some(h));
         assert!(h.fast() && h.extended() && h.v2());
-        let plain = Handshake::ours([1; 20], [2; 20], false);
+        let plain = Handshake::ours(InfoHash::new([1; 20]), [2; 20], false);
         assert!(!plain.v2() && !plain.dht());
         // BEP 5: the last reserved byte's lowest bit.
         let dht = plain.with_dht();
@@ -124,7 +125,7 @@ mod tests {
 
     #[test]
     fn partial_and_garbage() {
-        let bytes = Handshake::ours([1; 20], [2; 20], false).serialize();
+        let bytes = Handshake::ours(InfoHash::new([1; 20]), [2; 20], false).serialize();
         assert_eq!(Handshake::parse(&bytes[..0]).unwrap(), None);
         assert_eq!(Handshake::parse(&bytes[..67]).unwrap(), None);
         assert_eq!(

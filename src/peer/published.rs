@@ -12,7 +12,7 @@ use super::extended::hashpiece::Bep30Tree;
 use super::v2_hashes::FileHashTree;
 use crate::egress::Offload;
 use crate::hash::{self, HashError, Job, Mode};
-use crate::metainfo::{Format, Metainfo};
+use crate::metainfo::{Format, InfoHash, Metainfo};
 use crate::storage::{Content, FileId, Root, StorageError};
 
 #[derive(Debug, Error)]
@@ -128,12 +128,12 @@ impl Published {
     }
 
     /// The 20-byte hashes a handshake may carry for this torrent: v1, and v2 truncated.
-    pub fn wire_hashes(&self) -> Vec<[u8; 20]> {
+    pub fn wire_hashes(&self) -> Vec<InfoHash> {
         self.metainfo.info_hash.wire_hashes()
     }
 
     /// The torrent's main wire hash (v1 if it has one), for logs and the registry.
-    pub fn info_hash(&self) -> [u8; 20] {
+    pub fn info_hash(&self) -> InfoHash {
         self.metainfo.info_hash.wire().unwrap_or_default()
     }
 

@@ -15,6 +15,7 @@ use super::shared::{lock, DhtNodes, Inner, SeedAnnouncer, SwarmPeers};
 use super::{PeerConfig, PeerListener, Published};
 use crate::egress::Egress;
 use crate::ip_limit::IpLimit;
+use crate::metainfo::InfoHash;
 
 /// Round length of the choker (BEP 3's ten seconds).
 const ROUND: Duration = Duration::from_secs(10);
@@ -73,7 +74,7 @@ impl Seeder {
 
     /// Stops serving the torrent known by `info_hash` (any of its wire hashes); its connections
     /// close. Returns whether it was served.
-    pub fn remove(&self, info_hash: &[u8; 20]) -> bool {
+    pub fn remove(&self, info_hash: &InfoHash) -> bool {
         self.inner.retire(info_hash, "removed")
     }
 
@@ -176,13 +177,13 @@ mod tests {
     use std::sync::Mutex;
 
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(bool, [u8; 20])>>);
+    struct Recorder(Mutex<Vec<(bool, InfoHash)>>);
 
     impl SeedAnnouncer for Recorder {
-        fn seeding(&self, info_hash: [u8; 20], _addr: SocketAddr) {
+        fn seeding(&self, info_hash: InfoHash, _addr: SocketAddr) {
             lock(&self.0).push((true, info_hash));
         }
-        fn stopped(&self, info_hash: [u8; 20]) {
+        fn stopped(&self, info_hash: InfoHash) {
             lock(&self.0).push((false, info_hash));
         }
     }
@@ -207,10 +208,10 @@ mod tests {
     struct PublicOnly(Recorder);
 
     impl SeedAnnouncer for PublicOnly {
-        fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr) {
+        fn seeding(&self, info_hash: InfoHash, addr: SocketAddr) {
             self.0.seeding(info_hash, addr);
         }
-        fn stopped(&self, info_hash: [u8; 20]) {
+        fn stopped(&self, info_hash: InfoHash) {
             self.0.stopped(info_hash);
         }
         fn public_only(&self) -> bool {

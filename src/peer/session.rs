@@ -35,7 +35,7 @@ use super::shared::{lock, Entry, Inner, SessionView, Slot};
 use super::super_seed::Waited;
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::egress::Channel;
-use crate::metainfo::Format;
+use crate::metainfo::{Format, InfoHash};
 use crate::storage::StorageError;
 
 /// Data queued for the peer (and being read for it) below which the next disk read starts.
@@ -538,7 +538,7 @@ async fn open(
         return Err(WireError::BadHandshake.into());
     }
     let sniffed = std::mem::take(inbuf);
-    let lookup = |req2: &[u8; 20]| inner.skey(req2);
+    let lookup = |req2: &[u8; 20]| inner.skey(req2).map(<[u8; 20]>::from);
     let accepted =
         mse::accept(tokio::io::join(rd, wr), &sniffed, policy, &lookup, deadline).await?;
     let asked = accepted.info_hash;
@@ -551,7 +551,7 @@ async fn open(
     ))?;
     let (mut rd, wr): (PeerRead, PeerWrite) = (Box::new(rd), Box::new(wr));
     let theirs = read_handshake(&mut rd, inbuf).await?;
-    if asked != Some(theirs.info_hash) {
+    if asked != Some(*theirs.info_hash.as_bytes()) {
         return Err(SessionError::MseHashMismatch);
     }
     Ok((rd, wr, tx, theirs, mode))
@@ -577,7 +577,7 @@ fn exchange(
     state: &mut PexState,
     conn: &Connection,
     addr: SocketAddr,
-    info_hash: &[u8; 20],
+    info_hash: &InfoHash,
     now: Instant,
 ) -> Vec<Message> {
     let ext = conn.peer_extensions();

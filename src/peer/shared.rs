@@ -20,6 +20,7 @@ use super::listener::UdpCounts;
 use super::super_seed::SuperSeed;
 use super::{PeerConfig, Published};
 use crate::egress::{Channel, Egress};
+use crate::metainfo::InfoHash;
 use crate::rate::TokenBucket;
 
 /// Connections not yet holding a slot (in their handshake, or waiting for room): past this, the
@@ -37,8 +38,8 @@ const HASH_WORK_RATE: u64 = 64 << 20;
 /// Where the seeder tells a tracker it is seeding: `serve` implements it over the built-in
 /// tracker's `set_own_seed`, with no HTTP round trip.
 pub trait SeedAnnouncer: Send + Sync {
-    fn seeding(&self, info_hash: [u8; 20], addr: SocketAddr);
-    fn stopped(&self, info_hash: [u8; 20]);
+    fn seeding(&self, info_hash: InfoHash, addr: SocketAddr);
+    fn stopped(&self, info_hash: InfoHash);
     /// Told only of torrents that are not private (BEP 27: the DHT, not the tracker).
     fn public_only(&self) -> bool {
         false
@@ -49,7 +50,7 @@ pub trait SeedAnnouncer: Send + Sync {
 /// over the built-in tracker's swarms.
 pub trait SwarmPeers: Send + Sync {
     /// Up to `max` peers announced for `info_hash`.
-    fn peers(&self, info_hash: &[u8; 20], max: usize) -> Vec<SocketAddr>;
+    fn peers(&self, info_hash: &InfoHash, max: usize) -> Vec<SocketAddr>;
 }
 
 /// Where the seeder passes the DHT nodes peers tell it of (BEP 5 PORT): the DHT node pings
@@ -132,10 +133,10 @@ pub(super) struct Inner {
     pub config: PeerConfig,
     pub peer_id: [u8; 20],
     /// std locks: held for map lookups only, never across `.await`.
-    torrents: RwLock<HashMap<[u8; 20], Arc<Entry>>>,
+    torrents: RwLock<HashMap<InfoHash, Arc<Entry>>>,
     /// MSE's key for each wire hash (`mse::req2_key`) → the hash, so an encrypted handshake
     /// finds its torrent in one probe.
-    skeys: RwLock<HashMap<[u8; 20], [u8; 20]>>,
+    skeys: RwLock<HashMap<[u8; 20], InfoHash>>,
     choke: Mutex<ChokeState>,
     limiter: Option<Mutex<TokenBucket>>,
     /// The publisher's budget over every channel, and its byte counts.
@@ -239,7 +240,7 @@ impl Inner {
                 if let Some(old) = map.insert(*h, entry.clone()) {
                     old.retired.cancel();
                 }
-                skeys.insert(super::mse::req2_key(h), *h);
+                skeys.insert(super::mse::req2_key(h.as_bytes()), *h);
             }
         }
         for (a, addr) in lock(&self.announcers).iter() {
@@ -252,7 +253,7 @@ impl Inner {
         }
         info!(
             torrent = %torrent.metainfo.name,
-            info_hash = %hex::encode(torrent.info_hash()),
+            info_hash = %torrent.info_hash(),
             "serving"
         );
     }
@@ -288,7 +289,7 @@ impl Inner {
     }
 
     /// The published wire hash whose MSE key is `req2`.
-    pub fn skey(&self, req2: &[u8; 20]) -> Option<[u8; 20]> {
+    pub fn skey(&self, req2: &[u8; 20]) -> Option<InfoHash> {
         self.skeys
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -296,7 +297,7 @@ impl Inner {
             .copied()
     }
 
-    pub fn lookup(&self, info_hash: &[u8; 20]) -> Option<Arc<Entry>> {
+    pub fn lookup(&self, info_hash: &InfoHash) -> Option<Arc<Entry>> {
         self.torrents
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -305,7 +306,7 @@ impl Inner {
     }
 
     /// Stops serving a torrent and says why in the log.
-    pub fn retire(&self, info_hash: &[u8; 20], why: &str) -> bool {
+    pub fn retire(&self, info_hash: &InfoHash, why: &str) -> bool {
         let removed: Option<Arc<Entry>> = {
             let mut map = self.torrents.write().unwrap_or_else(|e| e.into_inner());
             let entry = map.get(info_hash).cloned();
@@ -313,7 +314,7 @@ impl Inner {
                 map.retain(|_, e| !Arc::ptr_eq(e, entry));
                 let mut skeys = self.skeys.write().unwrap_or_else(|e| e.into_inner());
                 for h in entry.torrent.wire_hashes() {
-                    skeys.remove(&super::mse::req2_key(&h));
+                    skeys.remove(&super::mse::req2_key(h.as_bytes()));
                 }
             }
             entry
@@ -324,9 +325,9 @@ impl Inner {
         entry.retired.cancel();
         let t = &entry.torrent;
         if why == "removed" {
-            info!(torrent = %t.metainfo.name, info_hash = %hex::encode(t.info_hash()), "no longer served");
+            info!(torrent = %t.metainfo.name, info_hash = %t.info_hash(), "no longer served");
         } else {
-            warn!(torrent = %t.metainfo.name, info_hash = %hex::encode(t.info_hash()), "no longer served: {why}");
+            warn!(torrent = %t.metainfo.name, info_hash = %t.info_hash(), "no longer served: {why}");
         }
         for (a, _) in lock(&self.announcers).iter() {
             for h in t.wire_hashes() {

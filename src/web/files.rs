@@ -143,7 +143,10 @@ async fn serve_file(
         }
     }
     let modified = p.content.file(index).and_then(|(_, id)| id.mtime);
-    let etag = format!("\"{}-{index}\"", hex::encode(&p.wire_hash()[..8]));
+    let etag = format!(
+        "\"{}-{index}\"",
+        hex::encode(&p.wire_hash().as_bytes()[..8])
+    );
     let last_modified = modified.map(|m| header::HttpDate::from(m).to_string());
 
     let h = |name| req.headers().get(name).and_then(|v| v.to_str().ok());

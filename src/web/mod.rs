@@ -22,6 +22,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponseBuilder};
 
 use crate::catalog::{Published, Registry};
+use crate::metainfo::InfoHash;
 use crate::proxy::{valid_host, Proxies};
 use crate::tracker::LocalAddr;
 
@@ -42,7 +43,7 @@ pub struct SwarmCounts {
 
 /// Where the web face gets swarm numbers; `serve` plugs the tracker in.
 pub trait SwarmView: Send + Sync {
-    fn counts(&self, info_hash: &[u8; 20]) -> SwarmCounts;
+    fn counts(&self, info_hash: &InfoHash) -> SwarmCounts;
     /// Extra Prometheus lines (tracker and seeder metrics).
     fn metrics(&self) -> String {
         String::new()
@@ -52,7 +53,7 @@ pub trait SwarmView: Send + Sync {
 /// No tracker: every count is zero.
 pub struct NoSwarm;
 impl SwarmView for NoSwarm {
-    fn counts(&self, _: &[u8; 20]) -> SwarmCounts {
+    fn counts(&self, _: &InfoHash) -> SwarmCounts {
         SwarmCounts::default()
     }
 }

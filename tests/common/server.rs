@@ -7,6 +7,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bitseed::metainfo::InfoHash;
 use serde_json::Value;
 
 use super::*;
@@ -131,13 +132,10 @@ impl Server {
     }
 
     /// Waits until `name` is published; its v1 (or truncated v2) info hash as bytes.
-    pub fn published_hash(&self, name: &str) -> [u8; 20] {
+    pub fn published_hash(&self, name: &str) -> InfoHash {
         let t = self.wait_published(name, None);
         let hex = t["info_hash"].as_str().expect("info_hash in the API");
-        hex::decode(hex)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .expect("a 20-byte hex info hash")
+        InfoHash::from_hex(hex).expect("a 20-byte hex info hash")
     }
 
     /// The address logged after `needle` (e.g. "peer listening on "), waiting for the line.

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use bitseed::metainfo::Metainfo;
+use bitseed::metainfo::{InfoHash, Metainfo};
 use bitseed::peer::extended::hashpiece;
 use bitseed::peer::{BlockRef, Handshake, Message};
 use sha1::{Digest, Sha1};
@@ -24,12 +24,12 @@ pub fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Message> {
     }
 }
 
-pub fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> (TcpStream, Vec<u8>) {
+pub fn connect(addr: SocketAddr, info_hash: InfoHash) -> (TcpStream, Vec<u8>) {
     handshake(TcpStream::connect(addr).unwrap(), info_hash)
 }
 
 /// Our handshake on a connected stream, and the seeder's checked.
-pub fn handshake(mut s: TcpStream, info_hash: [u8; 20]) -> (TcpStream, Vec<u8>) {
+pub fn handshake(mut s: TcpStream, info_hash: InfoHash) -> (TcpStream, Vec<u8>) {
     // A bound on every read: a seeder that never answers fails the test instead of hanging it.
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(&Handshake::ours(info_hash, *b"-TC0001-testclient00", false).serialize())
@@ -160,19 +160,19 @@ pub fn wait_unchoke(s: &mut TcpStream, buf: &mut Vec<u8>) {
     }
 }
 
-pub fn handshake_bytes(ih: [u8; 20]) -> Vec<u8> {
+pub fn handshake_bytes(ih: InfoHash) -> Vec<u8> {
     let mut h = vec![19];
     h.extend_from_slice(b"BitTorrent protocol");
     h.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
-    h.extend_from_slice(&ih);
+    h.extend_from_slice(ih.as_bytes());
     h.extend_from_slice(b"-XX0001-slowslowslow");
     h
 }
 
 /// Handshakes for `ih` on `s`: true when the seeder answers with its own handshake.
-pub fn handshake_answered(s: &mut TcpStream, ih: [u8; 20]) -> bool {
+pub fn handshake_answered(s: &mut TcpStream, ih: InfoHash) -> bool {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = s.write_all(&handshake_bytes(ih));
     let mut theirs = [0u8; 68];
-    s.read_exact(&mut theirs).is_ok() && theirs[28..48] == ih
+    s.read_exact(&mut theirs).is_ok() && theirs[28..48] == ih.as_bytes()[..]
 }

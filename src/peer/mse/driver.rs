@@ -115,6 +115,7 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     use super::*;
+    use crate::metainfo::InfoHash;
     use crate::peer::message::MAX_FRAME;
     use crate::peer::mse::{req2_key, CRYPTO_PLAINTEXT, CRYPTO_RC4};
     use crate::peer::{Handshake, Message};
@@ -138,7 +139,7 @@ mod tests {
     /// Our initiator against `accept` over an in-memory pipe, then a few MiB each way at once.
     async fn transfer(provide: u32, want: Mode) {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let hs = Handshake::ours(IH, *b"-XX0000-abcdefghijkl", false).serialize();
+        let hs = Handshake::ours(InfoHash::new(IH), *b"-XX0000-abcdefghijkl", false).serialize();
         let offer = Offer {
             info_hash: IH,
             provide,
@@ -193,7 +194,7 @@ mod tests {
     #[tokio::test]
     async fn plaintext_handshake_is_read_back_from_the_stream() {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let hs = Handshake::ours(IH, [7; 20], false).serialize();
+        let hs = Handshake::ours(InfoHash::new(IH), [7; 20], false).serialize();
         client.write_all(&hs[..30]).await.unwrap();
         // The caller sniffed the first 3 bytes already.
         let accepting = tokio::spawn(async move {
@@ -219,7 +220,7 @@ mod tests {
     async fn refusals_over_a_stream() {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         client
-            .write_all(&Handshake::ours(IH, [7; 20], false).serialize())
+            .write_all(&Handshake::ours(InfoHash::new(IH), [7; 20], false).serialize())
             .await
             .unwrap();
         let e = accept(server, &[], Encryption::Require, &lookup(), soon())
@@ -421,10 +422,11 @@ mod tests {
         stream.read_exact(&mut hs).await.unwrap();
         let theirs = Handshake::parse(&hs).unwrap().unwrap();
         assert_eq!(
-            theirs.info_hash, ih,
+            theirs.info_hash,
+            InfoHash::new(ih),
             "IA is libtorrent's BitTorrent handshake"
         );
-        let ours = Handshake::ours(ih, *b"-BS0100-mse-interop!", false);
+        let ours = Handshake::ours(InfoHash::new(ih), *b"-BS0100-mse-interop!", false);
         stream.write_all(&ours.serialize()).await.unwrap();
         stream.flush().await.unwrap();
         // Its next message (the extension handshake, or have-none) comes through decrypted.

@@ -289,6 +289,7 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metainfo::InfoHash;
     use crate::peer::mse::initiator::step3;
     use crate::peer::mse::{Initiator, Offer, CRYPTO_PLAINTEXT};
     use crate::peer::Handshake;
@@ -310,7 +311,7 @@ mod tests {
     }
 
     fn bt_handshake() -> Vec<u8> {
-        Handshake::ours(IH, *b"-XX0000-abcdefghijkl", false)
+        Handshake::ours(InfoHash::new(IH), *b"-XX0000-abcdefghijkl", false)
             .serialize()
             .to_vec()
     }

@@ -45,6 +45,7 @@ pub use stats::{Refused, Stats};
 
 use super::shared::Inner;
 use crate::ip_limit::client_key;
+use crate::metainfo::InfoHash;
 use demux::Demux;
 use sdp::{accept_offer, parse_offer};
 
@@ -67,7 +68,7 @@ struct Datagram {
 struct Live {
     /// `ip_limit::client_key` of its address: an IPv6 client counts per /64.
     client: u64,
-    key: ([u8; 20], [u8; 20]),
+    key: (InfoHash, [u8; 20]),
 }
 
 #[derive(Default)]
@@ -75,7 +76,7 @@ struct Table {
     demux: Demux<mpsc::Sender<Datagram>>,
     live: HashMap<u64, Live>,
     per_ip: HashMap<u64, usize>,
-    keys: HashSet<([u8; 20], [u8; 20])>,
+    keys: HashSet<(InfoHash, [u8; 20])>,
 }
 
 struct Shared {
@@ -188,11 +189,11 @@ impl WebRtc {
 
     /// Whether an offer from browser `from` for `info_hash` would be answered now (cheap: no
     /// SDP work), so the tracker keeps one of its offers for us.
-    pub fn wants(&self, info_hash: &[u8; 20], from: &[u8; 20], client: IpAddr) -> bool {
+    pub fn wants(&self, info_hash: &InfoHash, from: &[u8; 20], client: IpAddr) -> bool {
         self.admit(info_hash, from, client).is_ok()
     }
 
-    fn admit(&self, info_hash: &[u8; 20], from: &[u8; 20], client: IpAddr) -> Result<(), Refused> {
+    fn admit(&self, info_hash: &InfoHash, from: &[u8; 20], client: IpAddr) -> Result<(), Refused> {
         let s = &self.shared;
         if s.stop.is_cancelled() {
             return Err(Refused::MaxSessions);
@@ -219,7 +220,7 @@ impl WebRtc {
     /// connect.
     pub fn answer(
         &self,
-        info_hash: &[u8; 20],
+        info_hash: &InfoHash,
         from: &[u8; 20],
         client: IpAddr,
         sdp: &str,
@@ -238,7 +239,7 @@ impl WebRtc {
 
     fn try_answer(
         &self,
-        info_hash: &[u8; 20],
+        info_hash: &InfoHash,
         from: &[u8; 20],
         client: IpAddr,
         sdp: &str,
