@@ -230,6 +230,9 @@ pub fn udp_answer(packet: &[u8], txid: u32) -> Result<Option<udp_protocol::Respo
     }
 }
 
+/// What the UDP announcer reads from an answer of the kind it expects.
+type Pick = fn(&udp_protocol::Response<'_>) -> Option<u64>;
+
 async fn announce_udp(url: &str, a: &Announce) -> Result<Duration, AnnounceError> {
     let failed = |why: String| AnnounceError::Failed {
         url: url.to_string(),
@@ -261,8 +264,9 @@ async fn announce_udp(url: &str, a: &Announce) -> Result<Duration, AnnounceError
             .finish() as u32
     };
 
-    // One request, sent up to UDP_TRIES times; the answer to it (its datagram).
-    let exchange = |request: Vec<u8>, txid: u32| {
+    // One request, sent up to UDP_TRIES times; what `pick` reads from the answer to it (parsed
+    // once, on the receive buffer), or `what` when the answer is of another kind.
+    let exchange = |request: Vec<u8>, txid: u32, what: &'static str, pick: Pick| {
         let socket = &socket;
         async move {
             let mut buf = [0u8; 2048];
@@ -274,8 +278,8 @@ async fn announce_udp(url: &str, a: &Announce) -> Result<Duration, AnnounceError
                         Err(_) => break,
                         Ok(r) => r.map_err(|e| e.to_string())?,
                     };
-                    if udp_answer(&buf[..n], txid)?.is_some() {
-                        return Ok(buf[..n].to_vec());
+                    if let Some(answer) = udp_answer(&buf[..n], txid)? {
+                        return pick(&answer).ok_or_else(|| what.to_string());
                     }
                 }
             }
@@ -286,23 +290,33 @@ async fn announce_udp(url: &str, a: &Announce) -> Result<Duration, AnnounceError
     let txid = random();
     let mut request = Vec::new();
     udp_protocol::write_connect_request(txid, &mut request);
-    let answer = exchange(request, txid).await.map_err(failed)?;
-    let Ok(udp_protocol::Response::Connect { connection_id, .. }) =
-        udp_protocol::parse_response(&answer)
-    else {
-        return Err(failed("answered a connect with something else".into()));
-    };
+    let connection_id = exchange(
+        request,
+        txid,
+        "answered a connect with something else",
+        |r| match r {
+            udp_protocol::Response::Connect { connection_id, .. } => Some(*connection_id),
+            _ => None,
+        },
+    )
+    .await
+    .map_err(failed)?;
     let txid = random();
     let mut request = Vec::new();
     let ours = udp_announce(connection_id, txid, random(), a);
     udp_protocol::write_announce_request(&ours, &mut request);
-    let answer = exchange(request, txid).await.map_err(failed)?;
-    let Ok(udp_protocol::Response::Announce { interval, .. }) =
-        udp_protocol::parse_response(&answer)
-    else {
-        return Err(failed("answered an announce with something else".into()));
-    };
-    Ok(Duration::from_secs(u64::from(interval).clamp(30, 3600)))
+    let interval = exchange(
+        request,
+        txid,
+        "answered an announce with something else",
+        |r| match r {
+            udp_protocol::Response::Announce { interval, .. } => Some(u64::from(*interval)),
+            _ => None,
+        },
+    )
+    .await
+    .map_err(failed)?;
+    Ok(Duration::from_secs(interval.clamp(30, 3600)))
 }
 
 /// The address trackers should list for us, when configured.
