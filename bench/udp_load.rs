@@ -25,14 +25,11 @@ fn main() {
         std::process::exit(2);
     }
     let server: SocketAddr = args[1].parse().expect("server address");
-    let hashes: Vec<[u8; 20]> = std::fs::read_to_string(&args[2])
+    let hashes: Vec<InfoHash> = std::fs::read_to_string(&args[2])
         .expect("read hashes")
         .lines()
         .filter(|l| l.len() == 40)
-        .map(|l| {
-            let v = hex::decode(l).expect("hex hash");
-            v.try_into().expect("20 bytes")
-        })
+        .map(|l| InfoHash::from_hex(l).expect("hex hash"))
         .collect();
     assert!(!hashes.is_empty(), "no hashes");
     let n: u64 = args[4].parse().expect("number");
@@ -99,7 +96,7 @@ impl Client {
     fn send(
         &mut self,
         tx: u32,
-        hash: &[u8; 20],
+        hash: &InfoHash,
         port: u16,
         left: u64,
         event: Event,
@@ -111,7 +108,7 @@ impl Client {
         let a = udp_protocol::Announce {
             connection_id: self.conn,
             transaction_id: tx,
-            info_hash: InfoHash::new(*hash),
+            info_hash: *hash,
             peer_id,
             downloaded: 0,
             left,
@@ -140,7 +137,7 @@ impl Rng {
     }
 }
 
-fn fill(server: SocketAddr, hashes: &[[u8; 20]], n: u64) {
+fn fill(server: SocketAddr, hashes: &[InfoHash], n: u64) {
     let mut client = Client::new(server);
     let per = hashes.len() as u64;
     let mut buf = [0u8; 2048];
@@ -170,7 +167,7 @@ fn fill(server: SocketAddr, hashes: &[[u8; 20]], n: u64) {
     println!("announced {n} distinct peers");
 }
 
-fn load(server: SocketAddr, hashes: &[[u8; 20]], duration: Duration, sockets: usize) {
+fn load(server: SocketAddr, hashes: &[InfoHash], duration: Duration, sockets: usize) {
     let start = Instant::now();
     let threads: Vec<_> = (0..sockets)
         .map(|t| {

@@ -78,7 +78,7 @@ pub async fn read_all(
             .await?;
         let counts = raw
             .into_iter()
-            .filter_map(|(h, n)| Some((InfoHash::try_from(h.as_slice()).ok()?, n)))
+            .filter_map(|(h, n)| Some((InfoHash::from_slice(&h)?, n)))
             .collect();
         out.insert(node, counts);
     }

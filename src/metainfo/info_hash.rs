@@ -40,14 +40,6 @@ impl From<[u8; 20]> for InfoHash {
     }
 }
 
-impl TryFrom<&[u8]> for InfoHash {
-    type Error = std::array::TryFromSliceError;
-
-    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
-        bytes.try_into().map(InfoHash)
-    }
-}
-
 impl From<InfoHash> for [u8; 20] {
     fn from(h: InfoHash) -> Self {
         h.0

@@ -92,8 +92,10 @@ impl Handshake {
             info_hash: InfoHash::default(),
             peer_id: [0; 20],
         };
+        let mut info_hash = [0; 20];
         h.reserved.copy_from_slice(&buf[20..28]);
-        h.info_hash = InfoHash::from_slice(&buf[28..48]).unwrap_or_default();
+        info_hash.copy_from_slice(&buf[28..48]);
+        h.info_hash = InfoHash::new(info_hash);
         h.peer_id.copy_from_slice(&buf[48..68]);
         Ok(Some(h))
     }

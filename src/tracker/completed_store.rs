@@ -57,9 +57,7 @@ impl CompletedStore {
             let hash: Vec<u8> = row.get(0).map_err(|e| self.err(e))?;
             let count: i64 = row.get(1).map_err(|e| self.err(e))?;
             // A row we did not write (wrong length) is skipped rather than trusted.
-            if let (Ok(hash), Ok(count)) =
-                (InfoHash::try_from(hash.as_slice()), u64::try_from(count))
-            {
+            if let (Some(hash), Ok(count)) = (InfoHash::from_slice(&hash), u64::try_from(count)) {
                 rows.push((hash, count));
             }
         }

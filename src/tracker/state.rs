@@ -29,6 +29,11 @@ use crate::proxy::Proxies;
 /// Shards by the info hash's first byte: an announce locks 1/256th of the store.
 const SHARDS: usize = 256;
 
+/// A torrent's shard: its hash's first byte (hashes are uniform; `SHARDS` is 256).
+fn shard_of(info_hash: &InfoHash) -> usize {
+    usize::from(info_hash.as_bytes()[0])
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
     #[error(transparent)]
@@ -109,7 +114,7 @@ impl Tracker {
         let store = CompletedStore::open(state_dir)?;
         let shards: Box<[Mutex<Shard>]> = (0..SHARDS).map(|_| Mutex::default()).collect();
         for (hash, count) in store.load()? {
-            let mut shard = lock(&shards[usize::from(hash.as_bytes()[0])]);
+            let mut shard = lock(&shards[shard_of(&hash)]);
             shard.completed.insert(hash, count);
         }
         // Peer timestamps are 15-bit ticks (`peer_list`): ticks grow with the interval so that
@@ -588,7 +593,7 @@ impl Tracker {
     pub fn set_remote_completed(&self, totals: &HashMap<InfoHash, u64>) {
         let mut by_shard: Vec<HashMap<InfoHash, u64>> = vec![HashMap::new(); SHARDS];
         for (h, n) in totals {
-            by_shard[usize::from(h.as_bytes()[0])].insert(*h, *n);
+            by_shard[shard_of(h)].insert(*h, *n);
         }
         for (shard, mine) in self.shards.iter().zip(by_shard) {
             lock(shard).remote_completed = mine;
@@ -615,7 +620,7 @@ impl Tracker {
     }
 
     fn shard(&self, info_hash: &InfoHash) -> MutexGuard<'_, Shard> {
-        lock(&self.shards[usize::from(info_hash.as_bytes()[0])])
+        lock(&self.shards[shard_of(info_hash)])
     }
 }
 

@@ -256,10 +256,11 @@ pub fn answer(
             }
             let mut entries = [(0u32, 0u32, 0u32); udp_protocol::MAX_SCRAPE_HASHES];
             let mut n = 0;
-            for chunk in info_hashes.chunks_exact(20) {
-                let Some(hash) = InfoHash::from_slice(chunk) else {
-                    continue;
-                };
+            // Whole 20-byte hashes (the parser cut the list to them).
+            for hash in info_hashes
+                .chunks_exact(20)
+                .filter_map(InfoHash::from_slice)
+            {
                 let c = tracker.torrent(&hash);
                 let completed = u32::try_from(c.downloaded).unwrap_or(u32::MAX);
                 entries[n] = (c.complete, completed, c.incomplete);
