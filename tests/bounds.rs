@@ -8,16 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// Retries `f` until it is true, for at most 10 s: a closed connection is noticed by the server
-/// asynchronously.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// peer.max_connections_per_ip: a third connection from one address is closed, another address
 /// is admitted, and a slot freed is taken again.
 #[test]
@@ -41,9 +31,11 @@ fn peer_connections_per_ip_are_capped() {
     let (_other, ok) = admitted([127, 0, 0, 2]);
     assert!(ok, "127.0.0.2 is another client");
     drop(first);
-    eventually("the freed slot of 127.0.0.1 is never reused", || {
-        admitted([127, 0, 0, 1]).1
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the freed slot of 127.0.0.1 is never reused",
+        || admitted([127, 0, 0, 1]).1,
+    );
 }
 
 /// http.max_connections_per_ip: past the cap a connection is closed before it is answered;
@@ -81,9 +73,11 @@ fn http_connections_per_ip_are_capped_except_trusted_proxies() {
     // The connections held are still served, and a freed slot is taken again.
     assert_eq!(ask(&mut held[0], wait), Some(200));
     held.pop();
-    eventually("the freed HTTP slot is never reused", || {
-        ask(&mut connect_from([127, 0, 0, 1], server.http), wait) == Some(200)
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the freed HTTP slot is never reused",
+        || ask(&mut connect_from([127, 0, 0, 1], server.http), wait) == Some(200),
+    );
 }
 
 /// http.max_connections (per worker, with http.workers = 1): a connection past it waits,
@@ -156,10 +150,14 @@ fn a_folder_of_more_files_than_the_soft_fd_limit_is_seeded() {
     let ih = server.published_hash("many");
     server.wait_log("open files limit: ", Duration::from_secs(5));
     let peer = server.logged_addr("peer listening on ");
-    eventually("the seeder never served the folder of 300 files", || {
-        let mut s = connect_from([127, 0, 0, 1], peer);
-        crate::common::handshake_answered(&mut s, ih)
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the seeder never served the folder of 300 files",
+        || {
+            let mut s = connect_from([127, 0, 0, 1], peer);
+            crate::common::handshake_answered(&mut s, ih)
+        },
+    );
     assert!(
         !server.log.lock().unwrap().contains("Too many open files"),
         "{}",
@@ -188,14 +186,18 @@ fn more_published_files_than_descriptors_are_all_served() {
     }
     let server = Server::start_with_fd_limit(&d.content, &d.state, "ulimit -n 256");
     let ih = server.published_hash("many");
-    eventually("not every entry was published", || {
-        server
-            .torrents()
-            .iter()
-            .filter(|t| t["status"] == "published")
-            .count()
-            == 61
-    });
+    eventually(
+        Duration::from_secs(10),
+        "not every entry was published",
+        || {
+            server
+                .torrents()
+                .iter()
+                .filter(|t| t["status"] == "published")
+                .count()
+                == 61
+        },
+    );
     for i in 0..60u64 {
         let r = server.get(&format!("/files/top{i:03}.bin"));
         assert_eq!(

@@ -98,15 +98,6 @@ fn hex20(hex: &str) -> [u8; 20] {
     hex::decode(hex).unwrap().try_into().unwrap()
 }
 
-/// Polls `check` until it holds, for up to 30 s.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn udp_addr(s: &Server) -> SocketAddr {
     s.logged_addr("udp tracker listening on ")
 }
@@ -166,17 +157,25 @@ fn three_nodes_share_swarms_counts_links_and_hashing_through_redis() {
 
     // A peer announced to node 1 is returned by node 2 over HTTP and node 3 over UDP.
     http_ports(c.node(0), &h, 41_001);
-    eventually("node 2 returns node 1's peer", || {
-        http_ports(c.node(1), &h, 41_002)
-            .0
-            .contains(&compact_local(41_001))
-    });
+    eventually(
+        Duration::from_secs(30),
+        "never: node 2 returns node 1's peer",
+        || {
+            http_ports(c.node(1), &h, 41_002)
+                .0
+                .contains(&compact_local(41_001))
+        },
+    );
     let udp = Udp::new(udp_addr(c.node(2)));
-    eventually("node 3 returns node 1's peer over UDP", || {
-        let conn = udp.connect();
-        let r = udp.exchange(&udp_announce(conn, &h, 41_003, 100, 2, 50));
-        udp_peers(&r).0.contains(&compact_local(41_001))
-    });
+    eventually(
+        Duration::from_secs(30),
+        "never: node 3 returns node 1's peer over UDP",
+        || {
+            let conn = udp.connect();
+            let r = udp.exchange(&udp_announce(conn, &h, 41_003, 100, 2, 50));
+            udp_peers(&r).0.contains(&compact_local(41_001))
+        },
+    );
 
     // Served torrents and magnets name every node's tracker (one tier) and web seed.
     let r = c.node(0).get("/torrents/big.bin.torrent");
@@ -210,7 +209,11 @@ fn three_nodes_share_swarms_counts_links_and_hashing_through_redis() {
     complete(c.node(2), 42_003);
     for i in 0..3 {
         let http = c.node(i).http;
-        eventually("2 completed everywhere", || scraped(http, &h).2 == 2);
+        eventually(
+            Duration::from_secs(30),
+            "never: 2 completed everywhere",
+            || scraped(http, &h).2 == 2,
+        );
     }
 
     // Redis away for 10 s: the nodes answer alone, and count a completion meanwhile.
@@ -223,17 +226,23 @@ fn three_nodes_share_swarms_counts_links_and_hashing_through_redis() {
     // Back: a new announce is seen across nodes again, and no completion was lost.
     http_ports(c.node(1), &h, 44_002);
     for i in [0, 2] {
-        eventually("node 2's new peer seen again", || {
-            http_ports(c.node(i), &h, 44_100)
-                .0
-                .contains(&compact_local(44_002))
-        });
+        eventually(
+            Duration::from_secs(30),
+            "never: node 2's new peer seen again",
+            || {
+                http_ports(c.node(i), &h, 44_100)
+                    .0
+                    .contains(&compact_local(44_002))
+            },
+        );
     }
     for i in 0..3 {
         let http = c.node(i).http;
-        eventually("3 completed everywhere after the restart", || {
-            scraped(http, &h).2 == 3
-        });
+        eventually(
+            Duration::from_secs(30),
+            "never: 3 completed everywhere after the restart",
+            || scraped(http, &h).2 == 3,
+        );
     }
     c.wait_nodes(3);
 

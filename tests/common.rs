@@ -39,6 +39,16 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Polls `check` every 100 ms until it holds, for up to `within`; fails the test with
+/// `failure` otherwise.
+pub fn eventually(within: Duration, failure: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// True when `program` can run. Under CI=true a missing client fails the test instead: interop
 /// tests must never pass by skipping there.
 pub fn have_client(program: &str, probe: &[&str]) -> bool {
