@@ -58,6 +58,9 @@ impl Browser {
                 .args(flags)
                 .arg(format!("--user-data-dir={}", profile.path().display()))
                 .arg("about:blank")
+                // Its scratch folders (org.chromium.Chromium.*) go to TMPDIR and stay there
+                // when it is killed: inside the profile they go with it.
+                .env("TMPDIR", profile.path())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())

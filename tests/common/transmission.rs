@@ -187,6 +187,8 @@ pub fn transmission_download(
             .arg("--logfile")
             .arg(&log)
             .env("TR_DEBUG_FD", "2")
+            // Its session-id file goes to TMPDIR; a killed daemon leaves it behind.
+            .env("TMPDIR", &root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&deep).unwrap())

@@ -40,19 +40,25 @@ def main():
     ti = lt.torrent_info(lt.bencode(ct.generate()))
     print(json.dumps({"info_hash": str(ti.info_hashes().v1)}), flush=True)
 
-    save = tempfile.mkdtemp(prefix="lt_mse.")
+    with tempfile.TemporaryDirectory(prefix="lt_mse.") as save:
+        ok = handshake(ses, ti, save, a.port, a.timeout)
+    sys.exit(0 if ok else 1)
+
+
+def handshake(ses, ti, save, port, timeout):
+    """Connects to the peer, prints the result line; whether the handshake finished."""
     params = lt.add_torrent_params()
     params.ti = ti
     params.save_path = save
     params.flags &= ~lt.torrent_flags.auto_managed
     params.flags &= ~lt.torrent_flags.paused
     h = ses.add_torrent(params)
-    h.connect_peer(("127.0.0.1", a.port))
+    h.connect_peer(("127.0.0.1", port))
 
     events = []
     result = {"ok": False, "rc4": False, "plaintext": False}
     start = time.time()
-    while time.time() - start < a.timeout and not result["ok"]:
+    while time.time() - start < timeout and not result["ok"]:
         for peer in h.get_peer_info():
             if peer.flags & (lt.peer_info.handshake | lt.peer_info.connecting):
                 continue
@@ -69,7 +75,8 @@ def main():
         time.sleep(0.05)
     result["events"] = events[-20:]
     print(json.dumps(result), flush=True)
-    sys.exit(0 if result["ok"] else 1)
+    ses.remove_torrent(h)
+    return result["ok"]
 
 
 if __name__ == "__main__":
