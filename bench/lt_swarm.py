@@ -42,6 +42,10 @@ def main():
             upload_rate_limit=a.up,
             download_rate_limit=a.down,
             ignore_limits_on_local_network=False,
+            # The limits count what bitseed's egress budget counts, BitTorrent messages, so
+            # UP is each leecher's payload rate as T_min assumes. libtorrent's default also
+            # charges estimated TCP/IP headers to them: LT_IP_OVERHEAD=1 keeps that.
+            rate_limit_ip_overhead=os.environ.get("LT_IP_OVERHEAD") == "1",
             out_enc_policy=int(lt.enc_policy.disabled),
             # Tracker announces come from each leecher's own address, so the tracker lists it
             # there; re-announce often enough that late joiners meet early ones.

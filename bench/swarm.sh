@@ -12,6 +12,9 @@
 #
 # Usage: bench/swarm.sh        (N=8 SIZE_MIB=48 SEED_UP=4000000 UP=2000000 DOWN=8000000 RUNS=1;
 #                               CASES="served no-ws libtorrent")
+# Every limit counts BitTorrent messages written, as bitseed's budget does; LT_IP_OVERHEAD=1
+# makes libtorrent's (leechers' and its seeder's) also charge TCP/IP headers, its default, which
+# leaves the leechers ~5% less payload than T_min assumes.
 # EXTRA_ENV="BITSEED_PEER__SUPER_SEED=off" (or any setting) changes bitseed's settings for a run;
 # LT_SWARM_TRACE=1 prints each leecher's progress and peers once a second on stderr (=sum: one
 # line for all). BIN=path runs that bitseed instead of building this one.

@@ -86,6 +86,8 @@ struct SuperPeer {
     window: usize,
     /// Pieces the peer reported since the shell last collected them.
     new_haves: Vec<u32>,
+    /// How many of `has` are set.
+    count: u64,
 }
 
 #[derive(Debug)]
@@ -144,6 +146,7 @@ impl Connection {
                 shown: Vec::new(),
                 window: super_seed,
                 new_haves: Vec::new(),
+                count: 0,
             }),
             piece_length: layout.piece_length,
             peer_seed: false,
@@ -181,6 +184,11 @@ impl Connection {
     /// The peer has every piece: a seed like us, which needs nothing from us.
     pub fn peer_is_seed(&self) -> bool {
         self.peer_seed
+    }
+
+    /// How many pieces the peer reported having, while super-seeding (which follows them).
+    pub fn has_count(&self) -> Option<u64> {
+        self.super_peer.as_ref().map(|sp| sp.count)
     }
 
     pub fn queued(&self) -> usize {
@@ -378,6 +386,7 @@ impl Connection {
             };
             if !*slot {
                 *slot = true;
+                sp.count += 1;
                 sp.new_haves.push(p);
             }
             sp.shown.retain(|s| s.piece != p);

@@ -22,6 +22,7 @@ mod published;
 mod seeder;
 mod session;
 mod shared;
+mod standing;
 mod super_seed;
 #[cfg(test)]
 mod test_support;

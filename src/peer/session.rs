@@ -32,6 +32,7 @@ use super::listener::{Incoming, PeerRead, PeerWrite};
 use super::mse::{self, rc4::Rc4, Encryption, Mode, MseError};
 use super::published::Published;
 use super::shared::{lock, Entry, Inner, SessionView, Slot};
+use super::standing::Place;
 use super::super_seed::Waited;
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::egress::Channel;
@@ -375,6 +376,7 @@ fn offer_next(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .first_copy();
+
     // Fill the peer's window of shown pieces, one rarest piece at a time.
     let mut shown_any = false;
     while let Some((mut has, new_haves)) = conn.offer_wanted(now, first_copy) {
@@ -643,6 +645,11 @@ async fn serve_open(
         },
     );
 
+    // Where the peer stands among the torrent's downloading peers (super-seeding follows what
+    // each has), kept up to date before each read is asked of the budget.
+    let mut place = Place::new(&entry.standing);
+    let piece_count = u64::from(torrent.piece_count());
+
     let mut out = Out::new(&inner.queued, tx);
     let mut in_flight_bytes = InFlight {
         bytes: 0,
@@ -755,6 +762,7 @@ async fn serve_open(
                 held = Held::take(inner, &entry, &view, &pending, true);
             }
         }
+        place.set(conn.has_count(), piece_count);
         // Start the next disk read when the socket has room for it.
         let mut in_flight: usize = reading.iter().map(|r| r.1).sum();
         while reading.len() < READS_IN_FLIGHT
@@ -767,7 +775,7 @@ async fn serve_open(
                 .take()
                 .or_else(|| conn.next_job(&torrent, read_max));
             if let Some(job) = job {
-                match inner.take_upload(job.len as u64) {
+                match inner.take_upload(job.len as u64, &place) {
                     Ok(()) => {
                         let t = torrent.clone();
                         let len = job.len;

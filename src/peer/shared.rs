@@ -17,6 +17,7 @@ use super::choker::{Changes, Choker, PeerKey};
 use super::counts::Refusals;
 use super::eviction;
 use super::listener::UdpCounts;
+use super::standing::{Place, Standing};
 use super::super_seed::SuperSeed;
 use super::{PeerConfig, Published};
 use crate::egress::{Channel, Egress};
@@ -34,6 +35,8 @@ pub(super) const QUEUED_MAX: usize = 128 << 20;
 /// over all peers: each such request makes us read up to 512 blocks, so it is paid for here
 /// before it starts (a legitimate client asks for them only to find a bad block).
 const HASH_WORK_RATE: u64 = 64 << 20;
+/// How soon a peer that let one behind it go first asks the budget again.
+const YIELD: Duration = Duration::from_millis(10);
 
 /// Where the seeder tells a tracker it is seeding: `serve` implements it over the built-in
 /// tracker's `set_own_seed`, with no HTTP round trip.
@@ -67,6 +70,8 @@ pub(super) struct Entry {
     pub retired: CancellationToken,
     /// The torrent-wide piece picker when super-seeding (std lock: never held across `.await`).
     pub super_seed: Option<Mutex<SuperSeed>>,
+    /// Where its downloading peers stand, for the order they draw on a contended budget.
+    pub standing: Standing,
     /// The listen addresses of the peers connected for this torrent, by session (for PEX;
     /// bounded by the connection caps).
     pub swarm: Mutex<HashMap<usize, SocketAddr>>,
@@ -230,6 +235,7 @@ impl Inner {
                 .super_seed
                 .applies(self.limited())
                 .then(|| Mutex::new(SuperSeed::new(torrent.piece_count()))),
+            standing: Standing::default(),
             swarm: Mutex::new(HashMap::new()),
         });
         let hashes = torrent.wire_hashes();
@@ -469,16 +475,25 @@ impl Inner {
         st.apply(changes);
     }
 
-    /// Asks the peer-wire limit, then the publisher's budget, for `bytes`: `Err(wait)` when
-    /// either says to wait (the first is refunded when only the second refuses).
-    pub fn take_upload(&self, bytes: u64) -> Result<(), Duration> {
+    /// Asks the peer-wire limit, then the publisher's budget, for `bytes` to the peer at
+    /// `place`: `Err(wait)` when either says to wait (the first is refunded when only the
+    /// second refuses). A peer ahead of its torrent's average waits while one behind does
+    /// (see `standing`).
+    pub fn take_upload(&self, bytes: u64, place: &Place<'_>) -> Result<(), Duration> {
+        let now = Instant::now();
+        if place.yields(now) {
+            return Err(YIELD);
+        }
         if let Some(l) = &self.limiter {
-            lock(l).take(bytes, Instant::now())?;
+            lock(l)
+                .take(bytes, now)
+                .inspect_err(|_| place.refused(now))?;
         }
         self.egress.take(Channel::Peer, bytes).inspect_err(|_| {
             if let Some(l) = &self.limiter {
                 lock(l).refund(bytes);
             }
+            place.refused(now);
         })
     }
 
