@@ -42,7 +42,11 @@ fn start_nodes(tmp: tempfile::TempDir, contents: &[&Path], top: &str) -> Option<
     if !have_redis() {
         return None;
     }
-    let redis = Redis::start();
+    Some(start_nodes_on(Redis::start(), tmp, contents, top))
+}
+
+/// `start_nodes` with `redis` (running or not).
+fn start_nodes_on(redis: Redis, tmp: tempfile::TempDir, contents: &[&Path], top: &str) -> Cluster {
     let nodes = (1..=contents.len())
         .map(|i| {
             let port = free_port();
@@ -66,11 +70,11 @@ fn start_nodes(tmp: tempfile::TempDir, contents: &[&Path], top: &str) -> Option<
             ))
         })
         .collect();
-    Some(Cluster {
+    Cluster {
         redis,
         nodes,
         _tmp: tmp,
-    })
+    }
 }
 
 impl Cluster {
@@ -437,6 +441,45 @@ fn a_copy_that_differs_is_hashed_again_not_published_with_the_other_nodes_hashes
     assert_eq!(count("hashed `same.bin`"), 1, "{logs:?}");
     assert_eq!(count("hashed `differs.bin`"), 2, "{logs:?}");
     assert_eq!(count("`differs.bin`: another node's hashes not used"), 1);
+}
+
+/// Nodes started before their Redis (compose starts them together) wait for it before hashing:
+/// the entry is still hashed by one node only.
+#[test]
+fn nodes_started_before_their_redis_wait_for_it_to_hash_once() {
+    if !have_redis() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let content = tmp.path().join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    write_tree(&content, &[("big.bin", 3 << 20)]);
+    let mut redis = Redis::start();
+    redis.stop();
+    let mut c = start_nodes_on(redis, tmp, &[&content, &content], "");
+    eventually(
+        Duration::from_secs(20),
+        "no node said it waits for redis",
+        || (0..2).any(|i| log(c.node(i)).contains("hashing waits for it")),
+    );
+    c.redis.restart();
+    for i in 0..2 {
+        c.node(i).wait_published("big.bin", None);
+    }
+    let logs: Vec<String> = (0..2).map(|i| log(c.node(i))).collect();
+    let hashed = logs
+        .iter()
+        .filter(|l| l.contains("hashed `big.bin`"))
+        .count();
+    let reused = logs
+        .iter()
+        .filter(|l| l.contains("hashes reused from another node"))
+        .count();
+    assert_eq!(
+        (hashed, reused),
+        (1, 1),
+        "one node hashes, one reuses: {logs:?}"
+    );
 }
 
 /// A Redis that accepts connections and never answers (a partition dropping its packets) costs

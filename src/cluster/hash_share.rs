@@ -33,6 +33,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// that accepts and never answers (a partition dropping its packets) would otherwise cost every
 /// new entry its timeouts, seconds each, and a big folder days.
 const DOWN_FOR: Duration = Duration::from_secs(30);
+/// Until this long after the node starts, a job that cannot reach Redis waits for it before
+/// hashing alone: compose starts a node beside its Redis, and a node that finds it not yet up
+/// would hash its whole folder alone, duplicating the other nodes' work.
+const START_WAIT: Duration = Duration::from_secs(10);
+const START_RETRY: Duration = Duration::from_millis(250);
 
 pub struct HashShare {
     client: redis::Client,
@@ -44,6 +49,9 @@ pub struct HashShare {
     held: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// Redis failed lately: not asked again before then (`DOWN_FOR`).
     down_until: Mutex<Option<Instant>>,
+    /// When the node started (`START_WAIT`), and whether a job has said it waits for Redis.
+    born: Instant,
+    said_waiting: AtomicBool,
 }
 
 impl HashShare {
@@ -60,6 +68,8 @@ impl HashShare {
             me: me.to_owned(),
             held: Mutex::new(HashMap::new()),
             down_until: Mutex::new(None),
+            born: Instant::now(),
+            said_waiting: AtomicBool::new(false),
         }
     }
 
@@ -81,6 +91,27 @@ impl HashShare {
         Ok(conn)
     }
 
+    /// `connect`, waiting for a Redis that cannot be reached (refused, not resolved yet) while
+    /// the node is young (`START_WAIT`). A Redis that takes the connection and never answers
+    /// is not waited for: its commands time out.
+    fn connect_for_job(&self) -> redis::RedisResult<redis::Connection> {
+        loop {
+            match self.connect() {
+                Err(e) if self.born.elapsed() < START_WAIT && !self.stop.is_cancelled() => {
+                    if !self.said_waiting.swap(true, Ordering::Relaxed) {
+                        tracing::info!(
+                            "cluster: redis not up yet ({e}): hashing waits for it until {} s \
+                             after start",
+                            START_WAIT.as_secs()
+                        );
+                    }
+                    std::thread::sleep(START_RETRY);
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn claim_key(&self, key: &str) -> String {
         format!("{}:hashing:{key}", self.name)
     }
@@ -90,7 +121,7 @@ impl HashShare {
     }
 
     fn try_find_or_claim(&self, key: &str) -> redis::RedisResult<Option<Vec<u8>>> {
-        let mut conn = self.connect()?;
+        let mut conn = self.connect_for_job()?;
         let started = Instant::now();
         loop {
             let record: Option<Vec<u8>> = redis::cmd("GET")
