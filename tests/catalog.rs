@@ -2,7 +2,7 @@
 //! still has open for writing is not published, however long its writer pauses.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use serde_json::Value;
@@ -12,23 +12,16 @@ const TOKEN: &str = "catalog-test-token-0123";
 
 /// The API entry `path` as the publisher sees it, once `ok` holds for it.
 fn wait_entry(server: &Server, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(t) = server
-            .publisher_torrents(TOKEN)
-            .into_iter()
-            .find(|t| t["path"] == path && ok(t))
-        {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never got there: {:?}; log:\n{}",
-            server.publisher_torrents(TOKEN),
-            server.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        let list = server.publisher_torrents(TOKEN);
+        let found = list.iter().find(|t| t["path"] == path && ok(t)).cloned();
+        found.ok_or_else(|| {
+            format!(
+                "{path} never got there: {list:?}; log:\n{}",
+                server.log.lock().unwrap()
+            )
+        })
+    })
 }
 
 /// Entries waiting for their turn are listed (to the publisher) as `queued` with their place;

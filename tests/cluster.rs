@@ -84,12 +84,15 @@ impl Cluster {
 
     /// Waits until every running node lists `n` live nodes.
     fn wait_nodes(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let within = Duration::from_secs(30);
+        let started = Instant::now();
         for s in self.nodes.iter().flatten() {
-            while s.metric("bitseed_cluster_nodes") != Some(n) {
-                assert!(Instant::now() < deadline, "never {n} nodes:\n{}", log(s));
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let left = within.saturating_sub(started.elapsed());
+            poll(left, Duration::from_millis(100), || {
+                (s.metric("bitseed_cluster_nodes") == Some(n))
+                    .then_some(())
+                    .ok_or_else(|| format!("never {n} nodes:\n{}", log(s)))
+            });
         }
     }
 }
@@ -512,23 +515,15 @@ fn a_silent_redis_costs_one_timeout_not_one_per_entry() {
         &tmp.path().join("state"),
         &["--config", config.to_str().unwrap(), "--http", &http],
     );
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
+    poll(Duration::from_secs(40), Duration::from_millis(200), || {
         let published = node
             .torrents()
             .iter()
             .filter(|t| t["status"] == "published")
             .count();
-        if published == names.len() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{published} of {} published:\n{}",
-            names.len(),
-            log(&node)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (published == names.len())
+            .then_some(())
+            .ok_or_else(|| format!("{published} of {} published:\n{}", names.len(), log(&node)))
+    });
     assert!(log(&node).contains("hashing alone for the next"));
 }

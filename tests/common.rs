@@ -42,10 +42,25 @@ pub fn stderr(out: &Output) -> String {
 /// Polls `check` every 100 ms until it holds, for up to `within`; fails the test with
 /// `failure` otherwise.
 pub fn eventually(within: Duration, failure: &str, mut check: impl FnMut() -> bool) {
+    poll(within, Duration::from_millis(100), || {
+        check().then_some(()).ok_or_else(|| failure.to_owned())
+    })
+}
+
+/// Calls `check` every `every` until it returns `Ok(value)`, and returns that; once `within` has
+/// passed, fails with the message of its last `Err` (what it saw, for the failure to say).
+pub fn poll<T>(
+    within: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
     let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "{failure}");
-        std::thread::sleep(Duration::from_millis(100));
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        std::thread::sleep(every);
     }
 }
 

@@ -2,7 +2,7 @@
 //! is bitseed: no tracker, no peer given. bitseed's own bootstrap list is empty, so nothing
 //! leaves the machine.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -41,19 +41,15 @@ fn lt_dht(args: &[&str], timeout: Duration) -> (std::process::Output, Value) {
 
 /// Waits until a `/metrics` value reaches `at_least`.
 fn wait_metric(server: &Server, series: &str, at_least: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    poll(Duration::from_secs(30), Duration::from_millis(100), || {
         let v = server.metric(series).unwrap_or(0);
-        if v >= at_least {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} stayed at {v}; log:\n{}",
-            server.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (v >= at_least).then_some(v).ok_or_else(|| {
+            format!(
+                "{series} stayed at {v}; log:\n{}",
+                server.log.lock().unwrap()
+            )
+        })
+    })
 }
 
 /// libtorrent with DHT on, bootstrapped only from bitseed's DHT address, given a magnet link with

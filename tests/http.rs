@@ -2,33 +2,25 @@
 //! access log and the request counters, each through the real binary over a socket.
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use serde_json::Value;
 
 /// Lines of the server's log that contain `needle`, once there are at least `n` of them.
 fn wait_lines(server: &Server, needle: &str, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let lines: Vec<String> = server
-            .log
-            .lock()
-            .unwrap()
+    poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        let log = server.log.lock().unwrap();
+        let lines: Vec<String> = log
             .lines()
             .filter(|l| l.contains(needle))
             .map(str::to_owned)
             .collect();
         if lines.len() >= n {
-            return lines;
+            return Ok(lines);
         }
-        assert!(
-            Instant::now() < deadline,
-            "fewer than {n} lines with {needle:?}; log:\n{}",
-            server.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Err(format!("fewer than {n} lines with {needle:?}; log:\n{log}"))
+    })
 }
 
 /// The body-bytes field of an access log line: `CLIENT "METHOD PATH" STATUS BYTES MSms`.

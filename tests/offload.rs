@@ -137,20 +137,14 @@ fn counters_match_the_bytes_clients_received() {
         .unwrap();
     assert_eq!(crate::common::download(peer, &meta), body);
     // Counted as the next chunk is asked for or the stream ends: give the server a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let p = poll(Duration::from_secs(5), Duration::from_millis(100), || {
         let (p, w, dir) = egress(&server);
-        if dir == 2_000_000 && w == 100_000 && p >= 2_000_000 {
-            // The peer wire: pieces plus message framing and the greeting (well under 1%).
-            assert!(p < 2_000_000 + 20_000, "peer wire {p}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "counters: peer {p} web seed {w} direct {dir}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (dir == 2_000_000 && w == 100_000 && p >= 2_000_000)
+            .then_some(p)
+            .ok_or(format!("counters: peer {p} web seed {w} direct {dir}"))
+    });
+    // The peer wire: pieces plus message framing and the greeting (well under 1%).
+    assert!(p < 2_000_000 + 20_000, "peer wire {p}");
     let t = server.wait_published("c.bin", None);
     assert_eq!(t["sent_direct"], 2_000_000);
     assert_eq!(t["sent_web_seed"], 100_000);
@@ -188,15 +182,12 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
         let wire = crate::common::connect(peer, meta.info_hash.wire().unwrap());
         // The session holds its slot a moment after the handshake.
         let on_wire = if budget {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
+            poll(Duration::from_secs(10), Duration::from_millis(50), || {
                 let r = fetch([127, 0, 0, 1], lt);
-                if r.status != 206 {
-                    break r;
-                }
-                assert!(Instant::now() < deadline, "never turned away");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+                (r.status != 206)
+                    .then_some(r)
+                    .ok_or("never turned away".into())
+            })
         } else {
             std::thread::sleep(Duration::from_secs(1));
             fetch([127, 0, 0, 1], lt)
@@ -210,14 +201,11 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
         assert_eq!(fetch([127, 0, 0, 2], lt).status, 206, "another address");
         assert_eq!(fetch([127, 0, 0, 1], "curl/8.5.0").status, 206, "a person");
         drop(wire);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while fetch([127, 0, 0, 1], lt).status != 206 {
-            assert!(
-                Instant::now() < deadline,
-                "still turned away after leaving the wire"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            (fetch([127, 0, 0, 1], lt).status == 206)
+                .then_some(())
+                .ok_or("still turned away after leaving the wire".into())
+        });
     }
 }
 

@@ -45,19 +45,16 @@ fn text(r: &Response) -> String {
 
 /// Waits for `check` to hold of the publisher's list.
 fn wait_admin(server: &Server, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    poll(Duration::from_secs(30), Duration::from_millis(100), || {
         let list = server.publisher_torrents(TOKEN);
         if check(&list) {
-            return list;
+            return Ok(list);
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "never {what}: {list:#?}\nlog:\n{}",
             server.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        ))
+    })
 }
 
 /// What the page looks like to a script: the viewport, how wide the document is, and every
@@ -389,11 +386,9 @@ fn every_files_sha256_is_shown_and_kept() {
     drop(db);
     let server = Server::start(&d.content, &d.state, &["--format", "hybrid"]);
     server.wait_log("reading the SHA-256 of 2 entries", Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.wait_published("one.iso", None)["sha256"].is_null() {
-        assert!(Instant::now() < deadline, "never read");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(30), "never read", || {
+        !server.wait_published("one.iso", None)["sha256"].is_null()
+    });
     check(&server);
     assert!(!server.log.lock().unwrap().contains("hashing `one.iso`"));
     server.stop();
@@ -521,11 +516,9 @@ fn entries_sort_by_name_date_and_size() {
         .unwrap();
     f.set_modified(std::time::SystemTime::now()).unwrap();
     drop(f);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server.log.lock().unwrap().contains("published `b.bin`") {
-        assert!(Instant::now() < deadline, "b.bin never hashed again");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(30), "b.bin never hashed again", || {
+        server.log.lock().unwrap().contains("published `b.bin`")
+    });
     let b = server.wait_published("b.bin", None);
     assert_eq!(b["published_at"], "2026-01-01T00:00:00Z");
 }

@@ -309,15 +309,12 @@ fn stalled_downloads_are_closed_after_the_send_timeout() {
         "200 stalled downloads took {:.1} MiB",
         rss_busy - rss_idle
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while open_fds(pid) > idle + 2 {
-        assert!(
-            Instant::now() < deadline,
-            "stalled downloads still open after 30 s: {} fds (idle {idle})",
-            open_fds(pid)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(Duration::from_secs(30), Duration::from_millis(200), || {
+        let open = open_fds(pid);
+        (open <= idle + 2).then_some(()).ok_or_else(|| {
+            format!("stalled downloads still open after 30 s: {open} fds (idle {idle})")
+        })
+    });
     // The server still answers.
     assert_eq!(server.get("/healthz").status, 200);
     drop(stalled);
@@ -732,18 +729,13 @@ fn files_details_etag_percent_names_ranges_head_and_failed_paths() {
     assert_eq!((r.status, r.header("content-length")), (200, Some("5000")));
     assert!(r.body.is_empty());
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let failed: Value = loop {
-        if let Some(f) = server
+    let failed: Value = poll(Duration::from_secs(20), Duration::from_millis(100), || {
+        server
             .publisher_torrents(token)
             .into_iter()
             .find(|t| t["path"] == "broken" && t["status"] == "failed")
-        {
-            break f;
-        }
-        assert!(Instant::now() < deadline, "broken never failed");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+            .ok_or("broken never failed".into())
+    });
     let error = failed["error"].as_str().unwrap();
     let root = d.content.canonicalize().unwrap();
     assert!(
@@ -770,17 +762,14 @@ fn the_api_and_page_come_in_pages() {
     }
     std::fs::write(d.content.join("other.bin"), data(100, 99)).unwrap();
     let server = Server::start(&d.content, &d.state, &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server
-        .torrents()
-        .iter()
-        .filter(|t| t["status"] == "published")
-        .count()
-        < 31
-    {
-        assert!(Instant::now() < deadline, "not all published");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(30), "not all published", || {
+        let torrents = server.torrents();
+        torrents
+            .iter()
+            .filter(|t| t["status"] == "published")
+            .count()
+            >= 31
+    });
     let r = server.get("/api/torrents?limit=10&prefix=item");
     let page: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
     let names: Vec<&str> = page.iter().map(|t| t["path"].as_str().unwrap()).collect();

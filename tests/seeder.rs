@@ -750,14 +750,11 @@ fn seed_announces_started_and_stopped_on_sigterm() {
     };
     // Bounded waits: the announce happens right after start, the stop right after the signal.
     let udp_has = |event: u32| udp.events.lock().unwrap().contains(&(event, addr.port()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !has("started") || !udp_has(2) {
-        assert!(
-            Instant::now() < deadline,
-            "no started announce (HTTP and UDP)"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(Duration::from_secs(60), Duration::from_millis(20), || {
+        (has("started") && udp_has(2))
+            .then_some(())
+            .ok_or("no started announce (HTTP and UDP)".into())
+    });
     let status = Command::new("kill")
         .args(["-TERM", &seed.0.id().to_string()])
         .status()

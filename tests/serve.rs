@@ -232,11 +232,11 @@ fn slow_writes_change_delete_and_restart() {
 
     // Deleted: it disappears.
     std::fs::remove_file(d.content.join("renamed.bin")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.torrents().is_empty() {
-        assert!(Instant::now() < deadline, "deleted entry still listed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(20),
+        "deleted entry still listed",
+        || server.torrents().is_empty(),
+    );
 
     // A restart over unchanged content hashes nothing.
     std::fs::write(d.content.join("keep.bin"), data(200_000, 5)).unwrap();
@@ -581,15 +581,12 @@ fn libtorrent_downloads_from_the_magnet_link() {
             format,
         );
         // The tracker counted the downloader.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        poll(Duration::from_secs(10), Duration::from_millis(200), || {
             let t = server.wait_published("pack", None);
-            if t["seeders"].as_u64().unwrap_or(0) >= 1 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{t}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            (t["seeders"].as_u64().unwrap_or(0) >= 1)
+                .then_some(())
+                .ok_or(t.to_string())
+        });
     }
 }
 
