@@ -5,8 +5,10 @@
 //! Why: a rate-limited libtorrent requests from a peer in proportion to what it lately got from
 //! it, so a leecher that falls behind at the start (its web seed request holding its download
 //! quota, a slow first unchoke) stays behind to the end, and the whole swarm waits for it while
-//! the others idle as seeds. The publisher's bytes are the one lever on that: sent to whoever is
-//! behind, they keep the swarm level at no cost in copies.
+//! the others idle as seeds. The publisher's bytes are the one lever on that: sent first to
+//! whoever is behind, they keep the swarm level (measured in the README's "Offload": the last
+//! leecher done about 0.35 s sooner, the leechers within 1.2–2.6 s of each other instead of
+//! 3–5 s, for 0.04 (N = 8) to 0.07 (N = 16) more copies, in medians).
 //!
 //! The sum and the count are two atomics, updated one after the other: a reader may see them a
 //! message apart, which moves a peer's rank for that moment and nothing else.
