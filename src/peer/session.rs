@@ -376,7 +376,6 @@ fn offer_next(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .first_copy();
-
     // Fill the peer's window of shown pieces, one rarest piece at a time.
     let mut shown_any = false;
     while let Some((mut has, new_haves)) = conn.offer_wanted(now, first_copy) {
@@ -647,8 +646,7 @@ async fn serve_open(
 
     // Where the peer stands among the torrent's downloading peers (super-seeding follows what
     // each has), kept up to date before each read is asked of the budget.
-    let mut place = Place::new(&entry.standing);
-    let piece_count = u64::from(torrent.piece_count());
+    let mut place = Place::new(&entry.standing, torrent.piece_count());
 
     let mut out = Out::new(&inner.queued, tx);
     let mut in_flight_bytes = InFlight {
@@ -762,7 +760,7 @@ async fn serve_open(
                 held = Held::take(inner, &entry, &view, &pending, true);
             }
         }
-        place.set(conn.has_count(), piece_count);
+        place.set(conn.has_count());
         // Start the next disk read when the socket has room for it.
         let mut in_flight: usize = reading.iter().map(|r| r.1).sum();
         while reading.len() < READS_IN_FLIGHT

@@ -63,21 +63,24 @@ impl Standing {
 #[derive(Debug)]
 pub struct Place<'a> {
     standing: &'a Standing,
+    /// The torrent's piece count: a peer with all of them is done.
+    pieces: u64,
     /// The pieces it has, while counted.
     counted: Option<u64>,
 }
 
 impl<'a> Place<'a> {
-    pub fn new(standing: &'a Standing) -> Self {
+    pub fn new(standing: &'a Standing, pieces: u32) -> Self {
         Place {
             standing,
+            pieces: u64::from(pieces),
             counted: None,
         }
     }
 
-    /// The peer has `has` of `pieces` pieces (`None`: no longer known).
-    pub fn set(&mut self, has: Option<u64>, pieces: u64) {
-        let now = has.filter(|&h| h < pieces);
+    /// The peer has `has` pieces (`None`: no longer known).
+    pub fn set(&mut self, has: Option<u64>) {
+        let now = has.filter(|&h| h < self.pieces);
         if now == self.counted {
             return;
         }
@@ -125,7 +128,7 @@ impl<'a> Place<'a> {
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        self.set(None, 0);
+        self.set(None);
     }
 }
 
@@ -136,23 +139,23 @@ mod tests {
     #[test]
     fn peers_below_the_average_are_behind() {
         let s = Standing::default();
-        let mut a = Place::new(&s);
-        let mut b = Place::new(&s);
-        a.set(Some(10), 100);
+        let mut a = Place::new(&s, 100);
+        let mut b = Place::new(&s, 100);
+        a.set(Some(10));
         assert_eq!(a.behind(), None, "alone");
-        b.set(Some(30), 100);
+        b.set(Some(30));
         assert_eq!(a.behind(), Some(true));
         assert_eq!(b.behind(), Some(false));
         // Level: nobody is behind.
-        a.set(Some(30), 100);
+        a.set(Some(30));
         assert_eq!((a.behind(), b.behind()), (Some(false), Some(false)));
         // b completes: it leaves the count, and a is alone again.
-        a.set(Some(20), 100);
-        b.set(Some(100), 100);
+        a.set(Some(20));
+        b.set(Some(100));
         assert_eq!(b.behind(), None);
         assert_eq!(a.behind(), None);
-        let mut c = Place::new(&s);
-        c.set(Some(60), 100);
+        let mut c = Place::new(&s, 100);
+        c.set(Some(60));
         assert_eq!(a.behind(), Some(true));
         // A peer that goes takes its pieces with it.
         drop(c);
@@ -163,7 +166,7 @@ mod tests {
             ),
             (20, 1)
         );
-        a.set(None, 100);
+        a.set(None);
         assert_eq!(s.held.load(Ordering::Relaxed), 0);
         assert_eq!(s.downloading.load(Ordering::Relaxed), 0);
     }
@@ -171,9 +174,9 @@ mod tests {
     #[test]
     fn peers_ahead_let_a_refused_peer_behind_go_first_for_a_while() {
         let s = Standing::default();
-        let (mut behind, mut ahead) = (Place::new(&s), Place::new(&s));
-        behind.set(Some(10), 100);
-        ahead.set(Some(50), 100);
+        let (mut behind, mut ahead) = (Place::new(&s, 100), Place::new(&s, 100));
+        behind.set(Some(10));
+        ahead.set(Some(50));
         let t = Instant::now();
         assert!(!ahead.yields(t), "nobody waits yet");
         // Refusing a peer ahead changes nothing.
@@ -188,12 +191,12 @@ mod tests {
             "only a while"
         );
         // Level again: nobody is behind, nobody yields.
-        behind.set(Some(50), 100);
+        behind.set(Some(50));
         behind.refused(t);
         assert!(!ahead.yields(t + HOLD * 3));
         // A seed or a peer alone is not ranked.
-        ahead.set(Some(100), 100);
-        behind.set(Some(10), 100);
+        ahead.set(Some(100));
+        behind.set(Some(10));
         behind.refused(t + HOLD * 4);
         assert!(!ahead.yields(t + HOLD * 4));
     }
