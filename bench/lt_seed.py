@@ -31,10 +31,7 @@ def main():
     a = p.parse_args()
     extra = {"out_enc_policy": int(lt.enc_policy.disabled), "listen_interfaces": f"{a.listen}:0"}
     if a.up:
-        # The limit counts BitTorrent messages, as bitseed's does (LT_IP_OVERHEAD=1: libtorrent's
-        # default, which also charges estimated TCP/IP headers to it).
-        extra.update({"upload_rate_limit": a.up, "ignore_limits_on_local_network": False,
-                      "rate_limit_ip_overhead": os.environ.get("LT_IP_OVERHEAD") == "1"})
+        extra.update(lt_session.limits(up=a.up))
     if a.mode == "utp":
         extra.update({"enable_incoming_utp": True, "enable_outgoing_utp": True})
     if a.mode == "rc4":

@@ -39,13 +39,7 @@ def main():
         ses = lt_session.session(
             listen_interfaces=f"{ip}:0",
             outgoing_interfaces=ip,
-            upload_rate_limit=a.up,
-            download_rate_limit=a.down,
-            ignore_limits_on_local_network=False,
-            # The limits count what bitseed's egress budget counts, BitTorrent messages, so
-            # UP is each leecher's payload rate as T_min assumes. libtorrent's default also
-            # charges estimated TCP/IP headers to them: LT_IP_OVERHEAD=1 keeps that.
-            rate_limit_ip_overhead=os.environ.get("LT_IP_OVERHEAD") == "1",
+            **lt_session.limits(up=a.up, down=a.down),
             out_enc_policy=int(lt.enc_policy.disabled),
             # Tracker announces come from each leecher's own address, so the tracker lists it
             # there; re-announce often enough that late joiners meet early ones.
@@ -95,15 +89,15 @@ def main():
                 last = (now, down, up)
             else:
                 print(f"t={time.time() - start:5.1f}", file=sys.stderr)
-            for i, h in enumerate([] if summary else handles):
-                st = h.status()
-                by = []
-                for pi in h.get_peer_info():
-                    # By the last byte of the address (1 is bitseed's seeder); ws: a web seed.
-                    who = "ws" if pi.connection_type != lt.peer_info.standard_bittorrent else pi.ip[0].split('.')[-1]
-                    by.append(f"{who}:{pi.down_speed // 1000}")
-                print(f"  {i} {st.progress * 100:5.1f}% down {st.download_rate // 1000:5d} kB/s"
-                      f" up {st.upload_rate // 1000:5d} | " + " ".join(by), file=sys.stderr)
+                for i, h in enumerate(handles):
+                    st = h.status()
+                    by = []
+                    for pi in h.get_peer_info():
+                        # By the last byte of the address (1 is bitseed's seeder); ws: a web seed.
+                        who = "ws" if pi.connection_type != lt.peer_info.standard_bittorrent else pi.ip[0].split('.')[-1]
+                        by.append(f"{who}:{pi.down_speed // 1000}")
+                    print(f"  {i} {st.progress * 100:5.1f}% down {st.download_rate // 1000:5d} kB/s"
+                          f" up {st.upload_rate // 1000:5d} | " + " ".join(by), file=sys.stderr)
         for i, log in enumerate(logs):
             for al in sessions[i].pop_alerts():
                 log.write(f"{time.time() - start:7.3f} {al.message()}\n")

@@ -30,11 +30,17 @@ fn start_cluster(files: &[(&str, usize)]) -> Option<Cluster> {
 
 /// Three nodes on one folder, each with `top` (top-level settings) in its configuration.
 fn start_cluster_with(files: &[(&str, usize)], top: &str) -> Option<Cluster> {
+    let (tmp, content) = content_folder(files);
+    start_nodes(tmp, &[&content, &content, &content], top)
+}
+
+/// A temporary folder whose `content/` holds `files`.
+fn content_folder(files: &[(&str, usize)]) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let content = tmp.path().join("content");
     std::fs::create_dir_all(&content).unwrap();
     write_tree(&content, files);
-    start_nodes(tmp, &[&content, &content, &content], top)
+    (tmp, content)
 }
 
 /// One node per content folder (one folder, or copies of it), with a Redis for them.
@@ -101,6 +107,11 @@ fn log(s: &Server) -> String {
     s.log.lock().unwrap().clone()
 }
 
+/// How many of `logs` contain `needle`.
+fn count(logs: &[String], needle: &str) -> usize {
+    logs.iter().filter(|l| l.contains(needle)).count()
+}
+
 fn hex20(hex: &str) -> [u8; 20] {
     hex::decode(hex).unwrap().try_into().unwrap()
 }
@@ -133,12 +144,9 @@ fn three_nodes_share_swarms_counts_links_and_hashing_through_redis() {
         })
         .collect();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
-    let hashed = (0..3)
-        .filter(|&i| log(c.node(i)).contains("hashed `big.bin`"))
-        .count();
-    let reused = (0..3)
-        .filter(|&i| log(c.node(i)).contains("hashes reused from another node"))
-        .count();
+    let logs: Vec<String> = (0..3).map(|i| log(c.node(i))).collect();
+    let hashed = count(&logs, "hashed `big.bin`");
+    let reused = count(&logs, "hashes reused from another node");
     assert_eq!((hashed, reused), (1, 2), "one node hashes, two reuse");
     let h = hex20(&hashes[0]);
     c.wait_nodes(3);
@@ -440,10 +448,12 @@ fn a_copy_that_differs_is_hashed_again_not_published_with_the_other_nodes_hashes
     assert_eq!(hash(0, "same.bin"), hash(1, "same.bin"));
     assert_ne!(hash(0, "differs.bin"), hash(1, "differs.bin"));
     let logs = [log(c.node(0)), log(c.node(1))];
-    let count = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
-    assert_eq!(count("hashed `same.bin`"), 1, "{logs:?}");
-    assert_eq!(count("hashed `differs.bin`"), 2, "{logs:?}");
-    assert_eq!(count("`differs.bin`: another node's hashes not used"), 1);
+    assert_eq!(count(&logs, "hashed `same.bin`"), 1, "{logs:?}");
+    assert_eq!(count(&logs, "hashed `differs.bin`"), 2, "{logs:?}");
+    assert_eq!(
+        count(&logs, "`differs.bin`: another node's hashes not used"),
+        1
+    );
 }
 
 /// Nodes started before their Redis (compose starts them together) wait for it before hashing:
@@ -453,10 +463,7 @@ fn nodes_started_before_their_redis_wait_for_it_to_hash_once() {
     if !have_redis() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let content = tmp.path().join("content");
-    std::fs::create_dir_all(&content).unwrap();
-    write_tree(&content, &[("big.bin", 3 << 20)]);
+    let (tmp, content) = content_folder(&[("big.bin", 3 << 20)]);
     let mut redis = Redis::start();
     redis.stop();
     let mut c = start_nodes_on(redis, tmp, &[&content, &content], "");
@@ -470,14 +477,8 @@ fn nodes_started_before_their_redis_wait_for_it_to_hash_once() {
         c.node(i).wait_published("big.bin", None);
     }
     let logs: Vec<String> = (0..2).map(|i| log(c.node(i))).collect();
-    let hashed = logs
-        .iter()
-        .filter(|l| l.contains("hashed `big.bin`"))
-        .count();
-    let reused = logs
-        .iter()
-        .filter(|l| l.contains("hashes reused from another node"))
-        .count();
+    let hashed = count(&logs, "hashed `big.bin`");
+    let reused = count(&logs, "hashes reused from another node");
     assert_eq!(
         (hashed, reused),
         (1, 1),
@@ -491,12 +492,9 @@ fn nodes_started_before_their_redis_wait_for_it_to_hash_once() {
 /// entry, it took 80).
 #[test]
 fn a_silent_redis_costs_one_timeout_not_one_per_entry() {
-    let tmp = tempfile::tempdir().unwrap();
-    let content = tmp.path().join("content");
-    std::fs::create_dir_all(&content).unwrap();
     let names: Vec<String> = (0..20).map(|i| format!("f{i:02}.bin")).collect();
     let files: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 50_000)).collect();
-    write_tree(&content, &files);
+    let (tmp, content) = content_folder(&files);
     // Connections complete in the kernel's backlog; nothing ever reads them.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free_port();

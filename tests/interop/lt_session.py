@@ -3,6 +3,8 @@
 DHT, LSD, UPnP and NAT-PMP are off so nothing leaves the machine; uTP is off because bitseed
 speaks TCP and libtorrent would try uTP first and crawl.
 """
+import os
+
 import libtorrent as lt
 
 
@@ -19,6 +21,18 @@ def session(**extra):
     }
     settings.update(extra)
     return lt.session(settings)
+
+
+def limits(up=0, down=0):
+    """Rate limits that hold on loopback (0: none) and count BitTorrent messages, as bitseed's
+    budget does, so a limit is the payload rate a bound like T_min assumes. libtorrent's default
+    also charges its estimate of TCP/IP headers to them: LT_IP_OVERHEAD=1 keeps that."""
+    return {
+        "upload_rate_limit": up,
+        "download_rate_limit": down,
+        "ignore_limits_on_local_network": False,
+        "rate_limit_ip_overhead": os.environ.get("LT_IP_OVERHEAD") == "1",
+    }
 
 
 # Encryption forced both ways, RC4 only: what clients set to "require encryption" run.
