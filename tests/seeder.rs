@@ -1074,3 +1074,94 @@ fn encryption_policy_refuses_the_other_kind() {
         "an MSE handshake under disable is refused"
     );
 }
+
+/// A fresh super-seeded torrent whose 4 pieces two connected peers report having: how one
+/// more peer, interested and holding nothing, connects and tells its pieces.
+struct SpreadSwarm {
+    seeder: InProcess,
+    ih: InfoHash,
+}
+
+impl SpreadSwarm {
+    fn new(dir: &Path) -> Self {
+        let (src, meta) = published(dir, &[64 << 10], &["-p", "16K"]);
+        let config = PeerConfig {
+            max_upload_rate: 2_000_000,
+            ..PeerConfig::default()
+        };
+        let seeder = in_process(config, Published::open(meta.clone(), &src).unwrap());
+        SpreadSwarm {
+            seeder,
+            ih: meta.info_hash.wire().unwrap(),
+        }
+    }
+
+    /// A peer that says it is interested and has `pieces`.
+    fn join(&self, pieces: std::ops::Range<u32>) -> (TcpStream, Vec<u8>) {
+        let (mut s, buf) = connect(self.seeder.addr, self.ih);
+        let mut out = Vec::new();
+        Message::Interested.write_to(&mut out);
+        for p in pieces {
+            Message::Have(p).write_to(&mut out);
+        }
+        s.write_all(&out).unwrap();
+        (s, buf)
+    }
+}
+
+/// The first piece the seed shows a peer within `within`, if any.
+fn first_shown(peer: &mut (TcpStream, Vec<u8>), within: Duration) -> Option<u32> {
+    let (s, buf) = peer;
+    s.set_read_timeout(Some(within)).unwrap();
+    loop {
+        match read_message(s, buf)? {
+            Message::Have(p) => return Some(p),
+            Message::HaveAll | Message::Bitfield(_) => return Some(0),
+            _ => {}
+        }
+    }
+}
+
+/// Super-seeding counts a piece as spread only while the peers that have it are connected:
+/// once the leechers that had every piece have left, newcomers are shown pieces again. (It
+/// once kept counting departed peers, so two newcomers together were shown nothing, ever.)
+#[test]
+fn super_seeding_shows_again_what_departed_peers_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let swarm = SpreadSwarm::new(dir.path());
+    // Two leechers that got all 4 pieces (from each other, say) tell the seed so, then go.
+    let first = [swarm.join(0..4), swarm.join(0..4)];
+    std::thread::sleep(Duration::from_millis(500));
+    drop(first);
+    std::thread::sleep(Duration::from_millis(500));
+    // Two newcomers at once (so neither is alone on the torrent): each is shown a piece.
+    for (i, mut peer) in [swarm.join(0..0), swarm.join(0..0)].into_iter().enumerate() {
+        let shown = first_shown(&mut peer, Duration::from_secs(5));
+        assert!(shown.is_some(), "newcomer {i} was shown no piece in 5 s");
+    }
+}
+
+/// A super-seeded peer that gets no piece from anyone else (it cannot reach the peers that have
+/// them, or they keep it choked) is shown pieces that have spread, after a while: the seed
+/// does not leave it waiting on a swarm that does not feed it.
+#[test]
+fn super_seeding_feeds_a_peer_the_swarm_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let swarm = SpreadSwarm::new(dir.path());
+    // Two peers with every piece stay connected, so every piece counts as spread.
+    let _spread = [swarm.join(0..4), swarm.join(0..4)];
+    std::thread::sleep(Duration::from_millis(500));
+    let mut cut_off = swarm.join(0..0);
+    let start = Instant::now();
+    let shown = first_shown(&mut cut_off, Duration::from_secs(20));
+    assert!(
+        shown.is_some(),
+        "a peer fed by no one was shown nothing in 20 s"
+    );
+    // Not at once, though: a newcomer usually gets them from the swarm.
+    assert!(
+        start.elapsed() > Duration::from_secs(5),
+        "shown a spread piece after {:?}",
+        start.elapsed()
+    );
+}

@@ -65,6 +65,10 @@ impl ReadJob {
 const SHOWN_UNREQUESTED: Duration = Duration::from_secs(2);
 /// Pieces shown to a super-seeded peer at a time while the first copy is still going out.
 const WIDE_WINDOW: usize = 8;
+/// How long a super-seeded peer may go without a piece from anyone but us before the seed stops
+/// counting on the swarm for it: it may reach none of the peers that have the rest (NAT), or
+/// they keep it choked.
+const CUT_OFF: Duration = Duration::from_secs(10);
 
 /// A piece shown to a super-seeded peer.
 #[derive(Debug, Clone)]
@@ -88,6 +92,12 @@ struct SuperPeer {
     new_haves: Vec<u32>,
     /// How many of `has` are set.
     count: u64,
+    /// The peer reported a piece it was not shown (so got elsewhere) since the shell last
+    /// looked (`swarm_feeds`).
+    fed: bool,
+    /// When the peer last got a piece elsewhere, as the shell saw it (first: when it looked
+    /// first).
+    fed_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -147,6 +157,8 @@ impl Connection {
                 window: super_seed,
                 new_haves: Vec::new(),
                 count: 0,
+                fed: false,
+                fed_at: None,
             }),
             piece_length: layout.piece_length,
             peer_seed: false,
@@ -388,6 +400,7 @@ impl Connection {
                 *slot = true;
                 sp.count += 1;
                 sp.new_haves.push(p);
+                sp.fed |= !sp.shown.iter().any(|s| s.piece == p);
             }
             sp.shown.retain(|s| s.piece != p);
         }
@@ -436,6 +449,20 @@ impl Connection {
             }
         }
         Some((known, std::mem::take(&mut sp.new_haves)))
+    }
+
+    /// Super-seeding: whether the swarm feeds the peer, so the seed may leave it pieces that
+    /// have spread: it got a piece from someone else within `CUT_OFF`, or it is new, or it
+    /// lacks nothing.
+    pub fn swarm_feeds(&mut self, now: Instant) -> bool {
+        let Some(sp) = self.super_peer.as_mut() else {
+            return true;
+        };
+        let at = sp.fed_at.get_or_insert(now);
+        if std::mem::take(&mut sp.fed) {
+            *at = now;
+        }
+        now.saturating_duration_since(*at) < CUT_OFF || sp.count == sp.has.len() as u64
     }
 
     /// Shows the peer `piece` (super-seeding).
@@ -758,6 +785,27 @@ mod tests {
         // The last piece the peer lacks is shown as HaveAll.
         assert!(c.offer_wanted(t0, false).is_some());
         assert_eq!(c.offer(2, t0), vec![Message::HaveAll]);
+    }
+
+    #[test]
+    fn the_swarm_feeds_a_peer_that_gets_pieces_it_was_not_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = torrent(dir.path());
+        let mut c = Connection::new(&peer(true), &t, 10, 1);
+        let t0 = Instant::now();
+        assert!(c.swarm_feeds(t0), "a newcomer");
+        // A piece we showed it is ours, not the swarm's.
+        c.offer(1, t0);
+        c.on_message(Message::Have(1), &t).unwrap();
+        assert!(!c.swarm_feeds(t0 + CUT_OFF));
+        // One it got elsewhere.
+        c.on_message(Message::Have(0), &t).unwrap();
+        assert!(c.swarm_feeds(t0 + CUT_OFF));
+        assert!(c.swarm_feeds(t0 + CUT_OFF * 2 - Duration::from_millis(1)));
+        assert!(!c.swarm_feeds(t0 + CUT_OFF * 2));
+        // A peer with every piece needs no one.
+        c.on_message(Message::Have(2), &t).unwrap();
+        assert!(c.swarm_feeds(t0 + CUT_OFF * 9));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::mse::{self, rc4::Rc4, Encryption, Mode, MseError};
 use super::published::Published;
 use super::shared::{lock, Entry, Inner, SessionView, Slot};
 use super::standing::Place;
-use super::super_seed::Waited;
+use super::super_seed::{Reported, Waited};
 use super::{Connection, Handshake, HashRequest, Message, PeerConfig, ReadJob, WireError};
 use crate::egress::Channel;
 use crate::metainfo::{Format, InfoHash};
@@ -349,10 +349,12 @@ fn offer_next(
     view: &SessionView,
     conn: &mut Connection,
     out: &mut Out<'_>,
+    reported: &mut Option<Reported<'_>>,
 ) {
-    let Some(picker) = &entry.super_seed else {
+    let Some(reported) = reported else {
         return;
     };
+    let picker = reported.picker();
     let now = Instant::now();
     if inner.config.super_seed == SuperSeedMode::Auto
         && entry.connections.load(Ordering::Acquire) <= 1
@@ -371,14 +373,16 @@ fn offer_next(
     // go out last (see `SuperSeed::pick`).
     let mut claims: Option<(Option<Range<u32>>, Waited)> = None;
     // While the first copy goes out, several pieces are shown at once (see
-    // `Connection::offer_wanted`).
+    // `Connection::offer_wanted`); so are pieces of any rarity to a peer the swarm does not
+    // feed.
     let first_copy = picker
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .first_copy();
+    let fed = conn.swarm_feeds(now);
     // Fill the peer's window of shown pieces, one rarest piece at a time.
     let mut shown_any = false;
-    while let Some((mut has, new_haves)) = conn.offer_wanted(now, first_copy) {
+    while let Some((mut has, new_haves)) = conn.offer_wanted(now, first_copy || !fed) {
         let (claimed, waited) = claims.get_or_insert_with(|| {
             let offload = &entry.torrent.offload;
             (
@@ -395,9 +399,9 @@ fn offer_next(
         let piece = {
             let mut picker = picker.lock().unwrap_or_else(|e| e.into_inner());
             for p in new_haves {
-                picker.seen(p);
+                reported.seen(&mut picker, p);
             }
-            picker.pick(&has, waited)
+            picker.pick(&has, waited, !fed)
         };
         match piece {
             Some(p) => {
@@ -647,6 +651,8 @@ async fn serve_open(
     // Where the peer stands among the torrent's downloading peers (super-seeding follows what
     // each has), kept up to date before each read is asked of the budget.
     let mut place = Place::new(&entry.standing, torrent.piece_count());
+    // What the peer reported to super-seeding, taken back when it goes.
+    let mut reported = entry.super_seed.as_ref().map(Reported::new);
 
     let mut out = Out::new(&inner.queued, tx);
     let mut in_flight_bytes = InFlight {
@@ -672,7 +678,7 @@ async fn serve_open(
     if let Some(port) = dht_port.filter(|_| theirs.dht()) {
         out.push_msgs(vec![Message::Port(port)]);
     }
-    offer_next(inner, &entry, &view, &mut conn, &mut out);
+    offer_next(inner, &entry, &view, &mut conn, &mut out, &mut reported);
 
     // A slot now if both caps have room. Otherwise the peer is answered but waits, choked,
     // until it shows it wants something and a less useful session makes room for it, or its
@@ -755,7 +761,7 @@ async fn serve_open(
                     partial_since.get_or_insert(now);
                 }
             }
-            offer_next(inner, &entry, &view, &mut conn, &mut out);
+            offer_next(inner, &entry, &view, &mut conn, &mut out, &mut reported);
             if held.is_none() && conn.interested() {
                 held = Held::take(inner, &entry, &view, &pending, true);
             }
@@ -915,7 +921,7 @@ async fn serve_open(
                     out.push_msgs(vec![Message::KeepAlive]);
                 }
                 // A shown piece left unrequested frees its place in time (super-seeding).
-                offer_next(inner, &entry, &view, &mut conn, &mut out);
+                offer_next(inner, &entry, &view, &mut conn, &mut out, &mut reported);
                 // A peer's DHT node (BEP 5 PORT), for a public torrent: our node pings it.
                 if let Some(port) = conn.take_dht_port().filter(|_| !torrent.metainfo.private) {
                     let nodes = lock(&inner.dht_nodes).clone();

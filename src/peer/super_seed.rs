@@ -8,6 +8,8 @@
 //!
 //! While some piece has never been handed out (the first copy), a peer is shown several at
 //! once (`Connection::offer_wanted`); after that, a piece goes out again only while it is rare.
+//! Rare among the peers connected now: a peer that goes takes its reports with it
+//! (`Reported`), or pieces whose holders have all left would never be shown again.
 
 /// A piece already handed out is shown again only while fewer peers than this report having
 /// it: once it has spread, peers get it from each other and the seed's upload is not spent
@@ -15,6 +17,7 @@
 const AGAIN_BELOW_SEEN: u32 = 2;
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 /// The piece ranges clients are waiting on the web seed for, as `SuperSeed::pick` sweeps them:
 /// their starts and ends, each sorted (empty or reversed ranges left out). Built once per
@@ -36,10 +39,11 @@ impl Waited {
     }
 }
 
-/// Per torrent: how often each piece was offered and reported by peers.
+/// Per torrent: how often each piece was offered, and how many connected peers report it.
 #[derive(Debug, Clone)]
 pub struct SuperSeed {
     offered: Vec<u32>,
+    /// Connected peers that reported having each piece.
     seen: Vec<u32>,
     /// Pieces never offered to anyone yet.
     unoffered: u32,
@@ -61,13 +65,20 @@ impl SuperSeed {
         }
     }
 
+    /// A peer that reported having `piece` went.
+    fn forget(&mut self, piece: u32) {
+        if let Some(s) = self.seen.get_mut(piece as usize) {
+            *s = s.saturating_sub(1);
+        }
+    }
+
     /// The piece to show a peer that has `has`: the least offered, then the one fewest of
     /// `waited` cover (pieces other clients are waiting on the web seed for, and ask no peer
     /// for meanwhile), then the least seen, it lacks.
     ///
     /// Once every piece has been handed out, a piece goes out again only while it is rare
-    /// (`AGAIN_BELOW_SEEN`).
-    pub fn pick(&mut self, has: &[bool], waited: &Waited) -> Option<u32> {
+    /// (`AGAIN_BELOW_SEEN`), unless `any` (the swarm does not feed this peer).
+    pub fn pick(&mut self, has: &[bool], waited: &Waited, any: bool) -> Option<u32> {
         // How many ranges cover piece i, swept in index order over sorted starts and ends.
         let (starts, ends) = (&waited.starts, &waited.ends);
         let (mut s, mut e) = (0, 0);
@@ -80,7 +91,7 @@ impl SuperSeed {
                 e += 1;
             }
             if has.get(i).copied().unwrap_or(false)
-                || (self.offered[i] > 0 && self.seen[i] >= AGAIN_BELOW_SEEN)
+                || (!any && self.offered[i] > 0 && self.seen[i] >= AGAIN_BELOW_SEEN)
             {
                 continue;
             }
@@ -103,6 +114,44 @@ impl SuperSeed {
     }
 }
 
+/// The pieces one peer reported to its torrent's `SuperSeed`, taken back when the peer goes.
+pub struct Reported<'a> {
+    picker: &'a Mutex<SuperSeed>,
+    pieces: Vec<u32>,
+}
+
+impl<'a> Reported<'a> {
+    pub fn new(picker: &'a Mutex<SuperSeed>) -> Self {
+        Reported {
+            picker,
+            pieces: Vec::new(),
+        }
+    }
+
+    /// The torrent's picker.
+    pub fn picker(&self) -> &'a Mutex<SuperSeed> {
+        self.picker
+    }
+
+    /// The peer reports having `piece` (to `picker`: this one's, locked).
+    pub fn seen(&mut self, picker: &mut SuperSeed, piece: u32) {
+        picker.seen(piece);
+        self.pieces.push(piece);
+    }
+}
+
+impl Drop for Reported<'_> {
+    fn drop(&mut self) {
+        if self.pieces.is_empty() {
+            return;
+        }
+        let mut picker = self.picker.lock().unwrap_or_else(|e| e.into_inner());
+        for &p in &self.pieces {
+            picker.forget(p);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,19 +162,19 @@ mod tests {
         let none = [false; 4];
         // Three peers get three different pieces.
         assert!(s.first_copy());
-        assert_eq!(s.pick(&none, &Waited::default()), Some(0));
-        assert_eq!(s.pick(&none, &Waited::default()), Some(1));
-        assert_eq!(s.pick(&none, &Waited::default()), Some(2));
+        assert_eq!(s.pick(&none, &Waited::default(), false), Some(0));
+        assert_eq!(s.pick(&none, &Waited::default(), false), Some(1));
+        assert_eq!(s.pick(&none, &Waited::default(), false), Some(2));
         // Piece 3 seen elsewhere already still goes next (never offered), then the least seen.
         s.seen(3);
         s.seen(0);
-        assert_eq!(s.pick(&none, &Waited::default()), Some(3));
+        assert_eq!(s.pick(&none, &Waited::default(), false), Some(3));
         assert!(!s.first_copy());
-        assert_eq!(s.pick(&none, &Waited::default()), Some(1));
+        assert_eq!(s.pick(&none, &Waited::default(), false), Some(1));
         // A peer with everything gets nothing.
-        assert_eq!(s.pick(&[true; 4], &Waited::default()), None);
+        assert_eq!(s.pick(&[true; 4], &Waited::default(), false), None);
         assert_eq!(
-            s.pick(&[true, true, false, true], &Waited::default()),
+            s.pick(&[true, true, false, true], &Waited::default(), false),
             Some(2)
         );
     }
@@ -134,17 +183,44 @@ mod tests {
     fn a_piece_that_has_spread_goes_out_again_only_while_rare() {
         let mut s = SuperSeed::new(2);
         let none = [false; 2];
-        let a = s.pick(&none, &Waited::default()).unwrap();
-        let b = s.pick(&none, &Waited::default()).unwrap();
+        let a = s.pick(&none, &Waited::default(), false).unwrap();
+        let b = s.pick(&none, &Waited::default(), false).unwrap();
         // Piece a reported by two peers, b by one: only b goes out again.
         for _ in 0..AGAIN_BELOW_SEEN {
             s.seen(a);
         }
         s.seen(b);
-        assert_eq!(s.pick(&none, &Waited::default()), Some(b));
+        assert_eq!(s.pick(&none, &Waited::default(), false), Some(b));
         let mut only_a = [false; 2];
         only_a[b as usize] = true;
-        assert_eq!(s.pick(&only_a, &Waited::default()), None);
+        assert_eq!(s.pick(&only_a, &Waited::default(), false), None);
+        // A peer the swarm does not feed is shown it all the same.
+        assert_eq!(s.pick(&only_a, &Waited::default(), true), Some(a));
+    }
+
+    #[test]
+    fn a_piece_whose_holders_went_goes_out_again() {
+        let picker = Mutex::new(SuperSeed::new(1));
+        let none = [false; 1];
+        let mut p = picker.lock().unwrap();
+        assert_eq!(p.pick(&none, &Waited::default(), false), Some(0));
+        drop(p);
+        {
+            let (mut a, mut b) = (Reported::new(&picker), Reported::new(&picker));
+            let mut p = picker.lock().unwrap();
+            a.seen(&mut p, 0);
+            b.seen(&mut p, 0);
+            // Two connected peers have it: not shown again.
+            assert_eq!(p.pick(&none, &Waited::default(), false), None);
+        }
+        // Both went: it is rare again.
+        assert_eq!(
+            picker
+                .lock()
+                .unwrap()
+                .pick(&none, &Waited::default(), false),
+            Some(0)
+        );
     }
 
     #[test]
@@ -155,13 +231,13 @@ mod tests {
         // (one client each), then 2 and 3 (both).
         let waited = [0..4, 2..6];
         let order: Vec<u32> = (0..8)
-            .filter_map(|_| s.pick(&none, &Waited::new(&waited)))
+            .filter_map(|_| s.pick(&none, &Waited::new(&waited), false))
             .collect();
         assert_eq!(order, [6, 7, 0, 1, 4, 5, 2, 3]);
         // Empty or reversed ranges count for nothing.
         let mut s = SuperSeed::new(3);
         #[allow(clippy::reversed_empty_ranges)]
         let odd = [1..1, 2..0];
-        assert_eq!(s.pick(&[false; 3], &Waited::new(&odd)), Some(0));
+        assert_eq!(s.pick(&[false; 3], &Waited::new(&odd), false), Some(0));
     }
 }
