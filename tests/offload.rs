@@ -275,3 +275,42 @@ fn super_seeding_shows_pieces_outside_a_web_seed_request() {
         "shown {shown:?}, claimed 0..{claimed} of {pieces}"
     );
 }
+
+/// Super-seeding (on under a budget) with real clients over time: two libtorrent leechers
+/// download and leave, then two more start together and finish too. (The seed once went on
+/// counting the first two as holders of every piece, and showed the next two nothing, ever.)
+#[test]
+fn a_second_wave_of_leechers_finishes_after_the_first_has_left() {
+    if !have_libtorrent() {
+        return;
+    }
+    let d = dirs();
+    let body = data(2 << 20, 47);
+    std::fs::write(d.content.join("w.bin"), &body).unwrap();
+    let server = Server::with_config(&d, "[egress]\nmax_rate = 4000000\n");
+    server.wait_published("w.bin", None);
+    let out = tempfile::tempdir().unwrap();
+    // Without the web seed, so that only the peer wire can serve them.
+    let torrent = torrent_without_web_seed(&server, "w.bin", out.path());
+    let swarm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/lt_swarm.py");
+    for wave in 1..=2 {
+        let save = out.path().join(format!("wave{wave}"));
+        let first = (10 * wave).to_string();
+        let o = output_within(
+            std::process::Command::new("/usr/bin/python3")
+                .arg(&swarm)
+                .arg(&torrent)
+                .arg(&save)
+                .args(["2", "2000000", "8000000", "--first", &first])
+                .args(["--timeout", "30"]),
+            Duration::from_secs(60),
+        );
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("wave {wave}: {e}: {}", stderr(&o)));
+        assert_eq!(r["ok"], true, "wave {wave}: {r}");
+        for i in 0..2 {
+            let got = std::fs::read(save.join(i.to_string()).join("w.bin")).unwrap();
+            assert!(got == body, "wave {wave}, leecher {i}: wrong bytes");
+        }
+    }
+}

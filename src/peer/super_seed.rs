@@ -65,10 +65,17 @@ impl SuperSeed {
         }
     }
 
-    /// A peer that reported having `piece` went.
+    /// A peer that reported having `piece` went. When no connected peer has it any more, it
+    /// is as if never handed out: the seed owes the swarm that copy again.
     fn forget(&mut self, piece: u32) {
-        if let Some(s) = self.seen.get_mut(piece as usize) {
-            *s = s.saturating_sub(1);
+        let i = piece as usize;
+        let (Some(s), Some(o)) = (self.seen.get_mut(i), self.offered.get_mut(i)) else {
+            return;
+        };
+        *s = s.saturating_sub(1);
+        if *s == 0 && *o > 0 {
+            *o = 0;
+            self.unoffered += 1;
         }
     }
 
@@ -213,14 +220,11 @@ mod tests {
             // Two connected peers have it: not shown again.
             assert_eq!(p.pick(&none, &Waited::default(), false), None);
         }
-        // Both went: it is rare again.
-        assert_eq!(
-            picker
-                .lock()
-                .unwrap()
-                .pick(&none, &Waited::default(), false),
-            Some(0)
-        );
+        // Both went: it is owed again, as part of a first copy.
+        let mut p = picker.lock().unwrap();
+        assert!(p.first_copy());
+        assert_eq!(p.pick(&none, &Waited::default(), false), Some(0));
+        assert!(!p.first_copy());
     }
 
     #[test]
