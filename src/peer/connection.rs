@@ -421,9 +421,10 @@ impl Connection {
     /// it has and is shown (for the torrent-wide picker) and the pieces it reported since the
     /// last call.
     ///
-    /// `wide` (while the first copy goes out: such pieces duplicate nothing) makes the window at
-    /// least `WIDE_WINDOW`: one piece at a time leaves the seed's upload idle between a peer's
-    /// `have` and its next request (a rate-limited libtorrent reads every half second).
+    /// `wide` (the shell's call: while the first copy goes out, such pieces duplicate nothing)
+    /// makes the window at least `WIDE_WINDOW`: one piece at a time leaves the seed's upload
+    /// idle between a peer's `have` and its next request (a rate-limited libtorrent reads every
+    /// half second).
     pub fn offer_wanted(&mut self, now: Instant, wide: bool) -> Option<(Vec<bool>, Vec<u32>)> {
         let choking = self.choking;
         let sp = self.super_peer.as_mut()?;

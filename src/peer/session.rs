@@ -350,6 +350,7 @@ fn offer_next(
     conn: &mut Connection,
     out: &mut Out<'_>,
     reported: &mut Option<Reported<'_>>,
+    place: &Place<'_>,
 ) {
     let Some(reported) = reported else {
         return;
@@ -374,15 +375,18 @@ fn offer_next(
     let mut claims: Option<(Option<Range<u32>>, Waited)> = None;
     // While the first copy goes out, several pieces are shown at once (see
     // `Connection::offer_wanted`); so are pieces of any rarity to a peer the swarm does not
-    // feed.
-    let first_copy = picker
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .first_copy();
+    // feed, and, while the wave has spare offers, rare ones to a peer behind the average (a
+    // rate-limited libtorrent asks a peer for about as much as it lately got from it, so
+    // one piece at a time leaves the seed's idle upload to the peers ahead).
+    let (first_copy, spare) = {
+        let p = picker.lock().unwrap_or_else(|e| e.into_inner());
+        (p.first_copy(), p.spare())
+    };
     let fed = conn.swarm_feeds(now);
+    let wide = first_copy || !fed || (spare && place.behind() == Some(true));
     // Fill the peer's window of shown pieces, one rarest piece at a time.
     let mut shown_any = false;
-    while let Some((mut has, new_haves)) = conn.offer_wanted(now, first_copy || !fed) {
+    while let Some((mut has, new_haves)) = conn.offer_wanted(now, wide) {
         let (claimed, waited) = claims.get_or_insert_with(|| {
             let offload = &entry.torrent.offload;
             (
@@ -678,7 +682,15 @@ async fn serve_open(
     if let Some(port) = dht_port.filter(|_| theirs.dht()) {
         out.push_msgs(vec![Message::Port(port)]);
     }
-    offer_next(inner, &entry, &view, &mut conn, &mut out, &mut reported);
+    offer_next(
+        inner,
+        &entry,
+        &view,
+        &mut conn,
+        &mut out,
+        &mut reported,
+        &place,
+    );
 
     // A slot now if both caps have room. Otherwise the peer is answered but waits, choked,
     // until it shows it wants something and a less useful session makes room for it, or its
@@ -761,7 +773,15 @@ async fn serve_open(
                     partial_since.get_or_insert(now);
                 }
             }
-            offer_next(inner, &entry, &view, &mut conn, &mut out, &mut reported);
+            offer_next(
+                inner,
+                &entry,
+                &view,
+                &mut conn,
+                &mut out,
+                &mut reported,
+                &place,
+            );
             if held.is_none() && conn.interested() {
                 held = Held::take(inner, &entry, &view, &pending, true);
             }
@@ -921,7 +941,7 @@ async fn serve_open(
                     out.push_msgs(vec![Message::KeepAlive]);
                 }
                 // A shown piece left unrequested frees its place in time (super-seeding).
-                offer_next(inner, &entry, &view, &mut conn, &mut out, &mut reported);
+                offer_next(inner, &entry, &view, &mut conn, &mut out, &mut reported, &place);
                 // A peer's DHT node (BEP 5 PORT), for a public torrent: our node pings it.
                 if let Some(port) = conn.take_dht_port().filter(|_| !torrent.metainfo.private) {
                     let nodes = lock(&inner.dht_nodes).clone();

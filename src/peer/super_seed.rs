@@ -16,6 +16,11 @@
 /// on it twice.
 const AGAIN_BELOW_SEEN: u32 = 2;
 
+/// Offers a wave of downloads may take, in copies of the torrent, while peers behind the
+/// average are shown several pieces at a time after the first copy (`SuperSeed::spare`):
+/// 6/5, a fifth of a copy beyond the first.
+const SPARE: (u64, u64) = (6, 5);
+
 use std::ops::Range;
 use std::sync::Mutex;
 
@@ -47,6 +52,8 @@ pub struct SuperSeed {
     seen: Vec<u32>,
     /// Pieces never offered to anyone yet.
     unoffered: u32,
+    /// The sum of `offered`.
+    offers: u64,
 }
 
 impl SuperSeed {
@@ -55,6 +62,7 @@ impl SuperSeed {
             offered: vec![0; pieces as usize],
             seen: vec![0; pieces as usize],
             unoffered: pieces,
+            offers: 0,
         }
     }
 
@@ -74,6 +82,7 @@ impl SuperSeed {
         };
         *s = s.saturating_sub(1);
         if *s == 0 && *o > 0 {
+            self.offers -= u64::from(*o);
             *o = 0;
             self.unoffered += 1;
         }
@@ -112,7 +121,14 @@ impl SuperSeed {
             self.unoffered -= 1;
         }
         self.offered[best] += 1;
+        self.offers += 1;
         Some(best as u32)
+    }
+
+    /// Whether this wave's offers are still below `SPARE` copies of the torrent: peers behind
+    /// the average may be shown several rare pieces at a time.
+    pub fn spare(&self) -> bool {
+        self.offers * SPARE.1 < self.offered.len() as u64 * SPARE.0
     }
 
     /// Whether some piece has never been offered: the first copy is still going out.
@@ -203,6 +219,19 @@ mod tests {
         assert_eq!(s.pick(&only_a, &Waited::default(), false), None);
         // A peer the swarm does not feed is shown it all the same.
         assert_eq!(s.pick(&only_a, &Waited::default(), true), Some(a));
+    }
+
+    #[test]
+    fn spare_offers_end_a_fifth_of_a_copy_past_the_first() {
+        let mut s = SuperSeed::new(10);
+        let none = [false; 10];
+        for _ in 0..11 {
+            assert!(s.spare());
+            s.pick(&none, &Waited::default(), true).unwrap();
+        }
+        assert!(s.spare(), "11 offers of 10 pieces");
+        s.pick(&none, &Waited::default(), true).unwrap();
+        assert!(!s.spare(), "12 offers of 10 pieces");
     }
 
     #[test]
