@@ -49,51 +49,11 @@ impl Proc {
     }
 }
 
-/// Whether a client can run here. Missing under CI is a failure; elsewhere a skip.
-fn have(what: &str, check: &mut Command) -> bool {
-    let ok = check
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{what} is required under CI (see tests/run.sh)");
-        }
-        eprintln!("skipping: {what} is not installed");
-    }
-    ok
-}
-
-fn have_libtorrent() -> bool {
-    have(
-        "python3-libtorrent",
-        Command::new(PYTHON).args(["-c", "import libtorrent"]),
-    )
-}
-
-fn have_aria2c() -> bool {
-    have("aria2c", Command::new("aria2c").arg("--version"))
-}
-
-/// Deterministic pseudo-random bytes (xorshift), different per seed.
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// Writes a single file `name` or, with several lengths, a folder `name` of files.
 fn make_content(dir: &Path, name: &str, lengths: &[usize]) -> PathBuf {
     let path = dir.join(name);
     if lengths.len() == 1 {
-        std::fs::write(&path, content(lengths[0], 1)).unwrap();
+        std::fs::write(&path, data(lengths[0], 1)).unwrap();
     } else {
         std::fs::create_dir_all(path.join("sub")).unwrap();
         for (i, len) in lengths.iter().enumerate() {
@@ -102,7 +62,7 @@ fn make_content(dir: &Path, name: &str, lengths: &[usize]) -> PathBuf {
             } else {
                 path.join("sub").join(format!("g{i}.bin"))
             };
-            std::fs::write(file, content(*len, i as u64 + 7)).unwrap();
+            std::fs::write(file, data(*len, i as u64 + 7)).unwrap();
         }
     }
     path
@@ -401,7 +361,7 @@ impl Tracker {
 }
 
 fn aria2c_case(lengths: &[usize], name: &str) {
-    if !have_aria2c() {
+    if !have_aria2() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -594,7 +554,7 @@ fn a_file_changed_on_disk_is_no_longer_served() {
         Published::open(meta.clone(), &src).unwrap(),
     );
     assert_eq!(download(seeder.addr, &meta), std::fs::read(&src).unwrap());
-    std::fs::write(&src, content(200_001, 99)).unwrap();
+    std::fs::write(&src, data(200_001, 99)).unwrap();
     // The next download's first read sees the change: the connection closes, and the torrent is
     // gone, so a further handshake for it is refused.
     let (mut s, mut buf) = connect(seeder.addr, meta.info_hash.wire().unwrap());
