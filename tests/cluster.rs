@@ -112,10 +112,6 @@ fn count(logs: &[String], needle: &str) -> usize {
     logs.iter().filter(|l| l.contains(needle)).count()
 }
 
-fn hex20(hex: &str) -> [u8; 20] {
-    hex::decode(hex).unwrap().try_into().unwrap()
-}
-
 fn udp_addr(s: &Server) -> SocketAddr {
     s.logged_addr("udp tracker listening on ")
 }

@@ -153,6 +153,20 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// An info hash given in hex (a v2 one truncated to its first 20 bytes, as on the wire).
+pub fn hex20(hex: &str) -> [u8; 20] {
+    let bytes = hex::decode(&hex[..40.min(hex.len())]).expect("hex");
+    bytes.try_into().expect("20 bytes")
+}
+
+/// A tracker answer's `failure reason`, if it has one.
+pub fn failure_reason(body: &[u8]) -> Option<String> {
+    let top = bitseed::bencode::decode(body).expect("bencoded answer");
+    top.get("failure reason")
+        .and_then(|f| f.as_bytes())
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+}
+
 /// Writes `files` (relative path, length) under `root` with distinct contents.
 pub fn write_tree(root: &Path, files: &[(&str, usize)]) {
     for (i, (rel, len)) in files.iter().enumerate() {

@@ -39,19 +39,6 @@ fn lt_dht(args: &[&str], timeout: Duration) -> (std::process::Output, Value) {
     (o, v)
 }
 
-/// Waits until a `/metrics` value reaches `at_least`.
-fn wait_metric(server: &Server, series: &str, at_least: u64) -> u64 {
-    poll(Duration::from_secs(30), Duration::from_millis(100), || {
-        let v = server.metric(series).unwrap_or(0);
-        (v >= at_least).then_some(v).ok_or_else(|| {
-            format!(
-                "{series} stayed at {v}; log:\n{}",
-                server.log.lock().unwrap()
-            )
-        })
-    })
-}
-
 /// libtorrent with DHT on, bootstrapped only from bitseed's DHT address, given a magnet link with
 /// no `tr=` (nor web seed), finds bitseed's seed over the DHT and downloads a v1 and a hybrid
 /// torrent; bitseed announces every wire hash to it; the served .torrent names bitseed's node.
@@ -184,7 +171,7 @@ fn a_private_torrent_is_never_announced_to_the_dht() {
     assert!(v["announces"].as_array().unwrap().is_empty(), "{v}");
     // bitseed knew libtorrent's node (a public torrent is announced to such a node at once) and
     // announced nothing.
-    wait_metric(&server, "bitseed_dht_nodes", 1);
+    server.wait_metric("bitseed_dht_nodes", |v| v >= 1);
     assert_eq!(server.metric("bitseed_dht_torrents"), Some(0));
     assert_eq!(server.metric("bitseed_dht_announces_sent_total"), Some(0));
     server.stop();
@@ -215,7 +202,7 @@ fn the_node_id_and_table_survive_a_restart() {
             .spawn()
             .unwrap(),
     );
-    wait_metric(&server, "bitseed_dht_nodes", 1);
+    server.wait_metric("bitseed_dht_nodes", |v| v >= 1);
     let _ = lt.0.wait();
     server.stop();
     assert!(d.state.join("dht.dat").exists());

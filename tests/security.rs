@@ -38,13 +38,6 @@ fn announce(hash: &[u8; 20], port: u16, left: u64, extra: &str) -> String {
     crate::common::announce_path(hash, port, left, &format!("&compact=1{extra}"))
 }
 
-fn failure(body: &[u8]) -> Option<String> {
-    let top = bitseed::bencode::decode(body).expect("bencoded answer");
-    top.get("failure reason")
-        .and_then(|f| f.as_bytes())
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-}
-
 /// A server that published `name`, restarted with a settle time longer than the test: what
 /// changes during the test is served (or refused) as published, not hashed again.
 fn published_then_slow_to_settle(d: &Dirs, name: &str) -> Server {
@@ -510,7 +503,7 @@ fn one_host_cannot_fill_the_open_tracker_and_published_torrents_stay_tracked() {
                 server.http,
                 &announce(&hash, 7000, 10, ""),
             );
-            if failure(&r.body).is_none() {
+            if failure_reason(&r.body).is_none() {
                 created[k] += 1;
             }
         }
@@ -521,7 +514,7 @@ fn one_host_cannot_fill_the_open_tracker_and_published_torrents_stay_tracked() {
     let hash: [u8; 20] = hex::decode(hex).unwrap().try_into().unwrap();
     let r = get_from([127, 0, 0, 6], server.http, &announce(&hash, 7001, 10, ""));
     assert_eq!(
-        failure(&r.body),
+        failure_reason(&r.body),
         None,
         "a published torrent refused when full"
     );
@@ -541,7 +534,7 @@ fn one_host_cannot_stuff_a_peer_list() {
             server.http,
             &announce(ih.as_bytes(), 20_000 + port, 10, ""),
         );
-        assert_eq!(failure(&r.body), None);
+        assert_eq!(failure_reason(&r.body), None);
     }
     let r = get_from(
         [127, 0, 0, 8],

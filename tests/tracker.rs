@@ -99,11 +99,6 @@ impl Drop for Server {
     }
 }
 
-fn failure(body: &[u8]) -> String {
-    let node = decode(body).unwrap_or_else(|e| panic!("not bencode ({e}): {body:?}"));
-    String::from_utf8(bytes(&node, "failure reason").to_vec()).unwrap()
-}
-
 fn compact_ports(peers: &[u8]) -> Vec<u16> {
     assert_eq!(peers.len() % 6, 0);
     peers
@@ -285,7 +280,11 @@ fn http_malformed_input_gets_a_failure_reason() {
     ];
     for (path, want) in cases {
         let body = server.get(&path);
-        assert_eq!(failure(&body), want, "{path}");
+        assert_eq!(
+            failure_reason(&body).expect("a failure reason"),
+            want,
+            "{path}"
+        );
     }
     // Still serving after all that.
     decode(&server.get(&good))
@@ -355,7 +354,10 @@ fn http_published_mode_refuses_unregistered_torrents() {
     let state = tempfile::tempdir().unwrap();
     let server = Server::start(state.path(), &["--mode", "published"]);
     let body = server.get(&announce_path(&hash(6), 1, 0, ""));
-    assert_eq!(failure(&body), "unregistered torrent");
+    assert_eq!(
+        failure_reason(&body).expect("a failure reason"),
+        "unregistered torrent"
+    );
 }
 
 #[test]
@@ -404,7 +406,7 @@ fn http_policy_flags_proxies_ip_param_and_torrent_cap() {
         .get("peers")
         .expect("peers");
     assert_eq!(
-        failure(&server.get(&announce_path(&hash(15), 1, 0, ""))),
+        failure_reason(&server.get(&announce_path(&hash(15), 1, 0, ""))).expect("a failure reason"),
         "tracker is full"
     );
 }
@@ -812,10 +814,6 @@ fn publish(file: &str, len: usize, extra: &[&str]) -> Published {
         own,
         entry,
     }
-}
-
-fn hex20(hex: &str) -> [u8; 20] {
-    hex::decode(&hex[..40]).unwrap().try_into().unwrap()
 }
 
 /// Issue 15: aria2 fetching a magnet link's metadata announces `left=0`, and was treated as a

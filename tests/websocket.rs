@@ -288,19 +288,6 @@ const CHROMIUM_OFFER: &str = "v=0\r\no=- 4215775240449105457 2 IN IP4 127.0.0.1\
     a=fingerprint:sha-256 8B:0B:9C:1C:6A:45:BB:4F:3E:52:1D:A4:CE:71:5D:0B:6E:5E:37:7C:DF:2B:A5:E0:9E:6B:3C:9F:AD:49:51:2C\r\n\
     a=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n";
 
-/// Waits until the `/metrics` series `series` reads `want`.
-fn wait_metric(server: &Server, series: &str, want: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while server.metric(series) != Some(want) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{series} = {:?}, never {want}",
-            server.metric(series)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Issue 17 item 4, the signalling half (the Chromium test in `browser_download` does the
 /// whole path): a leecher's last offer goes to bitseed's seeder, which answers it through the
 /// tracker from its own peer id with a host candidate on loopback; a second announce from the
@@ -353,11 +340,11 @@ fn the_seeder_answers_a_browsers_offer_through_the_tracker() {
     stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
     stun.extend_from_slice(b"who:me\0\0");
     udp.send_to(&stun, ("127.0.0.1", port)).unwrap();
-    wait_metric(&server, "bitseed_webrtc_unrouted_datagrams_total", 2);
+    server.wait_metric("bitseed_webrtc_unrouted_datagrams_total", |v| v == 2);
 
     // Nobody connects: the session ends at its timeout and the browser may be answered again.
-    wait_metric(&server, "bitseed_webrtc_connect_timeouts_total", 1);
-    wait_metric(&server, "bitseed_webrtc_sessions", 0);
+    server.wait_metric("bitseed_webrtc_connect_timeouts_total", |v| v == 1);
+    server.wait_metric("bitseed_webrtc_sessions", |v| v == 0);
 
     // An offer that is not SDP: refused by the seeder, relayed to another browser (b leaves
     // first, so a is the only one).

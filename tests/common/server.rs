@@ -56,6 +56,19 @@ impl Server {
         value.and_then(|v| v.trim().parse().ok())
     }
 
+    /// Waits up to 30 s for `/metrics` to show `series` with a value `want` accepts; returns it.
+    pub fn wait_metric(&self, series: &str, want: impl Fn(u64) -> bool) -> u64 {
+        crate::common::poll(Duration::from_secs(30), Duration::from_millis(100), || {
+            let v = self.metric(series);
+            v.filter(|&v| want(v)).ok_or_else(|| {
+                format!(
+                    "{series} stayed at {v:?}; log:\n{}",
+                    self.log.lock().unwrap()
+                )
+            })
+        })
+    }
+
     /// `start` from a shell whose soft limit on open files is `soft`.
     pub fn start_with_soft_fd_limit(content: &Path, state: &Path, soft: u32) -> Server {
         Server::start_with_fd_limit(content, state, &format!("ulimit -Sn {soft}"))
