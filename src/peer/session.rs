@@ -338,6 +338,14 @@ async fn write_or_flush(wr: &mut PeerWrite, front: &[u8]) -> std::io::Result<usi
     }
 }
 
+/// A session's part in its torrent's super-seeding: what the peer reported to the picker
+/// (taken back when it goes), and where it stands among the downloading peers (for what it is
+/// shown, and its turn at a contended budget).
+struct Seeding<'a> {
+    reported: Option<Reported<'a>>,
+    place: Place<'a>,
+}
+
 /// How long a peer is alone on its torrent before `auto` super-seeding shows it everything.
 const ALONE: Duration = Duration::from_secs(3);
 
@@ -349,9 +357,9 @@ fn offer_next(
     view: &SessionView,
     conn: &mut Connection,
     out: &mut Out<'_>,
-    reported: &mut Option<Reported<'_>>,
-    place: &Place<'_>,
+    seeding: &mut Seeding<'_>,
 ) {
+    let Seeding { reported, place } = seeding;
     let Some(reported) = reported else {
         return;
     };
@@ -652,11 +660,11 @@ async fn serve_open(
         },
     );
 
-    // Where the peer stands among the torrent's downloading peers (super-seeding follows what
-    // each has), kept up to date before each read is asked of the budget.
-    let mut place = Place::new(&entry.standing, torrent.piece_count());
-    // What the peer reported to super-seeding, taken back when it goes.
-    let mut reported = entry.super_seed.as_ref().map(Reported::new);
+    // Its place is kept up to date before each read is asked of the budget.
+    let mut seeding = Seeding {
+        reported: entry.super_seed.as_ref().map(Reported::new),
+        place: Place::new(&entry.standing, torrent.piece_count()),
+    };
 
     let mut out = Out::new(&inner.queued, tx);
     let mut in_flight_bytes = InFlight {
@@ -682,15 +690,7 @@ async fn serve_open(
     if let Some(port) = dht_port.filter(|_| theirs.dht()) {
         out.push_msgs(vec![Message::Port(port)]);
     }
-    offer_next(
-        inner,
-        &entry,
-        &view,
-        &mut conn,
-        &mut out,
-        &mut reported,
-        &place,
-    );
+    offer_next(inner, &entry, &view, &mut conn, &mut out, &mut seeding);
 
     // A slot now if both caps have room. Otherwise the peer is answered but waits, choked,
     // until it shows it wants something and a less useful session makes room for it, or its
@@ -773,20 +773,12 @@ async fn serve_open(
                     partial_since.get_or_insert(now);
                 }
             }
-            offer_next(
-                inner,
-                &entry,
-                &view,
-                &mut conn,
-                &mut out,
-                &mut reported,
-                &place,
-            );
+            offer_next(inner, &entry, &view, &mut conn, &mut out, &mut seeding);
             if held.is_none() && conn.interested() {
                 held = Held::take(inner, &entry, &view, &pending, true);
             }
         }
-        place.set(conn.has_count());
+        seeding.place.set(conn.has_count());
         // Start the next disk read when the socket has room for it.
         let mut in_flight: usize = reading.iter().map(|r| r.1).sum();
         while reading.len() < READS_IN_FLIGHT
@@ -799,7 +791,7 @@ async fn serve_open(
                 .take()
                 .or_else(|| conn.next_job(&torrent, read_max));
             if let Some(job) = job {
-                match inner.take_upload(job.len as u64, &place) {
+                match inner.take_upload(job.len as u64, &seeding.place) {
                     Ok(()) => {
                         let t = torrent.clone();
                         let len = job.len;
@@ -941,7 +933,7 @@ async fn serve_open(
                     out.push_msgs(vec![Message::KeepAlive]);
                 }
                 // A shown piece left unrequested frees its place in time (super-seeding).
-                offer_next(inner, &entry, &view, &mut conn, &mut out, &mut reported, &place);
+                offer_next(inner, &entry, &view, &mut conn, &mut out, &mut seeding);
                 // A peer's DHT node (BEP 5 PORT), for a public torrent: our node pings it.
                 if let Some(port) = conn.take_dht_port().filter(|_| !torrent.metainfo.private) {
                     let nodes = lock(&inner.dht_nodes).clone();
