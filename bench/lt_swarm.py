@@ -4,8 +4,13 @@ download limits that hold on loopback (ignore_limits_on_local_network off). Each
 (its trackers and web seeds as they are in the file) and downloads into SAVE/i.
 
 Usage: lt_swarm.py TORRENT SAVE N UP_BPS DOWN_BPS [--first 10] [--timeout 600]
-Prints one JSON line: {"ok", "all_seconds", and per leecher "seconds", "uploaded", "downloaded"
-(payload received) and "redundant" (received twice)}.
+                   [--stagger S] [--leave-after S]
+--stagger S: leecher i adds the torrent i*S seconds after the first (downloads that arrive over
+time, as on a website, rather than all at once); --leave-after S: a leecher that has the file
+removes the torrent S seconds later (its pieces leave the swarm with it).
+Prints one JSON line: {"ok", "all_seconds" (from the first start to the last finish), and per
+leecher "seconds" (from its own start), "uploaded", "downloaded" (payload received) and
+"redundant" (received twice)}.
 """
 import argparse
 import json
@@ -28,9 +33,11 @@ def main():
     p.add_argument("down", type=int)
     p.add_argument("--first", type=int, default=10)
     p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--stagger", type=float, default=0)
+    p.add_argument("--leave-after", type=float, default=None)
     a = p.parse_args()
 
-    sessions, handles = [], []
+    sessions = []
     # LT_SWARM_PEERLOG=DIR: every leecher's libtorrent peer log into DIR/i.log (for stalls).
     peerlog = os.environ.get("LT_SWARM_PEERLOG")
     logs = [open(os.path.join(peerlog, f"{i}.log"), "w") for i in range(a.n)] if peerlog else []
@@ -48,16 +55,26 @@ def main():
         )
         if peerlog:
             ses.apply_settings({"alert_mask": lt.alert_category.peer_log | lt.alert_category.error})
+        sessions.append(ses)
+
+    def add(i):
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(a.torrent)
         params.save_path = os.path.join(a.save, str(i))
         params.flags &= ~lt.torrent_flags.auto_managed
         params.flags &= ~lt.torrent_flags.paused
-        sessions.append(ses)
-        handles.append(ses.add_torrent(params))
+        return sessions[i].add_torrent(params)
 
     start = time.time()
+    handles = [None] * a.n
+    began = [None] * a.n
     done = [None] * a.n
+    # A leecher's final counts, kept when it leaves (its handle is gone then).
+    final = [None] * a.n
+
+    def counts(h):
+        st = h.status()
+        return (st.all_time_upload, st.total_payload_download, st.total_redundant_bytes)
     # LT_SWARM_TRACE=1: once a second on stderr, each leecher's progress and rates, and what
     # each of its peers is sending it (kB/s, by the last byte of the peer's address).
     # LT_SWARM_TRACE=sum: one line per period instead: all leechers' payload download and upload
@@ -69,27 +86,40 @@ def main():
     next_trace = start
     last = (start, 0, 0)
     while time.time() - start < a.timeout and any(d is None for d in done):
-        for i, h in enumerate(handles):
+        now = time.time()
+        for i in range(a.n):
+            if handles[i] is None and now - start >= i * a.stagger:
+                handles[i] = add(i)
+                began[i] = now
+            h = handles[i]
+            if h is None or final[i] is not None:
+                continue
             if done[i] is None and h.status().is_seeding:
-                done[i] = time.time() - start
+                done[i] = now - began[i]
+            if done[i] is not None and a.leave_after is not None \
+                    and now - began[i] - done[i] >= a.leave_after:
+                final[i] = counts(h)
+                sessions[i].remove_torrent(h)
         if trace and time.time() >= next_trace:
             next_trace += period
             if summary:
                 # Rates from the exact byte counts since the last line (libtorrent's own rates
                 # are averages over seconds).
-                sts = [h.status() for h in handles]
+                sts = [h.status() for i, h in enumerate(handles) if h is not None and final[i] is None]
                 now = time.time()
                 up = sum(s.total_payload_upload for s in sts)
                 down = sum(s.total_payload_download for s in sts)
                 dt = max(now - last[0], 1e-3)
                 print(f"t={now - start:5.1f} down {(down - last[1]) / dt / 1000:6.0f}"
                       f" up {(up - last[2]) / dt / 1000:6.0f} kB/s (leechers)"
-                      f" progress {min(s.progress for s in sts) * 100:5.1f}..{max(s.progress for s in sts) * 100:5.1f}%",
+                      f" progress {min((s.progress for s in sts), default=0) * 100:5.1f}..{max((s.progress for s in sts), default=0) * 100:5.1f}%",
                       file=sys.stderr)
                 last = (now, down, up)
             else:
                 print(f"t={time.time() - start:5.1f}", file=sys.stderr)
                 for i, h in enumerate(handles):
+                    if h is None or final[i] is not None:
+                        continue
                     st = h.status()
                     by = []
                     for pi in h.get_peer_info():
@@ -102,15 +132,18 @@ def main():
             for al in sessions[i].pop_alerts():
                 log.write(f"{time.time() - start:7.3f} {al.message()}\n")
         time.sleep(min(0.05, period / 2))
-    uploaded = [h.status().all_time_upload for h in handles]
+    for i, h in enumerate(handles):
+        if h is not None and final[i] is None:
+            final[i] = counts(h)
     # Payload each leecher received (more than the file: blocks that came twice in the endgame)
     # and what libtorrent itself counted as redundant.
-    downloaded = [h.status().total_payload_download for h in handles]
-    redundant = [h.status().total_redundant_bytes for h in handles]
+    uploaded = [f[0] if f else 0 for f in final]
+    downloaded = [f[1] if f else 0 for f in final]
+    redundant = [f[2] if f else 0 for f in final]
     ok = all(d is not None for d in done)
     print(json.dumps({
         "ok": ok,
-        "all_seconds": max(d for d in done if d is not None) if ok else None,
+        "all_seconds": max(b - start + d for b, d in zip(began, done)) if ok else None,
         "seconds": done,
         "uploaded": uploaded,
         "downloaded": downloaded,

@@ -17,7 +17,9 @@
 # leaves the leechers ~5% less payload than T_min assumes.
 # EXTRA_ENV="BITSEED_PEER__SUPER_SEED=off" (or any setting) changes bitseed's settings for a run;
 # LT_SWARM_TRACE=1 prints each leecher's progress and peers once a second on stderr (=sum: one
-# line for all). BIN=path runs that bitseed instead of building this one.
+# line for all). BIN=path runs that bitseed instead of building this one. STAGGER=S and
+# LEAVE_AFTER=S: downloads that arrive over time (leecher i starts at i*S s) and leave S s after
+# they have the file; then "x T_min" means little (T_min assumes all start together).
 # Needs /usr/bin/python3 with libtorrent. Everything lives in /dev/shm and on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,11 @@ UP=${UP:-2000000}
 DOWN=${DOWN:-8000000}
 RUNS=${RUNS:-1}
 CASES=${CASES:-served no-ws libtorrent}
+# Downloads arriving over time instead of all at once: STAGGER=S starts leecher i at i*S seconds;
+# LEAVE_AFTER=S has each leecher leave S seconds after it has the file (T_min then does not apply).
+ARRIVALS=()
+if [ -n "${STAGGER:-}" ]; then ARRIVALS+=(--stagger "$STAGGER"); fi
+if [ -n "${LEAVE_AFTER:-}" ]; then ARRIVALS+=(--leave-after "$LEAVE_AFTER"); fi
 # The setting that caps bitseed (the environment variable that sets it).
 CAP_ENV=${CAP_ENV:-BITSEED_EGRESS__MAX_RATE}
 PY=/usr/bin/python3
@@ -108,7 +115,10 @@ serve_case() { # case run
     --udp 127.0.0.1:0 --peer 127.0.0.1:0 2> "$log" &
   local pid=$!
   PIDS+=($pid)
-  until grep -q "http listening on" "$log"; do sleep 0.05; done
+  until grep -q "http listening on" "$log"; do
+    kill -0 "$pid" 2>/dev/null || { echo "bitseed serve exited:" >&2; cat "$log" >&2; exit 1; }
+    sleep 0.05
+  done
   local http
   http=$(grep -o "http listening on [0-9.:]*" "$log" | awk '{print $4}')
   until curl -sf -o "$WORK/served.torrent" "http://$http/torrents/file.bin.torrent"; do sleep 0.1; done
@@ -119,7 +129,7 @@ serve_case() { # case run
   fi
   rm -rf "$WORK/dl"
   local result
-  result=$($PY bench/lt_swarm.py "$torrent" "$WORK/dl" "$N" "$UP" "$DOWN" || true)
+  result=$($PY bench/lt_swarm.py "$torrent" "$WORK/dl" "$N" "$UP" "$DOWN" "${ARRIVALS[@]}" || true)
   check_files "$WORK/dl"
   report "$1" "$2" "$result" $(egress "$http")
   kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -147,7 +157,7 @@ libtorrent_case() { # run
   sleep 1
   rm -rf "$WORK/dl"
   local result
-  result=$($PY bench/lt_swarm.py "$WORK/lt.torrent" "$WORK/dl" "$N" "$UP" "$DOWN" || true)
+  result=$($PY bench/lt_swarm.py "$WORK/lt.torrent" "$WORK/dl" "$N" "$UP" "$DOWN" "${ARRIVALS[@]}" || true)
   check_files "$WORK/dl"
   report libtorrent "$1" "$result" "$(cat "$WORK/lt.stats")" 0 0
   kill "$spid" "$tpid"; wait "$spid" "$tpid" 2>/dev/null || true

@@ -314,3 +314,44 @@ fn a_second_wave_of_leechers_finishes_after_the_first_has_left() {
         }
     }
 }
+
+/// Downloads arriving over time, as on a website, under super-seeding: each of 4 libtorrent
+/// leechers starts a second after the one before and leaves half a second after it has the
+/// file, so the pieces of the early ones leave with them while later ones still need them.
+/// Every leecher finishes with the right bytes.
+#[test]
+fn downloads_that_arrive_and_leave_over_time_all_finish() {
+    if !have_libtorrent() {
+        return;
+    }
+    let d = dirs();
+    let body = data(3 << 20, 48);
+    std::fs::write(d.content.join("c.bin"), &body).unwrap();
+    let server = Server::with_config(&d, "[egress]\nmax_rate = 4000000\n");
+    server.wait_published("c.bin", None);
+    let out = tempfile::tempdir().unwrap();
+    let torrent = torrent_without_web_seed(&server, "c.bin", out.path());
+    let swarm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/lt_swarm.py");
+    let save = out.path().join("dl");
+    let o = output_within(
+        std::process::Command::new("/usr/bin/python3")
+            .arg(&swarm)
+            .arg(&torrent)
+            .arg(&save)
+            .args(["4", "2000000", "8000000", "--first", "30"])
+            .args(["--stagger", "1", "--leave-after", "0.5", "--timeout", "40"]),
+        Duration::from_secs(70),
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    assert_eq!(r["ok"], true, "{r}");
+    for i in 0..4 {
+        let got = std::fs::read(save.join(i.to_string()).join("c.bin")).unwrap();
+        assert!(got == body, "leecher {i}: wrong bytes");
+    }
+    let (peer, _, _) = egress(&server);
+    assert!(
+        peer >= body.len() as u64,
+        "the seed sent at least one copy over the peer wire: {peer}"
+    );
+}
