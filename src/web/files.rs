@@ -213,6 +213,12 @@ async fn serve_file(
     if has_flag(req, "download") {
         builder.insert_header((header::CONTENT_DISPOSITION, super::attachment(&file_name)));
     }
+    // libtorrent opens its web seed and its peer connection at once: the client may have
+    // reached the peer wire while the file was checked. Turned away now, it waits out
+    // `Retry-After`; an answer cut later makes it ask again at once, for another 16 MiB.
+    if let Some(ip) = wire_ip.filter(|ip| req.method() == Method::GET && p.offload.on_wire(*ip)) {
+        return swarm_serves(req, &p.name, ip);
+    }
     if req.method() == Method::HEAD {
         // A sized empty stream: actix sends the length GET would, and no body.
         return sized(&mut builder, end - start, futures_util::stream::empty());
