@@ -276,6 +276,61 @@ fn super_seeding_shows_pieces_outside_a_web_seed_request() {
     );
 }
 
+/// `n` libtorrent leechers of `bench/lt_swarm.py` (each on its own 127.0.0.x from `first`, 2 MB/s
+/// up, 8 MB/s down, with `extra` arguments) download `torrent` into `save`; each must end with
+/// `body` as `name`. Returns lt_swarm's report.
+fn lt_swarm(
+    torrent: &std::path::Path,
+    save: &std::path::Path,
+    (n, first): (usize, u8),
+    extra: &[&str],
+    (name, body): (&str, &[u8]),
+) -> serde_json::Value {
+    let swarm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/lt_swarm.py");
+    let o = output_within(
+        std::process::Command::new("/usr/bin/python3")
+            .arg(&swarm)
+            .arg(torrent)
+            .arg(save)
+            .args([
+                &n.to_string(),
+                "2000000",
+                "8000000",
+                "--first",
+                &first.to_string(),
+            ])
+            .args(extra),
+        Duration::from_secs(70),
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    assert_eq!(r["ok"], true, "{r}");
+    for i in 0..n {
+        let got = std::fs::read(save.join(i.to_string()).join(name)).unwrap();
+        assert!(
+            got == body,
+            "leecher {i} of {}: wrong bytes",
+            save.display()
+        );
+    }
+    r
+}
+
+/// A server publishing `body` as `name` under a 4 MB/s budget (super-seeding on), and its
+/// torrent without the web seed (so that only the peer wire serves it) in `out`.
+fn budgeted(
+    d: &Dirs,
+    name: &str,
+    body: &[u8],
+    out: &std::path::Path,
+) -> (Server, std::path::PathBuf) {
+    std::fs::write(d.content.join(name), body).unwrap();
+    let server = Server::with_config(d, "[egress]\nmax_rate = 4000000\n");
+    server.wait_published(name, None);
+    let torrent = torrent_without_web_seed(&server, name, out);
+    (server, torrent)
+}
+
 /// Super-seeding (on under a budget) with real clients over time: two libtorrent leechers
 /// download and leave, then two more start together and finish too. (The seed once went on
 /// counting the first two as holders of every piece, and showed the next two nothing, ever.)
@@ -284,34 +339,13 @@ fn a_second_wave_of_leechers_finishes_after_the_first_has_left() {
     if !have_libtorrent() {
         return;
     }
-    let d = dirs();
+    let (d, out) = (dirs(), tempfile::tempdir().unwrap());
     let body = data(2 << 20, 47);
-    std::fs::write(d.content.join("w.bin"), &body).unwrap();
-    let server = Server::with_config(&d, "[egress]\nmax_rate = 4000000\n");
-    server.wait_published("w.bin", None);
-    let out = tempfile::tempdir().unwrap();
-    // Without the web seed, so that only the peer wire can serve them.
-    let torrent = torrent_without_web_seed(&server, "w.bin", out.path());
-    let swarm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/lt_swarm.py");
-    for wave in 1..=2 {
+    let (_server, torrent) = budgeted(&d, "w.bin", &body, out.path());
+    for wave in 1..=2u8 {
         let save = out.path().join(format!("wave{wave}"));
-        let first = (10 * wave).to_string();
-        let o = output_within(
-            std::process::Command::new("/usr/bin/python3")
-                .arg(&swarm)
-                .arg(&torrent)
-                .arg(&save)
-                .args(["2", "2000000", "8000000", "--first", &first])
-                .args(["--timeout", "30"]),
-            Duration::from_secs(60),
-        );
-        let r: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("wave {wave}: {e}: {}", stderr(&o)));
-        assert_eq!(r["ok"], true, "wave {wave}: {r}");
-        for i in 0..2 {
-            let got = std::fs::read(save.join(i.to_string()).join("w.bin")).unwrap();
-            assert!(got == body, "wave {wave}, leecher {i}: wrong bytes");
-        }
+        let file = ("w.bin", body.as_slice());
+        lt_swarm(&torrent, &save, (2, 10 * wave), &["--timeout", "30"], file);
     }
 }
 
@@ -324,31 +358,12 @@ fn downloads_that_arrive_and_leave_over_time_all_finish() {
     if !have_libtorrent() {
         return;
     }
-    let d = dirs();
+    let (d, out) = (dirs(), tempfile::tempdir().unwrap());
     let body = data(3 << 20, 48);
-    std::fs::write(d.content.join("c.bin"), &body).unwrap();
-    let server = Server::with_config(&d, "[egress]\nmax_rate = 4000000\n");
-    server.wait_published("c.bin", None);
-    let out = tempfile::tempdir().unwrap();
-    let torrent = torrent_without_web_seed(&server, "c.bin", out.path());
-    let swarm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/lt_swarm.py");
+    let (server, torrent) = budgeted(&d, "c.bin", &body, out.path());
+    let arrivals = ["--stagger", "1", "--leave-after", "0.5", "--timeout", "40"];
     let save = out.path().join("dl");
-    let o = output_within(
-        std::process::Command::new("/usr/bin/python3")
-            .arg(&swarm)
-            .arg(&torrent)
-            .arg(&save)
-            .args(["4", "2000000", "8000000", "--first", "30"])
-            .args(["--stagger", "1", "--leave-after", "0.5", "--timeout", "40"]),
-        Duration::from_secs(70),
-    );
-    let r: serde_json::Value =
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
-    assert_eq!(r["ok"], true, "{r}");
-    for i in 0..4 {
-        let got = std::fs::read(save.join(i.to_string()).join("c.bin")).unwrap();
-        assert!(got == body, "leecher {i}: wrong bytes");
-    }
+    lt_swarm(&torrent, &save, (4, 30), &arrivals, ("c.bin", &body));
     let (peer, _, _) = egress(&server);
     assert!(
         peer >= body.len() as u64,
