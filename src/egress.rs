@@ -268,6 +268,10 @@ pub struct Offload {
     on_wire: Mutex<HashMap<IpAddr, u32>>,
     /// Pieces each address last asked the web seed for, until when (see `claim_web_seed`).
     web_claims: Mutex<HashMap<IpAddr, WebClaim>>,
+    /// Woken whenever an address joins `on_wire` (see `on_wire_soon`).
+    wire_joined: tokio::sync::Notify,
+    /// When each address was last waited for at the web seed (see `on_wire_soon`).
+    waited: Mutex<HashMap<IpAddr, Instant>>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,8 +284,16 @@ struct WebClaim {
 /// libtorrent reads our answer only once its download limiter grants the whole request's
 /// quota (16 MiB, seconds at a few MB/s), and asks no one else for those pieces until then.
 pub const WEB_CLAIM_HOLD: Duration = Duration::from_secs(6);
-/// Addresses remembered with a claim; beyond it, newer claims are not recorded.
+/// Addresses remembered with a claim, or as waited for; beyond it, newer ones are not recorded
+/// (and not waited for).
 const MAX_WEB_CLAIMS: usize = 4096;
+/// How long the web seed waits for a client that is not on the peer wire yet to join it: a
+/// BitTorrent client opens its web seed request and its peer connection together, and the peer
+/// connection comes a tracker answer later (a few round trips).
+pub const WIRE_GRACE: Duration = Duration::from_secs(2);
+/// How long an address waited for once is not waited for again: a client that never joins the
+/// wire (its peer port unreachable) pays `WIRE_GRACE` once, not on every request.
+const WAITED_MEMORY: Duration = Duration::from_secs(600);
 /// Claims that order super-seeding's pieces (`Offload::web_claims`): a bound on its per-pick
 /// work, plenty for the clients that start together.
 const CLAIMS_IN_ORDER: usize = 64;
@@ -331,6 +343,8 @@ impl Offload {
     pub fn joined_wire(&self, ip: IpAddr) {
         let mut m = self.on_wire.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(ip.to_canonical()).or_default() += 1;
+        drop(m);
+        self.wire_joined.notify_waiters();
     }
 
     pub fn left_wire(&self, ip: IpAddr) {
@@ -348,6 +362,55 @@ impl Offload {
     pub fn on_wire(&self, ip: IpAddr) -> bool {
         let m = self.on_wire.lock().unwrap_or_else(|e| e.into_inner());
         m.contains_key(&ip.to_canonical())
+    }
+
+    /// Whether `ip` is on the peer wire, or joins it within `grace`; an address is waited for
+    /// once per `WAITED_MEMORY`. Answers the moment it joins.
+    ///
+    /// Why: libtorrent sends its web seed request as it connects to the peer wire. Answered
+    /// before it is there, it gets a stream that is cut when it arrives, reads that only once
+    /// its limiter grants the whole 16 MiB, and then asks for another 16 MiB: two holds on a
+    /// third of a 48 MiB file instead of one.
+    pub async fn on_wire_soon(&self, ip: IpAddr, grace: Duration) -> bool {
+        if self.on_wire(ip) {
+            return true;
+        }
+        let now = Instant::now();
+        if !self.first_wait(ip, now) {
+            return false;
+        }
+        let deadline = tokio::time::Instant::from_std(now + grace);
+        loop {
+            let joined = self.wire_joined.notified();
+            tokio::pin!(joined);
+            // Registered before the check, so a join between the two is not missed.
+            joined.as_mut().enable();
+            if self.on_wire(ip) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, joined).await.is_err() {
+                return self.on_wire(ip);
+            }
+        }
+    }
+
+    /// Records that `ip` is waited for at `now`, unless it was within `WAITED_MEMORY` (or the
+    /// record is full): whether to wait.
+    fn first_wait(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut m = self.waited.lock().unwrap_or_else(|e| e.into_inner());
+        let ip = ip.to_canonical();
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < WAITED_MEMORY;
+        if m.get(&ip).is_some_and(fresh) {
+            return false;
+        }
+        if m.len() >= MAX_WEB_CLAIMS {
+            m.retain(|_, at| fresh(at));
+            if m.len() >= MAX_WEB_CLAIMS {
+                return false;
+            }
+        }
+        m.insert(ip, now);
+        true
     }
 
     pub fn sent(&self, ch: Channel, n: u64) {
@@ -505,5 +568,25 @@ mod tests {
         ] {
             assert!(!is_bittorrent_client(ua), "{ua}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_web_seed_waits_once_for_an_address_to_join_the_wire() {
+        let offload = std::sync::Arc::new(Offload::default());
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.3".parse().unwrap(), "::1".parse().unwrap());
+        let joining = offload.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            joining.joined_wire(a);
+        });
+        assert!(offload.on_wire_soon(a, Duration::from_secs(10)).await);
+        // On the wire: no wait at all.
+        assert!(offload.on_wire_soon(a, Duration::ZERO).await);
+        offload.left_wire(a);
+        // Waited for once already: not again, not even with time to spare.
+        assert!(!offload.on_wire_soon(a, Duration::from_secs(10)).await);
+        // Another address that never comes: the wait ends, once.
+        assert!(!offload.on_wire_soon(b, Duration::from_millis(20)).await);
+        assert!(!offload.first_wait(b, Instant::now()));
     }
 }

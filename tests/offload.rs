@@ -209,6 +209,37 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
     }
 }
 
+/// libtorrent sends its web seed request as it connects to the peer wire, and the request may
+/// come first: the web seed waits a moment for the client to arrive, and turns it away then,
+/// instead of starting an answer that is cut when it does.
+#[test]
+fn the_web_seed_waits_a_moment_for_a_client_joining_the_peer_wire() {
+    let d = dirs();
+    std::fs::write(d.content.join("j.bin"), data(2_000_000, 45)).unwrap();
+    let server = Server::with_config(&d, "[egress]\nmax_rate = 100000000\n");
+    server.wait_published("j.bin", None);
+    let peer = server.logged_addr("peer listening on ");
+    let bytes = server.get("/torrents/j.bin.torrent").body;
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+    let http = server.http;
+    let from = [127, 0, 0, 3];
+    let asked = std::thread::spawn(move || {
+        let s = connect_from(from, http);
+        let headers = [
+            ("User-Agent", "libtorrent/2.0.8.0"),
+            ("Range", "bytes=0-65535"),
+        ];
+        request_on(s, http, "GET", "/files/j.bin", &headers)
+    });
+    // Well inside the web seed's wait (2 s), well after its request arrived.
+    std::thread::sleep(Duration::from_millis(300));
+    let wire = crate::common::handshake(connect_from(from, peer), meta.info_hash.wire().unwrap());
+    let answer = asked.join().unwrap();
+    assert_eq!(answer.status, 503, "turned away once on the wire");
+    assert_eq!(answer.header("Retry-After"), Some("120"));
+    drop(wire);
+}
+
 /// A served 4 MiB file (its bytes from `seed`) under a budget, so super-seeding is on (`auto`)
 /// and web-seed requests are looked at; 127.0.0.7 asks the web seed for its first three
 /// quarters, as libtorrent does, then a peer from `peer_ip` joins the peer wire and says it is

@@ -122,8 +122,11 @@ async fn serve_file(
                 .claim_web_seed(ip, pieces, std::time::Instant::now());
         }
     }
-    if let Some(ip) = on_wire() {
-        return swarm_serves(req, &p.name, ip);
+    // A client not there yet is given a moment to arrive (`Offload::on_wire_soon`).
+    if let (Some(ip), true) = (wire_ip, get) {
+        if p.offload.on_wire_soon(ip, crate::egress::WIRE_GRACE).await {
+            return swarm_serves(req, &p.name, ip);
+        }
     }
     // The file must still be the one hashed: checked on the descriptor that will be read.
     if !pad {
