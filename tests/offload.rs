@@ -153,6 +153,23 @@ fn counters_match_the_bytes_clients_received() {
     assert!(t["copies_sent"].as_f64().unwrap() > 2.0);
 }
 
+/// `name` with `body`, published by a server with `config`: the server, its peer port and the
+/// torrent it serves.
+fn published(
+    d: &Dirs,
+    name: &str,
+    body: &[u8],
+    config: &str,
+) -> (Server, std::net::SocketAddr, bitseed::metainfo::Metainfo) {
+    std::fs::write(d.content.join(name), body).unwrap();
+    let server = Server::with_config(d, config);
+    server.wait_published(name, None);
+    let peer = server.logged_addr("peer listening on ");
+    let bytes = server.get(&format!("/torrents/{name}.torrent")).body;
+    let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+    (server, peer, meta)
+}
+
 /// Under a budget, a BitTorrent client on the torrent's peer wire is turned away from the web
 /// seed (503, Retry-After): the swarm serves it. A client at another address, a person's
 /// download from the same address, and anyone when there is no budget are served.
@@ -160,17 +177,12 @@ fn counters_match_the_bytes_clients_received() {
 fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
     for budget in [true, false] {
         let d = dirs();
-        std::fs::write(d.content.join("w.bin"), data(2_000_000, 44)).unwrap();
         let config = if budget {
             "[egress]\nmax_rate = 100000000\n"
         } else {
             ""
         };
-        let server = Server::with_config(&d, config);
-        server.wait_published("w.bin", None);
-        let peer = server.logged_addr("peer listening on ");
-        let bytes = server.get("/torrents/w.bin.torrent").body;
-        let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+        let (server, peer, meta) = published(&d, "w.bin", &data(2_000_000, 44), config);
         let http = server.http;
         let fetch = |from: [u8; 4], ua: &str| {
             let s = connect_from(from, http);
@@ -215,12 +227,8 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
 #[test]
 fn the_web_seed_waits_a_moment_for_a_client_joining_the_peer_wire() {
     let d = dirs();
-    std::fs::write(d.content.join("j.bin"), data(2_000_000, 45)).unwrap();
-    let server = Server::with_config(&d, "[egress]\nmax_rate = 100000000\n");
-    server.wait_published("j.bin", None);
-    let peer = server.logged_addr("peer listening on ");
-    let bytes = server.get("/torrents/j.bin.torrent").body;
-    let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+    let budget = "[egress]\nmax_rate = 100000000\n";
+    let (server, peer, meta) = published(&d, "j.bin", &data(2_000_000, 45), budget);
     let http = server.http;
     let from = [127, 0, 0, 3];
     let asked = std::thread::spawn(move || {
@@ -248,12 +256,8 @@ fn shown_after_a_web_seed_request(seed: u64, peer_ip: [u8; 4]) -> (Vec<u32>, u32
     use bitseed::peer::Message;
     let d = dirs();
     let len = 4 << 20;
-    std::fs::write(d.content.join("c.bin"), data(len, seed)).unwrap();
-    let server = Server::with_config(&d, "[egress]\nmax_rate = 100000000\n");
-    server.wait_published("c.bin", None);
-    let peer = server.logged_addr("peer listening on ");
-    let bytes = server.get("/torrents/c.bin.torrent").body;
-    let meta = bitseed::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+    let budget = "[egress]\nmax_rate = 100000000\n";
+    let (server, peer, meta) = published(&d, "c.bin", &data(len, seed), budget);
     let piece = meta.piece_length;
     let pieces = len.div_ceil(piece as usize) as u32;
     let claimed = pieces * 3 / 4;
