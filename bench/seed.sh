@@ -24,6 +24,10 @@ if [ "$PIN" = 1 ]; then
 fi
 SIZE_MIB=${SIZE_MIB:-1024}
 PY=/usr/bin/python3
+$PY -c 'import libtorrent' 2>/dev/null && command -v aria2c >/dev/null || {
+  echo "bench/seed.sh needs aria2c and libtorrent for $PY: apt-get install aria2 python3-libtorrent (tests/run.sh installs them)" >&2
+  exit 1
+}
 CLK=$(getconf CLK_TCK)
 
 cargo build --release -q

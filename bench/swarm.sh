@@ -39,6 +39,10 @@ if [ -n "${LEAVE_AFTER:-}" ]; then ARRIVALS+=(--leave-after "$LEAVE_AFTER"); fi
 # The setting that caps bitseed (the environment variable that sets it).
 CAP_ENV=${CAP_ENV:-BITSEED_EGRESS__MAX_RATE}
 PY=/usr/bin/python3
+$PY -c 'import libtorrent' 2>/dev/null || {
+  echo "bench/swarm.sh needs libtorrent for $PY: apt-get install python3-libtorrent (tests/run.sh installs it)" >&2
+  exit 1
+}
 # BIN=path runs another build of bitseed (to compare two versions in turn).
 if [ -z "${BIN:-}" ]; then
   cargo build --release -q
