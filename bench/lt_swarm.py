@@ -72,6 +72,10 @@ def main():
     # A leecher's final counts, kept when it leaves (its handle is gone then).
     final = [None] * a.n
 
+    def active(i):
+        # Started and not yet gone.
+        return handles[i] is not None and final[i] is None
+
     def counts(h):
         st = h.status()
         return (st.all_time_upload, st.total_payload_download, st.total_redundant_bytes)
@@ -91,9 +95,9 @@ def main():
             if handles[i] is None and now - start >= i * a.stagger:
                 handles[i] = add(i)
                 began[i] = now
-            h = handles[i]
-            if h is None or final[i] is not None:
+            if not active(i):
                 continue
+            h = handles[i]
             if done[i] is None and h.status().is_seeding:
                 done[i] = now - began[i]
             if done[i] is not None and a.leave_after is not None \
@@ -105,7 +109,7 @@ def main():
             if summary:
                 # Rates from the exact byte counts since the last line (libtorrent's own rates
                 # are averages over seconds).
-                sts = [h.status() for i, h in enumerate(handles) if h is not None and final[i] is None]
+                sts = [handles[i].status() for i in range(a.n) if active(i)]
                 now = time.time()
                 up = sum(s.total_payload_upload for s in sts)
                 down = sum(s.total_payload_download for s in sts)
@@ -118,7 +122,7 @@ def main():
             else:
                 print(f"t={time.time() - start:5.1f}", file=sys.stderr)
                 for i, h in enumerate(handles):
-                    if h is None or final[i] is not None:
+                    if not active(i):
                         continue
                     st = h.status()
                     by = []
@@ -133,7 +137,7 @@ def main():
                 log.write(f"{time.time() - start:7.3f} {al.message()}\n")
         time.sleep(min(0.05, period / 2))
     for i, h in enumerate(handles):
-        if h is not None and final[i] is None:
+        if active(i):
             final[i] = counts(h)
     # Payload each leecher received (more than the file: blocks that came twice in the endgame)
     # and what libtorrent itself counted as redundant.

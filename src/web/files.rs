@@ -112,18 +112,15 @@ async fn serve_file(
     let wire_ip = (channel == Channel::WebSeed && state.egress.limited())
         .then(|| super::client_ip(req, &state.proxies))
         .flatten();
-    let get = req.method() == Method::GET;
-    // Such a client's address if it asks for the file and is on the peer wire: the swarm
+    // Such a client's address if it asks for the file: when it is on the peer wire, the swarm
     // serves it (`swarm_serves`).
-    let on_wire = || wire_ip.filter(|ip| get && p.offload.on_wire(*ip));
-    if let (Some(ip), true) = (wire_ip, get) {
+    let wire_get = wire_ip.filter(|_| req.method() == Method::GET);
+    if let Some(ip) = wire_get {
         if let Some(pieces) = requested_pieces(req, p.content.layout().piece_length, lf) {
             p.offload
                 .claim_web_seed(ip, pieces, std::time::Instant::now());
         }
-    }
-    // A client not there yet is given a moment to arrive (`Offload::on_wire_soon`).
-    if let (Some(ip), true) = (wire_ip, get) {
+        // A client not there yet is given a moment to arrive (`Offload::on_wire_soon`).
         if p.offload.on_wire_soon(ip, crate::egress::WIRE_GRACE).await {
             return swarm_serves(req, &p.name, ip);
         }
@@ -223,7 +220,7 @@ async fn serve_file(
     // libtorrent opens its web seed and its peer connection at once: the client may have
     // reached the peer wire while the file was checked. Turned away now, it waits out
     // `Retry-After`; an answer cut later makes it ask again at once, for another 16 MiB.
-    if let Some(ip) = on_wire() {
+    if let Some(ip) = wire_get.filter(|ip| p.offload.on_wire(*ip)) {
         return swarm_serves(req, &p.name, ip);
     }
     if req.method() == Method::HEAD {
