@@ -73,7 +73,8 @@ start_seeder() { # kind mode → sets SEED_PID, SEED_PORT
 cpu_seconds() { awk -v clk="$CLK" '{ printf "%.2f", ($14 + $15) / clk }' "/proc/$1/stat"; }
 rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-download() { # downloader mode → prints seconds (libtorrent: the first piece's time in $WORK/first_piece)
+download() { # downloader mode → prints seconds (libtorrent: in $WORK/first_piece, the first piece's
+  # time from the start and from the client's connection to the seeder)
   rm -rf "$WORK/dl" "$WORK/first_piece"
   mkdir "$WORK/dl"
   if [ "$1" = aria2c ]; then
@@ -92,12 +93,12 @@ download() { # downloader mode → prints seconds (libtorrent: the first piece's
     [ "$2" = rc4 ] && mode=(--encryption forced)
     /usr/bin/time -f "%U %S" -o "$WORK/dl_cpu" "${DL_CPU[@]}" $PY tests/interop/lt_download.py --torrent "$WORK/bench.torrent" --save "$WORK/dl" \
       --peer "127.0.0.1:$SEED_PORT" --timeout 600 "${mode[@]}" |
-      $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"], r; print(r["seconds"]); print("%.3f" % r["first_piece"], file=open(sys.argv[1], "w"))' "$WORK/first_piece"
+      $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["ok"], r; print(r["seconds"]); print("%.3f %.3f" % (r["first_piece"], r["first_piece_after_connect"]), file=open(sys.argv[1], "w"))' "$WORK/first_piece"
   fi
   cmp -s "$WORK/dl/content.bin" "$WORK/content.bin" || { echo "download differs" >&2; exit 1; }
 }
 
-printf "%-10s %-5s %-10s %4s %9s %8s %8s %9s %8s\n" downloader mode seeder run "MB/s" "cpu s" "rss MiB" "1st piece" "dl cpu s"
+printf "%-10s %-5s %-10s %4s %9s %8s %8s %9s %10s %8s\n" downloader mode seeder run "MB/s" "cpu s" "rss MiB" "1st piece" "after conn" "dl cpu s"
 RESULTS="$WORK/results"
 : > "$RESULTS"
 for case in $CASES; do
@@ -114,10 +115,10 @@ for case in $CASES; do
       wait "$SEED_PID" 2> /dev/null || true
       mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)
       cpu=$(echo "$cpu1 - $cpu0" | bc -l)
-      first=$(cat "$WORK/first_piece" 2> /dev/null || echo -)
+      { read -r first after < "$WORK/first_piece"; } 2> /dev/null || { first=-; after=-; }
       dl_cpu=$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/dl_cpu")
-      printf "%-10s %-5s %-10s %4s %9.1f %8.2f %8s %9s %8s\n" "$downloader" "$mode" "$seeder" "$run" "$mbs" "$cpu" "$rss" "$first" "$dl_cpu"
-      echo "$downloader $mode $seeder $mbs $cpu $rss $first $dl_cpu" >> "$RESULTS"
+      printf "%-10s %-5s %-10s %4s %9.1f %8.2f %8s %9s %10s %8s\n" "$downloader" "$mode" "$seeder" "$run" "$mbs" "$cpu" "$rss" "$first" "$after" "$dl_cpu"
+      echo "$downloader $mode $seeder $mbs $cpu $rss $first $after $dl_cpu" >> "$RESULTS"
     done
   done
 done
@@ -143,8 +144,10 @@ for d, m in cases:
         )
         v = med[d, m, s]
         firsts = [float(x[6]) for x in r if x[6] != "-"]
-        first = f" first piece {statistics.median(firsts):.3f} s" if firsts else ""
-        dl = statistics.median(float(x[7]) for x in r) / gib
+        afters = [float(x[7]) for x in r if x[7] != "-"]
+        first = (f" first piece {statistics.median(firsts):.3f} s"
+                 f" ({statistics.median(afters):.3f} s after connecting)") if firsts else ""
+        dl = statistics.median(float(x[8]) for x in r) / gib
         print(f"  into {d:<10} {m:<4} from {s:<10} {v[0]:8.1f} MB/s {v[1]:6.2f} cpu s/GiB {v[2]:6.0f} MiB"
               f" (downloader {dl:.2f} cpu s/GiB){first}")
     b, l = med[d, m, "bitseed"], med[d, m, "libtorrent"]

@@ -209,6 +209,19 @@ impl Receiver {
                         .policy
                         .select(provide)
                         .ok_or(MseError::CryptoRefused(provide))?;
+                    // Step 4 needs nothing past crypto_provide, and goes now: libtorrent writes
+                    // IA apart from the rest of step 3, and its second write waits for our ACK
+                    // (Nagle), which a delayed ACK holds 40 ms unless data carries it.
+                    // ENCRYPT(VC, crypto_select, len(PadD) = 0): PadD is reserved and left
+                    // empty, as Transmission does.
+                    let tx = self
+                        .tx
+                        .as_mut()
+                        .ok_or(MseError::Invariant("no RC4 streams at step 4"))?;
+                    let mut reply = [0u8; 8 + 4 + 2];
+                    reply[8..12].copy_from_slice(&self.select.to_be_bytes());
+                    tx.apply_keystream(&mut reply);
+                    out.extend_from_slice(&reply);
                     self.at += 14;
                     self.want = usize::from(pad_c);
                     self.stage = Stage::PadC;
@@ -230,7 +243,7 @@ impl Receiver {
                     if self.decrypt(self.want)?.is_none() {
                         return Ok(None);
                     }
-                    return self.finish(out).map(Some);
+                    return self.finish().map(Some);
                 }
                 Stage::Done => return Err(MseError::Invariant("handshake ended mid-step")),
             }
@@ -257,18 +270,11 @@ impl Receiver {
         )
     }
 
-    /// IA is in `buf[at..at + want]`: answers with step 4 and hands over the streams.
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<Handshaken, MseError> {
-        let (Some(mut rx), Some(mut tx)) = (self.rx.take(), self.tx.take()) else {
+    /// IA is in `buf[at..at + want]`: hands over the streams (step 4 went at crypto_provide).
+    fn finish(&mut self) -> Result<Handshaken, MseError> {
+        let (Some(mut rx), Some(tx)) = (self.rx.take(), self.tx.take()) else {
             return Err(MseError::Invariant("no RC4 streams at the end"));
         };
-        // ENCRYPT(VC, crypto_select, len(PadD) = 0): PadD is reserved and left empty, as
-        // Transmission does.
-        let mut reply = [0u8; 8 + 4 + 2];
-        reply[8..12].copy_from_slice(&self.select.to_be_bytes());
-        tx.apply_keystream(&mut reply);
-        out.extend_from_slice(&reply);
-
         let mut prefix = self.buf.split_off(self.at);
         self.buf = Vec::new();
         self.stage = Stage::Done;
@@ -623,6 +629,33 @@ mod tests {
             expected[8..12].copy_from_slice(&provide.to_be_bytes());
             assert_eq!(out, expected);
         }
+    }
+
+    /// libtorrent writes IA apart from the rest of step 3 and holds that write for our ACK:
+    /// step 4 must not wait for IA.
+    #[test]
+    fn step_4_goes_before_ia_arrives() {
+        let (mut r, s, mut tx, _) = after_ya(Encryption::Prefer, &[]);
+        let ia = bt_handshake();
+        let step = step3(
+            &s,
+            &IH,
+            &mut tx,
+            tail(VC, CRYPTO_RC4, 7, ia.len() as u16, &ia),
+        );
+        let (head, ia_part) = step.split_at(step.len() - ia.len());
+        let mut out = Vec::new();
+        assert!(r.feed(head, &lookup(), &mut out).unwrap().is_none());
+        let (_, mut b_stream) = keys::streams(&s, &IH);
+        b_stream.apply_keystream(&mut out);
+        let mut expected = [0u8; 14];
+        expected[8..12].copy_from_slice(&CRYPTO_RC4.to_be_bytes());
+        assert_eq!(out, expected);
+        // IA then completes the handshake, with nothing more to send.
+        let mut more = Vec::new();
+        let h = r.feed(ia_part, &lookup(), &mut more).unwrap().unwrap();
+        assert!(more.is_empty());
+        assert_eq!((h.mode, h.prefix), (Mode::Rc4, ia));
     }
 
     #[test]
