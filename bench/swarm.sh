@@ -11,7 +11,7 @@
 # one copy each. Every leecher's file is compared with the original.
 #
 # Usage: bench/swarm.sh        (N=8 SIZE_MIB=48 SEED_UP=4000000 UP=2000000 DOWN=8000000 RUNS=1;
-#                               CASES="served no-ws libtorrent")
+#                               CASES="served no-ws libtorrent"; DOWN=0: no download limit)
 # Every limit counts BitTorrent messages written, as bitseed's budget does; LT_IP_OVERHEAD=1
 # makes libtorrent's (leechers' and its seeder's) also charge TCP/IP headers, its default, which
 # leaves the leechers ~5% less payload than T_min assumes.
@@ -62,7 +62,7 @@ head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/content/file.bin"
 F=$((SIZE_MIB << 20))
 TMIN=$($PY -c "
 F, us, u, d, n = $F, $SEED_UP, $UP, $DOWN, $N
-print(f'{max(F / us, F / d, n * F / (us + n * u)):.2f}')")
+print(f'{max(F / us, F / d if d else 0, n * F / (us + n * u)):.2f}')")
 echo "N=$N, $SIZE_MIB MiB, publisher $SEED_UP B/s, leechers $UP up / $DOWN down; T_min = $TMIN s"
 printf '%-11s %4s %10s %8s %8s %8s %8s %8s %8s   %s\n' case run "all done" "x T_min" copies "peer" "web seed" direct "twice" "per leecher (s)"
 
