@@ -26,8 +26,11 @@ pub const RX_BUF_SIZE_PER_VSOCK_DEFAULT: NonZeroUsize = non_zero_const!(1024 * 1
 pub const TX_BUF_SIZE_PER_VSOCK_INITIAL_DEFAULT: NonZeroUsize = non_zero_const!(32 * 1024);
 pub const TX_BUF_SIZE_PER_VSOCK_MAX_DEFAULT: NonZeroUsize = non_zero_const!(1024 * 1024);
 
-// Delayed ACK timer. Linux has 40ms, so we set to it too.
-pub const ACK_DELAY: Duration = Duration::from_millis(40);
+// Delayed ACK timer. Linux has 40ms, but Linux also ACKs at once at a connection's start and
+// after idle (quickack), and this has no such mode. bitseed: libtorrent's uTP sends a small write
+// only once its earlier data is ACKed (Nagle), so a 40 ms delay held e.g. its INTERESTED behind
+// the unanswered extension handshake for 40 ms. 1 ms still lets a reply carry the ACK.
+pub const ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// This HUGELY impacts perf. The higher this number, the better the perf, as a lot of CPU is
 /// spent to send ACKs.
