@@ -37,14 +37,8 @@ def main():
     if a.mode == "rc4":
         extra.update(lt_session.RC4_FORCED)
     ses = lt_session.session(**extra)
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(a.torrent)
-    params.save_path = a.save
     # The content is known good: no hash check.
-    params.flags |= lt.torrent_flags.seed_mode
-    params.flags &= ~lt.torrent_flags.auto_managed
-    params.flags &= ~lt.torrent_flags.paused
-    h = ses.add_torrent(params)
+    h = lt_session.add(ses, a.save, lt.torrent_info(a.torrent), seed_mode=True)
     if not a.announce:
         # A seed told its own address by a tracker connects to itself.
         h.replace_trackers([])

@@ -58,12 +58,7 @@ def main():
         sessions.append(ses)
 
     def add(i):
-        params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(a.torrent)
-        params.save_path = os.path.join(a.save, str(i))
-        params.flags &= ~lt.torrent_flags.auto_managed
-        params.flags &= ~lt.torrent_flags.paused
-        return sessions[i].add_torrent(params)
+        return lt_session.add(sessions[i], os.path.join(a.save, str(i)), lt.torrent_info(a.torrent))
 
     start = time.time()
     handles = [None] * a.n

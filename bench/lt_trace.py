@@ -42,12 +42,7 @@ def main():
         settings.update(enable_outgoing_utp=True, enable_incoming_utp=True,
                         enable_outgoing_tcp=False, enable_incoming_tcp=False)
     ses = lt_session.session(**settings)
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(a.torrent)
-    params.save_path = a.save
-    params.flags &= ~lt.torrent_flags.auto_managed
-    params.flags &= ~lt.torrent_flags.paused
-    h = ses.add_torrent(params)
+    h = lt_session.add(ses, a.save, lt.torrent_info(a.torrent))
     host, port = a.peer.rsplit(":", 1)
     start = time.time()
     h.connect_peer((host, int(port)))

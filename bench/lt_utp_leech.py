@@ -24,12 +24,7 @@ def main():
         enable_incoming_tcp=False,
         out_enc_policy=int(lt.enc_policy.disabled),
     )
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(torrent)
-    params.save_path = save
-    params.flags &= ~lt.torrent_flags.auto_managed
-    params.flags &= ~lt.torrent_flags.paused
-    h = ses.add_torrent(params)
+    h = lt_session.add(ses, save, lt.torrent_info(torrent))
     host, port = peer.rsplit(":", 1)
     last_connect = 0.0
     while True:

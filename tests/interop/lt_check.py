@@ -35,12 +35,7 @@ def main():
     }
 
     ses = lt_session.session()
-    params = lt.add_torrent_params()
-    params.ti = ti
-    params.save_path = save_path
-    params.flags &= ~lt.torrent_flags.auto_managed
-    params.flags &= ~lt.torrent_flags.paused
-    h = ses.add_torrent(params)
+    h = lt_session.add(ses, save_path, ti)
     checking = (
         lt.torrent_status.checking_files,
         lt.torrent_status.checking_resume_data,

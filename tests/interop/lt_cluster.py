@@ -35,12 +35,7 @@ def main():
         min_reconnect_time=1,
         alert_mask=int(lt.alert.category_t.error_notification | lt.alert.category_t.tracker_notification),
     )
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(a.torrent)
-    params.save_path = a.save
-    params.flags &= ~lt.torrent_flags.auto_managed
-    params.flags &= ~lt.torrent_flags.paused
-    h = ses.add_torrent(params)
+    h = lt_session.add(ses, a.save, lt.torrent_info(a.torrent))
     received = {}
     start = time.time()
     ok = False

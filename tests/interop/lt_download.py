@@ -74,14 +74,9 @@ def main():
     # Why each connection ended, in order (also on success: tests read how libtorrent got in).
     disconnects = []
     if a.magnet:
-        params = lt.parse_magnet_uri(a.magnet)
+        h = lt_session.add(ses, a.save, params=lt.parse_magnet_uri(a.magnet))
     else:
-        params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(a.torrent)
-    params.save_path = a.save
-    params.flags &= ~lt.torrent_flags.auto_managed
-    params.flags &= ~lt.torrent_flags.paused
-    h = ses.add_torrent(params)
+        h = lt_session.add(ses, a.save, lt.torrent_info(a.torrent))
     peers = []
     for peer in a.peer:
         host, port = peer.rsplit(":", 1)

@@ -47,12 +47,7 @@ def main():
 
 def handshake(ses, ti, save, port, timeout):
     """Connects to the peer, prints the result line; whether the handshake finished."""
-    params = lt.add_torrent_params()
-    params.ti = ti
-    params.save_path = save
-    params.flags &= ~lt.torrent_flags.auto_managed
-    params.flags &= ~lt.torrent_flags.paused
-    h = ses.add_torrent(params)
+    h = lt_session.add(ses, save, ti)
     h.connect_peer(("127.0.0.1", port))
 
     events = []

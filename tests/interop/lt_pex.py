@@ -34,12 +34,7 @@ def main():
             out_enc_policy=int(lt.enc_policy.disabled),
             allow_multiple_connections_per_ip=True,
         )
-        params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(a.torrent)
-        params.save_path = os.path.join(a.save, name)
-        params.flags &= ~lt.torrent_flags.auto_managed
-        params.flags &= ~lt.torrent_flags.paused
-        h = ses.add_torrent(params)
+        h = lt_session.add(ses, os.path.join(a.save, name), lt.torrent_info(a.torrent))
         h.connect_peer(seed)
         peers[name] = {"ses": ses, "h": h, "ip": ip, "pex": set(), "from_other": 0}
 

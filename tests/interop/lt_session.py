@@ -23,6 +23,21 @@ def session(**extra):
     return lt.session(settings)
 
 
+def add(ses, save, ti=None, params=None, seed_mode=False):
+    """Adds a torrent that starts at once (not auto-managed, which could queue it, and not
+    paused) from a torrent_info, or from params already filled (a magnet link's); returns its
+    handle. seed_mode: the content is known good, so no hash check."""
+    if params is None:
+        params = lt.add_torrent_params()
+        params.ti = ti
+    params.save_path = save
+    if seed_mode:
+        params.flags |= lt.torrent_flags.seed_mode
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    return ses.add_torrent(params)
+
+
 def limits(up=0, down=0):
     """Rate limits that hold on loopback (0: none) and count BitTorrent messages, as bitseed's
     budget does, so a limit is the payload rate a bound like T_min assumes. libtorrent's default
