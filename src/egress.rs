@@ -303,14 +303,8 @@ impl Offload {
     /// for a while, so super-seeding shows it other pieces meanwhile.
     pub fn claim_web_seed(&self, ip: IpAddr, pieces: Range<u32>, now: Instant) {
         let mut m = self.web_claims.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() >= MAX_WEB_CLAIMS {
-            m.retain(|_, c| c.until > now);
-        }
-        let ip = ip.to_canonical();
-        if m.len() < MAX_WEB_CLAIMS || m.contains_key(&ip) {
-            let until = now + WEB_CLAIM_HOLD;
-            m.insert(ip, WebClaim { pieces, until });
-        }
+        let until = now + WEB_CLAIM_HOLD;
+        insert_bounded(&mut m, ip, WebClaim { pieces, until }, |c| c.until > now);
     }
 
     /// The pieces `ip`'s client has lately asked the web seed for, if any.
@@ -398,19 +392,11 @@ impl Offload {
     /// record is full): whether to wait.
     fn first_wait(&self, ip: IpAddr, now: Instant) -> bool {
         let mut m = self.waited.lock().unwrap_or_else(|e| e.into_inner());
-        let ip = ip.to_canonical();
         let fresh = |at: &Instant| now.saturating_duration_since(*at) < WAITED_MEMORY;
-        if m.get(&ip).is_some_and(fresh) {
+        if m.get(&ip.to_canonical()).is_some_and(fresh) {
             return false;
         }
-        if m.len() >= MAX_WEB_CLAIMS {
-            m.retain(|_, at| fresh(at));
-            if m.len() >= MAX_WEB_CLAIMS {
-                return false;
-            }
-        }
-        m.insert(ip, now);
-        true
+        insert_bounded(&mut m, ip, now, fresh)
     }
 
     pub fn sent(&self, ch: Channel, n: u64) {
@@ -449,6 +435,25 @@ pub fn is_bittorrent_client(user_agent: &str) -> bool {
     ];
     let ua = user_agent.to_lowercase();
     NAMES.iter().any(|n| ua.contains(n))
+}
+
+/// Records `v` for `ip` in a map of at most `MAX_WEB_CLAIMS` addresses, dropping the entries no
+/// longer `live` when it is full; whether it was recorded (not when still full, `ip` not in it).
+fn insert_bounded<V>(
+    m: &mut HashMap<IpAddr, V>,
+    ip: IpAddr,
+    v: V,
+    live: impl Fn(&V) -> bool,
+) -> bool {
+    let ip = ip.to_canonical();
+    if m.len() >= MAX_WEB_CLAIMS {
+        m.retain(|_, v| live(v));
+    }
+    if m.len() >= MAX_WEB_CLAIMS && !m.contains_key(&ip) {
+        return false;
+    }
+    m.insert(ip, v);
+    true
 }
 
 #[cfg(test)]

@@ -153,6 +153,10 @@ fn counters_match_the_bytes_clients_received() {
     assert!(t["copies_sent"].as_f64().unwrap() > 2.0);
 }
 
+/// A budget (100 MB/s) that slows nothing here but puts the web seed's rules and super-seeding
+/// in force.
+const WIDE_BUDGET: &str = "[egress]\nmax_rate = 100000000\n";
+
 /// `name` with `body`, published by a server with `config`: the server, its peer port and the
 /// torrent it serves.
 fn published(
@@ -177,11 +181,7 @@ fn published(
 fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
     for budget in [true, false] {
         let d = dirs();
-        let config = if budget {
-            "[egress]\nmax_rate = 100000000\n"
-        } else {
-            ""
-        };
+        let config = if budget { WIDE_BUDGET } else { "" };
         let (server, peer, meta) = published(&d, "w.bin", &data(2_000_000, 44), config);
         let http = server.http;
         let fetch = |from: [u8; 4], ua: &str| {
@@ -227,8 +227,7 @@ fn the_web_seed_turns_away_a_client_on_the_peer_wire() {
 #[test]
 fn the_web_seed_waits_a_moment_for_a_client_joining_the_peer_wire() {
     let d = dirs();
-    let budget = "[egress]\nmax_rate = 100000000\n";
-    let (server, peer, meta) = published(&d, "j.bin", &data(2_000_000, 45), budget);
+    let (server, peer, meta) = published(&d, "j.bin", &data(2_000_000, 45), WIDE_BUDGET);
     let http = server.http;
     let from = [127, 0, 0, 3];
     let asked = std::thread::spawn(move || {
@@ -256,8 +255,7 @@ fn shown_after_a_web_seed_request(seed: u64, peer_ip: [u8; 4]) -> (Vec<u32>, u32
     use bitseed::peer::Message;
     let d = dirs();
     let len = 4 << 20;
-    let budget = "[egress]\nmax_rate = 100000000\n";
-    let (server, peer, meta) = published(&d, "c.bin", &data(len, seed), budget);
+    let (server, peer, meta) = published(&d, "c.bin", &data(len, seed), WIDE_BUDGET);
     let piece = meta.piece_length;
     let pieces = len.div_ceil(piece as usize) as u32;
     let claimed = pieces * 3 / 4;
